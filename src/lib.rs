@@ -1,0 +1,8 @@
+//! blindface: face verification and identification where the matcher is blind.
+//!
+//! Data flows one way: frame -> face ([`vision`]) -> template ([`he::quantise`]) ->
+//! ciphertext ([`he`]) -> matcher -> distances -> verdict. The crypto core ([`he`]) depends
+//! on neither UI, camera, network nor ONNX.
+
+pub mod he;
+pub mod vision;

@@ -1,0 +1,1 @@
+//! Face pipeline: image loading, YuNet detection, alignment, SFace embedding.
