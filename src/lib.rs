@@ -5,4 +5,5 @@
 //! on neither UI, camera, network nor ONNX.
 
 pub mod he;
+pub mod paths;
 pub mod vision;

@@ -1,1 +1,33 @@
-//! Encrypted matching core (packed GGSW x GLWE external product on tfhe::core_crypto).
+//! Encrypted matching core: packed GGSW x GLWE external product on `tfhe::core_crypto`.
+//!
+//! The app quantises an embedding to a [`Template`], encrypts gallery templates as seeded
+//! GLWE ciphertexts ([`encrypt_template`]) and probes as seeded GGSW ciphertexts
+//! ([`encrypt_probe`]). The matcher holds no key: its [`Gallery`] packs templates into
+//! blocks of M = 15 slots and answers a probe with one external product per block. The app
+//! decrypts exact integer squared distances ([`decrypt`]). See `layout` for the encoding and
+//! SECURITY.md for the assumptions. This module depends on neither UI, camera, network
+//! nor ONNX.
+
+mod decrypt;
+mod encrypt;
+mod entities;
+mod error;
+mod keys;
+pub mod layout;
+mod matching;
+mod params;
+mod quantise;
+mod synthetic;
+pub mod wire;
+
+pub use decrypt::{decrypt, readouts, Distance, Readout};
+pub use encrypt::{encrypt_probe, encrypt_template};
+pub use entities::{
+    BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ProbeContext, TemplateId,
+};
+pub use error::HeError;
+pub use keys::SecretKey;
+pub use matching::{Gallery, PreparedProbe};
+pub use params::{Params, PARAMS_VERSION};
+pub use quantise::{quantise, threshold_sq, to_float_l2, Quantised, Template};
+pub use synthetic::synthetic_templates;

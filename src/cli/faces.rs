@@ -1,0 +1,172 @@
+//! `blindface detect` and `blindface compare`: the face pipeline on image files, with the
+//! encrypted distance beside the float one.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use blindface::he::{
+    decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, to_float_l2, Gallery, Params,
+    PreparedProbe,
+};
+use blindface::vision::{load_image, Face, FacePipeline, VisionError};
+
+use super::keys::key_or_ephemeral;
+use super::{emit, Globals};
+
+#[derive(Serialize)]
+struct FaceOut {
+    score: f32,
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    landmarks: [[f32; 2]; 5],
+}
+
+impl From<&Face> for FaceOut {
+    fn from(f: &Face) -> Self {
+        FaceOut {
+            score: f.score,
+            bbox: f.bbox,
+            landmarks: f.landmarks,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DetectOutput {
+    image: String,
+    width: u32,
+    height: u32,
+    faces: Vec<FaceOut>,
+}
+
+pub fn detect(globals: &Globals, image: &Path) -> Result<()> {
+    let pipeline = FacePipeline::load_default()?;
+    let img = load_image(image)?;
+    let faces = pipeline.detect(&img)?;
+    if faces.is_empty() && !globals.json {
+        anyhow::bail!("no face found in {}", image.display());
+    }
+    let out = DetectOutput {
+        image: image.display().to_string(),
+        width: img.width(),
+        height: img.height(),
+        faces: faces.iter().map(FaceOut::from).collect(),
+    };
+    emit(globals, &out, || {
+        let mut s = format!(
+            "{} ({}x{}): {} face(s)\n  #  score     x      y      w      h   landmarks (right eye, left eye, nose, right mouth, left mouth)\n",
+            out.image,
+            out.width,
+            out.height,
+            out.faces.len()
+        );
+        for (i, f) in out.faces.iter().enumerate() {
+            let lm: Vec<String> = f
+                .landmarks
+                .iter()
+                .map(|[x, y]| format!("({x:.0},{y:.0})"))
+                .collect();
+            s += &format!(
+                "{:>3}  {:.3} {:>6.0} {:>6.0} {:>6.0} {:>6.0}   {}\n",
+                i + 1,
+                f.score,
+                f.bbox[0],
+                f.bbox[1],
+                f.bbox[2],
+                f.bbox[3],
+                lm.join(" ")
+            );
+        }
+        s
+    });
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct CompareOutput {
+    image_a: String,
+    image_b: String,
+    cosine: f32,
+    l2: f32,
+    l2_quantised: f32,
+    l2_encrypted: f32,
+    distance_sq_quantised: i64,
+    distance_sq_encrypted: i64,
+    encrypted_equals_quantised: bool,
+    threshold: f32,
+    same_person: bool,
+    same_person_float: bool,
+    key: String,
+}
+
+fn embed_file(pipeline: &FacePipeline, path: &Path) -> Result<blindface::vision::Embedding> {
+    let img = load_image(path)?;
+    match pipeline.embed_largest(&img) {
+        Ok((_, e)) => Ok(e),
+        Err(VisionError::NoFace) => anyhow::bail!("no face found in {}", path.display()),
+        Err(e) => Err(e).with_context(|| format!("embedding {}", path.display())),
+    }
+}
+
+pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
+    let pipeline = FacePipeline::load_default()?;
+    let ea = embed_file(&pipeline, a)?;
+    let eb = embed_file(&pipeline, b)?;
+    let params = Params::v1();
+    let (key, key_path) = key_or_ephemeral(globals)?;
+    let ta = quantise(ea.as_slice(), &params)?.template;
+    let tb = quantise(eb.as_slice(), &params)?.template;
+
+    // B is enrolled (GLWE), A is the probe (GGSW); the matcher sees only ciphertexts.
+    let mut gallery = Gallery::new(&params);
+    gallery.insert(0, encrypt_template(&key, &tb))?;
+    let (probe, ctx) = encrypt_probe(&key, &ta);
+    let prepared = PreparedProbe::new(&probe, &params)?;
+    let result = gallery.verify(&prepared, 0)?;
+    let distance = decrypt(&key, &ctx, &result)?[0].distance_sq;
+    let quantised = ta.distance_sq(&tb);
+
+    let l2 = ea.l2(&eb);
+    let out = CompareOutput {
+        image_a: a.display().to_string(),
+        image_b: b.display().to_string(),
+        cosine: ea.cosine(&eb),
+        l2,
+        l2_quantised: to_float_l2(quantised, &params),
+        l2_encrypted: to_float_l2(distance, &params),
+        distance_sq_quantised: quantised,
+        distance_sq_encrypted: distance,
+        encrypted_equals_quantised: distance == quantised,
+        threshold: globals.threshold,
+        same_person: distance <= threshold_sq(globals.threshold, &params),
+        same_person_float: l2 <= globals.threshold,
+        key: key_path.unwrap_or_else(|| "ephemeral (no key file yet)".into()),
+    };
+    emit(globals, &out, || {
+        format!(
+            "{} vs {}\n  cosine            {:.4}\n  L2 (float)        {:.4}\n  L2 (quantised)    {:.4}   squared {}\n  L2 (encrypted)    {:.4}   squared {} ({})\n  threshold         {:.3}\n  verdict           {}\n",
+            out.image_a,
+            out.image_b,
+            out.cosine,
+            out.l2,
+            out.l2_quantised,
+            out.distance_sq_quantised,
+            out.l2_encrypted,
+            out.distance_sq_encrypted,
+            if out.encrypted_equals_quantised {
+                "exact"
+            } else {
+                "MISMATCH"
+            },
+            out.threshold,
+            if out.same_person {
+                "same person"
+            } else {
+                "different people"
+            }
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `blindface keygen`: create the secret key.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use blindface::he::{Params, SecretKey};
+
+use super::{emit, Globals};
+
+#[derive(Serialize)]
+struct KeygenOutput {
+    path: String,
+    fingerprint: String,
+}
+
+pub fn keygen(globals: &Globals, force: bool) -> Result<()> {
+    let key = SecretKey::generate(&Params::v1());
+    key.save(&globals.key, force)?;
+    let out = KeygenOutput {
+        path: globals.key.display().to_string(),
+        fingerprint: key.fingerprint(),
+    };
+    emit(globals, &out, || {
+        format!(
+            "created secret key {}\nfingerprint {}\nIt is the only key that can read your \
+             gallery's distances and names: keep a copy somewhere safe.\n",
+            out.path, out.fingerprint
+        )
+    });
+    Ok(())
+}
+
+/// The user's key if it exists, else a fresh key for this run only (`None` path).
+pub fn key_or_ephemeral(globals: &Globals) -> Result<(SecretKey, Option<String>)> {
+    let params = Params::v1();
+    if globals.key.exists() {
+        Ok((
+            SecretKey::load(&globals.key, &params)?,
+            Some(globals.key.display().to_string()),
+        ))
+    } else {
+        Ok((SecretKey::generate(&params), None))
+    }
+}

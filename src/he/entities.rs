@@ -1,0 +1,173 @@
+//! Ciphertext entities exchanged between the app and the matcher (data only; the
+//! algorithms live in `encrypt`, `matching` and `decrypt`).
+//!
+//! Every entity serializes through [`super::wire`] and is checked for version, parameters,
+//! checksum and dimensions when parsed.
+
+use serde::{Deserialize, Serialize};
+
+use super::wire::{self, Kind};
+use super::{HeError, Params};
+
+/// Matcher-side identifier of an enrolled template (opaque to the matcher's operator).
+pub type TemplateId = u64;
+
+/// A template encrypted by the app: seeded GLWE of Delta * g(X) in slot 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedTemplate {
+    pub(crate) params: Params,
+    /// Seed of the mask generator (the mask is re-expanded from it).
+    pub(crate) seed: u128,
+    /// Body polynomial, N coefficients.
+    pub(crate) body: Vec<u64>,
+}
+
+/// A probe encrypted by the app: seeded GGSW of the probe polynomial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedProbe {
+    pub(crate) params: Params,
+    pub(crate) seed: u128,
+    /// Bodies of the (levels x (k+1)) GLWE rows, N coefficients each.
+    pub(crate) bodies: Vec<u64>,
+}
+
+/// What the app keeps about its own probe to finish the distances (never sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeContext {
+    /// ||a||^2 of the quantised probe.
+    pub norm_sq: i64,
+}
+
+/// The matcher's answer for one block: the result GLWE's mask and its readout coefficients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockResult {
+    /// Mask polynomial of the result GLWE (N coefficients).
+    pub mask: Vec<u64>,
+    /// Body coefficients at each slot's readout position (M values).
+    pub readouts: Vec<u64>,
+    /// Which template sits in each slot (`None`: empty, must decrypt to 0).
+    pub slots: Vec<Option<TemplateId>>,
+}
+
+/// The matcher's answer to a verify or identify request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchResult {
+    pub(crate) params: Params,
+    pub blocks: Vec<BlockResult>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SeededBody {
+    seed: u128,
+    body: Vec<u64>,
+}
+
+fn malformed(kind: Kind, detail: String) -> HeError {
+    HeError::Malformed {
+        what: kind.name(),
+        detail,
+    }
+}
+
+impl EncryptedTemplate {
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = SeededBody {
+            seed: self.seed,
+            body: self.body.clone(),
+        };
+        wire::encode(Kind::Template, &self.params, &body)
+    }
+
+    pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
+        let b: SeededBody = wire::decode(Kind::Template, params, bytes)?;
+        if b.body.len() != params.polynomial_size {
+            return Err(malformed(
+                Kind::Template,
+                format!(
+                    "body has {} coefficients, expected {}",
+                    b.body.len(),
+                    params.polynomial_size
+                ),
+            ));
+        }
+        Ok(EncryptedTemplate {
+            params: *params,
+            seed: b.seed,
+            body: b.body,
+        })
+    }
+}
+
+impl EncryptedProbe {
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = SeededBody {
+            seed: self.seed,
+            body: self.bodies.clone(),
+        };
+        wire::encode(Kind::Probe, &self.params, &body)
+    }
+
+    pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
+        let b: SeededBody = wire::decode(Kind::Probe, params, bytes)?;
+        let expected =
+            params.decomp_level_count * (params.glwe_dimension + 1) * params.polynomial_size;
+        if b.body.len() != expected {
+            return Err(malformed(
+                Kind::Probe,
+                format!("{} coefficients, expected {expected}", b.body.len()),
+            ));
+        }
+        Ok(EncryptedProbe {
+            params: *params,
+            seed: b.seed,
+            bodies: b.body,
+        })
+    }
+}
+
+impl MatchResult {
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Number of templates the result covers.
+    pub fn template_count(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| b.slots.iter().flatten().count())
+            .sum()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        wire::encode(Kind::MatchResult, &self.params, &self.blocks)
+    }
+
+    /// Parses a result of at most `max_blocks` blocks.
+    pub fn from_bytes(bytes: &[u8], params: &Params, max_blocks: usize) -> Result<Self, HeError> {
+        let per_block = params.polynomial_size * 8 + params.slots_per_block() * 17 + 24;
+        let max = wire::max_len(per_block * max_blocks);
+        let blocks: Vec<BlockResult> = wire::decode_bounded(Kind::MatchResult, params, bytes, max)?;
+        let m = params.slots_per_block();
+        for (i, b) in blocks.iter().enumerate() {
+            if b.mask.len() != params.polynomial_size || b.readouts.len() != m || b.slots.len() != m
+            {
+                return Err(malformed(
+                    Kind::MatchResult,
+                    format!("block {i} has wrong dimensions"),
+                ));
+            }
+        }
+        Ok(MatchResult {
+            params: *params,
+            blocks,
+        })
+    }
+}

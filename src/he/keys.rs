@@ -1,0 +1,149 @@
+//! The secret key: generation with tfhe's CSPRNG, a short fingerprint, and a versioned key
+//! file written atomically with mode 0600.
+
+use std::io::Write;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use tfhe::core_crypto::prelude::{
+    allocate_and_generate_new_binary_glwe_secret_key, new_seeder, DefaultRandomGenerator,
+    GlweDimension, GlweSecretKey, PolynomialSize, SecretRandomGenerator,
+};
+
+use super::wire::{self, Kind};
+use super::{HeError, Params};
+
+/// The GLWE secret key (binary polynomial of size N, GLWE dimension 1).
+#[derive(Clone)]
+pub struct SecretKey {
+    pub(crate) params: Params,
+    pub(crate) key: GlweSecretKey<Vec<u64>>,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey({})", self.fingerprint())
+    }
+}
+
+impl SecretKey {
+    /// Generates a fresh key with tfhe's secret random generator seeded from the OS/CPU.
+    pub fn generate(params: &Params) -> Self {
+        let mut seeder = new_seeder();
+        let mut gen = SecretRandomGenerator::<DefaultRandomGenerator>::new(seeder.seed());
+        let key = allocate_and_generate_new_binary_glwe_secret_key(
+            GlweDimension(params.glwe_dimension),
+            PolynomialSize(params.polynomial_size),
+            &mut gen,
+        );
+        SecretKey {
+            params: *params,
+            key,
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Key bits as 0/1 bytes.
+    pub(crate) fn bits(&self) -> &[u64] {
+        self.key.as_ref()
+    }
+
+    /// A short, stable fingerprint for display: `xxxx-xxxx-xxxx-xxxx`.
+    pub fn fingerprint(&self) -> String {
+        let digest = self.derive(b"blindface/fingerprint/v1");
+        let hex = hex::encode(&digest[..8]);
+        format!(
+            "{}-{}-{}-{}",
+            &hex[0..4],
+            &hex[4..8],
+            &hex[8..12],
+            &hex[12..16]
+        )
+    }
+
+    /// A 32-byte value derived from the key for one purpose (domain-separated SHA-256).
+    /// Used for the fingerprint; callers needing an encryption key should use a KDF on top.
+    pub fn derive(&self, purpose: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update((purpose.len() as u64).to_le_bytes());
+        h.update(purpose);
+        h.update(wire::params_bytes(&self.params));
+        for &b in self.bits() {
+            h.update([b as u8]);
+        }
+        h.finalize().into()
+    }
+
+    /// Serializes the key (versioned, with parameters and checksum).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let bits: Vec<u8> = self.bits().iter().map(|&b| b as u8).collect();
+        wire::encode(Kind::SecretKey, &self.params, &bits)
+    }
+
+    /// Parses a key, checking version, parameters, size and that every bit is 0 or 1.
+    pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
+        let bits: Vec<u8> = wire::decode(Kind::SecretKey, params, bytes)?;
+        let n = params.glwe_dimension * params.polynomial_size;
+        if bits.len() != n || bits.iter().any(|&b| b > 1) {
+            return Err(HeError::Malformed {
+                what: Kind::SecretKey.name(),
+                detail: format!("expected {n} key bits"),
+            });
+        }
+        let key = GlweSecretKey::from_container(
+            bits.into_iter().map(u64::from).collect::<Vec<u64>>(),
+            PolynomialSize(params.polynomial_size),
+        );
+        Ok(SecretKey {
+            params: *params,
+            key,
+        })
+    }
+
+    /// Writes the key atomically (temp file + rename) with mode 0600. Refuses to replace
+    /// an existing file unless `overwrite`.
+    pub fn save(&self, path: &Path, overwrite: bool) -> Result<(), HeError> {
+        let io = |source| HeError::KeyIo {
+            path: path.display().to_string(),
+            source,
+        };
+        if path.exists() && !overwrite {
+            return Err(HeError::KeyExists {
+                path: path.display().to_string(),
+            });
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
+        tmp.write_all(&self.to_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        if overwrite {
+            tmp.persist(path).map_err(|e| io(e.error))?;
+        } else {
+            tmp.persist_noclobber(path).map_err(|e| io(e.error))?;
+        }
+        Ok(())
+    }
+
+    /// Reads a key file written by [`SecretKey::save`].
+    pub fn load(path: &Path, params: &Params) -> Result<Self, HeError> {
+        let bytes = std::fs::read(path).map_err(|source| HeError::KeyIo {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, params)
+    }
+}

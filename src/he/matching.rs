@@ -1,0 +1,292 @@
+//! Matcher-side computation, with no key material: the packed gallery (templates shifted
+//! into slots of GLWE blocks by monomial multiplication and addition, removed by
+//! subtraction, re-packed when holes add up to a block) and the external product of a probe
+//! GGSW with each block.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_mul_assign;
+use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
+use tfhe::core_crypto::commons::traits::contiguous_entity_container::ContiguousEntityContainerMut;
+use tfhe::core_crypto::fft_impl::fft64::crypto::ggsw::FourierGgswCiphertext;
+use tfhe::core_crypto::fft_impl::fft64::{c64, ABox};
+use tfhe::core_crypto::prelude::{
+    add_external_product_assign_mem_optimized,
+    add_external_product_assign_mem_optimized_requirement,
+    convert_standard_ggsw_ciphertext_to_fourier, decompress_seeded_glwe_ciphertext,
+    glwe_ciphertext_add_assign, glwe_ciphertext_sub_assign, ComputationBuffers,
+    DefaultRandomGenerator, Fft, GlweCiphertext, MonomialDegree, SeededGgswCiphertext,
+    SeededGlweCiphertext,
+};
+
+use super::entities::{BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, TemplateId};
+use super::{HeError, Params};
+
+type Glwe = GlweCiphertext<Vec<u64>>;
+
+/// A probe converted to the Fourier domain, ready for external products.
+pub struct PreparedProbe {
+    params: Params,
+    fourier: FourierGgswCiphertext<ABox<[c64]>>,
+}
+
+impl PreparedProbe {
+    /// Expands the seeded GGSW and converts it to the Fourier domain (once per probe).
+    pub fn new(probe: &EncryptedProbe, params: &Params) -> Result<Self, HeError> {
+        if probe.params != *params {
+            return Err(HeError::WrongParams {
+                what: "encrypted probe",
+            });
+        }
+        let p = params;
+        let seeded = SeededGgswCiphertext::from_container(
+            probe.bodies.clone(),
+            p.glwe_size(),
+            p.poly_size(),
+            p.base_log(),
+            CompressionSeed::from(Seed(probe.seed)),
+            p.modulus(),
+        );
+        let standard = seeded.decompress_into_ggsw_ciphertext();
+        let mut fourier =
+            FourierGgswCiphertext::new(p.glwe_size(), p.poly_size(), p.base_log(), p.level_count());
+        convert_standard_ggsw_ciphertext_to_fourier(&standard, &mut fourier);
+        Ok(PreparedProbe {
+            params: *p,
+            fourier,
+        })
+    }
+
+    /// External product with one block; returns the result GLWE.
+    fn product(&self, block: &Glwe, buffers: &mut ComputationBuffers) -> Glwe {
+        let p = &self.params;
+        let fft = Fft::new(p.poly_size());
+        let fft = fft.as_view();
+        buffers.resize(
+            add_external_product_assign_mem_optimized_requirement::<u64>(
+                p.glwe_size(),
+                p.poly_size(),
+                fft,
+            )
+            .unaligned_bytes_required(),
+        );
+        let mut out = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus());
+        add_external_product_assign_mem_optimized(
+            &mut out,
+            &self.fourier,
+            block,
+            fft,
+            buffers.stack(),
+        );
+        out
+    }
+
+    /// Keeps only what the app reads: the mask and the readout coefficients.
+    fn block_result(
+        &self,
+        block: &Glwe,
+        slots: Vec<Option<TemplateId>>,
+        buffers: &mut ComputationBuffers,
+    ) -> BlockResult {
+        let p = &self.params;
+        let out = self.product(block, buffers);
+        let body = out.get_body();
+        let readouts = (0..p.slots_per_block())
+            .map(|j| body.as_ref()[p.slot_readout(j)])
+            .collect();
+        BlockResult {
+            mask: out.get_mask().as_ref().to_vec(),
+            readouts,
+            slots,
+        }
+    }
+}
+
+/// Expands a seeded template into a full GLWE ciphertext in slot 0.
+fn expand(t: &EncryptedTemplate) -> Glwe {
+    let p = &t.params;
+    let seeded = SeededGlweCiphertext::from_container(
+        t.body.as_slice(),
+        p.glwe_size(),
+        CompressionSeed::from(Seed(t.seed)),
+        p.modulus(),
+    );
+    let mut out = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus());
+    decompress_seeded_glwe_ciphertext::<_, _, _, DefaultRandomGenerator>(&mut out, &seeded);
+    out
+}
+
+/// `block +=` (or `-=`) `ct * X^shift`: exact, keyless.
+fn add_shifted(block: &mut Glwe, ct: &Glwe, shift: usize, subtract: bool) {
+    let mut shifted = ct.clone();
+    for mut poly in shifted.as_mut_polynomial_list().iter_mut() {
+        polynomial_wrapping_monic_monomial_mul_assign(&mut poly, MonomialDegree(shift));
+    }
+    if subtract {
+        glwe_ciphertext_sub_assign(block, &shifted);
+    } else {
+        glwe_ciphertext_add_assign(block, &shifted);
+    }
+}
+
+struct Block {
+    ct: Glwe,
+    slots: Vec<Option<TemplateId>>,
+}
+
+/// The matcher's encrypted gallery: per-template ciphertexts (the source of truth, needed
+/// to subtract and re-pack) and the packed blocks derived from them.
+pub struct Gallery {
+    params: Params,
+    templates: BTreeMap<TemplateId, (EncryptedTemplate, usize, usize)>,
+    blocks: Vec<Block>,
+}
+
+impl Gallery {
+    pub fn new(params: &Params) -> Self {
+        Gallery {
+            params: *params,
+            templates: BTreeMap::new(),
+            blocks: Vec::new(),
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = TemplateId> + '_ {
+        self.templates.keys().copied()
+    }
+
+    pub fn contains(&self, id: TemplateId) -> bool {
+        self.templates.contains_key(&id)
+    }
+
+    /// Packs a template into the first free slot (a new block if none).
+    pub fn insert(&mut self, id: TemplateId, template: EncryptedTemplate) -> Result<(), HeError> {
+        if template.params != self.params {
+            return Err(HeError::WrongParams {
+                what: "encrypted template",
+            });
+        }
+        if self.templates.contains_key(&id) {
+            return Err(HeError::DuplicateTemplate(id));
+        }
+        let (b, s) = self.free_slot();
+        let ct = expand(&template);
+        add_shifted(
+            &mut self.blocks[b].ct,
+            &ct,
+            s * self.params.slot_width(),
+            false,
+        );
+        self.blocks[b].slots[s] = Some(id);
+        self.templates.insert(id, (template, b, s));
+        Ok(())
+    }
+
+    /// Subtracts a template from its block; re-packs once the holes add up to a block.
+    pub fn remove(&mut self, id: TemplateId) -> Result<EncryptedTemplate, HeError> {
+        let (template, b, s) = self
+            .templates
+            .remove(&id)
+            .ok_or(HeError::UnknownTemplate(id))?;
+        let ct = expand(&template);
+        add_shifted(
+            &mut self.blocks[b].ct,
+            &ct,
+            s * self.params.slot_width(),
+            true,
+        );
+        self.blocks[b].slots[s] = None;
+        let capacity = self.blocks.len() * self.params.slots_per_block();
+        if capacity - self.templates.len() >= self.params.slots_per_block() {
+            self.repack();
+        }
+        Ok(template)
+    }
+
+    /// Rebuilds the blocks densely from the per-template ciphertexts.
+    pub fn repack(&mut self) {
+        let entries: Vec<(TemplateId, EncryptedTemplate)> = std::mem::take(&mut self.templates)
+            .into_iter()
+            .map(|(id, (t, _, _))| (id, t))
+            .collect();
+        self.blocks.clear();
+        for (id, t) in entries {
+            self.insert(id, t)
+                .expect("ids unique and params checked on first insert");
+        }
+    }
+
+    fn free_slot(&mut self) -> (usize, usize) {
+        for (b, block) in self.blocks.iter().enumerate() {
+            if let Some(s) = block.slots.iter().position(Option::is_none) {
+                return (b, s);
+            }
+        }
+        let p = &self.params;
+        self.blocks.push(Block {
+            ct: GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus()),
+            slots: vec![None; p.slots_per_block()],
+        });
+        (self.blocks.len() - 1, 0)
+    }
+
+    /// 1:N: one external product per block, in parallel on the current rayon pool.
+    pub fn identify(&self, probe: &PreparedProbe) -> Result<MatchResult, HeError> {
+        self.check_probe(probe)?;
+        let blocks = self
+            .blocks
+            .par_iter()
+            .filter(|b| b.slots.iter().any(Option::is_some))
+            .map_init(ComputationBuffers::new, |buffers, b| {
+                probe.block_result(&b.ct, b.slots.clone(), buffers)
+            })
+            .collect();
+        Ok(MatchResult {
+            params: self.params,
+            blocks,
+        })
+    }
+
+    /// 1:1: one external product with the template's own (slot 0) ciphertext.
+    pub fn verify(&self, probe: &PreparedProbe, id: TemplateId) -> Result<MatchResult, HeError> {
+        self.check_probe(probe)?;
+        let (template, _, _) = self
+            .templates
+            .get(&id)
+            .ok_or(HeError::UnknownTemplate(id))?;
+        let mut slots = vec![None; self.params.slots_per_block()];
+        slots[0] = Some(id);
+        let mut buffers = ComputationBuffers::new();
+        let block = probe.block_result(&expand(template), slots, &mut buffers);
+        Ok(MatchResult {
+            params: self.params,
+            blocks: vec![block],
+        })
+    }
+
+    fn check_probe(&self, probe: &PreparedProbe) -> Result<(), HeError> {
+        if probe.params != self.params {
+            return Err(HeError::WrongParams {
+                what: "encrypted probe",
+            });
+        }
+        Ok(())
+    }
+}
