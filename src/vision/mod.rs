@@ -1,1 +1,27 @@
 //! Face pipeline: image loading, YuNet detection, alignment, SFace embedding.
+//!
+//! ```text
+//! image file --load_image--> RgbImage --FacePipeline::detect--> Vec<Face>
+//!   --FacePipeline::embed (align to 112x112, SFace, L2-normalise)--> Embedding (128 f32)
+//! ```
+//! Same person if `a.l2(&b) <= SFACE_L2_THRESHOLD`. Models: `models/` (SHA-256 checked at
+//! load, see [`models`]); ONNX Runtime 1.31 is loaded at run time (see [`runtime`]).
+//! Detection always works at YuNet's 640x640 input scale, for enrolment and probes alike.
+
+pub mod align;
+pub mod detect;
+pub mod embed;
+pub mod error;
+pub mod image_io;
+pub mod models;
+pub mod pipeline;
+pub mod runtime;
+
+pub use align::{align_face, ALIGNED_SIZE, ARCFACE_TEMPLATE};
+pub use detect::{DetectorConfig, Face};
+pub use embed::{Embedding, EMBEDDING_DIM, SFACE_L2_THRESHOLD};
+pub use error::VisionError;
+pub use image_io::{load_image, load_image_from_bytes};
+pub use models::default_models_dir;
+pub use pipeline::{FacePipeline, PipelineOptions};
+pub use runtime::locate_onnxruntime;
