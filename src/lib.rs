@@ -5,5 +5,8 @@
 //! on neither UI, camera, network nor ONNX.
 
 pub mod he;
+pub mod labels;
+pub mod matcher;
 pub mod paths;
+pub mod server;
 pub mod vision;

@@ -4,6 +4,7 @@
 
 mod bench;
 mod faces;
+mod gallery;
 mod keys;
 
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ pub struct Cli {
     /// Print one JSON object instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Matcher: `builtin` (in-process, store under --data) or `http://HOST:PORT`.
+    #[arg(long, global = true, default_value = "builtin", value_name = "builtin|URL")]
+    matcher: String,
+    /// Data directory of the matcher's store (default: the platform data directory;
+    /// `serve` uses its `server` subdirectory).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -55,6 +63,38 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         gallery: usize,
     },
+    /// Enrol the largest face of IMAGE under NAME (the name is encrypted before it leaves).
+    Enrol {
+        #[arg(long)]
+        name: String,
+        image: PathBuf,
+    },
+    /// Verify the largest face of IMAGE against the person enrolled as NAME (1:1).
+    Verify {
+        #[arg(long)]
+        name: String,
+        image: PathBuf,
+    },
+    /// Identify the largest face of IMAGE against everyone enrolled (1:N).
+    Identify { image: PathBuf },
+    /// List enrolled people (names decrypted with your key).
+    List,
+    /// Remove every template enrolled as NAME.
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
+    /// Run the remote matcher (HTTP, loopback by default).
+    Serve {
+        #[arg(long, default_value = blindface::server::DEFAULT_ADDR)]
+        addr: std::net::SocketAddr,
+        /// Largest gallery per tenant.
+        #[arg(long, default_value_t = blindface::matcher::DEFAULT_MAX_TEMPLATES)]
+        max_templates: usize,
+        /// Largest number of tenants.
+        #[arg(long, default_value_t = blindface::server::DEFAULT_MAX_TENANTS)]
+        max_tenants: usize,
+    },
 }
 
 /// Global options the subcommands read.
@@ -62,6 +102,8 @@ pub struct Globals {
     pub key: PathBuf,
     pub threshold: f32,
     pub json: bool,
+    pub matcher: String,
+    pub data: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -70,6 +112,8 @@ pub fn main() -> ExitCode {
         key: cli.key.unwrap_or_else(blindface::paths::default_key_path),
         threshold: cli.threshold,
         json: cli.json,
+        matcher: cli.matcher,
+        data: cli.data,
     };
     let result = match cli.command {
         None => {
@@ -83,6 +127,16 @@ pub fn main() -> ExitCode {
         Some(Command::Compare { image_a, image_b }) => faces::compare(&globals, &image_a, &image_b),
         Some(Command::Keygen { force }) => keys::keygen(&globals, force),
         Some(Command::Bench { gallery }) => bench::bench(&globals, gallery),
+        Some(Command::Enrol { name, image }) => gallery::enrol(&globals, &name, &image),
+        Some(Command::Verify { name, image }) => gallery::verify(&globals, &name, &image),
+        Some(Command::Identify { image }) => gallery::identify(&globals, &image),
+        Some(Command::List) => gallery::list(&globals),
+        Some(Command::Remove { name }) => gallery::remove(&globals, &name),
+        Some(Command::Serve {
+            addr,
+            max_templates,
+            max_tenants,
+        }) => gallery::serve(&globals, addr, max_templates, max_tenants),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,194 @@
+//! The durable store of encrypted galleries: one redb file (embedded, ACID, crash-safe)
+//! per data directory.
+//!
+//! Layout (file `DIR/matcher.redb`):
+//! - `templates_v1`: key `(tenant, id)`, value `u32 LE template length || seeded template
+//!   ciphertext (EncryptedTemplate::to_bytes) || encrypted label`.
+//! - `tenants_v1`: key tenant id, value SHA-256 of the tenant's bearer token (32 bytes).
+//! - `meta_v1`: `schema` = 1.
+//!
+//! Packed blocks are never stored: they are derived at open. Every write is one
+//! transaction committed with immediate durability (fsync) before it returns, so a crash
+//! (kill -9, power loss) keeps every acknowledged write and never exposes half of one.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::MatcherError;
+use crate::he::TemplateId;
+
+/// Name of the store file inside a data directory.
+pub const STORE_FILE: &str = "matcher.redb";
+
+const TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("templates_v1");
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants_v1");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
+const SCHEMA: u64 = 1;
+
+/// One stored template: id, seeded ciphertext bytes, encrypted label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTemplate {
+    pub tenant: String,
+    pub id: TemplateId,
+    pub template: Vec<u8>,
+    pub label: Vec<u8>,
+}
+
+/// The redb-backed store.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, creating the directory if needed.
+    pub fn open(dir: &Path) -> Result<Store, MatcherError> {
+        let path = dir.join(STORE_FILE);
+        let shown = path.display().to_string();
+        let err = |detail: String| MatcherError::Store {
+            path: shown.clone(),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => MatcherError::StoreLocked {
+                path: shown.clone(),
+            },
+            e => err(e.to_string()),
+        })?;
+        let store = Store { db, path };
+        store
+            .write(|txn| {
+                txn.open_table(TEMPLATES)?;
+                txn.open_table(TENANTS)?;
+                let mut meta = txn.open_table(META)?;
+                let schema = meta.get("schema")?.map(|v| v.value());
+                match schema {
+                    None => {
+                        meta.insert("schema", SCHEMA)?;
+                    }
+                    Some(SCHEMA) => {}
+                    Some(other) => {
+                        return Ok(Err(format!(
+                            "schema version {other}, this build reads {SCHEMA}; upgrade blindface"
+                        )))
+                    }
+                }
+                Ok(Ok(()))
+            })?
+            .map_err(err)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> MatcherError {
+        MatcherError::Store {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Runs `f` in one write transaction and commits it durably.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, MatcherError> {
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let out = f(&txn).map_err(|e| self.error(e))?;
+        txn.commit().map_err(|e| self.error(e))?;
+        Ok(out)
+    }
+
+    /// Every stored template, grouped in (tenant, id) order.
+    pub fn templates(&self) -> Result<Vec<StoredTemplate>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(TEMPLATES).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (k, v) = row.map_err(|e| self.error(e))?;
+            let (tenant, id) = k.value();
+            let (template, label) = split_record(v.value())
+                .ok_or_else(|| self.error("a template record is corrupt"))?;
+            out.push(StoredTemplate {
+                tenant: tenant.to_string(),
+                id,
+                template: template.to_vec(),
+                label: label.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every tenant with the SHA-256 of its token.
+    pub fn tenants(&self) -> Result<Vec<(String, [u8; 32])>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(TENANTS).map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (k, v) = row.map_err(|e| self.error(e))?;
+            let hash: [u8; 32] = v
+                .value()
+                .try_into()
+                .map_err(|_| self.error("a tenant record is corrupt"))?;
+            out.push((k.value().to_string(), hash));
+        }
+        Ok(out)
+    }
+
+    /// Records a tenant and its token hash (durable on return).
+    pub fn add_tenant(&self, tenant: &str, token_hash: &[u8; 32]) -> Result<(), MatcherError> {
+        self.write(|txn| {
+            txn.open_table(TENANTS)?
+                .insert(tenant, token_hash.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Stores one template and its label (durable on return).
+    pub fn insert(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+        template: &[u8],
+        label: &[u8],
+    ) -> Result<(), MatcherError> {
+        let len = u32::try_from(template.len()).map_err(|_| self.error("template too large"))?;
+        let mut record = Vec::with_capacity(4 + template.len() + label.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(template);
+        record.extend_from_slice(label);
+        self.write(|txn| {
+            txn.open_table(TEMPLATES)?
+                .insert((tenant, id), record.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Deletes one template; `false` if it was not there.
+    pub fn remove(&self, tenant: &str, id: TemplateId) -> Result<bool, MatcherError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(TEMPLATES)?;
+            let existed = table.remove((tenant, id))?.is_some();
+            Ok(existed)
+        })
+    }
+}
+
+fn split_record(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_le_bytes(v.get(..4)?.try_into().ok()?) as usize;
+    let rest = v.get(4..)?;
+    if rest.len() < len {
+        return None;
+    }
+    Some(rest.split_at(len))
+}

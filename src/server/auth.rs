@@ -1,0 +1,105 @@
+//! Tenant authentication: random 32-byte bearer tokens from the OS; the server keeps only
+//! their SHA-256 (in the store and in memory) and maps a presented token to its tenant.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, AppState};
+use crate::matcher::{MatcherError, Store};
+
+/// Token hashes -> tenant ids.
+pub struct Tokens {
+    by_hash: RwLock<HashMap<[u8; 32], String>>,
+}
+
+impl Tokens {
+    pub fn load(store: &Store) -> Result<Self, MatcherError> {
+        Ok(Tokens {
+            by_hash: RwLock::new(store.tenants()?.into_iter().map(|(t, h)| (h, t)).collect()),
+        })
+    }
+
+    pub fn tenants(&self) -> Vec<String> {
+        self.by_hash
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates a tenant (durably) unless `max` tenants exist; returns (tenant, token).
+    pub fn register(&self, store: &Store, max: usize) -> Result<(String, String), ApiError> {
+        let mut map = self
+            .by_hash
+            .write()
+            .map_err(|_| ApiError::internal("token table poisoned; restart the server"))?;
+        if map.len() >= max {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!("this server already has its maximum of {max} tenants; ask its operator to raise --max-tenants"),
+            ));
+        }
+        let (tenant, token) = new_tenant()?;
+        let hash = hash_token(&token);
+        store.add_tenant(&tenant, &hash)?;
+        map.insert(hash, tenant.clone());
+        Ok((tenant, token))
+    }
+
+    fn lookup(&self, token: &str) -> Option<String> {
+        let hash = hash_token(token);
+        self.by_hash.read().ok()?.get(&hash).cloned()
+    }
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A fresh tenant id (16 random bytes, hex) and token (32 random bytes, hex).
+pub fn new_tenant() -> Result<(String, String), ApiError> {
+    let mut id = [0u8; 16];
+    let mut token = [0u8; 32];
+    getrandom::fill(&mut id)
+        .and_then(|_| getrandom::fill(&mut token))
+        .map_err(|e| ApiError::internal(format!("random generator failed: {e}")))?;
+    Ok((hex::encode(id), hex::encode(token)))
+}
+
+/// The authenticated tenant of a request.
+pub struct Tenant(pub String);
+
+impl FromRequestParts<Arc<AppState>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing `Authorization: Bearer TOKEN` header; register with POST /v1/tenants",
+                )
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or_else(|| {
+                ApiError::unauthorized("malformed Authorization header; expected `Bearer TOKEN`")
+            })?;
+        state
+            .auth
+            .lookup(token)
+            .map(Tenant)
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))
+    }
+}

@@ -1,0 +1,229 @@
+//! HTTP routes under `/v1`. Templates travel as base64 in a small JSON body (with the
+//! encrypted label); probes and results as binary `application/octet-stream` bodies.
+//! Every body is size-limited and every ciphertext is parsed (version, parameters, size,
+//! checksum) before any heavy work; matching runs on blocking threads, off the executor.
+//!
+//! - `GET  /v1/health`, `GET /v1/version`
+//! - `POST /v1/tenants` -> 201 `{tenant, token}`
+//! - `POST /v1/templates` `{template, label}` (base64) -> 201 `{id}`
+//! - `GET  /v1/templates` -> `{templates: [{id, label}]}`
+//! - `DELETE /v1/templates/{id}` -> 204
+//! - `POST /v1/verify/{id}` (probe bytes) -> result bytes
+//! - `POST /v1/identify` (probe bytes) -> result bytes
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Tenant;
+use super::{ApiError, AppState};
+use crate::he::{
+    wire::WIRE_VERSION, EncryptedProbe, EncryptedTemplate, MatchResult, TemplateId, PARAMS_VERSION,
+};
+
+/// Largest enrol body (a seeded template is ~16 KiB, ~22 KiB in base64).
+pub const ENROL_BODY_LIMIT: usize = 64 * 1024;
+/// Largest probe body (a seeded probe is ~128 KiB).
+pub const PROBE_BODY_LIMIT: usize = 512 * 1024;
+
+type Shared = Arc<AppState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/version", get(version))
+        .route(
+            "/v1/tenants",
+            post(create_tenant).layer(DefaultBodyLimit::max(1024)),
+        )
+        .route(
+            "/v1/templates",
+            post(enrol)
+                .layer(DefaultBodyLimit::max(ENROL_BODY_LIMIT))
+                .get(list),
+        )
+        .route("/v1/templates/{id}", delete(remove))
+        .route(
+            "/v1/verify/{id}",
+            post(verify).layer(DefaultBodyLimit::max(PROBE_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/identify",
+            post(identify).layer(DefaultBodyLimit::max(PROBE_BODY_LIMIT)),
+        )
+        .fallback(|| async { ApiError::not_found("no such route; see GET /v1/version") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .layer(middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+async fn log_requests(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        ms = format_args!("{:.2}", start.elapsed().as_secs_f64() * 1e3),
+        "request"
+    );
+    resp
+}
+
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|r| {
+        let status = r.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body too large for this route".to_string()
+        } else {
+            format!("cannot read the request body: {}", r.body_text())
+        };
+        ApiError::new(status, message)
+    })
+}
+
+fn path_id(p: Result<Path<TemplateId>, PathRejection>) -> Result<TemplateId, ApiError> {
+    p.map(|Path(id)| id)
+        .map_err(|_| ApiError::bad_request("the template id must be a decimal integer"))
+}
+
+/// Runs CPU-heavy or blocking (fsync) work off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+fn result_response(r: MatchResult) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        r.to_bytes(),
+    )
+        .into_response()
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "blindface",
+        "version": env!("CARGO_PKG_VERSION"),
+        "api": "v1",
+        "wire_version": WIRE_VERSION,
+        "params_version": PARAMS_VERSION,
+    }))
+}
+
+async fn create_tenant(State(s): State<Shared>) -> Result<Response, ApiError> {
+    let (tenant, token) = blocking(move || {
+        let (tenant, token) = s.auth.register(s.galleries.store(), s.max_tenants)?;
+        s.galleries.ensure_tenant(&tenant)?;
+        Ok((tenant, token))
+    })
+    .await?;
+    tracing::info!(tenant, "tenant registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "tenant": tenant, "token": token })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolBody {
+    template: String,
+    label: String,
+}
+
+async fn enrol(
+    State(s): State<Shared>,
+    Tenant(tenant): Tenant,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let req: EnrolBody = serde_json::from_slice(&b).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected JSON {{\"template\": base64, \"label\": base64}}: {e}"
+        ))
+    })?;
+    let template_bytes = B64
+        .decode(req.template.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("template is not valid base64: {e}")))?;
+    let label = B64
+        .decode(req.label.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("label is not valid base64: {e}")))?;
+    let params = *s.galleries.params();
+    let template = EncryptedTemplate::from_bytes(&template_bytes, &params)?;
+    let id = blocking(move || Ok(s.galleries.enrol(&tenant, template, &label)?)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+}
+
+async fn list(State(s): State<Shared>, Tenant(tenant): Tenant) -> Result<Response, ApiError> {
+    let entries = s.galleries.list(&tenant)?;
+    let templates: Vec<_> = entries
+        .iter()
+        .map(|e| json!({ "id": e.id, "label": B64.encode(&e.label) }))
+        .collect();
+    Ok(Json(json!({ "count": templates.len(), "templates": templates })).into_response())
+}
+
+async fn remove(
+    State(s): State<Shared>,
+    Tenant(tenant): Tenant,
+    id: Result<Path<TemplateId>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
+    blocking(move || Ok(s.galleries.remove(&tenant, id)?)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn parse_probe(s: &AppState, b: Result<Bytes, BytesRejection>) -> Result<EncryptedProbe, ApiError> {
+    let b = body(b)?;
+    Ok(EncryptedProbe::from_bytes(&b, s.galleries.params())?)
+}
+
+async fn verify(
+    State(s): State<Shared>,
+    Tenant(tenant): Tenant,
+    id: Result<Path<TemplateId>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
+    let probe = parse_probe(&s, b)?;
+    let r = blocking(move || Ok(s.galleries.verify(&tenant, &probe, id)?)).await?;
+    Ok(result_response(r))
+}
+
+async fn identify(
+    State(s): State<Shared>,
+    Tenant(tenant): Tenant,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let probe = parse_probe(&s, b)?;
+    let r = blocking(move || Ok(s.galleries.identify(&tenant, &probe)?)).await?;
+    Ok(result_response(r))
+}
