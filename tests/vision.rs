@@ -339,7 +339,8 @@ fn exif_orientation_is_applied() {
     let reference = pipeline().detect(&upright).expect("detect")[0];
     let dir = tempfile::tempdir().expect("tempdir");
     // (EXIF value, how the stored pixels relate to the upright picture)
-    let cases: [(u16, fn(&RgbImage) -> RgbImage); 3] = [
+    type Store = fn(&RgbImage) -> RgbImage;
+    let cases: [(u16, Store); 3] = [
         (6, image::imageops::rotate270), // stored turned left; viewer turns right
         (8, image::imageops::rotate90),
         (3, image::imageops::rotate180),
