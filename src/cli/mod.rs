@@ -3,6 +3,7 @@
 //! non-zero exit).
 
 mod bench;
+mod eval;
 mod faces;
 mod gallery;
 mod keys;
@@ -35,7 +36,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Matcher: `builtin` (in-process, store under --data) or `http://HOST:PORT`.
-    #[arg(long, global = true, default_value = "builtin", value_name = "builtin|URL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "builtin",
+        value_name = "builtin|URL"
+    )]
     matcher: String,
     /// Data directory of the matcher's store (default: the platform data directory;
     /// `serve` uses its `server` subdirectory).
@@ -95,6 +101,18 @@ enum Command {
         #[arg(long, default_value_t = blindface::server::DEFAULT_MAX_TENANTS)]
         max_tenants: usize,
     },
+    /// Accuracy on labelled pairs: float, quantised and encrypted decisions side by side.
+    Eval {
+        /// CSV with the header `file_x,file_y,Decision` (Yes/No, true/false, 1/0).
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Folder the file names in PAIRS are relative to.
+        #[arg(long)]
+        images: PathBuf,
+        /// Also write pairs.csv, roc.png and histogram.png into this folder.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+    },
 }
 
 /// Global options the subcommands read.
@@ -137,6 +155,11 @@ pub fn main() -> ExitCode {
             max_templates,
             max_tenants,
         }) => gallery::serve(&globals, addr, max_templates, max_tenants),
+        Some(Command::Eval {
+            pairs,
+            images,
+            report,
+        }) => eval::eval(&globals, &pairs, &images, report.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

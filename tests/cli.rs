@@ -1,0 +1,266 @@
+//! The `blindface` binary end to end on the fixture photos: detect, compare (float and
+//! encrypted), keygen, eval, and clear one-line errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn faces() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faces")
+}
+
+fn run(args: &[&str], key_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_blindface"))
+        .args(args)
+        .arg("--key")
+        .arg(key_dir.join("secret.key"))
+        .output()
+        .expect("binary runs")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn face(name: &str) -> String {
+    faces().join(name).display().to_string()
+}
+
+#[test]
+fn compare_gives_float_and_exact_encrypted_distances() {
+    let tmp = tempfile::tempdir().unwrap();
+    let same = json(&run(
+        &["compare", &face("obama.jpg"), &face("obama2.jpg"), "--json"],
+        tmp.path(),
+    ));
+    assert_eq!(same["same_person"], true);
+    let l2 = same["l2"].as_f64().unwrap();
+    assert!((0.5..0.9).contains(&l2), "Obama pair L2 {l2}");
+    let cos = same["cosine"].as_f64().unwrap();
+    assert!(
+        (1.0 - l2 * l2 / 2.0 - cos).abs() < 1e-3,
+        "cosine and L2 of unit vectors agree"
+    );
+    assert_eq!(same["encrypted_equals_quantised"], true);
+    assert_eq!(same["distance_sq_encrypted"], same["distance_sq_quantised"]);
+    let l2e = same["l2_encrypted"].as_f64().unwrap();
+    assert!(
+        (l2e - l2).abs() < 0.03,
+        "quantisation moves L2 by {}",
+        (l2e - l2).abs()
+    );
+
+    let diff = json(&run(
+        &["compare", &face("obama.jpg"), &face("biden.jpg"), "--json"],
+        tmp.path(),
+    ));
+    assert_eq!(diff["same_person"], false);
+    assert!(diff["l2_encrypted"].as_f64().unwrap() > 1.128);
+    assert_eq!(diff["encrypted_equals_quantised"], true);
+
+    // The readable form says the verdict.
+    let out = run(
+        &["compare", &face("obama.jpg"), &face("obama2.jpg")],
+        tmp.path(),
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("same person"));
+
+    // A threshold below the genuine distance flips the verdict.
+    let strict = json(&run(
+        &[
+            "compare",
+            &face("obama.jpg"),
+            &face("obama2.jpg"),
+            "--json",
+            "--threshold",
+            "0.3",
+        ],
+        tmp.path(),
+    ));
+    assert_eq!(strict["same_person"], false);
+}
+
+#[test]
+fn detect_reports_faces_and_bad_input_gets_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Biden, Obama and a partly shadowed child (OpenCV's YuNet finds the same three).
+    let three = json(&run(
+        &["detect", &face("obama_and_biden.jpg"), "--json"],
+        tmp.path(),
+    ));
+    assert_eq!(three["faces"].as_array().unwrap().len(), 3);
+    for f in three["faces"].as_array().unwrap() {
+        assert_eq!(f["landmarks"].as_array().unwrap().len(), 5);
+        assert_eq!(f["box"].as_array().unwrap().len(), 4);
+        assert!(f["score"].as_f64().unwrap() >= 0.9);
+    }
+
+    let blank = tmp.path().join("blank.png");
+    image::RgbImage::from_pixel(320, 240, image::Rgb([128, 128, 128]))
+        .save(&blank)
+        .unwrap();
+    let out = run(&["detect", blank.to_str().unwrap()], tmp.path());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no face"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("blank.png"));
+    let out = run(
+        &["compare", blank.to_str().unwrap(), &face("obama.jpg")],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no face found in") && stderr(&out).contains("blank.png"));
+
+    let bytes = std::fs::read(faces().join("obama.jpg")).unwrap();
+    let truncated = tmp.path().join("truncated.jpg");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let text = tmp.path().join("notes.jpg");
+    std::fs::write(&text, "this is not an image").unwrap();
+    let missing = tmp.path().join("missing.jpg");
+    for bad in [&truncated, &text, &missing] {
+        let out = run(
+            &["compare", bad.to_str().unwrap(), &face("obama.jpg")],
+            tmp.path(),
+        );
+        assert!(!out.status.success(), "{}", bad.display());
+        let err = stderr(&out);
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains(bad.file_name().unwrap().to_str().unwrap()),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn keygen_creates_a_key_and_refuses_to_overwrite_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = json(&run(&["keygen", "--json"], tmp.path()));
+    let fp = first["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(fp.len(), 19);
+    let again = run(&["keygen"], tmp.path());
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    // compare now uses this key.
+    let c = json(&run(
+        &["compare", &face("obama.jpg"), &face("obama3.jpg"), "--json"],
+        tmp.path(),
+    ));
+    assert!(c["key"].as_str().unwrap().ends_with("secret.key"));
+    let replaced = json(&run(&["keygen", "--force", "--json"], tmp.path()));
+    assert_ne!(replaced["fingerprint"].as_str().unwrap(), fp);
+    // A corrupt key file is a clear error, not a panic.
+    std::fs::write(tmp.path().join("secret.key"), b"garbage").unwrap();
+    let out = run(
+        &["compare", &face("obama.jpg"), &face("obama3.jpg")],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("secret key"), "{}", stderr(&out));
+}
+
+#[test]
+fn eval_on_the_fixtures_is_exact_and_every_decision_is_right() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pairs.csv");
+    let report = tmp.path().join("report");
+    let out = run(
+        &[
+            "eval",
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--images",
+            faces().to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+        ],
+        tmp.path(),
+    );
+    let v = json(&out);
+    assert_eq!(v["pairs"], 21);
+    assert_eq!(v["genuine"], 11);
+    assert_eq!(v["impostor"], 10);
+    assert_eq!(v["no_face"], 0);
+    assert_eq!(v["accuracy_float"], 1.0);
+    assert_eq!(v["accuracy_quantised"], 1.0);
+    assert_eq!(v["accuracy_encrypted"], 1.0);
+    assert_eq!(v["decisions_differ_float_vs_encrypted"], 0);
+    assert_eq!(v["decisions_differ_quantised_vs_encrypted"], 0);
+    assert_eq!(v["encrypted_equals_quantised"], true);
+    assert_eq!(v["best_accuracy"], 1.0);
+    assert_eq!(v["eer"], 0.0);
+    assert!(
+        v["tar_at_far_1e2"].is_null(),
+        "10 impostors are too few to say"
+    );
+    for key in ["float", "quantised", "encrypted"] {
+        assert_eq!(v[key]["tar"], 1.0);
+        assert_eq!(v[key]["far"], 0.0);
+    }
+    let csv = std::fs::read_to_string(report.join("pairs.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 22, "header + 21 pairs");
+    for png in ["roc.png", "histogram.png"] {
+        let img = image::open(report.join(png)).unwrap().to_rgb8();
+        let first = *img.get_pixel(0, 0);
+        assert!(img.pixels().any(|p| *p != first), "{png} has content");
+    }
+}
+
+#[test]
+fn eval_errors_name_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "file_x,file_y,Decision\nobama.jpg,obama2.jpg,Yes\nobama.jpg,nobody.jpg,No\n",
+            "line 3",
+            "nobody.jpg",
+        ),
+        (
+            "file_x,file_y,Decision\nobama.jpg,obama2.jpg,Yes\nobama.jpg\n",
+            "line 3",
+            "3 fields",
+        ),
+        (
+            "file_x,file_y,Decision\nobama.jpg,obama2.jpg,Perhaps\n",
+            "line 2",
+            "Perhaps",
+        ),
+        (
+            "a,b,c\nobama.jpg,obama2.jpg,Yes\n",
+            "header",
+            "file_x,file_y,Decision",
+        ),
+    ];
+    for (text, line, detail) in cases {
+        let pairs = tmp.path().join("pairs.csv");
+        std::fs::write(&pairs, text).unwrap();
+        let out = run(
+            &[
+                "eval",
+                "--pairs",
+                pairs.to_str().unwrap(),
+                "--images",
+                faces().to_str().unwrap(),
+            ],
+            tmp.path(),
+        );
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(line) && err.contains(detail), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
