@@ -20,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -44,25 +44,14 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/version", get(version))
-        .route(
-            "/v1/tenants",
-            post(create_tenant).layer(DefaultBodyLimit::max(1024)),
-        )
+        .route("/v1/tenants", limited(post(create_tenant), 1024))
         .route(
             "/v1/templates",
-            post(enrol)
-                .layer(DefaultBodyLimit::max(ENROL_BODY_LIMIT))
-                .get(list),
+            limited(post(enrol), ENROL_BODY_LIMIT).get(list),
         )
         .route("/v1/templates/{id}", delete(remove))
-        .route(
-            "/v1/verify/{id}",
-            post(verify).layer(DefaultBodyLimit::max(PROBE_BODY_LIMIT)),
-        )
-        .route(
-            "/v1/identify",
-            post(identify).layer(DefaultBodyLimit::max(PROBE_BODY_LIMIT)),
-        )
+        .route("/v1/verify/{id}", limited(post(verify), PROBE_BODY_LIMIT))
+        .route("/v1/identify", limited(post(identify), PROBE_BODY_LIMIT))
         .fallback(|| async { ApiError::not_found("no such route; see GET /v1/version") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -72,6 +61,30 @@ pub fn router(state: Shared) -> Router {
         })
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
+}
+
+/// Bounds a route's body: refused up front when Content-Length announces too much, and
+/// cut off while streaming otherwise.
+fn limited(route: MethodRouter<Shared>, max: usize) -> MethodRouter<Shared> {
+    route
+        .layer(DefaultBodyLimit::max(max))
+        .layer(middleware::from_fn_with_state(max, check_length))
+}
+
+async fn check_length(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > max as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large for this route (at most {max} bytes)"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn log_requests(req: Request, next: Next) -> Response {

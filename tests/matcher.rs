@@ -1,0 +1,830 @@
+//! Matcher end to end: the real `blindface serve` process on 127.0.0.1 (ephemeral ports,
+//! real store files) and the built-in matcher. Real faces, persistence across restarts,
+//! kill -9 in the middle of enrolments, concurrent clients with exact distances, bad
+//! input with the right 4xx and an unchanged gallery, and no plaintext name in the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use blindface::he::{
+    decrypt, encrypt_probe, encrypt_template, quantise, synthetic_templates, threshold_sq, Params,
+    SecretKey, Template, TemplateId,
+};
+use blindface::labels::LabelKey;
+use blindface::matcher::{BuiltinMatcher, Credentials, Matcher, MatcherError, RemoteMatcher};
+use blindface::vision::{load_image, FacePipeline, SFACE_L2_THRESHOLD};
+
+const BIN: &str = env!("CARGO_BIN_EXE_blindface");
+
+/// A `blindface serve` child process, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start blindface serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if let Some(i) = line.find("http://") {
+                break line[i..].trim().to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "graceful shutdown exit status {status}");
+    }
+
+    /// SIGKILL (kill -9) and wait.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn params() -> Params {
+    Params::v1()
+}
+
+fn key() -> SecretKey {
+    SecretKey::generate(&params())
+}
+
+fn remote(url: &str) -> RemoteMatcher {
+    let c = RemoteMatcher::register(url).expect("register");
+    RemoteMatcher::new(url, c)
+}
+
+/// Checks every decrypted distance of an identify against the plaintext, returns them.
+fn identify_exact(
+    m: &dyn Matcher,
+    key: &SecretKey,
+    probe: &Template,
+    known: &BTreeMap<TemplateId, Template>,
+) -> Vec<(TemplateId, i64)> {
+    let (p, ctx) = encrypt_probe(key, probe);
+    let result = m.identify(&p).expect("identify");
+    let mut out = Vec::new();
+    for d in decrypt(key, &ctx, &result).expect("decrypt") {
+        let t = known
+            .get(&d.id)
+            .unwrap_or_else(|| panic!("unknown id {}", d.id));
+        assert_eq!(d.distance_sq, probe.distance_sq(t), "id {}", d.id);
+        out.push((d.id, d.distance_sq));
+    }
+    out.sort_by_key(|&(id, d)| (d, id));
+    out
+}
+
+fn fixtures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faces");
+    if dir.join("obama.jpg").exists() {
+        dir
+    } else {
+        PathBuf::from("/work/shared/fixtures/faces")
+    }
+}
+
+fn face_templates(names: &[&str]) -> HashMap<String, Template> {
+    let pipeline = FacePipeline::load_default().expect("models and ONNX Runtime");
+    names
+        .iter()
+        .map(|n| {
+            let img = load_image(fixtures().join(n)).unwrap();
+            let (_, e) = pipeline.embed_largest(&img).unwrap();
+            (
+                n.to_string(),
+                quantise(e.as_slice(), &params()).unwrap().template,
+            )
+        })
+        .collect()
+}
+
+/// Enrols real faces (plus a synthetic third "person"), identifies other photos of each,
+/// and a stranger against a gallery without them; over HTTP and built-in.
+#[test]
+fn real_faces_identify_and_verify_over_http_and_builtin() {
+    let faces = face_templates(&[
+        "obama.jpg",
+        "biden.jpg",
+        "obama2.jpg",
+        "obama3.jpg",
+        "biden2.jpg",
+    ]);
+    let p = params();
+    let key = key();
+    let labels = LabelKey::from_secret(&key);
+    let limit = threshold_sq(SFACE_L2_THRESHOLD, &p);
+    let third = synthetic_templates(1, 7, &p).remove(0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let http = remote(&server.url);
+    let builtin = BuiltinMatcher::open(&dir.path().join("builtin")).unwrap();
+    for m in [&http as &dyn Matcher, &builtin as &dyn Matcher] {
+        let mut known = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        for (name, t) in [
+            ("Barack Obama", &faces["obama.jpg"]),
+            ("Joe Biden", &faces["biden.jpg"]),
+            ("Synthetic Third", &third),
+        ] {
+            let id = m
+                .enrol(&encrypt_template(&key, t), &labels.seal(name).unwrap())
+                .unwrap();
+            known.insert(id, t.clone());
+            names.insert(id, name);
+        }
+        let listed = m.list().unwrap();
+        assert_eq!(listed.len(), 3);
+        for e in &listed {
+            assert_eq!(labels.open(&e.label).unwrap(), names[&e.id]);
+        }
+        for (photo, who) in [
+            ("obama2.jpg", "Barack Obama"),
+            ("obama3.jpg", "Barack Obama"),
+            ("biden2.jpg", "Joe Biden"),
+        ] {
+            let ranked = identify_exact(m, &key, &faces[photo], &known);
+            assert_eq!(ranked.len(), 3);
+            assert_eq!(names[&ranked[0].0], who, "{photo} on {}", m.describe());
+            assert!(ranked[0].1 <= limit, "{photo}: genuine pair must match");
+            assert!(ranked[1].1 > limit, "{photo}: others must not match");
+            // 1:1 against the right person and the wrong one.
+            let (probe, ctx) = encrypt_probe(&key, &faces[photo]);
+            for (&id, t) in &known {
+                let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap()).unwrap();
+                assert_eq!(d.len(), 1);
+                assert_eq!(d[0].distance_sq, faces[photo].distance_sq(t));
+                assert_eq!(d[0].distance_sq <= limit, names[&id] == who);
+            }
+        }
+    }
+
+    // A stranger: Biden's photo against a gallery holding only Obama.
+    let other = remote(&server.url);
+    let id = other
+        .enrol(
+            &encrypt_template(&key, &faces["obama.jpg"]),
+            &labels.seal("Barack Obama").unwrap(),
+        )
+        .unwrap();
+    let known = BTreeMap::from([(id, faces["obama.jpg"].clone())]);
+    let ranked = identify_exact(&other, &key, &faces["biden2.jpg"], &known);
+    assert_eq!(ranked.len(), 1);
+    assert!(ranked[0].1 > limit, "a stranger must not match");
+    server.stop();
+}
+
+/// The CLI end to end over the remote matcher: keygen, enrol, identify --json, verify,
+/// list, remove; and enrol without a key refuses with a pointer to keygen.
+#[test]
+fn cli_gallery_commands_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let key = dir.path().join("me.key");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--key")
+            .arg(&key)
+            .args(["--matcher", &server.url, "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let f = |n: &str| fixtures().join(n).display().to_string();
+    let (ok, _, err) = run(&["enrol", "--name", "Barack Obama", &f("obama.jpg")]);
+    assert!(!ok);
+    assert!(err.contains("blindface keygen"), "{err}");
+    assert!(run(&["keygen"]).0);
+    for (name, img) in [("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")] {
+        let (ok, out, err) = run(&["enrol", "--name", name, &f(img)]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["name"], name);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let tf = PathBuf::from(format!("{}.matcher.json", key.display()));
+        let mode = std::fs::metadata(&tf).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (ok, out, err) = run(&["identify", &f("obama2.jpg")]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let m = v["matches"].as_array().unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0]["name"], "Barack Obama");
+    assert_eq!(m[0]["same_person"], true);
+    assert_eq!(m[1]["name"], "Joe Biden");
+    assert_eq!(m[1]["same_person"], false);
+    assert!(m[0]["l2"].as_f64().unwrap() < m[1]["l2"].as_f64().unwrap());
+
+    let (ok, out, err) = run(&["verify", "--name", "Joe Biden", &f("biden2.jpg")]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["matches"][0]["same_person"], true);
+    let (ok, out, _) = run(&["verify", "--name", "Joe Biden", &f("obama2.jpg")]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["matches"][0]["same_person"], false);
+
+    let (ok, out, _) = run(&["list"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["count"], 2);
+    assert!(run(&["remove", "--name", "Joe Biden"]).0);
+    let (ok, _, err) = run(&["verify", "--name", "Joe Biden", &f("biden2.jpg")]);
+    assert!(!ok);
+    assert!(err.contains("blindface list"), "{err}");
+    let (_, out, _) = run(&["list"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["templates"][0]["name"], "Barack Obama");
+}
+
+/// Enrol, stop, restart on the same data: same results (server and built-in).
+#[test]
+fn galleries_survive_restarts() {
+    let p = params();
+    let key = key();
+    let labels = LabelKey::from_secret(&key);
+    let templates = synthetic_templates(40, 11, &p);
+    let probe = &templates[3];
+    let dir = tempfile::tempdir().unwrap();
+
+    // Server.
+    let data = dir.path().join("server");
+    let server = Server::start(&data, &[]);
+    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let m = RemoteMatcher::new(&server.url, creds.clone());
+    let mut known = BTreeMap::new();
+    for (i, t) in templates.iter().enumerate() {
+        let id = m
+            .enrol(
+                &encrypt_template(&key, t),
+                &labels.seal(&format!("person {i}")).unwrap(),
+            )
+            .unwrap();
+        known.insert(id, t.clone());
+    }
+    let removed = *known.keys().next().unwrap();
+    m.remove(removed).unwrap();
+    known.remove(&removed);
+    let before = identify_exact(&m, &key, probe, &known);
+    assert_eq!(before.len(), 39);
+    assert_eq!(before[0].1, 0, "the probe itself is enrolled");
+    server.stop();
+    let server = Server::start(&data, &[]);
+    let m = RemoteMatcher::new(&server.url, creds);
+    assert_eq!(identify_exact(&m, &key, probe, &known), before);
+    assert_eq!(m.list().unwrap().len(), 39);
+    assert!(matches!(m.remove(removed), Err(MatcherError::UnknownId(_))));
+
+    // Built-in.
+    let data = dir.path().join("builtin");
+    let mut known = BTreeMap::new();
+    let before = {
+        let b = BuiltinMatcher::open(&data).unwrap();
+        for t in &templates[..20] {
+            let id = b
+                .enrol(&encrypt_template(&key, t), &labels.seal("x").unwrap())
+                .unwrap();
+            known.insert(id, t.clone());
+        }
+        // A second opener is refused while the first holds the store.
+        assert!(matches!(
+            BuiltinMatcher::open(&data),
+            Err(MatcherError::StoreLocked { .. })
+        ));
+        identify_exact(&b, &key, probe, &known)
+    };
+    let b = BuiltinMatcher::open(&data).unwrap();
+    assert_eq!(b.len(), 20);
+    assert_eq!(identify_exact(&b, &key, probe, &known), before);
+}
+
+/// kill -9 in the middle of a stream of enrolments: every acknowledged enrolment is
+/// there after restart and matches exactly; at most the one in flight is extra.
+#[test]
+fn kill9_during_enrolments_loses_nothing_acknowledged() {
+    let p = params();
+    let key = key();
+    let labels = LabelKey::from_secret(&key);
+    let templates = synthetic_templates(400, 21, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = Server::start(&data, &[]);
+    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let acked: Arc<Mutex<BTreeMap<TemplateId, usize>>> = Arc::default();
+    let in_flight = Arc::new(Mutex::new(None::<usize>));
+    let writer = {
+        let (acked, in_flight, url, creds, key) = (
+            acked.clone(),
+            in_flight.clone(),
+            server.url.clone(),
+            creds.clone(),
+            key.clone(),
+        );
+        let cts: Vec<_> = templates
+            .iter()
+            .map(|t| encrypt_template(&key, t))
+            .collect();
+        let label = labels.seal("someone").unwrap();
+        std::thread::spawn(move || {
+            let m = RemoteMatcher::new(&url, creds);
+            for (i, ct) in cts.iter().enumerate() {
+                *in_flight.lock().unwrap() = Some(i);
+                match m.enrol(ct, &label) {
+                    Ok(id) => {
+                        acked.lock().unwrap().insert(id, i);
+                    }
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    while acked.lock().unwrap().len() < 40 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    server.kill9();
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let in_flight = in_flight.lock().unwrap().unwrap();
+    assert!(
+        acked.len() >= 40 && acked.len() < 400,
+        "the kill landed mid-stream"
+    );
+
+    let server = Server::start(&data, &[]);
+    let m = RemoteMatcher::new(&server.url, creds);
+    let listed = m.list().unwrap();
+    let mut known: BTreeMap<TemplateId, Template> = acked
+        .iter()
+        .map(|(&id, &i)| (id, templates[i].clone()))
+        .collect();
+    let extra: Vec<_> = listed
+        .iter()
+        .filter(|e| !known.contains_key(&e.id))
+        .collect();
+    assert!(
+        extra.len() <= 1,
+        "only the in-flight enrolment may be extra"
+    );
+    for e in &extra {
+        known.insert(e.id, templates[in_flight].clone());
+    }
+    for id in acked.keys() {
+        assert!(
+            listed.iter().any(|e| e.id == *id),
+            "acknowledged id {id} lost"
+        );
+    }
+    for e in &listed {
+        assert_eq!(labels.open(&e.label).unwrap(), "someone");
+    }
+    let ranked = identify_exact(&m, &key, &templates[0], &known);
+    assert_eq!(ranked.len(), listed.len());
+    assert_eq!(ranked[0].1, 0);
+    // And every template verifies exactly 1:1.
+    let (probe, ctx) = encrypt_probe(&key, &templates[1]);
+    for (&id, t) in known.iter().take(10) {
+        let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap()).unwrap();
+        assert_eq!(d[0].distance_sq, templates[1].distance_sq(t));
+    }
+}
+
+/// 8 clients x 100 mixed requests on one gallery; every decrypted distance exact.
+#[test]
+fn eight_concurrent_clients_get_exact_distances() {
+    let p = params();
+    let key = key();
+    let labels = LabelKey::from_secret(&key);
+    let pool = synthetic_templates(400, 31, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let known: Arc<Mutex<BTreeMap<TemplateId, Template>>> = Arc::default();
+    {
+        let m = RemoteMatcher::new(&server.url, creds.clone());
+        for t in &pool[..30] {
+            let id = m
+                .enrol(&encrypt_template(&key, t), &labels.seal("seed").unwrap())
+                .unwrap();
+            known.lock().unwrap().insert(id, t.clone());
+        }
+    }
+    type Observation = (Template, Vec<(TemplateId, i64)>);
+    let observed: Arc<Mutex<Vec<Observation>>> = Arc::default();
+    let label = labels.seal("client").unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|c| {
+            let (known, observed, url, creds, key, pool, label) = (
+                known.clone(),
+                observed.clone(),
+                server.url.clone(),
+                creds.clone(),
+                key.clone(),
+                pool.clone(),
+                label.clone(),
+            );
+            std::thread::spawn(move || {
+                let m = RemoteMatcher::new(&url, creds);
+                let mut mine: Vec<TemplateId> = Vec::new();
+                for i in 0..100usize {
+                    let t = &pool[30 + (c * 37 + i * 7) % 370];
+                    match i % 10 {
+                        0 | 1 => {
+                            let id = m.enrol(&encrypt_template(&key, t), &label).unwrap();
+                            known.lock().unwrap().insert(id, t.clone());
+                            mine.push(id);
+                        }
+                        2 if mine.len() > 1 => {
+                            m.remove(mine.remove(0)).unwrap();
+                        }
+                        3..=6 | 2 => {
+                            let (probe, ctx) = encrypt_probe(&key, t);
+                            let r = m.identify(&probe).unwrap();
+                            let d = decrypt(&key, &ctx, &r).unwrap();
+                            assert!(d.len() >= 30);
+                            observed.lock().unwrap().push((
+                                t.clone(),
+                                d.iter().map(|d| (d.id, d.distance_sq)).collect(),
+                            ));
+                        }
+                        7 | 8 => {
+                            let id = mine
+                                .last()
+                                .copied()
+                                .unwrap_or_else(|| *known.lock().unwrap().keys().next().unwrap());
+                            let (probe, ctx) = encrypt_probe(&key, t);
+                            let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap()).unwrap();
+                            observed
+                                .lock()
+                                .unwrap()
+                                .push((t.clone(), vec![(d[0].id, d[0].distance_sq)]));
+                        }
+                        _ => {
+                            assert!(m.list().unwrap().len() >= 30);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    let known = known.lock().unwrap();
+    let observed = observed.lock().unwrap();
+    assert!(observed.len() >= 8 * 60);
+    let mut checked = 0;
+    for (probe, distances) in observed.iter() {
+        for &(id, d) in distances {
+            assert_eq!(d, probe.distance_sq(&known[&id]), "id {id}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 8 * 40 * 30);
+    // Final state: 30 seeds + 8 x (20 enrolled - 10 removed).
+    let m = RemoteMatcher::new(&server.url, creds);
+    assert_eq!(m.list().unwrap().len(), 30 + 8 * 10);
+}
+
+fn raw(method: &str, url: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let full = format!("{url}{path}");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let resp = match method {
+        "GET" | "DELETE" => {
+            let mut r = if method == "GET" {
+                agent.get(&full)
+            } else {
+                agent.delete(&full)
+            };
+            if let Some(a) = &auth {
+                r = r.header("authorization", a);
+            }
+            r.call()
+        }
+        _ => {
+            let mut r = agent.post(&full);
+            if let Some(a) = &auth {
+                r = r.header("authorization", a);
+            }
+            r.content_type("application/octet-stream").send(body)
+        }
+    }
+    .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, text)
+}
+
+/// Sends only the headers of a body announced as `len` bytes; returns the reply.
+fn oversized(url: &str, path: &str, token: &str, len: usize) -> String {
+    let host = url.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        tcp,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = tcp.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+fn error_of(text: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
+    v["error"].as_str().expect("an error message").to_string()
+}
+
+/// Bad input of every kind: the right 4xx, a JSON message, the gallery unchanged.
+#[test]
+fn bad_requests_get_clear_4xx_and_change_nothing() {
+    let p = params();
+    let key = key();
+    let labels = LabelKey::from_secret(&key);
+    let templates = synthetic_templates(5, 41, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &["--max-templates", "4"]);
+    let url = server.url.clone();
+    let a: Credentials = RemoteMatcher::register(&url).unwrap();
+    let b: Credentials = RemoteMatcher::register(&url).unwrap();
+    assert_ne!(a.token, b.token);
+    let ma = RemoteMatcher::new(&url, a.clone());
+    let mb = RemoteMatcher::new(&url, b.clone());
+    let mut known = BTreeMap::new();
+    for t in &templates[..3] {
+        let id = ma
+            .enrol(&encrypt_template(&key, t), &labels.seal("a").unwrap())
+            .unwrap();
+        known.insert(id, t.clone());
+    }
+    let a_id = *known.keys().next().unwrap();
+    let before = identify_exact(&ma, &key, &templates[0], &known);
+    let (probe, _) = encrypt_probe(&key, &templates[0]);
+    let probe_bytes = probe.to_bytes();
+
+    // Health and version need no token.
+    let (s, t) = raw("GET", &url, "/v1/health", None, b"");
+    assert_eq!((s, t.contains("ok")), (200, true));
+    let (s, t) = raw("GET", &url, "/v1/version", None, b"");
+    assert_eq!(s, 200);
+    assert!(t.contains("wire_version"));
+
+    // No token, wrong token.
+    let (s, t) = raw("POST", &url, "/v1/identify", None, &probe_bytes);
+    assert_eq!(s, 401);
+    assert!(error_of(&t).contains("Bearer"));
+    let (s, t) = raw("GET", &url, "/v1/templates", Some(&"0".repeat(64)), b"");
+    assert_eq!(s, 401);
+    assert!(error_of(&t).contains("unknown token"));
+    let bad = RemoteMatcher::new(
+        &url,
+        Credentials {
+            tenant: a.tenant.clone(),
+            token: "nope".into(),
+        },
+    );
+    assert!(matches!(bad.list(), Err(MatcherError::Unauthorized { .. })));
+
+    // The other tenant sees nothing of A and cannot touch A's ids.
+    assert!(mb.list().unwrap().is_empty());
+    assert!(matches!(mb.remove(a_id), Err(MatcherError::UnknownId(id)) if id == a_id));
+    assert!(matches!(
+        mb.verify(&probe, a_id),
+        Err(MatcherError::UnknownId(_))
+    ));
+    assert_eq!(
+        decrypt(
+            &key,
+            &encrypt_probe(&key, &templates[0]).1,
+            &mb.identify(&probe).unwrap()
+        )
+        .unwrap()
+        .len(),
+        0
+    );
+    let (s, t) = raw(
+        "DELETE",
+        &url,
+        &format!("/v1/templates/{a_id}"),
+        Some(&b.token),
+        b"",
+    );
+    assert_eq!(s, 404);
+    assert!(error_of(&t).contains("no template"));
+
+    // Probe bodies: truncated, garbage, wrong version, wrong parameters, empty.
+    let tok = Some(a.token.as_str());
+    let mut wrong_version = probe_bytes.clone();
+    wrong_version[4] = 9;
+    let mut wrong_params = probe_bytes.clone();
+    wrong_params[8] ^= 0x01;
+    let mut flipped = probe_bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    for (what, body, expect) in [
+        (
+            "truncated",
+            &probe_bytes[..probe_bytes.len() / 2],
+            "corrupt",
+        ),
+        ("garbage", &b"hello, matcher"[..], "not a blindface"),
+        ("wrong version", &wrong_version[..], "version"),
+        ("wrong params", &wrong_params[..], "parameters"),
+        ("corrupted", &flipped[..], "checksum"),
+        ("empty", &b""[..], "not a blindface"),
+    ] {
+        for path in ["/v1/identify".to_string(), format!("/v1/verify/{a_id}")] {
+            let (s, t) = raw("POST", &url, &path, tok, body);
+            assert_eq!(s, 400, "{what} on {path}: {t}");
+            let e = error_of(&t);
+            assert!(e.contains(expect), "{what}: {e}");
+        }
+    }
+    // A template where a probe belongs.
+    let (s, t) = raw(
+        "POST",
+        &url,
+        "/v1/identify",
+        tok,
+        &encrypt_template(&key, &templates[0]).to_bytes(),
+    );
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("encrypted probe"));
+
+    // Enrol bodies: not JSON, bad base64, a probe as a template, oversized.
+    let enrol = |body: &[u8]| raw("POST", &url, "/v1/templates", tok, body);
+    let (s, t) = enrol(b"not json");
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("expected JSON"));
+    let (s, t) = enrol(br#"{"template": "!!!", "label": ""}"#);
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("base64"));
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = serde_json::json!({"template": b64.encode(&probe_bytes[..1000]), "label": ""});
+    let (s, t) = enrol(body.to_string().as_bytes());
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("encrypted template"));
+    // Oversized bodies, announced by Content-Length: refused before the body is read.
+    for (path, len) in [("/v1/templates", 200_000), ("/v1/identify", 50_000_000)] {
+        let reply = oversized(&url, path, &a.token, len);
+        assert!(reply.starts_with("HTTP/1.1 413"), "{path}: {reply}");
+        assert!(reply.contains("too large"), "{path}: {reply}");
+    }
+    // Label too long.
+    let body = serde_json::json!({
+        "template": b64.encode(encrypt_template(&key, &templates[3]).to_bytes()),
+        "label": b64.encode(vec![0u8; 5000]),
+    });
+    let (s, t) = enrol(body.to_string().as_bytes());
+    assert_eq!(s, 413);
+    assert!(error_of(&t).contains("label"));
+    // Bad ids and routes.
+    let (s, t) = raw("DELETE", &url, "/v1/templates/abc", tok, b"");
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("decimal"));
+    let (s, t) = raw("GET", &url, "/v1/nothing", tok, b"");
+    assert_eq!(s, 404);
+    error_of(&t);
+    // Gallery full at --max-templates 4.
+    ma.enrol(
+        &encrypt_template(&key, &templates[3]),
+        &labels.seal("a").unwrap(),
+    )
+    .map(|id| known.insert(id, templates[3].clone()))
+    .unwrap();
+    let full = ma.enrol(
+        &encrypt_template(&key, &templates[4]),
+        &labels.seal("a").unwrap(),
+    );
+    match full {
+        Err(MatcherError::Remote {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 409);
+            assert!(message.contains("--max-templates"), "{message}");
+        }
+        other => panic!("expected gallery full, got {other:?}"),
+    }
+
+    // Nothing above changed A's gallery (beyond the one legitimate enrolment).
+    assert_eq!(ma.list().unwrap().len(), 4);
+    let after = identify_exact(&ma, &key, &templates[0], &known);
+    for x in &before {
+        assert!(after.contains(x));
+    }
+    assert_eq!(after.len(), 4);
+}
+
+/// The server and the built-in store hold no name in clear.
+#[test]
+fn store_files_hold_no_plaintext_names() {
+    let p = params();
+    let key = key();
+    let labels = LabelKey::from_secret(&key);
+    let templates = synthetic_templates(3, 51, &p);
+    let names = [
+        "Zebediah Quuxworth",
+        "Ottoline Marchbanks",
+        "Ignatius Pelloquin",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let server_data = dir.path().join("server");
+    let server = Server::start(&server_data, &[]);
+    let m = remote(&server.url);
+    let builtin_data = dir.path().join("builtin");
+    {
+        let b = BuiltinMatcher::open(&builtin_data).unwrap();
+        for (t, n) in templates.iter().zip(names) {
+            let ct = encrypt_template(&key, t);
+            m.enrol(&ct, &labels.seal(n).unwrap()).unwrap();
+            b.enrol(&ct, &labels.seal(n).unwrap()).unwrap();
+        }
+        let mut opened: Vec<String> = m
+            .list()
+            .unwrap()
+            .iter()
+            .map(|e| labels.open(&e.label).unwrap())
+            .collect();
+        opened.sort();
+        let mut expected = names.map(String::from).to_vec();
+        expected.sort();
+        assert_eq!(opened, expected);
+        // Another key cannot read them.
+        let other = LabelKey::from_secret(&SecretKey::generate(&p));
+        assert!(m
+            .list()
+            .unwrap()
+            .iter()
+            .all(|e| other.open(&e.label).is_err()));
+    }
+    server.stop();
+    for data in [&server_data, &builtin_data] {
+        let bytes = std::fs::read(data.join(blindface::matcher::STORE_FILE)).unwrap();
+        assert!(bytes.len() > 3 * 16_000, "the store holds the templates");
+        for n in names {
+            for needle in [n, n.split(' ').next().unwrap(), &n.to_lowercase()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "{needle} appears in {}",
+                    data.display()
+                );
+            }
+        }
+    }
+}
