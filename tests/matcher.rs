@@ -480,7 +480,7 @@ fn eight_concurrent_clients_get_exact_distances() {
                         2 if mine.len() > 1 => {
                             m.remove(mine.remove(0)).unwrap();
                         }
-                        3..=6 | 2 => {
+                        2..=6 => {
                             let (probe, ctx) = encrypt_probe(&key, t);
                             let r = m.identify(&probe).unwrap();
                             let d = decrypt(&key, &ctx, &r).unwrap();

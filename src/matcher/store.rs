@@ -47,6 +47,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
+// redb::Error is large; it only lives inside write closures and is converted at once.
+#[allow(clippy::result_large_err)]
 impl Store {
     /// Opens (or creates) the store in `dir`, creating the directory if needed.
     pub fn open(dir: &Path) -> Result<Store, MatcherError> {
