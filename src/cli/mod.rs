@@ -92,6 +92,7 @@ enum Command {
     },
     /// Run the remote matcher (HTTP, loopback by default).
     Serve {
+        /// Address to listen on (loopback by default; put TLS in front of anything else).
         #[arg(long, default_value = blindface::server::DEFAULT_ADDR)]
         addr: std::net::SocketAddr,
         /// Largest gallery per tenant.
