@@ -145,6 +145,7 @@ fn noise_stays_far_below_the_decoding_margin() {
     let p = params();
     let mut worst = 0i64;
     let mut total = 0usize;
+    let mut sum_sq = 0f64;
     let mut rng = StdRng::seed_from_u64(7);
     // Fresh keys, extreme probes against extreme and random galleries.
     for trial in 0..6 {
@@ -168,6 +169,7 @@ fn noise_stays_far_below_the_decoding_margin() {
             for block in readouts(&key, &result).unwrap() {
                 for r in block {
                     worst = worst.max(r.noise.abs());
+                    sum_sq += (r.noise as f64) * (r.noise as f64);
                     total += 1;
                 }
             }
@@ -178,8 +180,9 @@ fn noise_stays_far_below_the_decoding_margin() {
         );
     }
     let worst_log2 = (worst as f64).log2();
+    let rms_log2 = (sum_sq / total as f64).sqrt().log2();
     eprintln!(
-        "worst |noise| over {total} readouts: 2^{worst_log2:.2}; margin 2^{}",
+        "worst |noise| over {total} readouts: 2^{worst_log2:.2} (rms 2^{rms_log2:.2}); margin 2^{}",
         p.margin_log2()
     );
     assert!(
