@@ -7,8 +7,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
 
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, synthetic_templates, Gallery, Params,
-    PreparedProbe, SecretKey,
+    decrypt, encrypt_probe, encrypt_template, synthetic_templates, Gallery, Params, PreparedProbe,
+    SecretKey,
 };
 
 fn encrypted_path(c: &mut Criterion) {
@@ -34,7 +34,9 @@ fn encrypted_path(c: &mut Criterion) {
     let mut filled = 0;
     for n in [1usize, 15, 150, 1_500, 10_000] {
         while filled < n {
-            gallery.insert(filled as u64, encrypted[filled].clone()).unwrap();
+            gallery
+                .insert(filled as u64, encrypted[filled].clone())
+                .unwrap();
             filled += 1;
         }
         for threads in [1usize, 2] {
@@ -53,7 +55,9 @@ fn encrypted_path(c: &mut Criterion) {
 
     let result = gallery.identify(&prepared).unwrap();
     let mut group = c.benchmark_group("decrypt");
-    group.bench_function("10000", |b| b.iter(|| decrypt(&key, &ctx, &result).unwrap()));
+    group.bench_function("10000", |b| {
+        b.iter(|| decrypt(&key, &ctx, &result).unwrap())
+    });
     let one = gallery.verify(&prepared, 0).unwrap();
     group.bench_function("1", |b| b.iter(|| decrypt(&key, &ctx, &one).unwrap()));
     group.finish();
