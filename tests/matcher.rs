@@ -132,8 +132,23 @@ fn face_templates(names: &[&str]) -> HashMap<String, Template> {
         .collect()
 }
 
+/// The third face of obama_and_biden.jpg (the child, the smallest face): a stranger.
+fn stranger_template() -> Template {
+    let pipeline = FacePipeline::load_default().expect("models and ONNX Runtime");
+    let img = load_image(fixtures().join("obama_and_biden.jpg")).unwrap();
+    let faces = pipeline.detect(&img).unwrap();
+    assert_eq!(faces.len(), 3);
+    let child = faces
+        .iter()
+        .min_by(|a, b| a.area().total_cmp(&b.area()))
+        .unwrap();
+    let e = pipeline.embed(&img, child).unwrap();
+    quantise(e.as_slice(), &params()).unwrap().template
+}
+
 /// Enrols real faces (plus a synthetic third "person"), identifies other photos of each,
-/// and a stranger against a gallery without them; over HTTP and built-in.
+/// and strangers (the child in obama_and_biden.jpg; Biden against a gallery of Obama
+/// only); over HTTP and built-in.
 #[test]
 fn real_faces_identify_and_verify_over_http_and_builtin() {
     let faces = face_templates(&[
@@ -148,6 +163,7 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
     let labels = LabelKey::from_secret(&key);
     let limit = threshold_sq(SFACE_L2_THRESHOLD, &p);
     let third = synthetic_templates(1, 7, &p).remove(0);
+    let stranger = stranger_template();
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"), &[]);
@@ -191,6 +207,10 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
                 assert_eq!(d[0].distance_sq <= limit, names[&id] == who);
             }
         }
+        // A stranger (the child in obama_and_biden.jpg): nobody matches.
+        let ranked = identify_exact(m, &key, &stranger, &known);
+        assert_eq!(ranked.len(), 3);
+        assert!(ranked[0].1 > limit, "a stranger must not match");
     }
 
     // A stranger: Biden's photo against a gallery holding only Obama.

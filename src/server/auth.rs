@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
@@ -79,27 +80,32 @@ impl FromRequestParts<Arc<AppState>> for Tenant {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing `Authorization: Bearer TOKEN` header; register with POST /v1/tenants",
-                )
-            })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or_else(|| {
-                ApiError::unauthorized("malformed Authorization header; expected `Bearer TOKEN`")
-            })?;
-        state
-            .auth
-            .lookup(token)
-            .map(Tenant)
-            .ok_or_else(|| ApiError::unauthorized("unknown token"))
+        tenant_of(state, &parts.headers).map(Tenant)
     }
+}
+
+/// The tenant a request's bearer token belongs to. Routes with a body call this after
+/// reading the (bounded) body, so a client still sending it hears the 401 instead of a
+/// broken pipe.
+pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing `Authorization: Bearer TOKEN` header; register with POST /v1/tenants",
+            )
+        })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| {
+            ApiError::unauthorized("malformed Authorization header; expected `Bearer TOKEN`")
+        })?;
+    state
+        .auth
+        .lookup(token)
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
@@ -27,7 +27,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::Tenant;
+use super::auth::{tenant_of, Tenant};
 use super::{ApiError, AppState};
 use crate::he::{
     wire::WIRE_VERSION, EncryptedProbe, EncryptedTemplate, MatchResult, TemplateId, PARAMS_VERSION,
@@ -174,10 +174,11 @@ struct EnrolBody {
 
 async fn enrol(
     State(s): State<Shared>,
-    Tenant(tenant): Tenant,
+    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
+    let tenant = tenant_of(&s, &headers)?;
     let req: EnrolBody = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
             "expected JSON {{\"template\": base64, \"label\": base64}}: {e}"
@@ -214,17 +215,18 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn parse_probe(s: &AppState, b: Result<Bytes, BytesRejection>) -> Result<EncryptedProbe, ApiError> {
-    let b = body(b)?;
+fn parse_probe(s: &AppState, b: Bytes) -> Result<EncryptedProbe, ApiError> {
     Ok(EncryptedProbe::from_bytes(&b, s.galleries.params())?)
 }
 
 async fn verify(
     State(s): State<Shared>,
-    Tenant(tenant): Tenant,
+    headers: HeaderMap,
     id: Result<Path<TemplateId>, PathRejection>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let tenant = tenant_of(&s, &headers)?;
     let id = path_id(id)?;
     let probe = parse_probe(&s, b)?;
     let r = blocking(move || Ok(s.galleries.verify(&tenant, &probe, id)?)).await?;
@@ -233,9 +235,11 @@ async fn verify(
 
 async fn identify(
     State(s): State<Shared>,
-    Tenant(tenant): Tenant,
+    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let tenant = tenant_of(&s, &headers)?;
     let probe = parse_probe(&s, b)?;
     let r = blocking(move || Ok(s.galleries.identify(&tenant, &probe)?)).await?;
     Ok(result_response(r))
