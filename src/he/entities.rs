@@ -56,10 +56,17 @@ pub struct MatchResult {
     pub blocks: Vec<BlockResult>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SeededBody {
     seed: u128,
     body: Vec<u64>,
+}
+
+/// Serializes exactly like [`SeededBody`], without copying the coefficients.
+#[derive(Serialize)]
+struct SeededBodyRef<'a> {
+    seed: u128,
+    body: &'a [u64],
 }
 
 fn malformed(kind: Kind, detail: String) -> HeError {
@@ -75,9 +82,9 @@ impl EncryptedTemplate {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = SeededBody {
+        let body = SeededBodyRef {
             seed: self.seed,
-            body: self.body.clone(),
+            body: &self.body,
         };
         wire::encode(Kind::Template, &self.params, &body)
     }
@@ -108,9 +115,9 @@ impl EncryptedProbe {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = SeededBody {
+        let body = SeededBodyRef {
             seed: self.seed,
-            body: self.bodies.clone(),
+            body: &self.bodies,
         };
         wire::encode(Kind::Probe, &self.params, &body)
     }
