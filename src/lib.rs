@@ -4,6 +4,7 @@
 //! ciphertext ([`he`]) -> matcher -> distances -> verdict. The crypto core ([`he`]) depends
 //! on neither UI, camera, network nor ONNX.
 
+pub mod app;
 pub mod eval;
 pub mod he;
 pub mod labels;

@@ -2,6 +2,7 @@
 //! (a readable table by default, one JSON object with `--json`, one-line errors with a
 //! non-zero exit).
 
+mod app;
 mod bench;
 mod eval;
 mod faces;
@@ -47,12 +48,21 @@ pub struct Cli {
     /// `serve` uses its `server` subdirectory).
     #[arg(long, global = true, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// The app's source: an image or a folder of images (shown in turn) instead of the camera.
+    #[arg(long, global = true, value_name = "PATH")]
+    source: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the desktop app (also what `blindface` without a subcommand does).
+    App {
+        /// Start identifying every new frame at once (continuous identify).
+        #[arg(long)]
+        identify: bool,
+    },
     /// Find faces in an image: box, score and 5 landmarks.
     Detect { image: PathBuf },
     /// Compare the largest face of two images: float cosine and L2, and the distance
@@ -135,13 +145,8 @@ pub fn main() -> ExitCode {
         data: cli.data,
     };
     let result = match cli.command {
-        None => {
-            eprintln!(
-                "blindface: the desktop app is not part of this build yet; use a subcommand \
-                 (blindface --help lists them)."
-            );
-            return ExitCode::from(2);
-        }
+        None => app::open(&globals, cli.source, false),
+        Some(Command::App { identify }) => app::open(&globals, cli.source, identify),
         Some(Command::Detect { image }) => faces::detect(&globals, &image),
         Some(Command::Compare { image_a, image_b }) => faces::compare(&globals, &image_a, &image_b),
         Some(Command::Keygen { force }) => keys::keygen(&globals, force),

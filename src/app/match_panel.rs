@@ -1,0 +1,111 @@
+//! Verify against one person or identify against everyone, once or continuously; the
+//! decrypted distance per person with its verdict at the current threshold.
+
+use eframe::egui::{self, Color32, RichText};
+
+use super::state::{is_match, AppState, MatchMode};
+use super::BlindfaceApp;
+
+/// The mode the panel is set to (verify if a person is chosen).
+pub fn current_mode(state: &AppState) -> MatchMode {
+    if state.verify_name.is_empty() {
+        MatchMode::Identify
+    } else {
+        MatchMode::Verify(state.verify_name.clone())
+    }
+}
+
+pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+    ui.heading("Match");
+    let names = app.state.names();
+    if !app.state.verify_name.is_empty() && !names.contains(&app.state.verify_name) {
+        app.state.verify_name.clear();
+    }
+    ui.horizontal(|ui| {
+        ui.label("Against");
+        egui::ComboBox::from_id_salt("verify-who")
+            .selected_text(if app.state.verify_name.is_empty() {
+                "everyone (identify)".to_string()
+            } else {
+                app.state.verify_name.clone()
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(
+                    &mut app.state.verify_name,
+                    String::new(),
+                    "everyone (identify)",
+                );
+                for n in &names {
+                    ui.selectable_value(&mut app.state.verify_name, n.clone(), n);
+                }
+            });
+    });
+    ui.horizontal(|ui| {
+        let busy = app.state.busy_match;
+        if ui
+            .add_enabled(!busy, egui::Button::new("Identify"))
+            .clicked()
+        {
+            app.request_match(MatchMode::Identify);
+        }
+        let verify = !app.state.verify_name.is_empty();
+        if ui
+            .add_enabled(!busy && verify, egui::Button::new("Verify"))
+            .on_disabled_hover_text("choose a person under Against")
+            .clicked()
+        {
+            let mode = current_mode(&app.state);
+            app.request_match(mode);
+        }
+        ui.checkbox(&mut app.state.continuous, "Continuously");
+        if busy {
+            ui.spinner();
+        }
+    });
+    let threshold = app.state.settings.threshold;
+    let Some(outcome) = &app.state.last_match else {
+        ui.label("No result yet: enrol someone, then Identify or Verify a face.");
+        return;
+    };
+    let matched = outcome.verdict(threshold).is_some();
+    let color = if matched {
+        Color32::from_rgb(40, 170, 70)
+    } else {
+        Color32::from_rgb(210, 60, 50)
+    };
+    ui.label(
+        RichText::new(outcome.verdict_text(threshold))
+            .size(20.0)
+            .strong()
+            .color(color),
+    );
+    ui.label(format!(
+        "{} of {} ({} person(s) compared)",
+        match outcome.mode {
+            MatchMode::Identify => "Identify",
+            MatchMode::Verify(_) => "Verify",
+        },
+        outcome.source,
+        outcome.distances.len()
+    ));
+    egui::Grid::new("distances").striped(true).show(ui, |ui| {
+        ui.label("Person");
+        ui.label("L2 (decrypted)");
+        ui.label("Verdict");
+        ui.end_row();
+        for d in &outcome.distances {
+            let m = is_match(d.distance_sq, threshold);
+            ui.label(&d.name);
+            ui.label(format!("{:.3}", d.l2));
+            ui.colored_label(
+                if m {
+                    Color32::from_rgb(40, 170, 70)
+                } else {
+                    Color32::from_rgb(210, 60, 50)
+                },
+                if m { "same person" } else { "different" },
+            );
+            ui.end_row();
+        }
+    });
+}

@@ -1,0 +1,121 @@
+//! The threshold: a slider in float L2 units whose verdicts are recomputed at once from the
+//! already decrypted distances (no new matcher call), and charts of the distances against
+//! the threshold line, match in green and no match in red, with a history of recent bests.
+
+use eframe::egui::{self, Color32};
+use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points};
+
+use super::state::is_match;
+use super::BlindfaceApp;
+use crate::vision::SFACE_L2_THRESHOLD;
+
+const GREEN: Color32 = Color32::from_rgb(40, 170, 70);
+const RED: Color32 = Color32::from_rgb(210, 60, 50);
+
+pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+    ui.heading("Threshold");
+    let before = app.state.settings.threshold;
+    ui.add(
+        egui::Slider::new(&mut app.state.settings.threshold, 0.0..=2.0)
+            .text("Threshold (L2)")
+            .fixed_decimals(3),
+    );
+    ui.horizontal(|ui| {
+        if ui
+            .button(format!("Reset to {SFACE_L2_THRESHOLD}"))
+            .clicked()
+        {
+            app.state.settings.threshold = SFACE_L2_THRESHOLD;
+        }
+        ui.checkbox(&mut app.state.settings.show_history, "History");
+    });
+    if app.state.settings.threshold != before {
+        app.save_settings();
+    }
+    let threshold = app.state.settings.threshold as f64;
+    ui.label("Same person when the distance is at or below the line.");
+
+    let bars: Vec<Bar> = app
+        .state
+        .last_match
+        .as_ref()
+        .map(|o| {
+            o.distances
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let m = is_match(d.distance_sq, threshold as f32);
+                    Bar::new(i as f64, d.l2 as f64)
+                        .name(&d.name)
+                        .fill(if m { GREEN } else { RED })
+                        .width(0.6)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<String> = app
+        .state
+        .last_match
+        .as_ref()
+        .map(|o| o.distances.iter().map(|d| d.name.clone()).collect())
+        .unwrap_or_default();
+    Plot::new("distances-plot")
+        .height(200.0)
+        .include_y(0.0)
+        .include_y(2.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .legend(Legend::default())
+        .x_axis_formatter(move |mark, _range| {
+            let i = mark.value.round();
+            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .show(ui, |plot| {
+            plot.bar_chart(BarChart::new("decrypted L2", bars));
+            plot.hline(
+                HLine::new("threshold", threshold)
+                    .color(Color32::from_rgb(90, 140, 255))
+                    .width(2.0),
+            );
+        });
+
+    if app.state.settings.show_history && !app.state.history.is_empty() {
+        ui.label("Recent best distances");
+        let pts: Vec<[f64; 2]> = app
+            .state
+            .history
+            .iter()
+            .map(|(t, l2, _)| [*t, *l2 as f64])
+            .collect();
+        let (hit, miss): (Vec<[f64; 2]>, Vec<[f64; 2]>) =
+            pts.iter().partition(|p| p[1] <= threshold);
+        Plot::new("history-plot")
+            .height(150.0)
+            .include_y(0.0)
+            .include_y(2.0)
+            .allow_drag(false)
+            .allow_zoom(false)
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                plot.line(Line::new("best L2", PlotPoints::from(pts.clone())).color(Color32::GRAY));
+                plot.points(
+                    Points::new("match", PlotPoints::from(hit))
+                        .color(GREEN)
+                        .radius(4.0),
+                );
+                plot.points(
+                    Points::new("no match", PlotPoints::from(miss))
+                        .color(RED)
+                        .radius(4.0),
+                );
+                plot.hline(
+                    HLine::new("threshold", threshold).color(Color32::from_rgb(90, 140, 255)),
+                );
+            });
+    }
+}

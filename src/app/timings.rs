@@ -1,0 +1,44 @@
+//! Timings of the last operations (detect, embed, encrypt, match, decrypt) and the bytes
+//! sent to and received from the matcher.
+
+use eframe::egui;
+
+use super::BlindfaceApp;
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn bytes(v: Option<usize>) -> String {
+    match v {
+        None => "-".into(),
+        Some(b) if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1 << 20) as f64),
+        Some(b) if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        Some(b) => format!("{b} B"),
+    }
+}
+
+pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+    ui.heading("Timings");
+    let t = &app.state.timings;
+    egui::Grid::new("timings").striped(true).show(ui, |ui| {
+        for (name, v) in [
+            ("Detect", ms(t.detect_ms)),
+            ("Embed", ms(t.embed_ms)),
+            ("Encrypt", ms(t.encrypt_ms)),
+            ("Match (matcher)", ms(t.match_ms)),
+            ("Decrypt", ms(t.decrypt_ms)),
+            ("Sent to matcher", bytes(t.bytes_sent)),
+            ("Received", bytes(t.bytes_received)),
+        ] {
+            ui.label(name);
+            ui.label(v);
+            ui.end_row();
+        }
+    });
+    ui.label(format!(
+        "Matcher calls (verify/identify): {}",
+        app.state.matcher_calls
+    ));
+}
