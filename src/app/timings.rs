@@ -6,8 +6,11 @@ use eframe::egui;
 use super::BlindfaceApp;
 
 fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms"))
-        .unwrap_or_else(|| "-".into())
+    match v {
+        None => "-".into(),
+        Some(v) if v < 1.0 => format!("{:.0} us", v * 1e3),
+        Some(v) => format!("{v:.1} ms"),
+    }
 }
 
 fn bytes(v: Option<usize>) -> String {
