@@ -6,9 +6,11 @@
 
 pub mod app;
 pub mod eval;
+pub mod fsutil;
 pub mod he;
 pub mod labels;
 pub mod matcher;
 pub mod paths;
+pub mod ranking;
 pub mod server;
 pub mod vision;

@@ -291,7 +291,10 @@ fn unreachable_matcher_and_wrong_token_are_shown() {
     h.step();
     wait(&mut h, "the identify error", |a| {
         !a.state.busy_match
-            && a.state.notices.iter().any(|n| n.text.contains("no matcher is connected"))
+            && a.state
+                .notices
+                .iter()
+                .any(|n| n.text.contains("no matcher is connected"))
     });
     assert!(shows(&h, "no matcher is connected"));
 

@@ -83,7 +83,7 @@ fn ten_thousand_random_and_extreme_templates_decrypt_exactly() {
     let mut gallery = Gallery::new(&p);
     let mut templates: Vec<Template> = extremes(&p);
     while templates.len() < 10_050 {
-        let t = if templates.len() % 3 == 0 {
+        let t = if templates.len().is_multiple_of(3) {
             uniform_template(&mut rng, &p)
         } else {
             random_template(&mut rng, &p)

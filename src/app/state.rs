@@ -61,14 +61,10 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// Writes the settings privately (they may hold a matcher token).
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(
-            path,
-            serde_json::to_vec_pretty(self).expect("settings serialise"),
-        )
+        let bytes = serde_json::to_vec_pretty(self).expect("settings serialise");
+        crate::fsutil::write_private(path, &bytes, true)
     }
 }
 
@@ -79,15 +75,7 @@ pub enum MatchMode {
     Identify,
 }
 
-/// One decrypted distance with its (app-side decrypted) name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PersonDistance {
-    pub name: String,
-    pub id: TemplateId,
-    pub distance_sq: i64,
-    /// Float L2 units (same scale as the threshold slider).
-    pub l2: f32,
-}
+pub use crate::ranking::PersonDistance;
 
 /// The decrypted result of one verify or identify, best (smallest) first, one row per name.
 #[derive(Debug, Clone)]

@@ -12,14 +12,14 @@ use std::time::Instant;
 use image::RgbImage;
 
 use crate::he::{
-    decrypt, encrypt_probe, encrypt_template, quantise, to_float_l2, EncryptedProbe,
-    EncryptedTemplate, MatchResult, Params, SecretKey, TemplateId,
+    decrypt, encrypt_probe, encrypt_template, quantise, EncryptedProbe, EncryptedTemplate,
+    MatchResult, Params, SecretKey, TemplateId,
 };
 use crate::labels::LabelKey;
 use crate::matcher::{BuiltinMatcher, Credentials, Enrolled, Matcher, MatcherError, RemoteMatcher};
 use crate::vision::{load_image, Face, FacePipeline, VisionError};
 
-use super::state::{Connection, MatchMode, MatchOutcome, MatcherChoice, PersonDistance};
+use super::state::{Connection, MatchMode, MatchOutcome, MatcherChoice};
 
 /// Milliseconds and bytes of the last operations (None = not measured yet).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -510,24 +510,7 @@ impl Inner {
             })?);
         }
         let decrypt_ms = ms(t);
-        let params = Params::v1();
-        distances.sort_by_key(|d| (d.distance_sq, d.id));
-        let mut seen = std::collections::HashSet::new();
-        let rows: Vec<PersonDistance> = distances
-            .into_iter()
-            .filter_map(|d| {
-                let name = names
-                    .get(&d.id)
-                    .cloned()
-                    .unwrap_or_else(|| format!("(id {})", d.id));
-                seen.insert(name.clone()).then(|| PersonDistance {
-                    name,
-                    id: d.id,
-                    distance_sq: d.distance_sq,
-                    l2: to_float_l2(d.distance_sq, &params),
-                })
-            })
-            .collect();
+        let rows = crate::ranking::rank(&distances, &names, true, &Params::v1());
         Ok(Event::Matched {
             outcome: MatchOutcome {
                 mode,

@@ -10,11 +10,12 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, to_float_l2, Distance,
-    Params, SecretKey, Template, TemplateId,
+    decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, Distance, Params, SecretKey,
+    Template, TemplateId,
 };
 use blindface::labels::{check_name, LabelKey};
 use blindface::matcher::{BuiltinMatcher, Matcher, RemoteMatcher};
+use blindface::ranking::rank;
 use blindface::server::{self, ServerConfig};
 use blindface::vision::{load_image, FacePipeline, VisionError};
 
@@ -147,26 +148,14 @@ fn matches_output(
 ) -> MatchesOutput {
     let params = Params::v1();
     let limit = threshold_sq(globals.threshold, &params);
-    let mut sorted: Vec<&Distance> = distances.iter().collect();
-    sorted.sort_by_key(|d| (d.distance_sq, d.id));
-    let mut seen = std::collections::HashSet::new();
-    let matches: Vec<MatchOut> = sorted
+    let matches: Vec<MatchOut> = rank(distances, names, best_per_name, &params)
         .into_iter()
-        .filter_map(|d| {
-            let name = names
-                .get(&d.id)
-                .cloned()
-                .unwrap_or_else(|| format!("(id {})", d.id));
-            if best_per_name && !seen.insert(name.clone()) {
-                return None;
-            }
-            Some(MatchOut {
-                name,
-                l2: to_float_l2(d.distance_sq, &params),
-                same_person: d.distance_sq <= limit,
-                id: d.id,
-                distance_sq: d.distance_sq,
-            })
+        .map(|r| MatchOut {
+            same_person: r.distance_sq <= limit,
+            name: r.name,
+            l2: r.l2,
+            id: r.id,
+            distance_sq: r.distance_sq,
         })
         .collect();
     MatchesOutput {

@@ -1,7 +1,6 @@
 //! The secret key: generation with tfhe's CSPRNG, a short fingerprint, and a versioned key
 //! file written atomically with mode 0600.
 
-use std::io::Write;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -115,26 +114,15 @@ impl SecretKey {
                 path: path.display().to_string(),
             });
         }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(io)?;
-        }
-        tmp.write_all(&self.to_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        if overwrite {
-            tmp.persist(path).map_err(|e| io(e.error))?;
-        } else {
-            tmp.persist_noclobber(path).map_err(|e| io(e.error))?;
-        }
+        crate::fsutil::write_private(path, &self.to_bytes(), overwrite).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                HeError::KeyExists {
+                    path: path.display().to_string(),
+                }
+            } else {
+                io(e)
+            }
+        })?;
         Ok(())
     }
 

@@ -6,7 +6,6 @@
 //! registers a new tenant and saves its token there.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -142,7 +141,8 @@ impl RemoteMatcher {
             None => {
                 let c = Self::register(&url)?;
                 file.servers.insert(url.clone(), c.clone());
-                write_private(&path, &serde_json::to_vec_pretty(&file).unwrap_or_default())
+                let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+                crate::fsutil::write_private(&path, &bytes, true)
                     .map_err(|e| tf_err(format!("cannot save the new token: {e}")))?;
                 c
             }
@@ -320,24 +320,4 @@ impl Matcher for RemoteMatcher {
     fn describe(&self) -> String {
         format!("remote matcher {}", self.url)
     }
-}
-
-/// Writes a file atomically with mode 0600.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
