@@ -14,6 +14,7 @@ pub mod embed;
 pub mod error;
 pub mod image_io;
 pub mod models;
+mod onnx_edit;
 pub mod pipeline;
 pub mod runtime;
 
