@@ -4,7 +4,6 @@
 //! worker thread. File dialogs are replaced by fixed paths.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,8 @@ use eframe::egui::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 
-const BIN: &str = env!("CARGO_BIN_EXE_blindface");
+mod common;
+use common::Server;
 
 /// Dialogs that answer with fixed paths.
 struct FixedDialogs {
@@ -240,36 +240,6 @@ fn enrol_identify_threshold_and_key_round_trip() {
     );
 }
 
-/// A `blindface serve` child process, killed on drop.
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &Path) -> Server {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(i) = line.find("http://") {
-            break line[i..].trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server(child, url)
-}
-
 #[test]
 fn unreachable_matcher_and_wrong_token_are_shown() {
     let dir = tempfile::tempdir().unwrap();
@@ -298,9 +268,9 @@ fn unreachable_matcher_and_wrong_token_are_shown() {
     });
     assert!(shows(&h, "no matcher is connected"));
 
-    let server = serve(&dir.path().join("server"));
+    let server = Server::start(&dir.path().join("server"), &[]);
     let wrong = MatcherChoice::Remote {
-        url: server.1.clone(),
+        url: server.url.clone(),
         token: "not-the-token".into(),
     };
     let mut h = harness(BlindfaceApp::new(config(dir.path(), "b.key", wrong)));
@@ -315,7 +285,7 @@ fn unreachable_matcher_and_wrong_token_are_shown() {
 
     // Clearing the token registers a gallery and connects.
     let right = MatcherChoice::Remote {
-        url: server.1.clone(),
+        url: server.url.clone(),
         token: String::new(),
     };
     let mut h = harness(BlindfaceApp::new(config(dir.path(), "c.key", right)));

@@ -3,14 +3,15 @@
 //! Ignored by default; run with
 //! `cargo test --release --test matcher_bench -- --ignored --nocapture`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, synthetic_templates, Params, SecretKey,
 };
 use blindface::matcher::{Matcher, RemoteMatcher};
+
+mod common;
+use common::Server;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -23,21 +24,8 @@ fn identify_over_loopback() {
     let p = Params::v1();
     let key = SecretKey::generate(&p);
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_blindface"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(i) = line.find("http://") {
-            break line[i..].trim().to_string();
-        }
-    };
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
     let creds = RemoteMatcher::register(&url).unwrap();
     let m = RemoteMatcher::new(&url, creds.clone());
     let templates = synthetic_templates(1500, 5, &p);
@@ -106,6 +94,5 @@ fn identify_over_loopback() {
             percentile(&lat, 1.0),
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 }
