@@ -29,6 +29,9 @@ type Glwe = GlweCiphertext<Vec<u64>>;
 pub struct PreparedProbe {
     params: Params,
     fourier: FourierGgswCiphertext<ABox<[c64]>>,
+    fft: Fft,
+    /// Scratch bytes one external product needs.
+    scratch_bytes: usize,
 }
 
 impl PreparedProbe {
@@ -41,7 +44,7 @@ impl PreparedProbe {
         }
         let p = params;
         let seeded = SeededGgswCiphertext::from_container(
-            probe.bodies.clone(),
+            probe.bodies.as_slice(),
             p.glwe_size(),
             p.poly_size(),
             p.base_log(),
@@ -52,25 +55,26 @@ impl PreparedProbe {
         let mut fourier =
             FourierGgswCiphertext::new(p.glwe_size(), p.poly_size(), p.base_log(), p.level_count());
         convert_standard_ggsw_ciphertext_to_fourier(&standard, &mut fourier);
+        let fft = Fft::new(p.poly_size());
+        let scratch_bytes = add_external_product_assign_mem_optimized_requirement::<u64>(
+            p.glwe_size(),
+            p.poly_size(),
+            fft.as_view(),
+        )
+        .unaligned_bytes_required();
         Ok(PreparedProbe {
             params: *p,
             fourier,
+            fft,
+            scratch_bytes,
         })
     }
 
     /// External product with one block; returns the result GLWE.
     fn product(&self, block: &Glwe, buffers: &mut ComputationBuffers) -> Glwe {
         let p = &self.params;
-        let fft = Fft::new(p.poly_size());
-        let fft = fft.as_view();
-        buffers.resize(
-            add_external_product_assign_mem_optimized_requirement::<u64>(
-                p.glwe_size(),
-                p.poly_size(),
-                fft,
-            )
-            .unaligned_bytes_required(),
-        );
+        let fft = self.fft.as_view();
+        buffers.resize(self.scratch_bytes);
         let mut out = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus());
         add_external_product_assign_mem_optimized(
             &mut out,
