@@ -5,7 +5,7 @@
 //! one keyless gallery under a fresh key; each distinct left-hand image is encrypted once
 //! as a probe and matched against the whole gallery, and the app decrypts the distances.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -128,11 +128,12 @@ pub fn eval(
 
     // One encrypted probe per distinct left-hand image, matched against the whole gallery.
     let mut encrypted: HashMap<(&str, u64), i64> = HashMap::new();
+    let mut probed: HashSet<&str> = HashSet::new();
     for pair in &pairs {
         let Some((_, probe)) = templates.get(pair.file_x.as_str()) else {
             continue;
         };
-        if encrypted.keys().any(|(f, _)| *f == pair.file_x) {
+        if !probed.insert(pair.file_x.as_str()) {
             continue;
         }
         let (enc, ctx) = encrypt_probe(&key, probe);
