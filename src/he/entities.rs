@@ -76,31 +76,42 @@ fn malformed(kind: Kind, detail: String) -> HeError {
     }
 }
 
+/// Serializes a seeded ciphertext (seed and body) of `kind`.
+fn encode_seeded(kind: Kind, params: &Params, seed: u128, body: &[u64]) -> Vec<u8> {
+    wire::encode(kind, params, &SeededBodyRef { seed, body })
+}
+
+/// Parses a seeded ciphertext of `kind` whose body must hold `expected` coefficients.
+fn decode_seeded(
+    kind: Kind,
+    params: &Params,
+    bytes: &[u8],
+    expected: usize,
+) -> Result<SeededBody, HeError> {
+    let b: SeededBody = wire::decode(kind, params, bytes)?;
+    if b.body.len() != expected {
+        return Err(malformed(
+            kind,
+            format!(
+                "body has {} coefficients, expected {expected}",
+                b.body.len()
+            ),
+        ));
+    }
+    Ok(b)
+}
+
 impl EncryptedTemplate {
     pub fn params(&self) -> &Params {
         &self.params
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = SeededBodyRef {
-            seed: self.seed,
-            body: &self.body,
-        };
-        wire::encode(Kind::Template, &self.params, &body)
+        encode_seeded(Kind::Template, &self.params, self.seed, &self.body)
     }
 
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
-        let b: SeededBody = wire::decode(Kind::Template, params, bytes)?;
-        if b.body.len() != params.polynomial_size {
-            return Err(malformed(
-                Kind::Template,
-                format!(
-                    "body has {} coefficients, expected {}",
-                    b.body.len(),
-                    params.polynomial_size
-                ),
-            ));
-        }
+        let b = decode_seeded(Kind::Template, params, bytes, params.polynomial_size)?;
         Ok(EncryptedTemplate {
             params: *params,
             seed: b.seed,
@@ -115,23 +126,13 @@ impl EncryptedProbe {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = SeededBodyRef {
-            seed: self.seed,
-            body: &self.bodies,
-        };
-        wire::encode(Kind::Probe, &self.params, &body)
+        encode_seeded(Kind::Probe, &self.params, self.seed, &self.bodies)
     }
 
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
-        let b: SeededBody = wire::decode(Kind::Probe, params, bytes)?;
         let expected =
             params.decomp_level_count * (params.glwe_dimension + 1) * params.polynomial_size;
-        if b.body.len() != expected {
-            return Err(malformed(
-                Kind::Probe,
-                format!("{} coefficients, expected {expected}", b.body.len()),
-            ));
-        }
+        let b = decode_seeded(Kind::Probe, params, bytes, expected)?;
         Ok(EncryptedProbe {
             params: *params,
             seed: b.seed,
