@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, synthetic_templates, Gallery, Params, PreparedProbe,
-    SecretKey,
+    SecretKey, TemplateId,
 };
 
 fn encrypted_path(c: &mut Criterion) {
@@ -35,7 +35,7 @@ fn encrypted_path(c: &mut Criterion) {
     for n in [1usize, 15, 150, 1_500, 10_000] {
         while filled < n {
             gallery
-                .insert(filled as u64, encrypted[filled].clone())
+                .insert(TemplateId(filled as u64), encrypted[filled].clone())
                 .unwrap();
             filled += 1;
         }
@@ -58,7 +58,7 @@ fn encrypted_path(c: &mut Criterion) {
     group.bench_function("10000", |b| {
         b.iter(|| decrypt(&key, &ctx, &result).unwrap())
     });
-    let one = gallery.verify(&prepared, 0).unwrap();
+    let one = gallery.verify(&prepared, TemplateId(0)).unwrap();
     group.bench_function("1", |b| b.iter(|| decrypt(&key, &ctx, &one).unwrap()));
     group.finish();
 }

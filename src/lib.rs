@@ -5,6 +5,7 @@
 //! on neither UI, camera, network nor ONNX.
 
 pub mod app;
+pub mod client;
 pub mod eval;
 pub mod fsutil;
 pub mod he;

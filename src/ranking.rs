@@ -1,6 +1,6 @@
 //! From decrypted distances to the rows a user reads: each distance gets its person's
 //! name (labels are decrypted app-side), rows are sorted best (smallest distance) first,
-//! and optionally only each person's best template is kept. Verdicts are then a
+//! and [`best_per_person`] keeps each person's best template. Verdicts are then a
 //! comparison of `distance_sq` with the threshold, on the app side.
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,34 +18,36 @@ pub struct PersonDistance {
     pub l2: f32,
 }
 
-/// Sorts `distances` best first (ties by id) and names them; with `one_per_person`, keeps
-/// only the best row of each name. Ids without a name show as `(id N)`.
+/// Sorts `distances` best first (ties by id) and names them. Ids without a name show as
+/// `(id N)`.
 pub fn rank(
     distances: &[Distance],
     names: &BTreeMap<TemplateId, String>,
-    one_per_person: bool,
     params: &Params,
 ) -> Vec<PersonDistance> {
     let mut sorted: Vec<&Distance> = distances.iter().collect();
     sorted.sort_by_key(|d| (d.distance_sq, d.id));
-    let mut seen = HashSet::new();
     sorted
         .into_iter()
-        .filter_map(|d| {
-            let name = names
+        .map(|d| PersonDistance {
+            name: names
                 .get(&d.id)
                 .cloned()
-                .unwrap_or_else(|| format!("(id {})", d.id));
-            if one_per_person && !seen.insert(name.clone()) {
-                return None;
-            }
-            Some(PersonDistance {
-                name,
-                id: d.id,
-                distance_sq: d.distance_sq,
-                l2: to_float_l2(d.distance_sq, params),
-            })
+                .unwrap_or_else(|| format!("(id {})", d.id)),
+            id: d.id,
+            distance_sq: d.distance_sq,
+            l2: to_float_l2(d.distance_sq, params),
         })
+        .collect()
+}
+
+/// The first (best) row of each name, in order: a person's verdict uses their best
+/// template.
+pub fn best_per_person(rows: &[PersonDistance]) -> Vec<PersonDistance> {
+    let mut seen = HashSet::new();
+    rows.iter()
+        .filter(|r| seen.insert(r.name.as_str()))
+        .cloned()
         .collect()
 }
 
@@ -56,18 +58,21 @@ mod tests {
     #[test]
     fn best_first_and_one_row_per_person() {
         let p = Params::v1();
-        let d = |id, distance_sq| Distance { id, distance_sq };
+        let d = |id, distance_sq| Distance {
+            id: TemplateId(id),
+            distance_sq,
+        };
         let distances = [d(1, 9000), d(2, 3000), d(3, 5000), d(4, 100)];
         let names: BTreeMap<_, _> = [(1, "Ann"), (2, "Bob"), (3, "Ann")]
             .into_iter()
-            .map(|(i, n)| (i, n.to_string()))
+            .map(|(i, n)| (TemplateId(i), n.to_string()))
             .collect();
-        let all = rank(&distances, &names, false, &p);
-        let order: Vec<_> = all.iter().map(|r| (r.id, r.name.as_str())).collect();
+        let all = rank(&distances, &names, &p);
+        let order: Vec<_> = all.iter().map(|r| (r.id.0, r.name.as_str())).collect();
         assert_eq!(order, [(4, "(id 4)"), (2, "Bob"), (3, "Ann"), (1, "Ann")]);
         assert_eq!(all[1].l2, to_float_l2(3000, &p));
-        let best = rank(&distances, &names, true, &p);
-        let ids: Vec<_> = best.iter().map(|r| r.id).collect();
+        let best = best_per_person(&all);
+        let ids: Vec<_> = best.iter().map(|r| r.id.0).collect();
         assert_eq!(ids, [4, 2, 3]);
     }
 }

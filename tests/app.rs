@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blindface::app::state::MatcherChoice;
-use blindface::app::{source, AppConfig, BlindfaceApp, Dialogs};
+use blindface::app::protocol::{Command, Connection};
+use blindface::app::{AppConfig, BlindfaceApp, Dialogs};
+use blindface::matcher::MatcherSpec as MatcherChoice;
 use eframe::egui::Role;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
@@ -86,10 +87,7 @@ fn wait(h: &mut Harness<'static, BlindfaceApp>, what: &str, cond: impl Fn(&Blind
 }
 
 fn show(h: &mut Harness<'static, BlindfaceApp>, file: &str) {
-    assert!(
-        source::select_file(h.state_mut(), file),
-        "{file} in the folder"
-    );
+    assert!(h.state_mut().select_file(file), "{file} in the folder");
     wait(h, file, |a| {
         a.state.frame_label == file && !a.state.busy_frame && !a.state.faces.is_empty()
     });
@@ -97,10 +95,7 @@ fn show(h: &mut Harness<'static, BlindfaceApp>, file: &str) {
 
 fn connected(h: &mut Harness<'static, BlindfaceApp>) {
     wait(h, "the matcher", |a| {
-        matches!(
-            a.state.connection,
-            blindface::app::state::Connection::Ready(_)
-        )
+        matches!(a.state.connection, Connection::Ready(_))
     });
 }
 
@@ -174,9 +169,13 @@ fn enrol_identify_threshold_and_key_round_trip() {
         .set_value_accesskit((genuine - 0.05) as f64);
     h.step();
     h.step();
-    assert!((h.state().state.settings.threshold - (genuine - 0.05)).abs() < 1e-3);
+    // The slider snaps to its step (0.005).
+    assert!((h.state().state.settings.threshold - (genuine - 0.05)).abs() <= 0.0026);
     assert!(!shows_exact(&h, "Match: Obama"));
-    assert!(shows_exact(&h, "No match: nobody in the gallery"));
+    assert!(shows(
+        &h,
+        "No match: nobody within the threshold (closest: Obama at"
+    ));
     h.get_by_role_and_label(Role::Slider, "Threshold (L2)")
         .set_value_accesskit(1.128);
     h.step();
@@ -187,7 +186,10 @@ fn enrol_identify_threshold_and_key_round_trip() {
     // Biden: no match.
     show(&mut h, "biden.jpg");
     identify(&mut h);
-    assert!(shows_exact(&h, "No match: nobody in the gallery"));
+    assert!(shows(
+        &h,
+        "No match: nobody within the threshold (closest: Obama"
+    ));
     let impostor = best_l2(&h);
     assert!(impostor > 1.128, "impostor L2 {impostor}");
     assert_eq!(h.state().state.matcher_calls, calls + 1);
@@ -207,7 +209,8 @@ fn enrol_identify_threshold_and_key_round_trip() {
     });
     drop(h);
 
-    // A fresh app with another key: names unreadable until the key is imported.
+    // A fresh app with another key on the same data directory: its own, empty gallery
+    // (galleries are bound to their key), and enrolling into it leaves the first intact.
     let mut h = harness(BlindfaceApp::new(config(
         dir.path(),
         "b.key",
@@ -215,22 +218,28 @@ fn enrol_identify_threshold_and_key_round_trip() {
     )));
     connected(&mut h);
     assert_ne!(h.state().state.key_fingerprint, fingerprint);
-    wait(&mut h, "the gallery", |a| a.state.gallery.len() == 1);
-    assert!(h
-        .state()
-        .state
-        .gallery
-        .iter()
-        .all(|(_, n)| n.starts_with("(unreadable")));
+    assert!(h.state().state.gallery.is_empty());
+    show(&mut h, "biden.jpg");
+    enrol(&mut h, "Biden");
+    assert_eq!(h.state().state.gallery.len(), 1);
     h.get_by_label("Import key...").click();
-    wait(&mut h, "the import dialog", |a| a.pending_import.is_some());
+    wait(&mut h, "the import dialog", |a| {
+        a.state.key_candidate.is_some()
+    });
     assert!(shows_exact(&h, "Replace the secret key?"));
     h.get_by_label("Replace key").click();
     h.step();
-    assert_eq!(h.state().state.key_fingerprint, fingerprint);
-    wait(&mut h, "readable names", |a| {
+    wait(&mut h, "the new key", |a| {
+        a.state.key_fingerprint == fingerprint
+    });
+    wait(&mut h, "the first key's gallery", |a| {
         a.state.gallery.iter().any(|(_, n)| n == "Obama")
     });
+    assert_eq!(
+        h.state().state.gallery.len(),
+        1,
+        "only the first key's templates"
+    );
     show(&mut h, "obama2.jpg");
     identify(&mut h);
     assert!(shows_exact(&h, "Match: Obama"));
@@ -245,14 +254,10 @@ fn unreachable_matcher_and_wrong_token_are_shown() {
     let dir = tempfile::tempdir().unwrap();
     let unreachable = MatcherChoice::Remote {
         url: "http://127.0.0.1:9".into(),
-        token: String::new(),
     };
     let mut h = harness(BlindfaceApp::new(config(dir.path(), "a.key", unreachable)));
     wait(&mut h, "the connection error", |a| {
-        matches!(
-            a.state.connection,
-            blindface::app::state::Connection::Failed(_)
-        )
+        matches!(a.state.connection, Connection::Failed(_))
     });
     assert!(shows(&h, "cannot reach the matcher at http://127.0.0.1:9"));
     // The app keeps running: frames still load, and matching says what is wrong.
@@ -269,28 +274,29 @@ fn unreachable_matcher_and_wrong_token_are_shown() {
     assert!(shows(&h, "no matcher is connected"));
 
     let server = Server::start(&dir.path().join("server"), &[]);
-    let wrong = MatcherChoice::Remote {
+    let remote = MatcherChoice::Remote {
         url: server.url.clone(),
-        token: "not-the-token".into(),
     };
-    let mut h = harness(BlindfaceApp::new(config(dir.path(), "b.key", wrong)));
-    wait(&mut h, "the token error", |a| {
-        matches!(
-            a.state.connection,
-            blindface::app::state::Connection::Failed(_)
-        )
-    });
-    assert!(shows(&h, "rejected the access token"));
-    h.step();
-
-    // Clearing the token registers a gallery and connects.
-    let right = MatcherChoice::Remote {
-        url: server.url.clone(),
-        token: String::new(),
-    };
-    let mut h = harness(BlindfaceApp::new(config(dir.path(), "c.key", right)));
+    // No token: a gallery is registered for this key and connects.
+    let mut h = harness(BlindfaceApp::new(config(dir.path(), "b.key", remote)));
     connected(&mut h);
     assert!(shows(&h, "Matcher: remote matcher http://127.0.0.1"));
+    // A wrong token typed in Settings: refused, and said so.
+    h.get_by_role_and_label(Role::PasswordInput, "Token")
+        .click();
+    h.step();
+    h.get_by_role_and_label(Role::PasswordInput, "Token")
+        .type_text("not-the-token");
+    h.step();
+    h.get_by_label("Connect").click();
+    h.step();
+    wait(&mut h, "the token error", |a| {
+        matches!(a.state.connection, Connection::Failed(_))
+    });
+    assert!(shows(&h, "rejected the access token"));
+    // The token is never kept in the settings file.
+    let settings = std::fs::read_to_string(dir.path().join("b.key.settings.json")).unwrap();
+    assert!(!settings.contains("not-the-token"), "{settings}");
 }
 
 #[test]
@@ -304,4 +310,111 @@ fn missing_camera_says_so_and_offers_files() {
     assert!(shows(&h, "No camera found"));
     assert!(shows_exact(&h, "Open folder..."));
     assert!(shows_exact(&h, "Open image..."));
+}
+
+#[test]
+fn a_worker_panic_is_shown_and_the_app_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(BlindfaceApp::new(config(
+        dir.path(),
+        "a.key",
+        MatcherChoice::Builtin,
+    )));
+    connected(&mut h);
+    show(&mut h, "obama.jpg");
+    enrol(&mut h, "Obama");
+    // A frame is being analysed when the worker dies.
+    h.state_mut().state.busy_frame = true;
+    h.state_mut().state.busy_match = true;
+    h.state().worker.send(Command::Crash);
+    wait(&mut h, "the restart", |a| a.worker_restarts == 1);
+    let s = &h.state().state;
+    assert!(
+        !s.busy_frame && !s.busy_match && !s.busy_enrol,
+        "busy flags cleared"
+    );
+    assert!(shows(
+        &h,
+        "an internal error interrupted the last operation"
+    ));
+    // The fresh worker works: frames load and matching finds the enrolled person.
+    connected(&mut h);
+    show(&mut h, "obama2.jpg");
+    identify(&mut h);
+    assert!(shows_exact(&h, "Match: Obama"));
+}
+
+#[test]
+fn an_unreadable_key_refuses_to_enrol_and_keeps_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("a.key");
+    std::fs::write(&key, b"not a key").unwrap();
+    let mut h = harness(BlindfaceApp::new(config(
+        dir.path(),
+        "a.key",
+        MatcherChoice::Builtin,
+    )));
+    wait(&mut h, "the key error", |a| {
+        matches!(a.state.connection, Connection::Failed(_))
+    });
+    assert_eq!(h.state().state.key_fingerprint, None);
+    assert!(shows(&h, "cannot be used"));
+    show(&mut h, "obama.jpg");
+    h.get_by_role_and_label(Role::TextInput, "Name").click();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, "Name")
+        .type_text("Obama");
+    h.get_by_label("Capture & enrol").click();
+    h.step();
+    wait(&mut h, "the refusal", |a| !a.state.busy_enrol);
+    assert!(shows(&h, "your secret key cannot be used"));
+    assert!(h.state().state.last_enrol.is_none());
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        b"not a key",
+        "the file is untouched"
+    );
+    // Nothing was written to a store under a temporary key.
+    drop(h);
+    let store = blindface::matcher::Store::open(&dir.path().join("data")).unwrap();
+    assert!(store.templates().unwrap().is_empty());
+}
+
+#[test]
+fn an_earlier_enrol_error_clears_on_success_and_settings_save_once_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(BlindfaceApp::new(config(
+        dir.path(),
+        "a.key",
+        MatcherChoice::Builtin,
+    )));
+    connected(&mut h);
+    show(&mut h, "obama.jpg");
+    h.get_by_label("Capture & enrol").click();
+    h.step();
+    h.step();
+    assert!(shows(&h, "type the person's name before Capture & enrol"));
+    enrol(&mut h, "Obama");
+    assert!(
+        !shows(&h, "type the person's name"),
+        "the stale error is gone after the enrolment succeeded"
+    );
+
+    // A drag of the threshold writes the settings once it rests, not on every frame.
+    let path = dir.path().join("a.key.settings.json");
+    let before = std::fs::read_to_string(&path).unwrap_or_default();
+    for v in [1.0, 1.05, 1.1] {
+        h.get_by_role_and_label(Role::Slider, "Threshold (L2)")
+            .set_value_accesskit(v);
+        h.step();
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), before);
+    std::thread::sleep(blindface::app::SETTINGS_SAVE_DELAY + Duration::from_millis(50));
+    h.step();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(
+        (saved["threshold"].as_f64().unwrap() - 1.1).abs() < 1e-3,
+        "{saved}"
+    );
 }

@@ -4,7 +4,7 @@
 
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, readouts, EncryptedProbe, EncryptedTemplate, Gallery,
-    HeError, MatchResult, Params, PreparedProbe, SecretKey, Template,
+    HeError, MatchResult, Params, PreparedProbe, SecretKey, Template, TemplateId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -52,7 +52,7 @@ fn extremes(p: &Params) -> Vec<Template> {
 fn assert_exact(
     key: &SecretKey,
     probe: &Template,
-    gallery: &std::collections::BTreeMap<u64, Template>,
+    gallery: &std::collections::BTreeMap<TemplateId, Template>,
     result: &MatchResult,
     expected_count: usize,
 ) {
@@ -92,9 +92,9 @@ fn ten_thousand_random_and_extreme_templates_decrypt_exactly() {
     }
     for (id, t) in templates.into_iter().enumerate() {
         gallery
-            .insert(id as u64, encrypt_template(&key, &t))
+            .insert(TemplateId(id as u64), encrypt_template(&key, &t))
             .unwrap();
-        plain.insert(id as u64, t);
+        plain.insert(TemplateId(id as u64), t);
     }
     assert_eq!(
         gallery.block_count(),
@@ -127,6 +127,7 @@ fn ten_thousand_random_and_extreme_templates_decrypt_exactly() {
         }
         // 1:1 on a few ids, including the extremes.
         for id in [0u64, 1, 2, 3, 4, 5000, 10_049] {
+            let id = TemplateId(id);
             let r = gallery.verify(&prepared, id).unwrap();
             let d = decrypt(&key, &ctx, &r).unwrap();
             assert_eq!(d.len(), 1);
@@ -157,7 +158,7 @@ fn noise_stays_far_below_the_decoding_margin() {
         }
         for (id, t) in pool.iter().enumerate() {
             gallery
-                .insert(id as u64, encrypt_template(&key, t))
+                .insert(TemplateId(id as u64), encrypt_template(&key, t))
                 .unwrap();
         }
         let mut probes = extremes(&p);
@@ -201,11 +202,13 @@ fn add_remove_repack_keeps_every_distance_exact() {
     let mut plain = std::collections::BTreeMap::new();
     let mut next = 0u64;
     let mut add = |gallery: &mut Gallery,
-                   plain: &mut std::collections::BTreeMap<u64, Template>,
+                   plain: &mut std::collections::BTreeMap<TemplateId, Template>,
                    rng: &mut StdRng| {
         let t = uniform_template(rng, &p);
-        gallery.insert(next, encrypt_template(&key, &t)).unwrap();
-        plain.insert(next, t);
+        gallery
+            .insert(TemplateId(next), encrypt_template(&key, &t))
+            .unwrap();
+        plain.insert(TemplateId(next), t);
         next += 1;
     };
     for _ in 0..50 {
@@ -218,6 +221,7 @@ fn add_remove_repack_keeps_every_distance_exact() {
 
     // Remove a scattered handful: holes, then the re-pack once a block's worth is free.
     for id in [3u64, 17, 18, 31, 44] {
+        let id = TemplateId(id);
         gallery.remove(id).unwrap();
         plain.remove(&id);
         assert_exact(
@@ -229,6 +233,7 @@ fn add_remove_repack_keeps_every_distance_exact() {
         );
     }
     for id in (0..50u64).filter(|i| i % 4 == 1 && ![17, 18].contains(i)) {
+        let id = TemplateId(id);
         gallery.remove(id).unwrap();
         plain.remove(&id);
     }
@@ -254,8 +259,8 @@ fn add_remove_repack_keeps_every_distance_exact() {
         53,
     );
     assert!(matches!(
-        gallery.remove(9999),
-        Err(HeError::UnknownTemplate(9999))
+        gallery.remove(TemplateId(9999)),
+        Err(HeError::UnknownTemplate(TemplateId(9999)))
     ));
     let any = *plain.keys().next().unwrap();
     let dup = encrypt_template(&key, &plain[&any]);
@@ -274,7 +279,7 @@ fn changing_one_template_changes_only_its_own_distance() {
     let originals: Vec<Template> = (0..30).map(|_| uniform_template(&mut rng, &p)).collect();
     for (id, t) in originals.iter().enumerate() {
         gallery
-            .insert(id as u64, encrypt_template(&key, t))
+            .insert(TemplateId(id as u64), encrypt_template(&key, t))
             .unwrap();
     }
     let probe = uniform_template(&mut rng, &p);
@@ -284,11 +289,17 @@ fn changing_one_template_changes_only_its_own_distance() {
     // Replace template 7 (middle of block 0) by its opposite, in place.
     let changed: Vec<i32> = originals[7].values().iter().map(|v| -v).collect();
     let changed = Template::new(changed, &p).unwrap();
-    gallery.remove(7).unwrap();
-    gallery.insert(7, encrypt_template(&key, &changed)).unwrap();
+    gallery.remove(TemplateId(7)).unwrap();
+    gallery
+        .insert(TemplateId(7), encrypt_template(&key, &changed))
+        .unwrap();
     let after = decrypt(&key, &ctx, &gallery.identify(&prepared).unwrap()).unwrap();
-    let find =
-        |v: &[blindface::he::Distance], id| v.iter().find(|d| d.id == id).unwrap().distance_sq;
+    let find = |v: &[blindface::he::Distance], id: u64| {
+        v.iter()
+            .find(|d| d.id == TemplateId(id))
+            .unwrap()
+            .distance_sq
+    };
     for id in 0..30u64 {
         if id == 7 {
             assert_eq!(find(&after, 7), probe.distance_sq(&changed));
@@ -314,7 +325,7 @@ fn small_setup() -> (
     let mut gallery = Gallery::new(&p);
     for (id, t) in templates.iter().enumerate() {
         gallery
-            .insert(id as u64, encrypt_template(&key, t))
+            .insert(TemplateId(id as u64), encrypt_template(&key, t))
             .unwrap();
     }
     let (probe, ctx) = encrypt_probe(&key, &templates[0]);
@@ -332,7 +343,7 @@ fn a_wrong_key_is_an_error_never_a_distance() {
             decrypt(&other, &ctx, &identify),
             Err(HeError::WrongKeyOrCorrupt { .. })
         ));
-        let verify = gallery.verify(&prepared, 3).unwrap();
+        let verify = gallery.verify(&prepared, TemplateId(3)).unwrap();
         assert!(matches!(
             decrypt(&other, &ctx, &verify),
             Err(HeError::WrongKeyOrCorrupt { .. })
@@ -354,7 +365,13 @@ fn tampered_results_are_detected() {
     let prepared = PreparedProbe::new(&probe, &p).unwrap();
     let clean = gallery.identify(&prepared).unwrap();
     let d = decrypt(&key, &ctx, &clean).unwrap();
-    assert_eq!(d.iter().find(|d| d.id == 0).unwrap().distance_sq, 0);
+    assert_eq!(
+        d.iter()
+            .find(|d| d.id == TemplateId(0))
+            .unwrap()
+            .distance_sq,
+        0
+    );
     assert_eq!(d.len(), templates.len());
 
     // Any bit flipped in the serialized result fails the checksum.
@@ -404,7 +421,10 @@ fn payloads_round_trip_and_bad_payloads_are_rejected() {
     assert_eq!(result2, result);
     let d = decrypt(&key, &ctx, &result2).unwrap();
     assert_eq!(
-        d.iter().find(|d| d.id == 1).unwrap().distance_sq,
+        d.iter()
+            .find(|d| d.id == TemplateId(1))
+            .unwrap()
+            .distance_sq,
         templates[0].distance_sq(&templates[1])
     );
     let key2 = SecretKey::from_bytes(&key.to_bytes(), &p).unwrap();
@@ -418,7 +438,7 @@ fn payloads_round_trip_and_bad_payloads_are_rejected() {
         template.to_bytes(),
         probe.to_bytes(),
         result.to_bytes(),
-        key.to_bytes(),
+        key.to_bytes().to_vec(),
     ] {
         // Truncated anywhere.
         for cut in [0, 3, 7, 50, bytes.len() / 2, bytes.len() - 1] {
@@ -479,7 +499,7 @@ fn payloads_round_trip_and_bad_payloads_are_rejected() {
     let foreign = encrypt_template(&other_key, &Template::new(vec![1; p.dim], &p).unwrap());
     let mut g = Gallery::new(&p);
     assert!(matches!(
-        g.insert(0, foreign),
+        g.insert(TemplateId(0), foreign),
         Err(HeError::WrongParams { .. })
     ));
     // A body of the wrong length with a valid checksum.

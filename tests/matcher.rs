@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use blindface::he::EncryptedTemplate;
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, quantise, synthetic_templates, threshold_sq, Params,
     SecretKey, Template, TemplateId,
@@ -27,13 +28,54 @@ fn params() -> Params {
     Params::v1()
 }
 
-fn key() -> SecretKey {
-    SecretKey::generate(&params())
+fn key() -> Arc<SecretKey> {
+    Arc::new(SecretKey::generate(&params()))
+}
+
+/// The token file named in messages (tests hand credentials over directly).
+const TOKENS: &str = "tokens.json";
+
+fn remote_with(url: &str, c: Credentials) -> RemoteMatcher {
+    RemoteMatcher::new(url, &params(), c, Path::new(TOKENS))
 }
 
 fn remote(url: &str) -> RemoteMatcher {
     let c = RemoteMatcher::register(url).expect("register");
-    RemoteMatcher::new(url, c)
+    remote_with(url, c)
+}
+
+fn builtin(dir: &Path) -> Result<BuiltinMatcher, MatcherError> {
+    BuiltinMatcher::open(dir, &params(), "test-owner")
+}
+
+/// A fresh random template id, as the app picks them.
+fn fresh_id() -> TemplateId {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    TemplateId(u64::from_le_bytes(b) % (TemplateId::LIMIT - 1) + 1)
+}
+
+/// Enrolment as the app does it: a fresh id and the name sealed to it.
+trait EnrolNamed {
+    fn enrol_named(
+        &self,
+        labels: &LabelKey,
+        ct: &EncryptedTemplate,
+        name: &str,
+    ) -> Result<TemplateId, MatcherError>;
+}
+
+impl<M: Matcher + ?Sized> EnrolNamed for M {
+    fn enrol_named(
+        &self,
+        labels: &LabelKey,
+        ct: &EncryptedTemplate,
+        name: &str,
+    ) -> Result<TemplateId, MatcherError> {
+        let id = fresh_id();
+        self.enrol(id, ct, &labels.seal(name, id).unwrap())?;
+        Ok(id)
+    }
 }
 
 /// Checks every decrypted distance of an identify against the plaintext, returns them.
@@ -44,7 +86,7 @@ fn identify_exact(
     known: &BTreeMap<TemplateId, Template>,
 ) -> Vec<(TemplateId, i64)> {
     let (p, ctx) = encrypt_probe(key, probe);
-    let result = m.identify(&p).expect("identify");
+    let result = m.identify(&p).expect("identify").result;
     let mut out = Vec::new();
     for d in decrypt(key, &ctx, &result).expect("decrypt") {
         let t = known
@@ -117,7 +159,7 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"), &[]);
     let http = remote(&server.url);
-    let builtin = BuiltinMatcher::open(&dir.path().join("builtin")).unwrap();
+    let builtin = builtin(&dir.path().join("builtin")).unwrap();
     for m in [&http as &dyn Matcher, &builtin as &dyn Matcher] {
         let mut known = BTreeMap::new();
         let mut names = BTreeMap::new();
@@ -127,7 +169,7 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
             ("Synthetic Third", &third),
         ] {
             let id = m
-                .enrol(&encrypt_template(&key, t), &labels.seal(name).unwrap())
+                .enrol_named(&labels, &encrypt_template(&key, t), name)
                 .unwrap();
             known.insert(id, t.clone());
             names.insert(id, name);
@@ -135,7 +177,7 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
         let listed = m.list().unwrap();
         assert_eq!(listed.len(), 3);
         for e in &listed {
-            assert_eq!(labels.open(&e.label).unwrap(), names[&e.id]);
+            assert_eq!(labels.open(&e.label, e.id).unwrap(), names[&e.id]);
         }
         for (photo, who) in [
             ("obama2.jpg", "Barack Obama"),
@@ -150,7 +192,7 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
             // 1:1 against the right person and the wrong one.
             let (probe, ctx) = encrypt_probe(&key, &faces[photo]);
             for (&id, t) in &known {
-                let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap()).unwrap();
+                let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap().result).unwrap();
                 assert_eq!(d.len(), 1);
                 assert_eq!(d[0].distance_sq, faces[photo].distance_sq(t));
                 assert_eq!(d[0].distance_sq <= limit, names[&id] == who);
@@ -165,9 +207,10 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
     // A stranger: Biden's photo against a gallery holding only Obama.
     let other = remote(&server.url);
     let id = other
-        .enrol(
+        .enrol_named(
+            &labels,
             &encrypt_template(&key, &faces["obama.jpg"]),
-            &labels.seal("Barack Obama").unwrap(),
+            "Barack Obama",
         )
         .unwrap();
     let known = BTreeMap::from([(id, faces["obama.jpg"].clone())]);
@@ -264,14 +307,11 @@ fn galleries_survive_restarts() {
     let data = dir.path().join("server");
     let server = Server::start(&data, &[]);
     let creds = RemoteMatcher::register(&server.url).unwrap();
-    let m = RemoteMatcher::new(&server.url, creds.clone());
+    let m = remote_with(&server.url, creds.clone());
     let mut known = BTreeMap::new();
     for (i, t) in templates.iter().enumerate() {
         let id = m
-            .enrol(
-                &encrypt_template(&key, t),
-                &labels.seal(&format!("person {i}")).unwrap(),
-            )
+            .enrol_named(&labels, &encrypt_template(&key, t), &format!("person {i}"))
             .unwrap();
         known.insert(id, t.clone());
     }
@@ -283,7 +323,7 @@ fn galleries_survive_restarts() {
     assert_eq!(before[0].1, 0, "the probe itself is enrolled");
     server.stop();
     let server = Server::start(&data, &[]);
-    let m = RemoteMatcher::new(&server.url, creds);
+    let m = remote_with(&server.url, creds);
     assert_eq!(identify_exact(&m, &key, probe, &known), before);
     assert_eq!(m.list().unwrap().len(), 39);
     assert!(matches!(m.remove(removed), Err(MatcherError::UnknownId(_))));
@@ -292,21 +332,21 @@ fn galleries_survive_restarts() {
     let data = dir.path().join("builtin");
     let mut known = BTreeMap::new();
     let before = {
-        let b = BuiltinMatcher::open(&data).unwrap();
+        let b = builtin(&data).unwrap();
         for t in &templates[..20] {
             let id = b
-                .enrol(&encrypt_template(&key, t), &labels.seal("x").unwrap())
+                .enrol_named(&labels, &encrypt_template(&key, t), "x")
                 .unwrap();
             known.insert(id, t.clone());
         }
         // A second opener is refused while the first holds the store.
         assert!(matches!(
-            BuiltinMatcher::open(&data),
+            builtin(&data),
             Err(MatcherError::StoreLocked { .. })
         ));
         identify_exact(&b, &key, probe, &known)
     };
-    let b = BuiltinMatcher::open(&data).unwrap();
+    let b = builtin(&data).unwrap();
     assert_eq!(b.len(), 20);
     assert_eq!(identify_exact(&b, &key, probe, &known), before);
 }
@@ -337,12 +377,12 @@ fn kill9_during_enrolments_loses_nothing_acknowledged() {
             .iter()
             .map(|t| encrypt_template(&key, t))
             .collect();
-        let label = labels.seal("someone").unwrap();
+        let labels = LabelKey::from_secret(&key);
         std::thread::spawn(move || {
-            let m = RemoteMatcher::new(&url, creds);
+            let m = remote_with(&url, creds);
             for (i, ct) in cts.iter().enumerate() {
                 *in_flight.lock().unwrap() = Some(i);
-                match m.enrol(ct, &label) {
+                match m.enrol_named(&labels, ct, "someone") {
                     Ok(id) => {
                         acked.lock().unwrap().insert(id, i);
                     }
@@ -364,7 +404,7 @@ fn kill9_during_enrolments_loses_nothing_acknowledged() {
     );
 
     let server = Server::start(&data, &[]);
-    let m = RemoteMatcher::new(&server.url, creds);
+    let m = remote_with(&server.url, creds);
     let listed = m.list().unwrap();
     let mut known: BTreeMap<TemplateId, Template> = acked
         .iter()
@@ -388,7 +428,7 @@ fn kill9_during_enrolments_loses_nothing_acknowledged() {
         );
     }
     for e in &listed {
-        assert_eq!(labels.open(&e.label).unwrap(), "someone");
+        assert_eq!(labels.open(&e.label, e.id).unwrap(), "someone");
     }
     let ranked = identify_exact(&m, &key, &templates[0], &known);
     assert_eq!(ranked.len(), listed.len());
@@ -396,7 +436,7 @@ fn kill9_during_enrolments_loses_nothing_acknowledged() {
     // And every template verifies exactly 1:1.
     let (probe, ctx) = encrypt_probe(&key, &templates[1]);
     for (&id, t) in known.iter().take(10) {
-        let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap()).unwrap();
+        let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap().result).unwrap();
         assert_eq!(d[0].distance_sq, templates[1].distance_sq(t));
     }
 }
@@ -413,36 +453,37 @@ fn eight_concurrent_clients_get_exact_distances() {
     let creds = RemoteMatcher::register(&server.url).unwrap();
     let known: Arc<Mutex<BTreeMap<TemplateId, Template>>> = Arc::default();
     {
-        let m = RemoteMatcher::new(&server.url, creds.clone());
+        let m = remote_with(&server.url, creds.clone());
         for t in &pool[..30] {
             let id = m
-                .enrol(&encrypt_template(&key, t), &labels.seal("seed").unwrap())
+                .enrol_named(&labels, &encrypt_template(&key, t), "seed")
                 .unwrap();
             known.lock().unwrap().insert(id, t.clone());
         }
     }
     type Observation = (Template, Vec<(TemplateId, i64)>);
     let observed: Arc<Mutex<Vec<Observation>>> = Arc::default();
-    let label = labels.seal("client").unwrap();
     let threads: Vec<_> = (0..8)
         .map(|c| {
-            let (known, observed, url, creds, key, pool, label) = (
+            let (known, observed, url, creds, key, pool) = (
                 known.clone(),
                 observed.clone(),
                 server.url.clone(),
                 creds.clone(),
                 key.clone(),
                 pool.clone(),
-                label.clone(),
             );
+            let labels = LabelKey::from_secret(&key);
             std::thread::spawn(move || {
-                let m = RemoteMatcher::new(&url, creds);
+                let m = remote_with(&url, creds);
                 let mut mine: Vec<TemplateId> = Vec::new();
                 for i in 0..100usize {
                     let t = &pool[30 + (c * 37 + i * 7) % 370];
                     match i % 10 {
                         0 | 1 => {
-                            let id = m.enrol(&encrypt_template(&key, t), &label).unwrap();
+                            let id = m
+                                .enrol_named(&labels, &encrypt_template(&key, t), "client")
+                                .unwrap();
                             known.lock().unwrap().insert(id, t.clone());
                             mine.push(id);
                         }
@@ -451,7 +492,7 @@ fn eight_concurrent_clients_get_exact_distances() {
                         }
                         2..=6 => {
                             let (probe, ctx) = encrypt_probe(&key, t);
-                            let r = m.identify(&probe).unwrap();
+                            let r = m.identify(&probe).unwrap().result;
                             let d = decrypt(&key, &ctx, &r).unwrap();
                             assert!(d.len() >= 30);
                             observed.lock().unwrap().push((
@@ -465,7 +506,8 @@ fn eight_concurrent_clients_get_exact_distances() {
                                 .copied()
                                 .unwrap_or_else(|| *known.lock().unwrap().keys().next().unwrap());
                             let (probe, ctx) = encrypt_probe(&key, t);
-                            let d = decrypt(&key, &ctx, &m.verify(&probe, id).unwrap()).unwrap();
+                            let d =
+                                decrypt(&key, &ctx, &m.verify(&probe, id).unwrap().result).unwrap();
                             observed
                                 .lock()
                                 .unwrap()
@@ -494,7 +536,7 @@ fn eight_concurrent_clients_get_exact_distances() {
     }
     assert!(checked > 8 * 40 * 30);
     // Final state: 30 seeds + 8 x (20 enrolled - 10 removed).
-    let m = RemoteMatcher::new(&server.url, creds);
+    let m = remote_with(&server.url, creds);
     assert_eq!(m.list().unwrap().len(), 30 + 8 * 10);
 }
 
@@ -572,12 +614,12 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
     let a: Credentials = RemoteMatcher::register(&url).unwrap();
     let b: Credentials = RemoteMatcher::register(&url).unwrap();
     assert_ne!(a.token, b.token);
-    let ma = RemoteMatcher::new(&url, a.clone());
-    let mb = RemoteMatcher::new(&url, b.clone());
+    let ma = remote_with(&url, a.clone());
+    let mb = remote_with(&url, b.clone());
     let mut known = BTreeMap::new();
     for t in &templates[..3] {
         let id = ma
-            .enrol(&encrypt_template(&key, t), &labels.seal("a").unwrap())
+            .enrol_named(&labels, &encrypt_template(&key, t), "a")
             .unwrap();
         known.insert(id, t.clone());
     }
@@ -600,7 +642,7 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
     let (s, t) = raw("GET", &url, "/v1/templates", Some(&"0".repeat(64)), b"");
     assert_eq!(s, 401);
     assert!(error_of(&t).contains("unknown token"));
-    let bad = RemoteMatcher::new(
+    let bad = remote_with(
         &url,
         Credentials {
             tenant: a.tenant.clone(),
@@ -620,7 +662,7 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
         decrypt(
             &key,
             &encrypt_probe(&key, &templates[0]).1,
-            &mb.identify(&probe).unwrap()
+            &mb.identify(&probe).unwrap().result
         )
         .unwrap()
         .len(),
@@ -680,12 +722,13 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
     let (s, t) = enrol(b"not json");
     assert_eq!(s, 400);
     assert!(error_of(&t).contains("expected JSON"));
-    let (s, t) = enrol(br#"{"template": "!!!", "label": ""}"#);
+    let (s, t) = enrol(br#"{"id": 5, "template": "!!!", "label": ""}"#);
     assert_eq!(s, 400);
     assert!(error_of(&t).contains("base64"));
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let body = serde_json::json!({"template": b64.encode(&probe_bytes[..1000]), "label": ""});
+    let body =
+        serde_json::json!({"id": 5, "template": b64.encode(&probe_bytes[..1000]), "label": ""});
     let (s, t) = enrol(body.to_string().as_bytes());
     assert_eq!(s, 400);
     assert!(error_of(&t).contains("encrypted template"));
@@ -697,6 +740,7 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
     }
     // Label too long.
     let body = serde_json::json!({
+        "id": 5,
         "template": b64.encode(encrypt_template(&key, &templates[3]).to_bytes()),
         "label": b64.encode(vec![0u8; 5000]),
     });
@@ -711,22 +755,13 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
     assert_eq!(s, 404);
     error_of(&t);
     // Gallery full at --max-templates 4.
-    ma.enrol(
-        &encrypt_template(&key, &templates[3]),
-        &labels.seal("a").unwrap(),
-    )
-    .map(|id| known.insert(id, templates[3].clone()))
-    .unwrap();
-    let full = ma.enrol(
-        &encrypt_template(&key, &templates[4]),
-        &labels.seal("a").unwrap(),
-    );
+    ma.enrol_named(&labels, &encrypt_template(&key, &templates[3]), "a")
+        .map(|id| known.insert(id, templates[3].clone()))
+        .unwrap();
+    let full = ma.enrol_named(&labels, &encrypt_template(&key, &templates[4]), "a");
     match full {
-        Err(MatcherError::Remote {
-            status, message, ..
-        }) => {
-            assert_eq!(status, 409);
-            assert!(message.contains("--max-templates"), "{message}");
+        Err(e @ MatcherError::GalleryFull { max: 4 }) => {
+            assert!(e.to_string().contains("--max-templates"), "{e}");
         }
         other => panic!("expected gallery full, got {other:?}"),
     }
@@ -758,17 +793,17 @@ fn store_files_hold_no_plaintext_names() {
     let m = remote(&server.url);
     let builtin_data = dir.path().join("builtin");
     {
-        let b = BuiltinMatcher::open(&builtin_data).unwrap();
+        let b = builtin(&builtin_data).unwrap();
         for (t, n) in templates.iter().zip(names) {
             let ct = encrypt_template(&key, t);
-            m.enrol(&ct, &labels.seal(n).unwrap()).unwrap();
-            b.enrol(&ct, &labels.seal(n).unwrap()).unwrap();
+            m.enrol_named(&labels, &ct, n).unwrap();
+            b.enrol_named(&labels, &ct, n).unwrap();
         }
         let mut opened: Vec<String> = m
             .list()
             .unwrap()
             .iter()
-            .map(|e| labels.open(&e.label).unwrap())
+            .map(|e| labels.open(&e.label, e.id).unwrap())
             .collect();
         opened.sort();
         let mut expected = names.map(String::from).to_vec();
@@ -780,7 +815,7 @@ fn store_files_hold_no_plaintext_names() {
             .list()
             .unwrap()
             .iter()
-            .all(|e| other.open(&e.label).is_err()));
+            .all(|e| other.open(&e.label, e.id).is_err()));
     }
     server.stop();
     for data in [&server_data, &builtin_data] {

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, synthetic_templates, Params, SecretKey,
+    decrypt, encrypt_probe, encrypt_template, synthetic_templates, Params, SecretKey, TemplateId,
 };
 use blindface::matcher::{Matcher, RemoteMatcher};
 
@@ -27,7 +27,8 @@ fn identify_over_loopback() {
     let server = Server::start(dir.path(), &[]);
     let url = server.url.clone();
     let creds = RemoteMatcher::register(&url).unwrap();
-    let m = RemoteMatcher::new(&url, creds.clone());
+    let tokens = dir.path().join("tokens.json");
+    let m = RemoteMatcher::new(&url, &p, creds.clone(), &tokens);
     let templates = synthetic_templates(1500, 5, &p);
     let probes: Vec<_> = templates[..50]
         .iter()
@@ -36,8 +37,9 @@ fn identify_over_loopback() {
     let mut enrolled = 0;
     for size in [100usize, 1500] {
         let start = Instant::now();
-        for t in &templates[enrolled..size] {
+        for (i, t) in templates[enrolled..size].iter().enumerate() {
             m.enrol(
+                TemplateId((enrolled + i + 1) as u64),
                 &encrypt_template(&key, t),
                 b"bench-label-0000000000000000000000000000000000000",
             )
@@ -46,7 +48,7 @@ fn identify_over_loopback() {
         let enrol_ms = start.elapsed().as_secs_f64() * 1e3 / (size - enrolled) as f64;
         enrolled = size;
         // Warm up, and check exactness once.
-        let r = m.identify(&probes[0].0).unwrap();
+        let r = m.identify(&probes[0].0).unwrap().result;
         let t0 = Instant::now();
         let d = decrypt(&key, &probes[0].1, &r).unwrap();
         let decrypt_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -70,9 +72,9 @@ fn identify_over_loopback() {
         let total: usize = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)
                 .map(|c| {
-                    let (url, creds, probes) = (&url, creds.clone(), &probes);
+                    let (url, creds, probes, tokens) = (&url, creds.clone(), &probes, &tokens);
                     s.spawn(move || {
-                        let m = RemoteMatcher::new(url, creds);
+                        let m = RemoteMatcher::new(url, &p, creds, tokens);
                         let mut k = 0;
                         while start.elapsed() < window {
                             m.identify(&probes[(c * 13 + k) % probes.len()].0).unwrap();

@@ -1,21 +1,19 @@
-//! Camera source (nokhwa, V4L2 on Linux): the camera list, a chosen camera and resolution,
-//! a mirror toggle, and capture on its own thread. Decoding runs inside `catch_unwind`
-//! (nokhwa's MJPEG decoder can panic on a corrupt frame: that frame is dropped). With no
-//! camera, the window says so and the file sources remain.
+//! Camera capture (nokhwa: V4L2 on Linux, AVFoundation, Media Foundation) on threads of its
+//! own, with no UI: listing cameras (which can block for seconds, so it never runs on the
+//! UI thread) and a capture thread that decodes each frame outside the lock the UI reads
+//! and keeps only the newest. Decoding runs inside `catch_unwind` (nokhwa's MJPEG decoder
+//! can panic on a corrupt frame: that frame is dropped and counted).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 
-use eframe::egui;
 use image::RgbImage;
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{
     ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
     Resolution,
 };
-
-use super::source::Source;
-use super::BlindfaceApp;
 
 /// What the window says when there is no camera.
 pub const NO_CAMERA: &str =
@@ -31,7 +29,8 @@ pub struct CameraEntry {
     pub name: String,
 }
 
-/// The cameras the system lists (empty if there are none).
+/// The cameras the system lists (empty if there are none). Blocks: call it off the UI
+/// thread ([`list_cameras_async`]).
 pub fn list_cameras() -> Result<Vec<CameraEntry>, String> {
     let infos = std::panic::catch_unwind(|| nokhwa::query(ApiBackend::Auto))
         .map_err(|_| "the camera list could not be read".to_string())?
@@ -48,12 +47,27 @@ pub fn list_cameras() -> Result<Vec<CameraEntry>, String> {
         .collect())
 }
 
+/// Lists the cameras on a thread of its own; the answer arrives on the receiver.
+pub fn list_cameras_async() -> Receiver<Result<Vec<CameraEntry>, String>> {
+    let (tx, rx) = channel();
+    let spawned = std::thread::Builder::new()
+        .name("blindface-camera-list".into())
+        .spawn(move || {
+            let _ = tx.send(list_cameras());
+        });
+    if let Err(e) = spawned {
+        let (tx, rx) = channel();
+        let _ = tx.send(Err(format!("cannot list cameras: {e}")));
+        return rx;
+    }
+    rx
+}
+
 #[derive(Default)]
 struct Shared {
     label: Option<String>,
     latest: Option<RgbImage>,
     error: Option<String>,
-    dropped: u64,
 }
 
 /// A running camera: a capture thread writing its newest frame into a slot.
@@ -61,7 +75,8 @@ pub struct Camera {
     name: String,
     shared: Arc<Mutex<Shared>>,
     stop: Arc<AtomicBool>,
-    pub mirror: Arc<AtomicBool>,
+    mirror: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl Drop for Camera {
@@ -81,14 +96,11 @@ fn decode(buffer: &nokhwa::Buffer) -> Option<RgbImage> {
     }
 }
 
-impl Camera {
-    /// Opens the first camera at 640x480.
-    pub fn open_first(mirror: bool) -> Result<Camera, String> {
-        let cams = list_cameras()?;
-        let first = cams.first().ok_or_else(|| NO_CAMERA.to_string())?;
-        Camera::open(first, RESOLUTIONS[0], mirror)
-    }
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
 
+impl Camera {
     /// Opens `entry` near `resolution` and starts capturing on its own thread.
     pub fn open(
         entry: &CameraEntry,
@@ -98,11 +110,17 @@ impl Camera {
         let shared: Arc<Mutex<Shared>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let mirror = Arc::new(AtomicBool::new(mirror));
+        let dropped = Arc::new(AtomicU64::new(0));
         let index = entry.index;
         let name = entry.name.clone();
         let camera_name = name.clone();
         {
-            let (shared, stop, mirror) = (shared.clone(), stop.clone(), mirror.clone());
+            let (shared, stop, mirror, dropped) = (
+                shared.clone(),
+                stop.clone(),
+                mirror.clone(),
+                dropped.clone(),
+            );
             std::thread::Builder::new()
                 .name("blindface-camera".into())
                 .spawn(move || {
@@ -121,42 +139,42 @@ impl Camera {
                     let mut cam = match opened {
                         Ok(Ok(c)) => c,
                         Ok(Err(e)) => {
-                            shared.lock().unwrap_or_else(|e| e.into_inner()).error = Some(format!(
+                            lock(&shared).error = Some(format!(
                                 "the camera {name} could not be opened ({e}); is another program using it? You can open an image or a folder instead"
                             ));
                             return;
                         }
                         Err(_) => {
-                            shared.lock().unwrap_or_else(|e| e.into_inner()).error = Some(format!(
+                            lock(&shared).error = Some(format!(
                                 "the camera {name} could not be opened; open an image or a folder instead"
                             ));
                             return;
                         }
                     };
                     let f = cam.camera_format();
-                    shared.lock().unwrap_or_else(|e| e.into_inner()).label = Some(format!(
+                    lock(&shared).label = Some(format!(
                         "{name} {}x{}",
                         f.resolution().width(),
                         f.resolution().height()
                     ));
                     while !stop.load(Ordering::Relaxed) {
                         match cam.frame() {
-                            Ok(buf) => {
-                                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                                match decode(&buf) {
-                                    Some(mut img) => {
-                                        if mirror.load(Ordering::Relaxed) {
-                                            image::imageops::flip_horizontal_in_place(&mut img);
-                                        }
-                                        s.latest = Some(img);
+                            Ok(buf) => match decode(&buf) {
+                                // Decoded and mirrored before taking the lock the UI reads.
+                                Some(mut img) => {
+                                    if mirror.load(Ordering::Relaxed) {
+                                        image::imageops::flip_horizontal_in_place(&mut img);
                                     }
-                                    None => s.dropped += 1,
+                                    lock(&shared).latest = Some(img);
                                 }
-                            }
+                                None => {
+                                    dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            },
                             Err(e) => {
-                                shared.lock().unwrap_or_else(|e| e.into_inner()).error = Some(
-                                    format!("the camera stopped ({e}); press Camera to try again, or open an image or a folder"),
-                                );
+                                lock(&shared).error = Some(format!(
+                                    "the camera stopped ({e}); press Camera to try again, or open an image or a folder"
+                                ));
                                 break;
                             }
                         }
@@ -170,78 +188,34 @@ impl Camera {
             shared,
             stop,
             mirror,
+            dropped,
         })
     }
 
     /// Camera name and resolution ("opening" until the stream runs).
     pub fn label(&self) -> String {
-        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        s.label
+        lock(&self.shared)
+            .label
             .clone()
             .unwrap_or_else(|| format!("{} (opening...)", self.name))
     }
 
+    /// Mirrors the frames from now on (or stops mirroring).
+    pub fn set_mirror(&self, mirror: bool) {
+        self.mirror.store(mirror, Ordering::Relaxed);
+    }
+
+    /// Frames dropped because they could not be decoded.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// The newest frame since the last call, or the error that stopped the camera.
     pub fn latest(&mut self) -> Result<Option<RgbImage>, String> {
-        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.shared);
         if let Some(e) = s.error.take() {
             return Err(e);
         }
         Ok(s.latest.take())
-    }
-}
-
-/// Camera controls in the top bar: camera list, resolution, start.
-pub fn controls(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
-    let id = egui::Id::unique("camera-choice");
-    let (mut cam_i, mut res_i): (usize, usize) = ui.data(|d| d.get_temp(id)).unwrap_or((0, 0));
-    let cams: Vec<CameraEntry> = ui
-        .data(|d| d.get_temp::<Vec<(u32, String)>>(id.with("list")))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(index, name)| CameraEntry { index, name })
-        .collect();
-    if !cams.is_empty() {
-        egui::ComboBox::from_id_salt("camera-list")
-            .selected_text(cams.get(cam_i).map(|c| c.name.clone()).unwrap_or_default())
-            .show_ui(ui, |ui| {
-                for (i, c) in cams.iter().enumerate() {
-                    ui.selectable_value(&mut cam_i, i, &c.name);
-                }
-            });
-        egui::ComboBox::from_id_salt("camera-res")
-            .selected_text(format!("{}x{}", RESOLUTIONS[res_i].0, RESOLUTIONS[res_i].1))
-            .show_ui(ui, |ui| {
-                for (i, r) in RESOLUTIONS.iter().enumerate() {
-                    ui.selectable_value(&mut res_i, i, format!("{}x{}", r.0, r.1));
-                }
-            });
-    }
-    ui.data_mut(|d| d.insert_temp(id, (cam_i, res_i)));
-    if ui.button("Camera").clicked() {
-        match list_cameras() {
-            Ok(list) if list.is_empty() => {
-                app.state.error(NO_CAMERA);
-            }
-            Ok(list) => {
-                let entry = list.get(cam_i).unwrap_or(&list[0]).clone();
-                ui.data_mut(|d| {
-                    d.insert_temp(
-                        id.with("list"),
-                        list.iter()
-                            .map(|c| (c.index, c.name.clone()))
-                            .collect::<Vec<_>>(),
-                    )
-                });
-                match Camera::open(&entry, RESOLUTIONS[res_i], app.state.settings.mirror) {
-                    Ok(c) => app.source = Source::Camera(c),
-                    Err(e) => app.state.error(e),
-                }
-            }
-            Err(e) => app.state.error(e),
-        }
-    }
-    if let Source::Camera(c) = &app.source {
-        c.mirror.store(app.state.settings.mirror, Ordering::Relaxed);
     }
 }

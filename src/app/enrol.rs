@@ -1,38 +1,47 @@
 //! Enrol by capture: a name and "Capture & enrol" for the selected face of the current
-//! frame; the captured crop and a confirmation are shown.
+//! frame; the captured crop and a confirmation are shown. While the name field has focus a
+//! folder source holds the face on screen.
 
 use eframe::egui;
 
-use super::worker::Command;
-use super::BlindfaceApp;
+use super::state::AppState;
+use super::{Action, Textures};
 
-pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+pub fn ui(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    textures: &mut Textures,
+    actions: &mut Vec<Action>,
+) {
     ui.heading("Enrol");
     ui.horizontal(|ui| {
         let l = ui.label("Name");
-        ui.add(
-            egui::TextEdit::singleline(&mut app.state.enrol_name)
-                .hint_text("e.g. Ada Lovelace")
-                .desired_width(180.0),
-        )
-        .labelled_by(l.id);
+        let r = ui
+            .add(
+                egui::TextEdit::singleline(&mut state.enrol_name)
+                    .hint_text("e.g. Ada Lovelace")
+                    .desired_width(180.0),
+            )
+            .labelled_by(l.id);
+        state.typing_name = r.has_focus();
+        if r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+            actions.push(Action::Enrol);
+        }
     });
-    let can = !app.state.busy_enrol;
     ui.horizontal(|ui| {
         if ui
-            .add_enabled(can, egui::Button::new("Capture & enrol"))
+            .add_enabled(!state.busy_enrol, egui::Button::new("Capture & enrol"))
             .clicked()
         {
-            capture(app);
+            actions.push(Action::Enrol);
         }
-        if app.state.busy_enrol {
+        if state.busy_enrol {
             ui.spinner();
             ui.label("Embedding and encrypting...");
         }
     });
-    if let Some(c) = &app.state.last_enrol {
-        let key = c.id;
-        if app.crop_tex.as_ref().is_none_or(|(id, _)| *id != key) {
+    if let Some(c) = &state.last_enrol {
+        if textures.crop.as_ref().is_none_or(|(id, _)| *id != c.id) {
             let img = egui::ColorImage::from_rgb(
                 [c.crop.width() as usize, c.crop.height() as usize],
                 c.crop.as_raw(),
@@ -40,35 +49,21 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
             let tex = ui
                 .ctx()
                 .load_texture("enrol-crop", img, egui::TextureOptions::LINEAR);
-            app.crop_tex = Some((key, tex));
+            textures.crop = Some((c.id, tex));
         }
-        let c = app.state.last_enrol.as_ref().expect("checked");
-        ui.horizontal(|ui| {
-            if let Some((_, tex)) = &app.crop_tex {
+        ui.horizontal_top(|ui| {
+            if let Some((_, tex)) = &textures.crop {
                 ui.add(egui::Image::new(tex).max_height(96.0));
             }
-            ui.label(format!(
-                "Enrolled {} (template id {}): the matcher stores only its ciphertext and \
-                 the encrypted name.",
-                c.name, c.id
-            ));
+            // Wraps within the panel instead of widening it.
+            ui.add(
+                egui::Label::new(format!(
+                    "Enrolled {} (template id {}): the matcher stores only its ciphertext and \
+                     the encrypted name.",
+                    c.name, c.id
+                ))
+                .wrap(),
+            );
         });
     }
-}
-
-/// Sends the selected face for enrolment, or explains what is missing.
-pub fn capture(app: &mut BlindfaceApp) {
-    let name = app.state.enrol_name.trim().to_string();
-    if name.is_empty() {
-        app.state
-            .error("type the person's name before Capture & enrol");
-        return;
-    }
-    let (Some(image), Some(face)) = (app.state.frame.clone(), app.state.face()) else {
-        app.state
-            .error("no face to enrol: open an image with a face, or face the camera");
-        return;
-    };
-    app.state.busy_enrol = true;
-    app.worker.send(Command::Enrol { image, face, name });
 }

@@ -1,26 +1,23 @@
-//! The gallery: enrolled names (decrypted here, app-side) with their template count, and
-//! removal.
+//! The gallery: enrolled names (decrypted app-side) with their template count, and removal.
 
 use eframe::egui;
 
-use super::worker::Command;
-use super::BlindfaceApp;
+use super::state::AppState;
+use super::Action;
 
-pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+pub fn ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.heading("Gallery");
         if ui.small_button("Refresh").clicked() {
-            app.worker.send(Command::Refresh);
+            actions.push(Action::Refresh);
         }
     });
-    if app.state.gallery.is_empty() {
+    if state.gallery.is_empty() {
         ui.label("Nobody is enrolled yet.");
         return;
     }
-    let mut remove = None;
-    for name in app.state.names() {
-        let ids: Vec<_> = app
-            .state
+    for name in state.names() {
+        let ids: Vec<_> = state
             .gallery
             .iter()
             .filter(|(_, n)| *n == name)
@@ -33,11 +30,8 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
                 .on_hover_text(format!("Remove every template of {name}"))
                 .clicked()
             {
-                remove = Some(ids);
+                actions.push(Action::Remove(ids));
             }
         });
-    }
-    if let Some(ids) = remove {
-        app.worker.send(Command::Remove { ids });
     }
 }

@@ -3,8 +3,9 @@
 
 use eframe::egui::{self, Color32, RichText};
 
-use super::state::{is_match, AppState, MatchMode};
-use super::BlindfaceApp;
+use super::protocol::MatchMode;
+use super::state::{is_match, AppState};
+use super::Action;
 
 /// The mode the panel is set to (verify if a person is chosen).
 pub fn current_mode(state: &AppState) -> MatchMode {
@@ -15,55 +16,50 @@ pub fn current_mode(state: &AppState) -> MatchMode {
     }
 }
 
-pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     ui.heading("Match");
-    let names = app.state.names();
-    if !app.state.verify_name.is_empty() && !names.contains(&app.state.verify_name) {
-        app.state.verify_name.clear();
+    let names = state.names();
+    if !state.verify_name.is_empty() && !names.contains(&state.verify_name) {
+        state.verify_name.clear();
     }
     ui.horizontal(|ui| {
         ui.label("Against");
         egui::ComboBox::from_id_salt("verify-who")
-            .selected_text(if app.state.verify_name.is_empty() {
+            .selected_text(if state.verify_name.is_empty() {
                 "everyone (identify)".to_string()
             } else {
-                app.state.verify_name.clone()
+                state.verify_name.clone()
             })
             .show_ui(ui, |ui| {
-                ui.selectable_value(
-                    &mut app.state.verify_name,
-                    String::new(),
-                    "everyone (identify)",
-                );
+                ui.selectable_value(&mut state.verify_name, String::new(), "everyone (identify)");
                 for n in &names {
-                    ui.selectable_value(&mut app.state.verify_name, n.clone(), n);
+                    ui.selectable_value(&mut state.verify_name, n.clone(), n);
                 }
             });
     });
     ui.horizontal(|ui| {
-        let busy = app.state.busy_match;
+        let busy = state.busy_match;
         if ui
             .add_enabled(!busy, egui::Button::new("Identify"))
             .clicked()
         {
-            app.request_match(MatchMode::Identify);
+            actions.push(Action::Match(MatchMode::Identify));
         }
-        let verify = !app.state.verify_name.is_empty();
+        let verify = !state.verify_name.is_empty();
         if ui
             .add_enabled(!busy && verify, egui::Button::new("Verify"))
             .on_disabled_hover_text("choose a person under Against")
             .clicked()
         {
-            let mode = current_mode(&app.state);
-            app.request_match(mode);
+            actions.push(Action::Match(current_mode(state)));
         }
-        ui.checkbox(&mut app.state.continuous, "Continuously");
+        ui.checkbox(&mut state.continuous, "Continuously");
         if busy {
             ui.spinner();
         }
     });
-    let threshold = app.state.settings.threshold;
-    let Some(outcome) = &app.state.last_match else {
+    let threshold = state.settings.threshold;
+    let Some(outcome) = &state.last_match else {
         ui.label("No result yet: enrol someone, then Identify or Verify a face.");
         return;
     };
@@ -73,11 +69,14 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
     } else {
         Color32::from_rgb(210, 60, 50)
     };
-    ui.label(
-        RichText::new(outcome.verdict_text(threshold))
-            .size(20.0)
-            .strong()
-            .color(color),
+    ui.add(
+        egui::Label::new(
+            RichText::new(outcome.verdict_text(threshold))
+                .size(20.0)
+                .strong()
+                .color(color),
+        )
+        .wrap(),
     );
     ui.label(format!(
         "{} of {} ({} person(s) compared)",

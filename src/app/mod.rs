@@ -2,34 +2,46 @@
 //! identify through the encrypted matcher, a threshold that re-decides instantly, timings,
 //! matcher and key settings.
 //!
-//! Layout follows egui's demo app: [`state`] holds what the window shows (no drawing),
-//! [`worker`] does every heavy step on a background thread, and each panel is one file
-//! drawing from and writing to the state. [`BlindfaceApp::ui`] is the whole window, so tests
-//! drive it with `egui_kittest` without a display; [`run`] opens it with eframe (glow).
+//! Layout follows egui's demo app: [`state`] holds what the window shows (persisted
+//! `Settings` apart from runtime state), [`worker`] does every heavy step on a background
+//! thread behind the [`protocol`] both share, and each panel is one file that draws from
+//! the state, edits the values of its own widgets, and returns [`Action`]s that
+//! [`BlindfaceApp::apply`] carries out in one place. [`BlindfaceApp::ui`] is the whole
+//! window, so tests drive it with `egui_kittest` without a display; [`run`] opens it with
+//! eframe (glow). The window never holds the secret key: only the worker does.
 
 pub mod camera;
 pub mod enrol;
 pub mod gallery;
+pub mod keys;
 pub mod match_panel;
 pub mod preview;
+pub mod protocol;
 pub mod settings;
 pub mod source;
 pub mod state;
 pub mod threshold;
 pub mod timings;
+pub mod top_bar;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eframe::egui;
 
-use crate::he::{Params, SecretKey};
+use crate::he::TemplateId;
+use crate::matcher::MatcherSpec;
+use protocol::{Command, Event, MatchMode};
 use source::Source;
-use state::{AppState, MatchMode, MatcherChoice, Settings};
-use worker::{Command, Worker, WorkerConfig};
+use state::{AppState, Settings};
+use worker::{Worker, WorkerConfig};
+
+/// How long settings wait after the last change before they are written (a slider drag
+/// writes once, not every frame).
+pub const SETTINGS_SAVE_DELAY: Duration = Duration::from_millis(500);
 
 /// File dialogs, injectable so that tests never open one. Each call may block (it runs on
 /// its own thread).
@@ -92,7 +104,7 @@ pub struct AppConfig {
     /// A folder source advances by itself (like a slow video).
     pub autoplay: bool,
     /// Overrides the saved matcher choice.
-    pub matcher: Option<MatcherChoice>,
+    pub matcher: Option<MatcherSpec>,
     /// Overrides the saved threshold.
     pub threshold: Option<f32>,
     /// Try the camera when no source is given.
@@ -127,61 +139,63 @@ impl AppConfig {
     }
 }
 
-/// The key pending an import confirmation.
-pub struct PendingImport {
-    pub path: PathBuf,
-    pub key: SecretKey,
+/// What a panel asks for; [`BlindfaceApp::apply`] carries it out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Ask(DialogKind),
+    /// List the cameras (off the UI thread), then open the chosen one.
+    StartCamera {
+        choice: usize,
+        resolution: (u32, u32),
+    },
+    FolderStep(isize),
+    FolderJump(usize),
+    TogglePlay,
+    /// Enrol the selected face under the typed name.
+    Enrol,
+    Match(MatchMode),
+    Remove(Vec<TemplateId>),
+    Refresh,
+    Connect {
+        spec: MatcherSpec,
+        token: Option<String>,
+    },
+    GenerateKey,
+    AdoptKey,
+    DiscardKey,
+    /// A setting changed: save it (debounced).
+    SettingsChanged,
+    Dismiss(usize),
+    SelectFace(usize),
 }
 
-/// The app: state, worker, textures, dialogs.
+/// Textures uploaded from state images, re-made when their source changes.
+#[derive(Default)]
+pub struct Textures {
+    pub preview: Option<(u64, egui::TextureHandle)>,
+    pub crop: Option<(TemplateId, egui::TextureHandle)>,
+}
+
+/// The app: state, worker, source, textures, dialogs.
 pub struct BlindfaceApp {
     pub state: AppState,
     pub worker: Worker,
     pub source: Source,
-    pub key: Arc<SecretKey>,
-    pub pending_import: Option<PendingImport>,
-    pub(crate) settings_path: PathBuf,
-    pub(crate) dialogs: Arc<dyn Dialogs>,
+    pub textures: Textures,
+    pub cameras: Vec<camera::CameraEntry>,
+    pending_camera: Option<(
+        Receiver<Result<Vec<camera::CameraEntry>, String>>,
+        usize,
+        (u32, u32),
+    )>,
+    settings_path: PathBuf,
+    settings_dirty: Option<Instant>,
+    dialogs: Arc<dyn Dialogs>,
     dialog_tx: Sender<(DialogKind, Option<PathBuf>)>,
     dialog_rx: Receiver<(DialogKind, Option<PathBuf>)>,
     pub dialog_open: bool,
-    pub(crate) preview_tex: Option<(u64, egui::TextureHandle)>,
-    pub(crate) crop_tex: Option<(u64, egui::TextureHandle)>,
-    /// Matcher URL and token being edited in Settings.
-    pub(crate) remote_url: String,
-    pub(crate) remote_token: String,
-}
-
-/// Loads the key, or creates it on first run. Returns the key, whether it was created,
-/// and an error to show if an existing key could not be read (a temporary key is used).
-fn load_or_create_key(path: &Path) -> (SecretKey, bool, Option<String>) {
-    let params = Params::v1();
-    if path.exists() {
-        match SecretKey::load(path, &params) {
-            Ok(k) => (k, false, None),
-            Err(e) => (
-                SecretKey::generate(&params),
-                false,
-                Some(format!(
-                    "{e}. A temporary key is in use for this session only: import your key \
-                     in Settings, or move the unreadable file away and restart"
-                )),
-            ),
-        }
-    } else {
-        let key = SecretKey::generate(&params);
-        match key.save(path, false) {
-            Ok(()) => (key, true, None),
-            Err(e) => (
-                key,
-                true,
-                Some(format!(
-                    "{e}. The new key is used for this session only; check that the folder \
-                     is writable"
-                )),
-            ),
-        }
-    }
+    /// The worker was restarted this many times after a crash.
+    pub worker_restarts: u32,
 }
 
 impl BlindfaceApp {
@@ -193,50 +207,35 @@ impl BlindfaceApp {
         if let Some(t) = config.threshold {
             settings.threshold = t;
         }
-        let (key, created, key_error) = load_or_create_key(&config.key_path);
-        let key = Arc::new(key);
         let mut state = AppState::new(settings.clone(), config.key_path.clone());
-        state.key_fingerprint = key.fingerprint();
-        state.first_run = created;
         state.continuous = config.identify;
-        if let Some(e) = key_error {
-            state.error(e);
-        }
-        let worker = Worker::spawn(
-            WorkerConfig {
-                data_dir: config.data_dir.clone(),
-                key_path: config.key_path.clone(),
-            },
-            key.clone(),
-            settings.matcher.clone(),
-        );
-        let (remote_url, remote_token) = match &settings.matcher {
-            MatcherChoice::Remote { url, token } => (url.clone(), token.clone()),
-            MatcherChoice::Builtin => (
-                format!("http://{}", crate::server::DEFAULT_ADDR),
-                String::new(),
-            ),
-        };
+        let worker = Worker::spawn(WorkerConfig {
+            data_dir: config.data_dir.clone(),
+            key_path: config.key_path.clone(),
+            matcher: settings.matcher.clone(),
+        });
         let (dialog_tx, dialog_rx) = channel();
         let mut app = BlindfaceApp {
             state,
             worker,
             source: Source::None,
-            key,
-            pending_import: None,
+            textures: Textures::default(),
+            cameras: Vec::new(),
+            pending_camera: None,
             settings_path: config.settings_path,
+            settings_dirty: None,
             dialogs: config.dialogs,
             dialog_tx,
             dialog_rx,
             dialog_open: false,
-            preview_tex: None,
-            crop_tex: None,
-            remote_url,
-            remote_token,
+            worker_restarts: 0,
         };
         match config.source {
             Some(p) => app.open_source(&p, config.autoplay),
-            None if config.camera => app.source = Source::open_camera(&mut app.state),
+            None if config.camera => app.apply(Action::StartCamera {
+                choice: 0,
+                resolution: camera::RESOLUTIONS[0],
+            }),
             None => {}
         }
         app
@@ -255,13 +254,24 @@ impl BlindfaceApp {
         }
     }
 
-    pub(crate) fn load_file(&mut self, path: PathBuf) {
+    fn load_file(&mut self, path: PathBuf) {
         self.state.busy_frame = true;
         self.worker.send(Command::LoadFile { path });
     }
 
+    /// Selects a file of the folder source by name and loads it (tests and scripts).
+    pub fn select_file(&mut self, name: &str) -> bool {
+        match self.source.select(name) {
+            Some(p) => {
+                self.load_file(p);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Runs a dialog on its own thread; the answer arrives in [`Self::poll`].
-    pub fn ask(&mut self, kind: DialogKind) {
+    fn ask(&mut self, kind: DialogKind) {
         if self.dialog_open {
             return;
         }
@@ -279,8 +289,9 @@ impl BlindfaceApp {
         });
     }
 
-    /// Saves the settings; a failure is shown, not fatal.
-    pub(crate) fn save_settings(&mut self) {
+    /// Writes the settings now; a failure is shown, not fatal.
+    pub fn save_settings(&mut self) {
+        self.settings_dirty = None;
         if let Err(e) = self.state.settings.save(&self.settings_path) {
             self.state.error(format!(
                 "settings could not be saved to {}: {e}",
@@ -289,81 +300,111 @@ impl BlindfaceApp {
         }
     }
 
-    /// Writes the current key to `path` (a dialog already confirmed any overwrite).
-    pub fn export_key_to(&mut self, path: &Path) {
-        match self.key.save(path, true) {
-            Ok(()) => self.state.info(format!(
-                "Key exported to {}. Keep it somewhere safe: it reads your gallery's names and distances.",
-                path.display()
-            )),
-            Err(e) => self.state.error(format!("{e}; choose another place to export to")),
-        }
-    }
-
-    /// Reads a key file and asks for confirmation before it replaces the current key.
-    pub fn import_key_from(&mut self, path: &Path) {
-        match SecretKey::load(path, &Params::v1()) {
-            Ok(key) if key.fingerprint() == self.key.fingerprint() => self
-                .state
-                .info("That key is the one already in use; nothing changed."),
-            Ok(key) => {
-                self.pending_import = Some(PendingImport {
-                    path: path.to_path_buf(),
-                    key,
-                })
+    /// The one place panel actions take effect.
+    pub fn apply(&mut self, action: Action) {
+        match action {
+            Action::Ask(kind) => self.ask(kind),
+            Action::StartCamera { choice, resolution } => {
+                if self.pending_camera.is_none() {
+                    self.pending_camera = Some((camera::list_cameras_async(), choice, resolution));
+                }
             }
-            Err(e) => self
-                .state
-                .error(format!("{e}; choose a key file exported by blindface")),
+            Action::FolderStep(d) => {
+                if let Some(p) = self.source.step(d) {
+                    self.load_file(p);
+                }
+            }
+            Action::FolderJump(i) => {
+                if let Some(p) = self.source.jump(i) {
+                    self.load_file(p);
+                }
+            }
+            Action::TogglePlay => self.source.toggle_play(),
+            Action::Enrol => {
+                let name = self.state.enrol_name.trim().to_string();
+                if name.is_empty() {
+                    self.state.error_about(
+                        protocol::Operation::Enrol,
+                        protocol::AppError::NoName.to_string(),
+                    );
+                    return;
+                }
+                let (Some(image), Some(face)) = (self.state.frame.clone(), self.state.face())
+                else {
+                    self.state.error_about(
+                        protocol::Operation::Enrol,
+                        "no face to enrol: open an image with a face, or face the camera",
+                    );
+                    return;
+                };
+                self.state.busy_enrol = true;
+                self.worker.send(Command::Enrol { image, face, name });
+            }
+            Action::Match(mode) => {
+                let (Some(image), Some(face)) = (self.state.frame.clone(), self.state.face())
+                else {
+                    self.state.error_about(
+                        protocol::Operation::Match,
+                        protocol::AppError::NoFace.to_string(),
+                    );
+                    return;
+                };
+                self.state.busy_match = true;
+                self.worker.send(Command::Match {
+                    image,
+                    face,
+                    mode,
+                    source: self.state.frame_label.clone(),
+                });
+            }
+            Action::Remove(ids) => self.worker.send(Command::Remove { ids }),
+            Action::Refresh => self.worker.send(Command::Refresh),
+            Action::Connect { spec, token } => {
+                self.state.settings.matcher = spec.clone();
+                self.save_settings();
+                self.state.last_match = None;
+                self.worker.send(Command::Connect { spec, token });
+            }
+            Action::GenerateKey => self.worker.send(Command::GenerateKey),
+            Action::AdoptKey => {
+                self.state.key_candidate = None;
+                self.worker.send(Command::AdoptKey);
+            }
+            Action::DiscardKey => {
+                self.state.key_candidate = None;
+                self.worker.send(Command::DiscardKey);
+            }
+            Action::SettingsChanged => {
+                if let Source::Camera(c) = &self.source {
+                    c.set_mirror(self.state.settings.mirror);
+                }
+                self.settings_dirty = Some(Instant::now());
+            }
+            Action::Dismiss(i) => {
+                if i < self.state.notices.len() {
+                    self.state.notices.remove(i);
+                }
+            }
+            Action::SelectFace(i) => self.state.selected_face = Some(i),
         }
     }
 
-    /// Replaces the current key with the pending import.
-    pub fn confirm_import(&mut self) {
-        let Some(p) = self.pending_import.take() else {
-            return;
-        };
-        if let Err(e) = p.key.save(&self.state.key_path, true) {
-            self.state.error(format!("{e}; the key was not replaced"));
-            return;
-        }
-        self.key = Arc::new(p.key);
-        self.state.key_fingerprint = self.key.fingerprint();
-        self.state.first_run = false;
-        self.state.last_match = None;
-        self.state.history.clear();
-        self.worker.send(Command::SetKey(self.key.clone()));
-        self.state.info(format!(
-            "Key imported from {} (fingerprint {}).",
-            p.path.display(),
-            self.state.key_fingerprint
-        ));
-    }
-
-    /// Sends a verify/identify for the selected face of the current frame.
-    pub fn request_match(&mut self, mode: MatchMode) {
-        let (Some(image), Some(face)) = (self.state.frame.clone(), self.state.face()) else {
-            self.state
-                .error("no face selected: open an image with a face, or face the camera");
-            return;
-        };
-        self.state.busy_match = true;
-        self.worker.send(Command::Match {
-            image,
-            face,
-            mode,
-            source: self.state.frame_label.clone(),
-        });
-    }
-
-    /// Drains worker events and dialog answers; advances the source.
+    /// Drains worker events, dialog answers and the camera list; restarts a crashed
+    /// worker; saves settings once they rest; advances the source.
     pub fn poll(&mut self) {
         let mut new_frame = false;
+        let mut crashed = false;
         for e in self.worker.drain() {
-            if matches!(e, worker::Event::Frame { .. }) {
-                new_frame = true;
+            match &e {
+                Event::Frame { .. } => new_frame = true,
+                Event::Crashed { .. } => crashed = true,
+                _ => {}
             }
             self.state.apply(e);
+        }
+        if crashed {
+            self.worker_restarts += 1;
+            self.worker.restart(self.state.settings.matcher.clone());
         }
         self.state.matcher_calls = self.worker.match_calls();
         while let Ok((kind, path)) = self.dialog_rx.try_recv() {
@@ -371,26 +412,63 @@ impl BlindfaceApp {
             let Some(path) = path else { continue };
             match kind {
                 DialogKind::OpenImage | DialogKind::OpenFolder => self.open_source(&path, true),
-                DialogKind::ExportKey => self.export_key_to(&path),
-                DialogKind::ImportKey => self.import_key_from(&path),
+                DialogKind::ExportKey => self.worker.send(Command::ExportKey(path)),
+                DialogKind::ImportKey => self.worker.send(Command::InspectKey(path)),
             }
+        }
+        self.poll_camera_list();
+        if self
+            .settings_dirty
+            .is_some_and(|t| t.elapsed() >= SETTINGS_SAVE_DELAY)
+        {
+            self.save_settings();
         }
         if new_frame && self.state.continuous && !self.state.busy_match {
             let mode = match_panel::current_mode(&self.state);
-            self.request_match(mode);
+            self.apply(Action::Match(mode));
         }
         let interval = self.state.settings.folder_interval_s;
         if !self.state.busy_frame {
-            if let Some(next) = self.source.tick(interval, &mut self.state) {
-                match next {
-                    source::Next::File(p) => self.load_file(p),
-                    source::Next::Frame(label, image) => {
-                        self.state.busy_frame = true;
-                        self.worker.send(Command::Analyse { label, image });
-                    }
+            match self.source.tick(interval, self.state.typing_name) {
+                Ok(Some(source::Next::File(p))) => self.load_file(p),
+                Ok(Some(source::Next::Frame(label, image))) => {
+                    self.state.busy_frame = true;
+                    self.worker.send(Command::Analyse { label, image });
                 }
+                Ok(None) => {}
+                Err(msg) => self.state.error(msg),
             }
         }
+    }
+
+    fn poll_camera_list(&mut self) {
+        let Some((rx, choice, resolution)) = &self.pending_camera else {
+            return;
+        };
+        let answer = match rx.try_recv() {
+            Ok(a) => a,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(_) => Err("the camera list could not be read".into()),
+        };
+        let (choice, resolution) = (*choice, *resolution);
+        self.pending_camera = None;
+        match answer {
+            Ok(list) if list.is_empty() => self.state.error(camera::NO_CAMERA),
+            Ok(list) => {
+                let entry = list.get(choice).unwrap_or(&list[0]).clone();
+                self.cameras = list;
+                match camera::Camera::open(&entry, resolution, self.state.settings.mirror) {
+                    Ok(c) => self.source = Source::Camera(c),
+                    Err(e) => self.state.error(e),
+                }
+            }
+            Err(e) => self.state.error(e),
+        }
+    }
+
+    /// Whether the camera list is being read.
+    pub fn listing_cameras(&self) -> bool {
+        self.pending_camera.is_some()
     }
 
     /// The whole window.
@@ -399,47 +477,61 @@ impl BlindfaceApp {
         self.worker.set_repaint(&ctx);
         self.poll();
 
-        egui::Panel::top("top").show(ui, |ui| source::ui(ui, self));
+        let mut actions = Vec::new();
+        egui::Panel::top("top").show(ui, |ui| top_bar::ui(ui, self, &mut actions));
         if !self.state.notices.is_empty() || self.state.first_run {
-            egui::Panel::bottom("notices").show(ui, |ui| notices_ui(ui, &mut self.state));
+            egui::Panel::bottom("notices")
+                .show(ui, |ui| notices_ui(ui, &mut self.state, &mut actions));
         }
+        let state = &mut self.state;
+        let textures = &mut self.textures;
         egui::Panel::left("left")
             .default_size(340.0)
+            .size_range(300.0..=420.0)
+            .resizable(false)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    enrol::ui(ui, self);
+                    enrol::ui(ui, state, textures, &mut actions);
                     ui.separator();
-                    gallery::ui(ui, self);
+                    gallery::ui(ui, state, &mut actions);
                     ui.separator();
-                    match_panel::ui(ui, self);
+                    match_panel::ui(ui, state, &mut actions);
                     ui.separator();
-                    settings::ui(ui, self);
+                    settings::ui(ui, state, &mut actions);
                 });
             });
         egui::Panel::right("right")
             .default_size(400.0)
+            .size_range(360.0..=460.0)
+            .resizable(false)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    threshold::ui(ui, self);
+                    threshold::ui(ui, state, &mut actions);
                     ui.separator();
-                    timings::ui(ui, self);
+                    timings::ui(ui, state);
                 });
             });
-        egui::CentralPanel::default_margins().show(ui, |ui| preview::ui(ui, self));
-        settings::import_confirmation(&ctx, self);
+        egui::CentralPanel::default_margins()
+            .show(ui, |ui| preview::ui(ui, state, textures, &mut actions));
+        keys::confirmation(&ctx, state, &mut actions);
+        for a in actions {
+            self.apply(a);
+        }
 
         if self.state.busy_frame
             || self.state.busy_match
             || self.state.busy_enrol
             || self.source.is_live()
             || self.dialog_open
+            || self.settings_dirty.is_some()
+            || self.pending_camera.is_some()
         {
             ctx.request_repaint_after(Duration::from_millis(100));
         }
     }
 }
 
-fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
+fn notices_ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     if state.first_run {
         ui.horizontal_wrapped(|ui| {
             ui.label(format!(
@@ -453,7 +545,6 @@ fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
             }
         });
     }
-    let mut dismiss = None;
     for (i, n) in state.notices.iter().enumerate() {
         ui.horizontal_wrapped(|ui| {
             let color = if n.is_error {
@@ -464,12 +555,9 @@ fn notices_ui(ui: &mut egui::Ui, state: &mut AppState) {
             let prefix = if n.is_error { "Error: " } else { "" };
             ui.colored_label(color, format!("{prefix}{}", n.text));
             if ui.small_button("Dismiss").clicked() {
-                dismiss = Some(i);
+                actions.push(Action::Dismiss(i));
             }
         });
-    }
-    if let Some(i) = dismiss {
-        state.notices.remove(i);
     }
 }
 

@@ -3,10 +3,10 @@
 
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 
-use super::BlindfaceApp;
+use super::state::AppState;
+use super::{Action, Textures};
 
-pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
-    let state = &mut app.state;
+pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.label(if state.frame_label.is_empty() {
             "Preview".to_string()
@@ -26,7 +26,7 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
         return;
     };
     let serial = state.frame_serial;
-    if app.preview_tex.as_ref().is_none_or(|(s, _)| *s != serial) {
+    if textures.preview.as_ref().is_none_or(|(s, _)| *s != serial) {
         let img = egui::ColorImage::from_rgb(
             [frame.width() as usize, frame.height() as usize],
             frame.as_raw(),
@@ -34,9 +34,9 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
         let tex = ui
             .ctx()
             .load_texture("preview", img, egui::TextureOptions::LINEAR);
-        app.preview_tex = Some((serial, tex));
+        textures.preview = Some((serial, tex));
     }
-    let tex = &app.preview_tex.as_ref().expect("just set").1;
+    let tex = &textures.preview.as_ref().expect("just set").1;
     let (w, h) = (frame.width() as f32, frame.height() as f32);
     let avail = ui.available_size();
     let scale = (avail.x / w).min(avail.y / h).max(0.01);
@@ -82,7 +82,7 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
                 let [x, y, bw, bh] = f.bbox;
                 ix >= x && ix <= x + bw && iy >= y && iy <= y + bh
             }) {
-                state.selected_face = Some(i);
+                actions.push(Action::SelectFace(i));
             }
         }
     }

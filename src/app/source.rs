@@ -1,15 +1,13 @@
 //! Where frames come from: one image, a folder of images shown in turn like a slow video,
-//! or a camera. The top bar with the source controls is drawn here too.
+//! or a camera. No drawing here (the top bar draws the controls).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use eframe::egui;
 use image::RgbImage;
 
-use super::state::AppState;
-use super::{BlindfaceApp, DialogKind};
+use super::camera::Camera;
 
 /// File extensions the app opens.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
@@ -30,7 +28,7 @@ pub enum Source {
         playing: bool,
         last_switch: Instant,
     },
-    Camera(super::camera::Camera),
+    Camera(Camera),
 }
 
 /// The images in `dir`, sorted by name.
@@ -48,7 +46,8 @@ pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn file_name(p: &Path) -> String {
+/// The file name of `p`, for labels.
+pub fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -83,17 +82,6 @@ impl Source {
         }
     }
 
-    /// The camera, or `None` with a message saying what to do instead.
-    pub fn open_camera(state: &mut AppState) -> Source {
-        match super::camera::Camera::open_first(state.settings.mirror) {
-            Ok(c) => Source::Camera(c),
-            Err(msg) => {
-                state.error(msg);
-                Source::None
-            }
-        }
-    }
-
     /// The file to load now (image, or the folder's current one).
     pub fn current_file(&self) -> Option<PathBuf> {
         match self {
@@ -111,8 +99,58 @@ impl Source {
         )
     }
 
-    /// The next thing to analyse, if it is time.
-    pub fn tick(&mut self, interval_s: f32, state: &mut AppState) -> Option<Next> {
+    /// Moves a folder source to file `i` (wrapping); returns the file to load.
+    pub fn jump(&mut self, i: usize) -> Option<PathBuf> {
+        if let Source::Folder {
+            files,
+            index,
+            last_switch,
+            ..
+        } = self
+        {
+            *index = i % files.len();
+            *last_switch = Instant::now();
+            return Some(files[*index].clone());
+        }
+        None
+    }
+
+    /// Moves a folder source by `delta` files (wrapping).
+    pub fn step(&mut self, delta: isize) -> Option<PathBuf> {
+        if let Source::Folder { files, index, .. } = self {
+            let n = files.len() as isize;
+            let i = (*index as isize + delta).rem_euclid(n) as usize;
+            return self.jump(i);
+        }
+        None
+    }
+
+    /// Selects a folder file by name; returns it.
+    pub fn select(&mut self, name: &str) -> Option<PathBuf> {
+        let i = match self {
+            Source::Folder { files, .. } => files.iter().position(|f| file_name(f) == name)?,
+            _ => return None,
+        };
+        self.jump(i)
+    }
+
+    /// Plays or pauses a folder source.
+    pub fn toggle_play(&mut self) {
+        if let Source::Folder {
+            playing,
+            last_switch,
+            ..
+        } = self
+        {
+            *playing = !*playing;
+            *last_switch = Instant::now();
+        }
+    }
+
+    /// The next thing to analyse, if it is time. A folder holds its image while `hold`
+    /// (the user is typing a name for the face on screen). A camera that stopped gives its
+    /// error and the source becomes `None`.
+    pub fn tick(&mut self, interval_s: f32, hold: bool) -> Result<Option<Next>, String> {
         match self {
             Source::Folder {
                 files,
@@ -120,132 +158,65 @@ impl Source {
                 playing: true,
                 last_switch,
                 ..
-            } if last_switch.elapsed().as_secs_f32() >= interval_s => {
+            } => {
+                if hold {
+                    *last_switch = Instant::now();
+                    return Ok(None);
+                }
+                if last_switch.elapsed().as_secs_f32() < interval_s {
+                    return Ok(None);
+                }
                 *index = (*index + 1) % files.len();
                 *last_switch = Instant::now();
-                Some(Next::File(files[*index].clone()))
+                Ok(Some(Next::File(files[*index].clone())))
             }
             Source::Camera(cam) => match cam.latest() {
-                Ok(Some(img)) => Some(Next::Frame(cam.label(), Arc::new(img))),
-                Ok(None) => None,
+                Ok(Some(img)) => Ok(Some(Next::Frame(cam.label(), Arc::new(img)))),
+                Ok(None) => Ok(None),
                 Err(msg) => {
-                    state.error(msg);
                     *self = Source::None;
-                    None
+                    Err(msg)
                 }
             },
-            _ => None,
+            _ => Ok(None),
         }
     }
 }
 
-/// The top bar: source controls, key fingerprint, matcher state.
-pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
-    ui.horizontal_wrapped(|ui| {
-        ui.heading("blindface");
-        ui.separator();
-        if ui.button("Open image...").clicked() {
-            app.ask(DialogKind::OpenImage);
-        }
-        if ui.button("Open folder...").clicked() {
-            app.ask(DialogKind::OpenFolder);
-        }
-        super::camera::controls(ui, app);
-        ui.separator();
-        let mut load = None;
-        match &mut app.source {
-            Source::None => {
-                ui.label("No source: open an image or a folder of photos.");
-            }
-            Source::Image(p) => {
-                ui.label(format!("Image: {}", file_name(p)));
-            }
-            Source::Folder {
-                dir,
-                files,
-                index,
-                playing,
-                last_switch,
-            } => {
-                ui.label(format!(
-                    "Folder {} ({}/{})",
-                    file_name(dir),
-                    *index + 1,
-                    files.len()
-                ));
-                if ui.button("< Previous").clicked() {
-                    *index = (*index + files.len() - 1) % files.len();
-                    load = Some(files[*index].clone());
-                }
-                let play_label = if *playing { "Pause" } else { "Play" };
-                if ui.button(play_label).clicked() {
-                    *playing = !*playing;
-                    *last_switch = Instant::now();
-                }
-                if ui.button("Next >").clicked() {
-                    *index = (*index + 1) % files.len();
-                    load = Some(files[*index].clone());
-                }
-                egui::ComboBox::from_id_salt("folder-file")
-                    .selected_text(file_name(&files[*index]))
-                    .show_ui(ui, |ui| {
-                        for (i, f) in files.iter().enumerate() {
-                            if ui.selectable_label(i == *index, file_name(f)).clicked() {
-                                *index = i;
-                                load = Some(f.clone());
-                            }
-                        }
-                    });
-                if load.is_some() {
-                    *last_switch = Instant::now();
-                }
-            }
-            Source::Camera(cam) => {
-                ui.label(format!("Camera: {}", cam.label()));
-            }
-        }
-        if let Some(p) = load {
-            app.load_file(p);
-        }
-        ui.separator();
-        ui.label(format!("Key {}", app.state.key_fingerprint));
-        ui.separator();
-        match &app.state.connection {
-            super::state::Connection::Connecting => {
-                ui.spinner();
-                ui.label("Connecting to the matcher...");
-            }
-            super::state::Connection::Ready(d) => {
-                ui.label(format!("Matcher: {d}"));
-            }
-            super::state::Connection::Failed(_) => {
-                ui.colored_label(ui.visuals().error_fg_color, "Matcher: not connected");
-            }
-        }
-    });
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Selects a file of the folder source by name and loads it (tests and scripts).
-pub fn select_file(app: &mut BlindfaceApp, name: &str) -> bool {
-    let mut found = None;
-    if let Source::Folder {
-        files,
-        index,
-        last_switch,
-        ..
-    } = &mut app.source
-    {
-        if let Some(i) = files.iter().position(|f| file_name(f) == name) {
-            *index = i;
-            *last_switch = Instant::now();
-            found = Some(files[i].clone());
+    fn folder(dir: &Path) -> Source {
+        for n in ["a.jpg", "b.png", "c.jpeg", "notes.txt"] {
+            std::fs::write(dir.join(n), b"x").unwrap();
         }
+        Source::open_path(dir, true).unwrap()
     }
-    match found {
-        Some(p) => {
-            app.load_file(p);
-            true
+
+    #[test]
+    fn folder_steps_wrap_and_hold_while_typing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = folder(dir.path());
+        assert_eq!(
+            s.current_file().map(|p| file_name(&p)),
+            Some("a.jpg".into())
+        );
+        assert_eq!(s.step(-1).map(|p| file_name(&p)), Some("c.jpeg".into()));
+        assert_eq!(s.step(1).map(|p| file_name(&p)), Some("a.jpg".into()));
+        assert_eq!(
+            s.select("b.png").map(|p| file_name(&p)),
+            Some("b.png".into())
+        );
+        // Interval 0: it would advance at once, but not while the user types.
+        assert!(s.tick(0.0, true).unwrap().is_none());
+        assert_eq!(
+            s.current_file().map(|p| file_name(&p)),
+            Some("b.png".into())
+        );
+        match s.tick(0.0, false).unwrap() {
+            Some(Next::File(p)) => assert_eq!(file_name(&p), "c.jpeg"),
+            _ => panic!("expected the next file"),
         }
-        None => false,
     }
 }

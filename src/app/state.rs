@@ -1,6 +1,10 @@
 //! UI state, apart from drawing: what the window shows and what the user chose. Panels read
-//! and change it; the worker's events update it ([`AppState::apply`]). Verdicts are computed
-//! here from already decrypted distances, so moving the threshold never calls the matcher.
+//! it and change the values their widgets edit; worker events update it
+//! ([`AppState::apply`]). Verdicts are computed here from already decrypted distances, so
+//! moving the threshold never calls the matcher.
+//!
+//! [`Settings`] is the persisted part (saved debounced, see `BlindfaceApp::poll`);
+//! everything else is runtime state.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -10,29 +14,27 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::he::{threshold_sq, Params, TemplateId};
+use super::protocol::{Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Timings};
+use crate::client::WireView;
+use crate::he::{threshold_sq, TemplateId};
+use crate::matcher::MatcherSpec;
 use crate::vision::{Face, SFACE_L2_THRESHOLD};
 
-use super::worker::{Event, Timings};
+pub use crate::ranking::PersonDistance;
 
 /// How many recent best distances the history chart keeps.
 pub const HISTORY_LEN: usize = 60;
 
-/// Which matcher the app talks to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MatcherChoice {
-    /// In-process matcher with its store in the data directory.
-    Builtin,
-    /// `blindface serve` at `url`; an empty token registers a new tenant on first use (the
-    /// token is then kept beside the key file).
-    Remote { url: String, token: String },
-}
+/// The useful range of the threshold slider (L2 of normalised embeddings): below 0.6
+/// nearly every genuine pair is rejected, above 1.6 nearly every stranger accepted.
+pub const THRESHOLD_RANGE: std::ops::RangeInclusive<f32> = 0.6..=1.6;
 
-/// Settings persisted in the platform config directory (`settings.json`).
+/// Settings persisted in the platform config directory (`settings.json`). They hold no
+/// secret: remote tokens live in the client's token store only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    pub matcher: MatcherChoice,
+    pub matcher: MatcherSpec,
     pub threshold: f32,
     /// Seconds each image of a folder source stays on screen.
     pub folder_interval_s: f32,
@@ -43,7 +45,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            matcher: MatcherChoice::Builtin,
+            matcher: MatcherSpec::Builtin,
             threshold: SFACE_L2_THRESHOLD,
             folder_interval_s: 3.0,
             mirror: true,
@@ -61,34 +63,16 @@ impl Settings {
             .unwrap_or_default()
     }
 
-    /// Writes the settings privately (they may hold a matcher token).
+    /// Writes the settings (atomically, owner-only).
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("settings serialise");
         crate::fsutil::write_private(path, &bytes, true)
     }
 }
 
-/// 1:1 against one person, or 1:N against everyone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MatchMode {
-    Verify(String),
-    Identify,
-}
-
-pub use crate::ranking::PersonDistance;
-
-/// The decrypted result of one verify or identify, best (smallest) first, one row per name.
-#[derive(Debug, Clone)]
-pub struct MatchOutcome {
-    pub mode: MatchMode,
-    pub source: String,
-    pub distances: Vec<PersonDistance>,
-    pub at: Instant,
-}
-
 /// Verdict of one distance at a threshold.
 pub fn is_match(distance_sq: i64, threshold_l2: f32) -> bool {
-    distance_sq <= threshold_sq(threshold_l2, &Params::v1())
+    distance_sq <= threshold_sq(threshold_l2, &crate::client::keys::current_params())
 }
 
 impl MatchOutcome {
@@ -99,24 +83,31 @@ impl MatchOutcome {
             .filter(|d| is_match(d.distance_sq, threshold_l2))
     }
 
-    /// One line for the window: "Match: NAME" or "No match".
+    /// One line for the window: "Match: NAME" or why not.
     pub fn verdict_text(&self, threshold_l2: f32) -> String {
-        match (self.verdict(threshold_l2), &self.mode) {
-            (Some(d), _) => format!("Match: {}", d.name),
-            (None, MatchMode::Verify(n)) => format!("No match: this is not {n}"),
-            (None, MatchMode::Identify) if self.distances.is_empty() => {
-                "No match: the gallery is empty".into()
-            }
-            (None, MatchMode::Identify) => "No match: nobody in the gallery".into(),
+        match (
+            self.verdict(threshold_l2),
+            &self.mode,
+            self.distances.first(),
+        ) {
+            (Some(d), _, _) => format!("Match: {}", d.name),
+            (None, MatchMode::Verify(n), _) => format!("No match: this is not {n}"),
+            (None, MatchMode::Identify, None) => "No match: the gallery is empty".into(),
+            (None, MatchMode::Identify, Some(best)) => format!(
+                "No match: nobody within the threshold (closest: {} at {:.3})",
+                best.name, best.l2
+            ),
         }
     }
 }
 
-/// A message shown in the window, with what to do about it.
+/// A message shown in the window, with what to do about it. `topic` says which operation
+/// it belongs to, so a later success of that operation clears it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub text: String,
     pub is_error: bool,
+    pub topic: Option<Operation>,
 }
 
 /// The face the user enrolled last: its crop and the confirmation.
@@ -127,12 +118,11 @@ pub struct EnrolConfirmation {
     pub crop: Arc<RgbImage>,
 }
 
-/// Whether the matcher answers.
+/// A key waiting for confirmation before it replaces the current one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Connection {
-    Connecting,
-    Ready(String),
-    Failed(String),
+pub struct KeyCandidate {
+    pub source: String,
+    pub fingerprint: String,
 }
 
 /// Everything the window shows, apart from textures.
@@ -148,14 +138,20 @@ pub struct AppState {
     /// Enrolled templates with their decrypted names, sorted by name.
     pub gallery: Vec<(TemplateId, String)>,
     pub last_match: Option<MatchOutcome>,
+    /// What crossed to the matcher in the last request.
+    pub last_wire: Option<WireView>,
     pub history: VecDeque<(f64, f32, String)>,
     pub timings: Timings,
     pub notices: Vec<Notice>,
-    pub key_fingerprint: String,
+    /// The key's fingerprint (`None` while the key file is unusable).
+    pub key_fingerprint: Option<String>,
     pub key_path: PathBuf,
     pub first_run: bool,
+    pub key_candidate: Option<KeyCandidate>,
     pub connection: Connection,
     pub enrol_name: String,
+    /// The name field has focus: a folder source holds its image meanwhile.
+    pub typing_name: bool,
     pub last_enrol: Option<EnrolConfirmation>,
     pub verify_name: String,
     pub continuous: bool,
@@ -167,10 +163,17 @@ pub struct AppState {
     pub started: Instant,
     /// Matcher calls made (verify + identify), read from the worker's counter.
     pub matcher_calls: u64,
+    /// Remote URL and token being edited in Settings (the token is sent once, on Connect).
+    pub remote_url: String,
+    pub remote_token: String,
 }
 
 impl AppState {
     pub fn new(settings: Settings, key_path: PathBuf) -> Self {
+        let remote_url = match &settings.matcher {
+            MatcherSpec::Remote { url } => url.clone(),
+            MatcherSpec::Builtin => format!("http://{}", crate::server::DEFAULT_ADDR),
+        };
         AppState {
             settings,
             frame_label: String::new(),
@@ -180,14 +183,17 @@ impl AppState {
             selected_face: None,
             gallery: Vec::new(),
             last_match: None,
+            last_wire: None,
             history: VecDeque::new(),
             timings: Timings::default(),
             notices: Vec::new(),
-            key_fingerprint: String::new(),
+            key_fingerprint: None,
             key_path,
             first_run: false,
+            key_candidate: None,
             connection: Connection::Connecting,
             enrol_name: String::new(),
+            typing_name: false,
             last_enrol: None,
             verify_name: String::new(),
             continuous: false,
@@ -197,24 +203,38 @@ impl AppState {
             frame_times: VecDeque::new(),
             started: Instant::now(),
             matcher_calls: 0,
+            remote_url,
+            remote_token: String::new(),
         }
     }
 
-    pub fn error(&mut self, text: impl Into<String>) {
-        let text = text.into();
+    fn push(&mut self, text: String, is_error: bool, topic: Option<Operation>) {
         if !self.notices.iter().any(|n| n.text == text) {
             self.notices.push(Notice {
                 text,
-                is_error: true,
+                is_error,
+                topic,
             });
         }
     }
 
+    /// An error not tied to a worker operation.
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.push(text.into(), true, None);
+    }
+
+    /// An error about `op`, cleared when `op` next succeeds.
+    pub fn error_about(&mut self, op: Operation, text: impl Into<String>) {
+        self.push(text.into(), true, Some(op));
+    }
+
     pub fn info(&mut self, text: impl Into<String>) {
-        self.notices.push(Notice {
-            text: text.into(),
-            is_error: false,
-        });
+        self.push(text.into(), false, None);
+    }
+
+    /// Forgets the notices about `op` (it just succeeded).
+    pub fn clear_topic(&mut self, op: Operation) {
+        self.notices.retain(|n| n.topic != Some(op));
     }
 
     /// Frames analysed per second over the last few seconds.
@@ -245,6 +265,13 @@ impl AppState {
         n
     }
 
+    /// Clears every busy flag (the worker was restarted).
+    pub fn clear_busy(&mut self) {
+        self.busy_enrol = false;
+        self.busy_match = false;
+        self.busy_frame = false;
+    }
+
     /// Applies one event from the worker.
     pub fn apply(&mut self, event: Event) {
         match event {
@@ -255,6 +282,7 @@ impl AppState {
                 timings,
             } => {
                 self.busy_frame = false;
+                self.clear_topic(Operation::Frame);
                 self.frame_label = label;
                 self.frame = Some(image);
                 self.frame_serial += 1;
@@ -272,23 +300,28 @@ impl AppState {
                     self.frame_times.pop_front();
                 }
             }
-            Event::FrameFailed(msg) => {
-                self.busy_frame = false;
-                self.error(msg);
-            }
             Event::Enrolled {
                 name,
                 id,
                 crop,
                 timings,
+                wire,
             } => {
                 self.busy_enrol = false;
+                self.clear_topic(Operation::Enrol);
                 self.timings.merge(&timings);
+                self.last_wire = Some(wire);
                 self.last_enrol = Some(EnrolConfirmation { name, id, crop });
             }
-            Event::Matched { outcome, timings } => {
+            Event::Matched {
+                outcome,
+                timings,
+                wire,
+            } => {
                 self.busy_match = false;
+                self.clear_topic(Operation::Match);
                 self.timings.merge(&timings);
+                self.last_wire = Some(wire);
                 if let Some(best) = outcome.distances.first() {
                     let t = self.started.elapsed().as_secs_f64();
                     self.history.push_back((t, best.l2, best.name.clone()));
@@ -304,24 +337,64 @@ impl AppState {
                     .sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
             }
             Event::Connection(c) => {
-                if let Connection::Failed(msg) = &c {
-                    self.error(msg.clone());
-                } else {
-                    // A working matcher clears earlier connection errors.
-                    self.notices.retain(|n| !n.text.contains("matcher"));
+                match &c {
+                    Connection::Failed(msg) => self.error_about(Operation::Connect, msg.clone()),
+                    Connection::Ready(_) => {
+                        // A working matcher clears earlier connection and matching errors.
+                        self.clear_topic(Operation::Connect);
+                        self.clear_topic(Operation::Match);
+                        self.clear_topic(Operation::Gallery);
+                    }
+                    Connection::Connecting => {}
                 }
                 self.connection = c;
             }
-            Event::Failed { what, message } => {
-                match what {
-                    "enrol" => self.busy_enrol = false,
-                    "match" => {
+            Event::Key(KeyInfo {
+                fingerprint,
+                created,
+            }) => {
+                if fingerprint.is_some() {
+                    self.clear_topic(Operation::Key);
+                    // Results of another key's gallery are meaningless now.
+                    if self.key_fingerprint.is_some() && self.key_fingerprint != fingerprint {
+                        self.last_match = None;
+                        self.history.clear();
+                        self.last_enrol = None;
+                    }
+                }
+                self.first_run = created;
+                self.key_fingerprint = fingerprint;
+                self.key_candidate = None;
+            }
+            Event::KeyCandidate {
+                source,
+                fingerprint,
+            } => {
+                self.key_candidate = Some(KeyCandidate {
+                    source,
+                    fingerprint,
+                })
+            }
+            Event::Info { op, text } => {
+                self.clear_topic(op);
+                self.info(text);
+            }
+            Event::Failed { op, error } => {
+                match op {
+                    Operation::Enrol => self.busy_enrol = false,
+                    Operation::Match => {
                         self.busy_match = false;
                         self.continuous = false;
                     }
+                    Operation::Frame => self.busy_frame = false,
                     _ => {}
                 }
-                self.error(message);
+                self.error_about(op, error.to_string());
+            }
+            Event::Crashed { message, .. } => {
+                self.clear_busy();
+                self.continuous = false;
+                self.error(super::protocol::AppError::Crashed(message).to_string());
             }
         }
     }

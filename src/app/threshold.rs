@@ -5,38 +5,54 @@
 use eframe::egui::{self, Color32};
 use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points};
 
-use super::state::is_match;
-use super::BlindfaceApp;
+use super::state::{is_match, AppState, THRESHOLD_RANGE};
+use super::Action;
 use crate::vision::SFACE_L2_THRESHOLD;
 
 const GREEN: Color32 = Color32::from_rgb(40, 170, 70);
 const RED: Color32 = Color32::from_rgb(210, 60, 50);
 
-pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+/// One arrow-key or drag step of the threshold.
+pub const THRESHOLD_STEP: f64 = 0.005;
+
+pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     ui.heading("Threshold");
-    let before = app.state.settings.threshold;
-    ui.add(
-        egui::Slider::new(&mut app.state.settings.threshold, 0.0..=2.0)
-            .text("Threshold (L2)")
-            .fixed_decimals(3),
-    );
+    let before = (state.settings.threshold, state.settings.show_history);
+    // The slider covers the useful range only (fine control: ~0.005 per pixel, arrow
+    // keys step 0.005); the drag value beside it takes any value, for precise entry.
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::Slider::new(&mut state.settings.threshold, THRESHOLD_RANGE)
+                .text("Threshold (L2)")
+                .step_by(THRESHOLD_STEP)
+                .fixed_decimals(3)
+                .clamping(egui::SliderClamping::Never)
+                .show_value(false),
+        );
+        ui.add(
+            egui::DragValue::new(&mut state.settings.threshold)
+                .speed(0.001)
+                .range(0.0..=2.0)
+                .fixed_decimals(3),
+        )
+        .on_hover_text("Drag or type an exact threshold");
+    });
     ui.horizontal(|ui| {
         if ui
             .button(format!("Reset to {SFACE_L2_THRESHOLD}"))
             .clicked()
         {
-            app.state.settings.threshold = SFACE_L2_THRESHOLD;
+            state.settings.threshold = SFACE_L2_THRESHOLD;
         }
-        ui.checkbox(&mut app.state.settings.show_history, "History");
+        ui.checkbox(&mut state.settings.show_history, "History");
     });
-    if app.state.settings.threshold != before {
-        app.save_settings();
+    if (state.settings.threshold, state.settings.show_history) != before {
+        actions.push(Action::SettingsChanged);
     }
-    let threshold = app.state.settings.threshold as f64;
+    let threshold = state.settings.threshold as f64;
     ui.label("Same person when the distance is at or below the line.");
 
-    let bars: Vec<Bar> = app
-        .state
+    let bars: Vec<Bar> = state
         .last_match
         .as_ref()
         .map(|o| {
@@ -53,14 +69,14 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
                 .collect()
         })
         .unwrap_or_default();
-    let names: Vec<String> = app
-        .state
+    let names: Vec<String> = state
         .last_match
         .as_ref()
         .map(|o| o.distances.iter().map(|d| d.name.clone()).collect())
         .unwrap_or_default();
     Plot::new("distances-plot")
         .height(200.0)
+        .y_axis_label("decrypted L2")
         .include_y(0.0)
         .include_y(2.0)
         .allow_drag(false)
@@ -84,10 +100,9 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
             );
         });
 
-    if app.state.settings.show_history && !app.state.history.is_empty() {
+    if state.settings.show_history && !state.history.is_empty() {
         ui.label("Recent best distances");
-        let pts: Vec<[f64; 2]> = app
-            .state
+        let pts: Vec<[f64; 2]> = state
             .history
             .iter()
             .map(|(t, l2, _)| [*t, *l2 as f64])
@@ -96,6 +111,8 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
             pts.iter().partition(|p| p[1] <= threshold);
         Plot::new("history-plot")
             .height(150.0)
+            .x_axis_label("seconds since start")
+            .y_axis_label("best L2")
             .include_y(0.0)
             .include_y(2.0)
             .allow_drag(false)

@@ -3,7 +3,7 @@
 
 use eframe::egui;
 
-use super::BlindfaceApp;
+use super::state::AppState;
 
 fn ms(v: Option<f64>) -> String {
     match v {
@@ -22,9 +22,9 @@ fn bytes(v: Option<usize>) -> String {
     }
 }
 
-pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
+pub fn ui(ui: &mut egui::Ui, state: &AppState) {
     ui.heading("Timings");
-    let t = &app.state.timings;
+    let t = &state.timings;
     egui::Grid::new("timings").striped(true).show(ui, |ui| {
         for (name, v) in [
             ("Detect", ms(t.detect_ms)),
@@ -42,6 +42,6 @@ pub fn ui(ui: &mut egui::Ui, app: &mut BlindfaceApp) {
     });
     ui.label(format!(
         "Matcher calls (verify/identify): {}",
-        app.state.matcher_calls
+        state.matcher_calls
     ));
 }

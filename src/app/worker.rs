@@ -1,186 +1,115 @@
-//! All heavy work of the app on one background thread: loading images, detection,
-//! embedding, encryption, matcher calls and decryption. The UI sends [`Command`]s and
-//! drains [`Event`]s each frame; it never waits for the worker.
+//! All heavy work of the app on one background thread: loading images, detection, and
+//! everything the app-side [`Client`] does (embedding, encryption, matcher calls,
+//! decryption), plus the key lifecycle. The worker owns the secret key (inside the client,
+//! or alone while no matcher is connected); the window only ever sees its fingerprint.
+//!
+//! The UI sends [`Command`]s and drains [`Event`]s each frame; it never waits. A panic in a
+//! command is caught: the worker reports [`Event::Crashed`] and stops, and the UI starts a
+//! fresh one ([`Worker::restart`]), so busy flags never stay set.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use image::RgbImage;
 
-use crate::he::{
-    decrypt, encrypt_probe, encrypt_template, quantise, EncryptedProbe, EncryptedTemplate,
-    MatchResult, Params, SecretKey, TemplateId,
+use super::protocol::{
+    AppError, Command, Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Timings,
 };
-use crate::labels::LabelKey;
-use crate::matcher::{BuiltinMatcher, Credentials, Enrolled, Matcher, MatcherError, RemoteMatcher};
-use crate::vision::{load_image, Face, FacePipeline, VisionError};
-
-use super::state::{Connection, MatchMode, MatchOutcome, MatcherChoice};
-
-/// Milliseconds and bytes of the last operations (None = not measured yet).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Timings {
-    pub detect_ms: Option<f64>,
-    pub embed_ms: Option<f64>,
-    pub encrypt_ms: Option<f64>,
-    pub match_ms: Option<f64>,
-    pub decrypt_ms: Option<f64>,
-    pub bytes_sent: Option<usize>,
-    pub bytes_received: Option<usize>,
-}
-
-impl Timings {
-    /// Overwrites the fields `other` measured.
-    pub fn merge(&mut self, other: &Timings) {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
-        }
-        take!(
-            detect_ms,
-            embed_ms,
-            encrypt_ms,
-            match_ms,
-            decrypt_ms,
-            bytes_sent,
-            bytes_received
-        );
-    }
-}
-
-/// What the UI asks of the worker.
-pub enum Command {
-    /// Load an image file and detect its faces.
-    LoadFile { path: PathBuf },
-    /// Detect the faces of a frame (camera).
-    Analyse { label: String, image: Arc<RgbImage> },
-    /// Embed `face`, encrypt it and enrol it under `name`.
-    Enrol {
-        image: Arc<RgbImage>,
-        face: Face,
-        name: String,
-    },
-    /// Embed `face`, encrypt it as a probe, verify or identify, decrypt.
-    Match {
-        image: Arc<RgbImage>,
-        face: Face,
-        mode: MatchMode,
-        source: String,
-    },
-    /// Remove templates.
-    Remove { ids: Vec<TemplateId> },
-    /// List the gallery again.
-    Refresh,
-    /// Switch matcher.
-    SetMatcher(MatcherChoice),
-    /// Use another secret key (after import).
-    SetKey(Arc<SecretKey>),
-}
-
-/// What the worker reports.
-pub enum Event {
-    Frame {
-        label: String,
-        image: Arc<RgbImage>,
-        faces: Vec<Face>,
-        timings: Timings,
-    },
-    FrameFailed(String),
-    Enrolled {
-        name: String,
-        id: TemplateId,
-        crop: Arc<RgbImage>,
-        timings: Timings,
-    },
-    Matched {
-        outcome: MatchOutcome,
-        timings: Timings,
-    },
-    Gallery(Vec<(TemplateId, String)>),
-    Connection(Connection),
-    /// `what` is "enrol", "match", "gallery" or "matcher".
-    Failed {
-        what: &'static str,
-        message: String,
-    },
-}
+use crate::client::face::template_of;
+use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPolicy};
+use crate::client::{connect, Client, Locations};
+use crate::he::SecretKey;
+use crate::matcher::{MatcherSpec, TokenStore};
+use crate::vision::{load_image, Face, FacePipeline};
 
 /// Where the worker keeps things.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The built-in matcher's store.
     pub data_dir: PathBuf,
-    /// The key file (remote tokens are kept beside it).
     pub key_path: PathBuf,
+    /// The matcher to connect to at start.
+    pub matcher: MatcherSpec,
 }
 
-/// Handle of the worker thread.
+type Repaint = Arc<Mutex<Option<eframe::egui::Context>>>;
+
+/// Handle to the worker thread.
 pub struct Worker {
+    config: WorkerConfig,
     tx: Sender<Command>,
     rx: Receiver<Event>,
-    repaint: Arc<Mutex<Option<eframe::egui::Context>>>,
+    repaint: Repaint,
     match_calls: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Worker {
-    /// Stops the worker and waits for it, so that the matcher's store is closed when the
-    /// app is gone.
-    fn drop(&mut self) {
-        self.tx = channel().0;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 impl Worker {
-    /// Starts the worker with `key` and opens `matcher` on it.
-    pub fn spawn(config: WorkerConfig, key: Arc<SecretKey>, matcher: MatcherChoice) -> Worker {
-        let (tx, cmd_rx) = channel();
-        let (ev_tx, rx) = channel();
-        let repaint: Arc<Mutex<Option<eframe::egui::Context>>> = Arc::default();
-        let match_calls = Arc::new(AtomicU64::new(0));
-        let mut inner = Inner {
-            config,
-            labels: LabelKey::from_secret(&key),
-            key,
-            pipeline: None,
-            matcher: None,
-            events: ev_tx,
-            repaint: repaint.clone(),
-            match_calls: match_calls.clone(),
-        };
-        let _ = tx.send(Command::SetMatcher(matcher));
-        let thread = std::thread::Builder::new()
+    /// Starts the worker: it opens the key (creating it on first run) and connects.
+    pub fn spawn(config: WorkerConfig) -> Self {
+        Self::start(config, Arc::default(), Arc::default())
+    }
+
+    fn start(config: WorkerConfig, repaint: Repaint, match_calls: Arc<AtomicU64>) -> Self {
+        let (tx, cmd_rx) = channel::<Command>();
+        let (ev_tx, rx) = channel::<Event>();
+        let cfg = config.clone();
+        let (rp, mc) = (repaint.clone(), match_calls.clone());
+        std::thread::Builder::new()
             .name("blindface-worker".into())
             .spawn(move || {
+                let mut inner = Inner {
+                    locations: Locations {
+                        data_dir: cfg.data_dir.clone(),
+                        tokens: TokenStore::beside_key(&cfg.key_path),
+                    },
+                    key_path: cfg.key_path.clone(),
+                    spec: cfg.matcher.clone(),
+                    client: None,
+                    spare_key: None,
+                    key_problem: None,
+                    candidate: None,
+                    pipeline: None,
+                    events: ev_tx,
+                    repaint: rp,
+                    match_calls: mc,
+                };
+                inner.start();
                 while let Ok(cmd) = cmd_rx.recv() {
-                    // A panic in one command must not take the app down with it.
+                    let op = cmd.operation();
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         inner.handle(cmd)
                     }));
-                    if r.is_err() {
-                        inner.send(Event::Failed {
-                            what: "internal",
-                            message: "an internal error interrupted the last operation; \
-                                      please try again"
-                                .into(),
-                        });
+                    if let Err(panic) = r {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        // The state may be half-changed: close the store (so the fresh
+                        // worker can open it) before telling the UI, then stop.
+                        drop(inner.client.take());
+                        inner.send(Event::Crashed { op, message });
+                        return;
                     }
                 }
             })
             .expect("spawn the worker thread");
         Worker {
+            config,
             tx,
             rx,
             repaint,
             match_calls,
-            thread: Some(thread),
         }
+    }
+
+    /// A fresh worker with the same configuration (after a crash), connecting to `spec`.
+    pub fn restart(&mut self, spec: MatcherSpec) {
+        let mut config = self.config.clone();
+        config.matcher = spec;
+        *self = Self::start(config, self.repaint.clone(), self.match_calls.clone());
     }
 
     /// The context to wake when an event arrives.
@@ -192,30 +121,72 @@ impl Worker {
     }
 
     pub fn send(&self, cmd: Command) {
-        // The worker lives as long as the app; a send can only fail after a panic that
-        // killed it, which catch_unwind prevents.
+        // A send fails only once the worker stopped after a crash; its Crashed event (or
+        // the closed channel, see `drain`) makes the UI restart it.
         let _ = self.tx.send(cmd);
     }
 
-    /// Events that arrived since the last call.
+    /// Events that arrived since the last call; a worker that vanished without a word is
+    /// reported as crashed.
     pub fn drain(&self) -> Vec<Event> {
-        self.rx.try_iter().collect()
+        let mut out = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) => out.push(e),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    if !out.iter().any(|e| matches!(e, Event::Crashed { .. })) {
+                        out.push(Event::Crashed {
+                            op: None,
+                            message: "the worker stopped".into(),
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        out
     }
 
-    /// Verify and identify calls made to the matcher so far.
+    /// Verify and identify calls made to the matcher so far (kept across restarts).
     pub fn match_calls(&self) -> u64 {
         self.match_calls.load(Ordering::Relaxed)
     }
 }
 
+impl Command {
+    fn operation(&self) -> Option<Operation> {
+        Some(match self {
+            Command::LoadFile { .. } | Command::Analyse { .. } => Operation::Frame,
+            Command::Enrol { .. } => Operation::Enrol,
+            Command::Match { .. } => Operation::Match,
+            Command::Remove { .. } | Command::Refresh => Operation::Gallery,
+            Command::Connect { .. } => Operation::Connect,
+            Command::InspectKey(_)
+            | Command::GenerateKey
+            | Command::AdoptKey
+            | Command::DiscardKey
+            | Command::ExportKey(_) => Operation::Key,
+            Command::Crash => return None,
+        })
+    }
+}
+
 struct Inner {
-    config: WorkerConfig,
-    key: Arc<SecretKey>,
-    labels: LabelKey,
+    locations: Locations,
+    key_path: PathBuf,
+    spec: MatcherSpec,
+    /// The connected client (owns the key).
+    client: Option<Client>,
+    /// The key while no client is connected.
+    spare_key: Option<SecretKey>,
+    /// Why the key file could not be used (then there is no key at all).
+    key_problem: Option<String>,
+    /// A key waiting for the user's confirmation.
+    candidate: Option<SecretKey>,
     pipeline: Option<FacePipeline>,
-    matcher: Option<Box<dyn Matcher>>,
     events: Sender<Event>,
-    repaint: Arc<Mutex<Option<eframe::egui::Context>>>,
+    repaint: Repaint,
     match_calls: Arc<AtomicU64>,
 }
 
@@ -236,20 +207,100 @@ impl Inner {
         }
     }
 
-    fn pipeline(&mut self) -> Result<&FacePipeline, String> {
+    fn fail(&self, op: Operation, error: impl Into<AppError>) {
+        self.send(Event::Failed {
+            op,
+            error: error.into(),
+        });
+    }
+
+    /// Opens the key (created on first run; an unreadable file is reported, never
+    /// replaced) and connects.
+    fn start(&mut self) {
+        match open_key(&self.key_path, KeyPolicy::CreateIfMissing) {
+            Ok(opened) => {
+                self.send(Event::Key(KeyInfo {
+                    fingerprint: Some(opened.key.fingerprint()),
+                    created: opened.origin == KeyOrigin::Created,
+                }));
+                self.spare_key = Some(opened.key);
+                self.connect(None);
+            }
+            Err(e) => {
+                self.key_problem = Some(e.to_string());
+                self.send(Event::Key(KeyInfo {
+                    fingerprint: None,
+                    created: false,
+                }));
+                self.send(Event::Connection(Connection::Failed(
+                    AppError::KeyUnusable(e.to_string()).to_string(),
+                )));
+                self.fail(Operation::Key, e);
+            }
+        }
+    }
+
+    fn take_key(&mut self) -> Option<SecretKey> {
+        self.client
+            .take()
+            .map(Client::into_key)
+            .or_else(|| self.spare_key.take())
+    }
+
+    fn connect(&mut self, token: Option<String>) {
+        let Some(key) = self.take_key() else {
+            let problem = self.key_problem.clone().unwrap_or_default();
+            self.send(Event::Connection(Connection::Failed(
+                AppError::KeyUnusable(problem).to_string(),
+            )));
+            return;
+        };
+        self.send(Event::Connection(Connection::Connecting));
+        match connect(key, &self.spec, &self.locations, token.as_deref()) {
+            Ok(client) => {
+                let desc = client.describe();
+                self.client = Some(client);
+                self.send_gallery();
+                self.send(Event::Connection(Connection::Ready(desc)));
+                self.check_labels();
+            }
+            Err(e) => {
+                self.spare_key = Some(e.key);
+                self.send(Event::Connection(Connection::Failed(
+                    AppError::from(e.error).to_string(),
+                )));
+            }
+        }
+    }
+
+    fn check_labels(&self) {
+        if let Some(c) = &self.client {
+            if let Err(e) = c.check_labels() {
+                self.fail(Operation::Gallery, e);
+            }
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut Client, AppError> {
+        if let Some(p) = &self.key_problem {
+            return Err(AppError::KeyUnusable(p.clone()));
+        }
+        self.client.as_mut().ok_or(AppError::NoMatcher)
+    }
+
+    fn pipeline(&mut self) -> Result<&FacePipeline, AppError> {
         if self.pipeline.is_none() {
-            let p = FacePipeline::load_default().map_err(|e| {
-                format!("the face models could not be loaded: {e}. Check that the models/ folder and ONNX Runtime are installed next to blindface.")
-            })?;
-            self.pipeline = Some(p);
+            self.pipeline = Some(FacePipeline::load_default().map_err(AppError::Models)?);
         }
         Ok(self.pipeline.as_ref().expect("just loaded"))
     }
 
-    fn matcher(&self) -> Result<&dyn Matcher, String> {
-        self.matcher.as_deref().ok_or_else(|| {
-            "no matcher is connected; check the matcher in Settings and press Connect".into()
-        })
+    fn send_gallery(&self) {
+        if let Some(c) = &self.client {
+            self.send(Event::Gallery(
+                c.names().iter().map(|(&id, n)| (id, n.clone())).collect(),
+            ));
+        }
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -261,25 +312,17 @@ impl Inner {
                     .unwrap_or_else(|| path.display().to_string());
                 match load_image(&path) {
                     Ok(img) => self.analyse(label, Arc::new(img)),
-                    Err(e) => self.send(Event::FrameFailed(format!(
-                        "{e}; choose another image or folder"
-                    ))),
+                    Err(e) => self.fail(Operation::Frame, AppError::Image(e)),
                 }
             }
             Command::Analyse { label, image } => self.analyse(label, image),
-            Command::Enrol { image, face, name } => {
-                let r = self.enrol(&image, &face, &name);
-                match r {
-                    Ok(e) => {
-                        self.send(e);
-                        self.refresh();
-                    }
-                    Err(message) => self.send(Event::Failed {
-                        what: "enrol",
-                        message,
-                    }),
+            Command::Enrol { image, face, name } => match self.enrol(&image, &face, &name) {
+                Ok(e) => {
+                    self.send(e);
+                    self.send_gallery();
                 }
-            }
+                Err(e) => self.fail(Operation::Enrol, e),
+            },
             Command::Match {
                 image,
                 face,
@@ -287,117 +330,153 @@ impl Inner {
                 source,
             } => match self.do_match(&image, &face, mode, source) {
                 Ok(e) => self.send(e),
-                Err(message) => self.send(Event::Failed {
-                    what: "match",
-                    message,
-                }),
+                Err(e) => self.fail(Operation::Match, e),
             },
             Command::Remove { ids } => {
-                let r: Result<(), String> = self.matcher().and_then(|m| {
-                    ids.iter()
-                        .try_for_each(|&id| m.remove(id))
-                        .map_err(|e| e.to_string())
-                });
-                if let Err(message) = r {
-                    self.send(Event::Failed {
-                        what: "gallery",
-                        message,
-                    });
+                let r = self
+                    .client()
+                    .and_then(|c| c.remove_ids(&ids).map_err(AppError::from));
+                if let Err(e) = r {
+                    self.fail(Operation::Gallery, e);
                 }
-                self.refresh();
+                self.send_gallery();
             }
-            Command::Refresh => self.refresh(),
-            Command::SetMatcher(choice) => {
-                self.matcher = None;
-                self.send(Event::Connection(Connection::Connecting));
-                match self.open_matcher(&choice) {
-                    Ok(m) => {
-                        // Listing proves the matcher answers and the token works.
-                        match m.list() {
-                            Ok(list) => {
-                                let desc = m.describe();
-                                self.matcher = Some(m);
-                                self.send(Event::Gallery(self.names(&list)));
-                                self.send(Event::Connection(Connection::Ready(desc)));
-                            }
-                            Err(e) => self.send(Event::Connection(Connection::Failed(explain(&e)))),
-                        }
+            Command::Refresh => {
+                let r = self
+                    .client()
+                    .and_then(|c| c.refresh().map_err(AppError::from));
+                match r {
+                    Ok(()) => {
+                        self.send_gallery();
+                        self.check_labels();
                     }
-                    Err(msg) => self.send(Event::Connection(Connection::Failed(msg))),
+                    Err(e) => self.fail(Operation::Gallery, e),
                 }
             }
-            Command::SetKey(key) => {
-                self.labels = LabelKey::from_secret(&key);
-                self.key = key;
-                self.refresh();
+            Command::Connect { spec, token } => {
+                self.spec = spec;
+                self.connect(token);
             }
+            Command::InspectKey(path) => match open_key(&path, KeyPolicy::MustExist) {
+                Ok(opened) => {
+                    let fp = opened.key.fingerprint();
+                    if self.current_fingerprint().as_deref() == Some(fp.as_str()) {
+                        self.send(Event::Info {
+                            op: Operation::Key,
+                            text: "That key is the one already in use; nothing changed.".into(),
+                        });
+                    } else {
+                        self.candidate = Some(opened.key);
+                        self.send(Event::KeyCandidate {
+                            source: path.display().to_string(),
+                            fingerprint: fp,
+                        });
+                    }
+                }
+                Err(e) => self.fail(Operation::Key, e),
+            },
+            Command::GenerateKey => {
+                let key = SecretKey::generate(&current_params());
+                let fingerprint = key.fingerprint();
+                self.candidate = Some(key);
+                self.send(Event::KeyCandidate {
+                    source: "(newly generated)".into(),
+                    fingerprint,
+                });
+            }
+            Command::AdoptKey => self.adopt_key(),
+            Command::DiscardKey => self.candidate = None,
+            Command::ExportKey(path) => {
+                let r = match (&self.client, &self.spare_key) {
+                    (Some(c), _) => c.key().save(&path, true),
+                    (None, Some(k)) => k.save(&path, true),
+                    (None, None) => {
+                        self.fail(
+                            Operation::Key,
+                            AppError::KeyUnusable(self.key_problem.clone().unwrap_or_default()),
+                        );
+                        return;
+                    }
+                };
+                match r {
+                    Ok(()) => self.send(Event::Info {
+                        op: Operation::Key,
+                        text: format!(
+                            "Key exported to {}. Keep it somewhere safe: it reads your gallery's names and distances.",
+                            path.display()
+                        ),
+                    }),
+                    Err(e) => self.fail(
+                        Operation::Key,
+                        KeyError::Save(e),
+                    ),
+                }
+            }
+            Command::Crash => panic!("crash requested"),
         }
     }
 
-    fn open_matcher(&self, choice: &MatcherChoice) -> Result<Box<dyn Matcher>, String> {
-        match choice {
-            MatcherChoice::Builtin => BuiltinMatcher::open(&self.config.data_dir)
-                .map(|m| Box::new(m) as Box<dyn Matcher>)
-                .map_err(|e| explain(&e)),
-            MatcherChoice::Remote { url, token } => {
-                let url = url.trim();
-                if !url.starts_with("http://") {
-                    return Err(format!(
-                        "the matcher URL must look like http://HOST:PORT, not {url:?}; \
-                         for a remote server behind TLS, tunnel it to a local port"
-                    ));
-                }
-                if token.trim().is_empty() {
-                    RemoteMatcher::for_key_file(url, &self.config.key_path)
-                        .map(|m| Box::new(m) as Box<dyn Matcher>)
-                        .map_err(|e| explain(&e))
-                } else {
-                    let creds = Credentials {
-                        tenant: "(from token)".into(),
-                        token: token.trim().to_string(),
-                    };
-                    Ok(Box::new(RemoteMatcher::new(url, creds)))
-                }
+    fn current_fingerprint(&self) -> Option<String> {
+        self.client
+            .as_ref()
+            .map(Client::fingerprint)
+            .or_else(|| self.spare_key.as_ref().map(SecretKey::fingerprint))
+    }
+
+    /// Saves the candidate as the key file (an unreadable file is moved aside first, never
+    /// overwritten) and reconnects with it: the gallery shown is the new key's own.
+    fn adopt_key(&mut self) {
+        let Some(key) = self.candidate.take() else {
+            return;
+        };
+        let mut moved = None;
+        if self.key_problem.is_some() && self.key_path.exists() {
+            let mut aside = self.key_path.as_os_str().to_owned();
+            aside.push(".unreadable");
+            let aside = PathBuf::from(aside);
+            if let Err(e) = std::fs::rename(&self.key_path, &aside) {
+                self.fail(
+                    Operation::Key,
+                    KeyError::Save(crate::he::HeError::KeyIo {
+                        path: self.key_path.display().to_string(),
+                        reason: e,
+                    }),
+                );
+                return;
             }
+            moved = Some(aside);
         }
-    }
-
-    fn names(&self, list: &[Enrolled]) -> Vec<(TemplateId, String)> {
-        list.iter()
-            .map(|e| {
-                let name = self
-                    .labels
-                    .open(&e.label)
-                    .unwrap_or_else(|_| "(unreadable: enrolled with another key)".into());
-                (e.id, name)
-            })
-            .collect()
-    }
-
-    fn refresh(&self) {
-        let r = self
-            .matcher()
-            .and_then(|m| m.list().map_err(|e| explain(&e)));
-        match r {
-            Ok(list) => self.send(Event::Gallery(self.names(&list))),
-            Err(message) => self.send(Event::Failed {
-                what: "gallery",
-                message,
-            }),
+        if let Err(e) = key.save(&self.key_path, true) {
+            self.fail(Operation::Key, KeyError::Save(e));
+            return;
         }
+        let fingerprint = key.fingerprint();
+        drop(self.take_key());
+        self.key_problem = None;
+        self.spare_key = Some(key);
+        self.send(Event::Key(KeyInfo {
+            fingerprint: Some(fingerprint.clone()),
+            created: false,
+        }));
+        let mut text = format!("Now using key {fingerprint}.");
+        if let Some(aside) = moved {
+            text += &format!(" The unreadable key file was kept as {}.", aside.display());
+        }
+        self.send(Event::Info {
+            op: Operation::Key,
+            text,
+        });
+        self.connect(None);
     }
 
     fn analyse(&mut self, label: String, image: Arc<RgbImage>) {
         let t = Instant::now();
-        let faces = match self.pipeline().and_then(|p| {
-            p.detect(&image)
-                .map_err(|e| format!("face detection failed: {e}"))
-        }) {
+        let faces = match self
+            .pipeline()
+            .and_then(|p| p.detect(&image).map_err(AppError::Detect))
+        {
             Ok(f) => f,
-            Err(msg) => {
-                self.send(Event::FrameFailed(msg));
-                return;
-            }
+            Err(e) => return self.fail(Operation::Frame, e),
         };
         let timings = Timings {
             detect_ms: Some(ms(t)),
@@ -411,50 +490,36 @@ impl Inner {
         });
     }
 
-    fn embed(
+    fn template(
         &mut self,
         image: &RgbImage,
         face: &Face,
-    ) -> Result<(crate::he::Template, f64), String> {
+    ) -> Result<(crate::he::Template, f64), AppError> {
+        let params = *self.client()?.params();
         let t = Instant::now();
-        let e = self.pipeline()?.embed(image, face).map_err(|e| match e {
-            VisionError::NoFace => {
-                "no face in this frame: face the camera or choose another image".to_string()
-            }
-            e => format!("the face could not be embedded: {e}; select another face or frame"),
-        })?;
-        let q = quantise(e.as_slice(), &Params::v1()).map_err(|e| e.to_string())?;
-        Ok((q.template, ms(t)))
+        let template = template_of(self.pipeline()?, image, face, &params)?;
+        Ok((template, ms(t)))
     }
 
-    fn enrol(&mut self, image: &RgbImage, face: &Face, name: &str) -> Result<Event, String> {
-        let label = self
-            .labels
-            .seal(name.trim())
-            .map_err(|e| format!("{e}; type a name first"))?;
-        let (template, embed_ms) = self.embed(image, face)?;
-        let t = Instant::now();
-        let ct: EncryptedTemplate = encrypt_template(&self.key, &template);
-        let encrypt_ms = ms(t);
-        let sent = ct.to_bytes().len() + label.len();
-        let t = Instant::now();
-        let id = self
-            .matcher()?
-            .enrol(&ct, &label)
-            .map_err(|e| explain(&e))?;
-        let match_ms = ms(t);
+    fn enrol(&mut self, image: &RgbImage, face: &Face, name: &str) -> Result<Event, AppError> {
+        if name.trim().is_empty() {
+            return Err(AppError::NoName);
+        }
+        let (template, embed_ms) = self.template(image, face)?;
+        let e = self.client()?.enrol(&template, name)?;
         Ok(Event::Enrolled {
-            name: name.trim().to_string(),
-            id,
+            name: e.name,
+            id: e.id,
             crop: Arc::new(crop(image, face)),
             timings: Timings {
                 embed_ms: Some(embed_ms),
-                encrypt_ms: Some(encrypt_ms),
-                match_ms: Some(match_ms),
-                bytes_sent: Some(sent),
-                bytes_received: Some(8),
+                encrypt_ms: Some(e.times.encrypt_ms),
+                match_ms: Some(e.times.match_ms),
+                bytes_sent: Some(e.traffic.sent),
+                bytes_received: Some(e.traffic.received),
                 ..Timings::default()
             },
+            wire: e.wire,
         })
     }
 
@@ -464,85 +529,32 @@ impl Inner {
         face: &Face,
         mode: MatchMode,
         source: String,
-    ) -> Result<Event, String> {
-        let (template, embed_ms) = self.embed(image, face)?;
-        let t = Instant::now();
-        let (probe, ctx): (EncryptedProbe, _) = encrypt_probe(&self.key, &template);
-        let encrypt_ms = ms(t);
-        let matcher = self.matcher()?;
-        let list = matcher.list().map_err(|e| explain(&e))?;
-        let names: BTreeMap<TemplateId, String> = self.names(&list).into_iter().collect();
-        let t = Instant::now();
-        let results: Vec<MatchResult> = match &mode {
-            MatchMode::Identify => {
-                self.match_calls.fetch_add(1, Ordering::Relaxed);
-                vec![matcher.identify(&probe).map_err(|e| explain(&e))?]
-            }
-            MatchMode::Verify(who) => {
-                let ids: Vec<TemplateId> = names
-                    .iter()
-                    .filter(|(_, n)| *n == who)
-                    .map(|(&id, _)| id)
-                    .collect();
-                if ids.is_empty() {
-                    return Err(format!(
-                        "nobody called {who:?} is enrolled; enrol them first or pick someone from the gallery"
-                    ));
-                }
-                ids.iter()
-                    .map(|&id| {
-                        self.match_calls.fetch_add(1, Ordering::Relaxed);
-                        matcher.verify(&probe, id).map_err(|e| explain(&e))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
+    ) -> Result<Event, AppError> {
+        let (template, embed_ms) = self.template(image, face)?;
+        let client = self.client()?;
+        let report = match &mode {
+            MatchMode::Identify => client.identify(&template)?,
+            MatchMode::Verify(who) => client.verify(&template, who)?,
         };
-        let match_ms = ms(t);
-        let sent = probe.to_bytes().len() * results.len();
-        let received: usize = results.iter().map(|r| r.to_bytes().len()).sum();
-        let t = Instant::now();
-        let mut distances = Vec::new();
-        for r in &results {
-            distances.extend(decrypt(&self.key, &ctx, r).map_err(|e| {
-                format!(
-                    "{e}. If you imported another key, the gallery was enrolled under the old one."
-                )
-            })?);
-        }
-        let decrypt_ms = ms(t);
-        let rows = crate::ranking::rank(&distances, &names, true, &Params::v1());
+        self.match_calls.fetch_add(report.calls, Ordering::Relaxed);
         Ok(Event::Matched {
             outcome: MatchOutcome {
                 mode,
                 source,
-                distances: rows,
+                distances: report.best_per_person(),
                 at: Instant::now(),
             },
             timings: Timings {
                 detect_ms: None,
                 embed_ms: Some(embed_ms),
-                encrypt_ms: Some(encrypt_ms),
-                match_ms: Some(match_ms),
-                decrypt_ms: Some(decrypt_ms),
-                bytes_sent: Some(sent),
-                bytes_received: Some(received),
+                encrypt_ms: Some(report.times.encrypt_ms),
+                match_ms: Some(report.times.match_ms),
+                decrypt_ms: Some(report.times.decrypt_ms),
+                bytes_sent: Some(report.traffic.sent),
+                bytes_received: Some(report.traffic.received),
             },
+            wire: report.wire,
         })
-    }
-}
-
-/// A matcher error with what to do about it in the app.
-fn explain(e: &MatcherError) -> String {
-    match e {
-        MatcherError::Unauthorized { url, message, .. } => format!(
-            "the matcher at {url} rejected the access token ({message}): check the token in \
-             Settings, or clear it to register a new one"
-        ),
-        MatcherError::Unreachable { url, detail } => format!(
-            "cannot reach the matcher at {url} ({detail}): start it with `blindface serve`, \
-             check the URL in Settings, or switch to the built-in matcher"
-        ),
-        e => e.to_string(),
     }
 }
 

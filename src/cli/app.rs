@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use blindface::app::{state::MatcherChoice, AppConfig};
-use blindface::vision::SFACE_L2_THRESHOLD;
+use blindface::app::AppConfig;
 
 use super::Globals;
 
@@ -15,15 +14,11 @@ pub fn open(globals: &Globals, source: Option<PathBuf>, identify: bool) -> Resul
         .clone()
         .unwrap_or_else(blindface::paths::data_dir);
     let mut config = AppConfig::new(globals.key.clone(), data, source);
-    // Command-line choices override the saved settings; defaults leave them alone.
-    let m = globals.matcher.trim();
-    if m != "builtin" {
-        config.matcher = Some(MatcherChoice::Remote {
-            url: m.to_string(),
-            token: String::new(),
-        });
+    // Choices given on the command line override the saved settings.
+    if globals.matcher_given {
+        config.matcher = Some(globals.matcher.clone());
     }
-    if globals.threshold != SFACE_L2_THRESHOLD {
+    if globals.threshold_given {
         config.threshold = Some(globals.threshold);
     }
     config.identify = identify;

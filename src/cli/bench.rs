@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, synthetic_templates, Gallery, Params, PreparedProbe,
-    SecretKey,
+    SecretKey, TemplateId,
 };
 
 use super::{emit, Globals};
@@ -61,7 +61,7 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
     let template_bytes = encrypted[0].to_bytes().len();
     let mut gallery = Gallery::new(&params);
     for (id, t) in encrypted.into_iter().enumerate() {
-        gallery.insert(id as u64, t)?;
+        gallery.insert(TemplateId(id as u64), t)?;
     }
 
     let probe_encrypt_ms = median_ms(21, || encrypt_probe(&key, probe_t));
@@ -71,7 +71,7 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
     let prepared = PreparedProbe::new(&probe, &params)?;
 
     let reps = (4000 / gallery.block_count().max(1)).clamp(3, 201);
-    let match_1to1_ms = median_ms(201, || gallery.verify(&prepared, 0));
+    let match_1to1_ms = median_ms(201, || gallery.verify(&prepared, TemplateId(0)));
     let match_ms = median_ms(reps, || gallery.identify(&prepared));
     let single = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let match_1thread_ms = single.install(|| median_ms(reps, || gallery.identify(&prepared)));
@@ -83,7 +83,7 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
     let exact = distances.len() == n
         && distances
             .iter()
-            .all(|d| d.distance_sq == probe_t.distance_sq(&gallery_t[d.id as usize]));
+            .all(|d| d.distance_sq == probe_t.distance_sq(&gallery_t[d.id.0 as usize]));
 
     let block_bytes = 8 * params.polynomial_size * (params.glwe_dimension + 1);
     let out = BenchOutput {

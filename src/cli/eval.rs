@@ -15,7 +15,7 @@ use serde::Serialize;
 use blindface::eval::{rates, read_pairs, sweep, Rates, Sweep};
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, to_float_l2, Gallery, Params,
-    PreparedProbe, SecretKey, Template,
+    PreparedProbe, SecretKey, Template, TemplateId,
 };
 use blindface::vision::{load_image, Embedding, FacePipeline, VisionError};
 
@@ -114,20 +114,20 @@ pub fn eval(
 
     // Quantise and enrol every usable image under a fresh key.
     let key = SecretKey::generate(&params);
-    let mut templates: HashMap<&str, (u64, Template)> = HashMap::new();
+    let mut templates: HashMap<&str, (TemplateId, Template)> = HashMap::new();
     let mut gallery = Gallery::new(&params);
     let mut clipped_components = 0;
     for (id, (file, embedding)) in embeddings.iter().enumerate() {
         if let Some(e) = embedding {
             let q = quantise(e.as_slice(), &params)?;
             clipped_components += q.clipped;
-            gallery.insert(id as u64, encrypt_template(&key, &q.template))?;
-            templates.insert(file.as_str(), (id as u64, q.template));
+            gallery.insert(TemplateId(id as u64), encrypt_template(&key, &q.template))?;
+            templates.insert(file.as_str(), (TemplateId(id as u64), q.template));
         }
     }
 
     // One encrypted probe per distinct left-hand image, matched against the whole gallery.
-    let mut encrypted: HashMap<(&str, u64), i64> = HashMap::new();
+    let mut encrypted: HashMap<(&str, TemplateId), i64> = HashMap::new();
     let mut probed: HashSet<&str> = HashSet::new();
     for pair in &pairs {
         let Some((_, probe)) = templates.get(pair.file_x.as_str()) else {

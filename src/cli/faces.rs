@@ -6,13 +6,14 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use blindface::client::face::{choose_face, embed_face, FaceChoice};
+use blindface::client::keys::{open_key, KeyOrigin, KeyPolicy};
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, to_float_l2, Gallery, Params,
-    PreparedProbe,
+    decrypt, encrypt_probe, encrypt_template, threshold_sq, to_float_l2, Gallery, PreparedProbe,
+    Template, TemplateId,
 };
-use blindface::vision::{load_image, Face, FacePipeline, VisionError};
+use blindface::vision::{load_image, Embedding, Face, FacePipeline};
 
-use super::keys::key_or_ephemeral;
 use super::{emit, Globals};
 
 #[derive(Serialize)]
@@ -101,30 +102,37 @@ struct CompareOutput {
     key: String,
 }
 
-fn embed_file(pipeline: &FacePipeline, path: &Path) -> Result<blindface::vision::Embedding> {
+/// The largest face of `path`: its float embedding and its template.
+fn embed_file(
+    pipeline: &FacePipeline,
+    path: &Path,
+    params: &blindface::he::Params,
+) -> Result<(Embedding, Template)> {
     let img = load_image(path)?;
-    match pipeline.embed_largest(&img) {
-        Ok((_, e)) => Ok(e),
-        Err(VisionError::NoFace) => anyhow::bail!("no face found in {}", path.display()),
-        Err(e) => Err(e).with_context(|| format!("embedding {}", path.display())),
-    }
+    let faces = pipeline.detect(&img)?;
+    let (_, face) = choose_face(&faces, FaceChoice::Largest)
+        .map_err(|_| anyhow::anyhow!("no face found in {}", path.display()))?;
+    let e = embed_face(pipeline, &img, &face, params)
+        .with_context(|| format!("embedding {}", path.display()))?;
+    Ok((e.embedding, e.template))
 }
 
 pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
     let pipeline = FacePipeline::load_default()?;
-    let ea = embed_file(&pipeline, a)?;
-    let eb = embed_file(&pipeline, b)?;
-    let params = Params::v1();
-    let (key, key_path) = key_or_ephemeral(globals)?;
-    let ta = quantise(ea.as_slice(), &params)?.template;
-    let tb = quantise(eb.as_slice(), &params)?.template;
+    let opened = open_key(&globals.key, KeyPolicy::EphemeralIfMissing)?;
+    let key = opened.key;
+    let params = *key.params();
+    let (ea, ta) = embed_file(&pipeline, a, &params)?;
+    let (eb, tb) = embed_file(&pipeline, b, &params)?;
+    let key_path = (opened.origin == KeyOrigin::File).then(|| globals.key.display().to_string());
 
     // B is enrolled (GLWE), A is the probe (GGSW); the matcher sees only ciphertexts.
     let mut gallery = Gallery::new(&params);
-    gallery.insert(0, encrypt_template(&key, &tb))?;
+    let id = TemplateId(1);
+    gallery.insert(id, encrypt_template(&key, &tb))?;
     let (probe, ctx) = encrypt_probe(&key, &ta);
     let prepared = PreparedProbe::new(&probe, &params)?;
-    let result = gallery.verify(&prepared, 0)?;
+    let result = gallery.verify(&prepared, id)?;
     let distance = decrypt(&key, &ctx, &result)?[0].distance_sq;
     let quantised = ta.distance_sq(&tb);
 

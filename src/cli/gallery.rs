@@ -1,90 +1,78 @@
-//! `blindface enrol | verify | identify | list | remove | serve`: the gallery commands over
-//! the chosen matcher (built-in store or `http://HOST:PORT`). Faces are embedded and
-//! encrypted here; names are sealed and opened here; verdicts are decided here.
+//! `blindface enrol | verify | identify | list | remove | serve`: thin adapters from
+//! arguments to the app-side [`Client`] (which embeds nothing: faces are found and embedded
+//! here through `client::face`) and from its typed results to a table or JSON.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, Distance, Params, SecretKey,
-    Template, TemplateId,
-};
-use blindface::labels::{check_name, LabelKey};
-use blindface::matcher::{BuiltinMatcher, Matcher, RemoteMatcher};
-use blindface::ranking::rank;
+use blindface::client::face::{choose_face, template_of, FaceChoice};
+use blindface::client::keys::{open_key, KeyPolicy};
+use blindface::client::{connect, Client, ClientError, Locations, MatchReport};
+use blindface::he::{threshold_sq, Template, TemplateId};
+use blindface::matcher::TokenStore;
+use blindface::ranking::PersonDistance;
 use blindface::server::{self, ServerConfig};
-use blindface::vision::{load_image, FacePipeline, VisionError};
+use blindface::vision::{load_image, FacePipeline};
 
 use super::{emit, Globals};
 
-/// The built-in matcher's data directory.
-fn data_dir(globals: &Globals) -> PathBuf {
-    globals
-        .data
-        .clone()
-        .unwrap_or_else(blindface::paths::data_dir)
+/// Where the built-in store and the remote tokens live.
+pub fn locations(globals: &Globals) -> Locations {
+    Locations {
+        data_dir: globals
+            .data
+            .clone()
+            .unwrap_or_else(blindface::paths::data_dir),
+        tokens: TokenStore::beside_key(&globals.key),
+    }
 }
 
-/// Opens the matcher `--matcher` names.
-pub fn open_matcher(globals: &Globals) -> Result<Box<dyn Matcher>> {
-    let m = globals.matcher.trim();
-    if m == "builtin" {
-        return Ok(Box::new(BuiltinMatcher::open(&data_dir(globals))?));
-    }
-    if m.starts_with("http://") {
-        return Ok(Box::new(RemoteMatcher::for_key_file(m, &globals.key)?));
-    }
-    if m.starts_with("https://") {
-        bail!("this build speaks plain HTTP only; reach a remote matcher through an SSH tunnel or a local TLS proxy and use --matcher http://127.0.0.1:PORT");
-    }
-    bail!("--matcher must be `builtin` or `http://HOST:PORT`, not `{m}`")
+/// The client of the gallery the key owns, on the chosen matcher.
+fn client(globals: &Globals) -> Result<Client> {
+    let key = open_key(&globals.key, KeyPolicy::MustExist)?.key;
+    let client = connect(key, &globals.matcher, &locations(globals), None).map_err(|e| e.error)?;
+    client.check_labels()?;
+    Ok(client)
 }
 
-fn require_key(globals: &Globals) -> Result<SecretKey> {
-    if !globals.key.exists() {
-        bail!(
-            "no secret key at {}; run `blindface keygen` first (or pass --key PATH)",
-            globals.key.display()
-        );
-    }
-    Ok(SecretKey::load(&globals.key, &Params::v1())?)
-}
-
-fn template_of(image: &Path, params: &Params) -> Result<Template> {
+/// The face of `image` the user asked for, as a template, with its 1-based number and box.
+fn face_template(
+    image: &Path,
+    choice: FaceChoice,
+    client: &Client,
+) -> Result<(Template, usize, [f32; 4], usize)> {
     let pipeline = FacePipeline::load_default()?;
     let img = load_image(image)?;
-    let embedding = match pipeline.embed_largest(&img) {
-        Ok((_, e)) => e,
-        Err(VisionError::NoFace) => bail!("no face found in {}", image.display()),
-        Err(e) => return Err(e).with_context(|| format!("embedding {}", image.display())),
-    };
-    Ok(quantise(embedding.as_slice(), params)?.template)
+    let faces = pipeline.detect(&img)?;
+    let (number, face) = choose_face(&faces, choice).map_err(|e| match e {
+        ClientError::NoFace => anyhow::anyhow!("no face found in {}", image.display()),
+        ClientError::SeveralFaces { boxes } => anyhow::anyhow!(
+            "{} faces found in {} ({}); say which one to enrol with --face N (`blindface detect` numbers them)",
+            boxes.len(),
+            image.display(),
+            boxes
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("#{} box {}", i + 1, box_text(b)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        e => anyhow::Error::from(e),
+    })?;
+    let template = template_of(&pipeline, &img, &face, client.params())
+        .with_context(|| format!("embedding {}", image.display()))?;
+    Ok((template, number, face.bbox, faces.len()))
 }
 
-/// Every enrolled id with its name (opened with this key).
-fn names(matcher: &dyn Matcher, labels: &LabelKey) -> Result<BTreeMap<TemplateId, String>> {
-    Ok(matcher
-        .list()?
-        .into_iter()
-        .map(|e| {
-            let name = labels
-                .open(&e.label)
-                .unwrap_or_else(|_| "(unreadable: enrolled with another key)".into());
-            (e.id, name)
-        })
-        .collect())
+fn box_text(b: &[f32; 4]) -> String {
+    format!("{:.0},{:.0} {:.0}x{:.0}", b[0], b[1], b[2], b[3])
 }
 
-fn ids_named(names: &BTreeMap<TemplateId, String>, name: &str) -> Vec<TemplateId> {
-    names
-        .iter()
-        .filter(|(_, n)| n.as_str() == name)
-        .map(|(&id, _)| id)
-        .collect()
+fn choice(face: Option<usize>, default: FaceChoice) -> FaceChoice {
+    face.map(FaceChoice::Number).unwrap_or(default)
 }
 
 #[derive(Serialize)]
@@ -92,26 +80,41 @@ struct EnrolOutput {
     id: TemplateId,
     name: String,
     image: String,
+    face: usize,
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    faces_found: usize,
     matcher: String,
 }
 
-pub fn enrol(globals: &Globals, name: &str, image: &Path) -> Result<()> {
-    check_name(name)?;
-    let key = require_key(globals)?;
-    let params = Params::v1();
-    let template = template_of(image, &params)?;
-    let labels = LabelKey::from_secret(&key);
-    let matcher = open_matcher(globals)?;
-    let id = matcher.enrol(&encrypt_template(&key, &template), &labels.seal(name)?)?;
+pub fn enrol(globals: &Globals, name: &str, image: &Path, face: Option<usize>) -> Result<()> {
+    blindface::labels::check_name(name)?;
+    let mut client = client(globals)?;
+    let (template, number, bbox, found) =
+        face_template(image, choice(face, FaceChoice::OnlyOne), &client)?;
+    let e = client.enrol(&template, name)?;
     let out = EnrolOutput {
-        id,
-        name: name.to_string(),
+        id: e.id,
+        name: e.name,
         image: image.display().to_string(),
-        matcher: matcher.describe(),
+        face: number,
+        bbox,
+        faces_found: found,
+        matcher: client.describe(),
     };
     emit(globals, &out, || {
+        let which = if out.faces_found > 1 {
+            format!(
+                " (face #{} of {}, box {})",
+                out.face,
+                out.faces_found,
+                box_text(&out.bbox)
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "enrolled {} from {} (id {}) in the {}\n",
+            "enrolled {} from {}{which} (id {}) in the {}\n",
             out.name, out.image, out.id, out.matcher
         )
     });
@@ -130,6 +133,8 @@ struct MatchOut {
 #[derive(Serialize)]
 struct MatchesOutput {
     image: String,
+    face: usize,
+    faces_found: usize,
     threshold: f32,
     matcher: String,
     compared: usize,
@@ -141,14 +146,13 @@ struct MatchesOutput {
 fn matches_output(
     globals: &Globals,
     image: &Path,
-    matcher: &dyn Matcher,
-    distances: &[Distance],
-    names: &BTreeMap<TemplateId, String>,
-    best_per_name: bool,
+    client: &Client,
+    report: &MatchReport,
+    rows: Vec<PersonDistance>,
+    (face, faces_found): (usize, usize),
 ) -> MatchesOutput {
-    let params = Params::v1();
-    let limit = threshold_sq(globals.threshold, &params);
-    let matches: Vec<MatchOut> = rank(distances, names, best_per_name, &params)
+    let limit = threshold_sq(globals.threshold, client.params());
+    let matches: Vec<MatchOut> = rows
         .into_iter()
         .map(|r| MatchOut {
             same_person: r.distance_sq <= limit,
@@ -160,9 +164,11 @@ fn matches_output(
         .collect();
     MatchesOutput {
         image: image.display().to_string(),
+        face,
+        faces_found,
         threshold: globals.threshold,
-        matcher: matcher.describe(),
-        compared: distances.len(),
+        matcher: client.describe(),
+        compared: report.compared(),
         identified: matches
             .first()
             .filter(|m| m.same_person)
@@ -177,9 +183,21 @@ fn print_matches(globals: &Globals, out: &MatchesOutput, what: &str) {
             "{} against {} template(s) in the {} (threshold {:.3})\n",
             out.image, out.compared, out.matcher, out.threshold
         );
-        match &out.identified {
-            Some(n) => s += &format!("{what}: {n}\n"),
-            None => s += &format!("{what}: no match\n"),
+        if out.faces_found > 1 {
+            s += &format!(
+                "  ({} faces found; matched #{}: choose another with --face N)\n",
+                out.faces_found, out.face
+            );
+        }
+        match (&out.identified, out.matches.first()) {
+            (Some(n), _) => s += &format!("{what}: {n}\n"),
+            (None, Some(best)) => {
+                s += &format!(
+                    "{what}: nobody within the threshold (closest {} at L2 {:.4})\n",
+                    best.name, best.l2
+                )
+            }
+            (None, None) => s += &format!("{what}: no match (the gallery is empty)\n"),
         }
         for m in &out.matches {
             s += &format!(
@@ -197,39 +215,27 @@ fn print_matches(globals: &Globals, out: &MatchesOutput, what: &str) {
     });
 }
 
-pub fn verify(globals: &Globals, name: &str, image: &Path) -> Result<()> {
-    let key = require_key(globals)?;
-    let params = Params::v1();
-    let labels = LabelKey::from_secret(&key);
-    let matcher = open_matcher(globals)?;
-    let names = names(matcher.as_ref(), &labels)?;
-    let ids = ids_named(&names, name);
-    if ids.is_empty() {
+pub fn verify(globals: &Globals, name: &str, image: &Path, face: Option<usize>) -> Result<()> {
+    let client = client(globals)?;
+    if client.ids_of(name).is_empty() {
         bail!("nobody called {name:?} is enrolled; `blindface list` shows who is");
     }
-    let template = template_of(image, &params)?;
-    let (probe, ctx) = encrypt_probe(&key, &template);
-    let mut distances = Vec::new();
-    for id in ids {
-        let result = matcher.verify(&probe, id)?;
-        distances.extend(decrypt(&key, &ctx, &result)?);
-    }
-    let out = matches_output(globals, image, matcher.as_ref(), &distances, &names, false);
+    let (template, number, _, found) =
+        face_template(image, choice(face, FaceChoice::Largest), &client)?;
+    let report = client.verify(&template, name)?;
+    let rows = report.rows.clone();
+    let out = matches_output(globals, image, &client, &report, rows, (number, found));
     print_matches(globals, &out, "verified as");
     Ok(())
 }
 
-pub fn identify(globals: &Globals, image: &Path) -> Result<()> {
-    let key = require_key(globals)?;
-    let params = Params::v1();
-    let labels = LabelKey::from_secret(&key);
-    let matcher = open_matcher(globals)?;
-    let template = template_of(image, &params)?;
-    let (probe, ctx) = encrypt_probe(&key, &template);
-    let result = matcher.identify(&probe)?;
-    let distances = decrypt(&key, &ctx, &result)?;
-    let names = names(matcher.as_ref(), &labels)?;
-    let out = matches_output(globals, image, matcher.as_ref(), &distances, &names, true);
+pub fn identify(globals: &Globals, image: &Path, face: Option<usize>) -> Result<()> {
+    let mut client = client(globals)?;
+    let (template, number, _, found) =
+        face_template(image, choice(face, FaceChoice::Largest), &client)?;
+    let report = client.identify(&template)?;
+    let rows = report.best_per_person();
+    let out = matches_output(globals, image, &client, &report, rows, (number, found));
     print_matches(globals, &out, "identified as");
     Ok(())
 }
@@ -248,16 +254,18 @@ struct ListOutput {
 }
 
 pub fn list(globals: &Globals) -> Result<()> {
-    let key = require_key(globals)?;
-    let labels = LabelKey::from_secret(&key);
-    let matcher = open_matcher(globals)?;
-    let mut templates: Vec<ListEntry> = names(matcher.as_ref(), &labels)?
-        .into_iter()
-        .map(|(id, name)| ListEntry { id, name })
+    let client = client(globals)?;
+    let mut templates: Vec<ListEntry> = client
+        .names()
+        .iter()
+        .map(|(&id, name)| ListEntry {
+            id,
+            name: name.clone(),
+        })
         .collect();
     templates.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     let out = ListOutput {
-        matcher: matcher.describe(),
+        matcher: client.describe(),
         count: templates.len(),
         templates,
     };
@@ -278,19 +286,16 @@ struct RemoveOutput {
 }
 
 pub fn remove(globals: &Globals, name: &str) -> Result<()> {
-    let key = require_key(globals)?;
-    let labels = LabelKey::from_secret(&key);
-    let matcher = open_matcher(globals)?;
-    let ids = ids_named(&names(matcher.as_ref(), &labels)?, name);
-    if ids.is_empty() {
-        bail!("nobody called {name:?} is enrolled; `blindface list` shows who is");
-    }
-    for &id in &ids {
-        matcher.remove(id)?;
-    }
+    let mut client = client(globals)?;
+    let removed = match client.remove_person(name) {
+        Err(ClientError::NoSuchPerson(_)) => {
+            bail!("nobody called {name:?} is enrolled; `blindface list` shows who is")
+        }
+        r => r?,
+    };
     let out = RemoveOutput {
         name: name.to_string(),
-        removed: ids,
+        removed,
     };
     emit(globals, &out, || {
         format!(

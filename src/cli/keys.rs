@@ -3,7 +3,8 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use blindface::he::{Params, SecretKey};
+use blindface::client::keys::current_params;
+use blindface::he::SecretKey;
 
 use super::{emit, Globals};
 
@@ -14,7 +15,7 @@ struct KeygenOutput {
 }
 
 pub fn keygen(globals: &Globals, force: bool) -> Result<()> {
-    let key = SecretKey::generate(&Params::v1());
+    let key = SecretKey::generate(&current_params());
     key.save(&globals.key, force)?;
     let out = KeygenOutput {
         path: globals.key.display().to_string(),
@@ -28,17 +29,4 @@ pub fn keygen(globals: &Globals, force: bool) -> Result<()> {
         )
     });
     Ok(())
-}
-
-/// The user's key if it exists, else a fresh key for this run only (`None` path).
-pub fn key_or_ephemeral(globals: &Globals) -> Result<(SecretKey, Option<String>)> {
-    let params = Params::v1();
-    if globals.key.exists() {
-        Ok((
-            SecretKey::load(&globals.key, &params)?,
-            Some(globals.key.display().to_string()),
-        ))
-    } else {
-        Ok((SecretKey::generate(&params), None))
-    }
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use blindface::matcher::MatcherSpec;
 use blindface::vision::SFACE_L2_THRESHOLD;
 
 #[derive(Parser)]
@@ -40,10 +41,10 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
-        default_value = "builtin",
-        value_name = "builtin|URL"
+        value_name = "builtin|URL",
+        value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<MatcherSpec>())
     )]
-    matcher: String,
+    matcher: Option<MatcherSpec>,
     /// Data directory of the matcher's store (default: the platform data directory;
     /// `serve` uses its `server` subdirectory).
     #[arg(long, global = true, value_name = "DIR")]
@@ -79,20 +80,33 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         gallery: usize,
     },
-    /// Enrol the largest face of IMAGE under NAME (the name is encrypted before it leaves).
+    /// Enrol the face of IMAGE under NAME (the name is encrypted before it leaves). A photo
+    /// with several faces needs --face N (the numbers `blindface detect` prints).
     Enrol {
         #[arg(long)]
         name: String,
         image: PathBuf,
+        /// Which face (1 = largest), as `blindface detect` numbers them.
+        #[arg(long, value_name = "N")]
+        face: Option<usize>,
     },
-    /// Verify the largest face of IMAGE against the person enrolled as NAME (1:1).
+    /// Verify the largest face of IMAGE (or --face N) against the person enrolled as NAME
+    /// (1:1).
     Verify {
         #[arg(long)]
         name: String,
         image: PathBuf,
+        /// Which face (1 = largest), as `blindface detect` numbers them.
+        #[arg(long, value_name = "N")]
+        face: Option<usize>,
     },
-    /// Identify the largest face of IMAGE against everyone enrolled (1:N).
-    Identify { image: PathBuf },
+    /// Identify the largest face of IMAGE (or --face N) against everyone enrolled (1:N).
+    Identify {
+        image: PathBuf,
+        /// Which face (1 = largest), as `blindface detect` numbers them.
+        #[arg(long, value_name = "N")]
+        face: Option<usize>,
+    },
     /// List enrolled people (names decrypted with your key).
     List,
     /// Remove every template enrolled as NAME.
@@ -126,22 +140,34 @@ enum Command {
     },
 }
 
-/// Global options the subcommands read.
+/// Global options the subcommands read, parsed once.
 pub struct Globals {
     pub key: PathBuf,
     pub threshold: f32,
+    /// Whether --threshold was given (the app keeps its saved threshold otherwise).
+    pub threshold_given: bool,
     pub json: bool,
-    pub matcher: String,
+    pub matcher: MatcherSpec,
+    /// Whether --matcher was given (the app keeps its saved choice otherwise).
+    pub matcher_given: bool,
     pub data: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let threshold_given =
+        matches.value_source("threshold") == Some(clap::parser::ValueSource::CommandLine);
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let globals = Globals {
         key: cli.key.unwrap_or_else(blindface::paths::default_key_path),
         threshold: cli.threshold,
+        threshold_given,
         json: cli.json,
-        matcher: cli.matcher,
+        matcher_given: cli.matcher.is_some(),
+        matcher: cli.matcher.unwrap_or(MatcherSpec::Builtin),
         data: cli.data,
     };
     let result = match cli.command {
@@ -151,9 +177,11 @@ pub fn main() -> ExitCode {
         Some(Command::Compare { image_a, image_b }) => faces::compare(&globals, &image_a, &image_b),
         Some(Command::Keygen { force }) => keys::keygen(&globals, force),
         Some(Command::Bench { gallery }) => bench::bench(&globals, gallery),
-        Some(Command::Enrol { name, image }) => gallery::enrol(&globals, &name, &image),
-        Some(Command::Verify { name, image }) => gallery::verify(&globals, &name, &image),
-        Some(Command::Identify { image }) => gallery::identify(&globals, &image),
+        Some(Command::Enrol { name, image, face }) => gallery::enrol(&globals, &name, &image, face),
+        Some(Command::Verify { name, image, face }) => {
+            gallery::verify(&globals, &name, &image, face)
+        }
+        Some(Command::Identify { image, face }) => gallery::identify(&globals, &image, face),
         Some(Command::List) => gallery::list(&globals),
         Some(Command::Remove { name }) => gallery::remove(&globals, &name),
         Some(Command::Serve {

@@ -9,8 +9,37 @@ use serde::{Deserialize, Serialize};
 use super::wire::{self, Kind};
 use super::{HeError, Params};
 
-/// Matcher-side identifier of an enrolled template (opaque to the matcher's operator).
-pub type TemplateId = u64;
+/// Identifier of an enrolled template: chosen at random by the app (so that its sealed
+/// label can be bound to it) in `[1, 2^53)`, which survives JSON numbers and reveals no
+/// enrolment order. Opaque to the matcher.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct TemplateId(pub u64);
+
+impl TemplateId {
+    /// Ids lie in `[1, ID_LIMIT)`.
+    pub const LIMIT: u64 = 1 << 53;
+
+    /// Whether the id lies in the valid range.
+    pub fn is_valid(self) -> bool {
+        (1..Self::LIMIT).contains(&self.0)
+    }
+}
+
+impl std::fmt::Display for TemplateId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for TemplateId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(TemplateId)
+    }
+}
 
 /// A template encrypted by the app: seeded GLWE of Delta * g(X) in slot 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +110,10 @@ fn encode_seeded(kind: Kind, params: &Params, seed: u128, body: &[u64]) -> Vec<u
     wire::encode(kind, params, &SeededBodyRef { seed, body })
 }
 
+fn seeded_len(params: &Params, seed: u128, body: &[u64]) -> usize {
+    wire::encoded_len(params, &SeededBodyRef { seed, body })
+}
+
 /// Parses a seeded ciphertext of `kind` whose body must hold `expected` coefficients.
 fn decode_seeded(
     kind: Kind,
@@ -110,6 +143,11 @@ impl EncryptedTemplate {
         encode_seeded(Kind::Template, &self.params, self.seed, &self.body)
     }
 
+    /// `to_bytes().len()`, without serializing.
+    pub fn wire_len(&self) -> usize {
+        seeded_len(&self.params, self.seed, &self.body)
+    }
+
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
         let b = decode_seeded(Kind::Template, params, bytes, params.polynomial_size)?;
         Ok(EncryptedTemplate {
@@ -127,6 +165,11 @@ impl EncryptedProbe {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         encode_seeded(Kind::Probe, &self.params, self.seed, &self.bodies)
+    }
+
+    /// `to_bytes().len()`, without serializing.
+    pub fn wire_len(&self) -> usize {
+        seeded_len(&self.params, self.seed, &self.bodies)
     }
 
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
@@ -158,10 +201,19 @@ impl MatchResult {
         wire::encode(Kind::MatchResult, &self.params, &self.blocks)
     }
 
+    /// `to_bytes().len()`, without serializing.
+    pub fn wire_len(&self) -> usize {
+        wire::encoded_len(&self.params, &self.blocks)
+    }
+
+    /// The largest serialized result of `max_blocks` blocks.
+    pub fn max_wire_len(params: &Params, max_blocks: usize) -> usize {
+        wire::max_len(params.result_block_bytes() * max_blocks)
+    }
+
     /// Parses a result of at most `max_blocks` blocks.
     pub fn from_bytes(bytes: &[u8], params: &Params, max_blocks: usize) -> Result<Self, HeError> {
-        let per_block = params.polynomial_size * 8 + params.slots_per_block() * 17 + 24;
-        let max = wire::max_len(per_block * max_blocks);
+        let max = Self::max_wire_len(params, max_blocks);
         let blocks: Vec<BlockResult> = wire::decode_bounded(Kind::MatchResult, params, bytes, max)?;
         let m = params.slots_per_block();
         for (i, b) in blocks.iter().enumerate() {

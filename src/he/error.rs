@@ -36,14 +36,13 @@ pub enum HeError {
     #[error("decryption failed its integrity check (block {block}, slot {slot}): the result was made for another key, or was corrupted or tampered with")]
     WrongKeyOrCorrupt { block: usize, slot: usize },
     #[error("no template with id {0} in the gallery")]
-    UnknownTemplate(u64),
+    UnknownTemplate(crate::he::TemplateId),
     #[error("a template with id {0} is already in the gallery")]
-    DuplicateTemplate(u64),
-    #[error("key file {path}: {source}")]
+    DuplicateTemplate(crate::he::TemplateId),
+    #[error("key file {path}: {reason}")]
     KeyIo {
         path: String,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("key file {path} already exists; refusing to overwrite it (use --force to replace it, after exporting it if you still need it)")]
     KeyExists { path: String },

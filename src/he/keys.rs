@@ -13,7 +13,9 @@ use super::wire::{self, Kind};
 use super::{HeError, Params};
 
 /// The GLWE secret key (binary polynomial of size N, GLWE dimension 1).
-#[derive(Clone)]
+///
+/// Deliberately not `Clone`: one owner (the app-side client) holds it, and its bits are
+/// zeroised when it is dropped. `Debug` shows only the fingerprint.
 pub struct SecretKey {
     pub(crate) params: Params,
     pub(crate) key: GlweSecretKey<Vec<u64>>,
@@ -22,6 +24,13 @@ pub struct SecretKey {
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SecretKey({})", self.fingerprint())
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key.as_mut().zeroize();
     }
 }
 
@@ -77,14 +86,16 @@ impl SecretKey {
     }
 
     /// Serializes the key (versioned, with parameters and checksum).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let bits: Vec<u8> = self.bits().iter().map(|&b| b as u8).collect();
-        wire::encode(Kind::SecretKey, &self.params, &bits)
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let bits: zeroize::Zeroizing<Vec<u8>> =
+            zeroize::Zeroizing::new(self.bits().iter().map(|&b| b as u8).collect());
+        zeroize::Zeroizing::new(wire::encode(Kind::SecretKey, &self.params, &*bits))
     }
 
     /// Parses a key, checking version, parameters, size and that every bit is 0 or 1.
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
-        let bits: Vec<u8> = wire::decode(Kind::SecretKey, params, bytes)?;
+        let bits: zeroize::Zeroizing<Vec<u8>> =
+            zeroize::Zeroizing::new(wire::decode(Kind::SecretKey, params, bytes)?);
         let n = params.glwe_dimension * params.polynomial_size;
         if bits.len() != n || bits.iter().any(|&b| b > 1) {
             return Err(HeError::Malformed {
@@ -93,7 +104,7 @@ impl SecretKey {
             });
         }
         let key = GlweSecretKey::from_container(
-            bits.into_iter().map(u64::from).collect::<Vec<u64>>(),
+            bits.iter().map(|&b| u64::from(b)).collect::<Vec<u64>>(),
             PolynomialSize(params.polynomial_size),
         );
         Ok(SecretKey {
@@ -105,9 +116,9 @@ impl SecretKey {
     /// Writes the key atomically (temp file + rename) with mode 0600. Refuses to replace
     /// an existing file unless `overwrite`.
     pub fn save(&self, path: &Path, overwrite: bool) -> Result<(), HeError> {
-        let io = |source| HeError::KeyIo {
+        let io = |reason| HeError::KeyIo {
             path: path.display().to_string(),
-            source,
+            reason,
         };
         if path.exists() && !overwrite {
             return Err(HeError::KeyExists {
@@ -128,10 +139,11 @@ impl SecretKey {
 
     /// Reads a key file written by [`SecretKey::save`].
     pub fn load(path: &Path, params: &Params) -> Result<Self, HeError> {
-        let bytes = std::fs::read(path).map_err(|source| HeError::KeyIo {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes =
+            zeroize::Zeroizing::new(std::fs::read(path).map_err(|reason| HeError::KeyIo {
+                path: path.display().to_string(),
+                reason,
+            })?);
         Self::from_bytes(&bytes, params)
     }
 }

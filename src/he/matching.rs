@@ -121,16 +121,22 @@ fn expand(t: &EncryptedTemplate) -> Glwe {
     out
 }
 
-/// `block +=` (or `-=`) `ct * X^shift`: exact, keyless.
-fn add_shifted(block: &mut Glwe, ct: &Glwe, shift: usize, subtract: bool) {
+/// Whether a shifted ciphertext is added into a block (packing) or subtracted (removal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sign {
+    Add,
+    Subtract,
+}
+
+/// `block += sign * ct * X^shift`: exact, keyless.
+fn add_shifted(block: &mut Glwe, ct: &Glwe, shift: usize, sign: Sign) {
     let mut shifted = ct.clone();
     for mut poly in shifted.as_mut_polynomial_list().iter_mut() {
         polynomial_wrapping_monic_monomial_mul_assign(&mut poly, MonomialDegree(shift));
     }
-    if subtract {
-        glwe_ciphertext_sub_assign(block, &shifted);
-    } else {
-        glwe_ciphertext_add_assign(block, &shifted);
+    match sign {
+        Sign::Add => glwe_ciphertext_add_assign(block, &shifted),
+        Sign::Subtract => glwe_ciphertext_sub_assign(block, &shifted),
     }
 }
 
@@ -139,11 +145,21 @@ struct Block {
     slots: Vec<Option<TemplateId>>,
 }
 
+/// Where a template sits: its own ciphertext, its block and its slot in that block.
+struct Placement {
+    template: EncryptedTemplate,
+    block: usize,
+    slot: usize,
+}
+
 /// The matcher's encrypted gallery: per-template ciphertexts (the source of truth, needed
 /// to subtract and re-pack) and the packed blocks derived from them.
+///
+/// Invariant: `blocks[p.block].slots[p.slot] == Some(id)` for every `(id, p)` in
+/// `templates`, and every other slot is `None` and holds an encryption of zero.
 pub struct Gallery {
     params: Params,
-    templates: BTreeMap<TemplateId, (EncryptedTemplate, usize, usize)>,
+    templates: BTreeMap<TemplateId, Placement>,
     blocks: Vec<Block>,
 }
 
@@ -190,33 +206,44 @@ impl Gallery {
         if self.templates.contains_key(&id) {
             return Err(HeError::DuplicateTemplate(id));
         }
-        let (b, s) = self.free_slot();
+        let (block, slot) = self.free_slot();
         let ct = expand(&template);
         add_shifted(
-            &mut self.blocks[b].ct,
+            &mut self.blocks[block].ct,
             &ct,
-            s * self.params.slot_width(),
-            false,
+            slot * self.params.slot_width(),
+            Sign::Add,
         );
-        self.blocks[b].slots[s] = Some(id);
-        self.templates.insert(id, (template, b, s));
+        self.blocks[block].slots[slot] = Some(id);
+        self.templates.insert(
+            id,
+            Placement {
+                template,
+                block,
+                slot,
+            },
+        );
         Ok(())
     }
 
     /// Subtracts a template from its block; re-packs once the holes add up to a block.
     pub fn remove(&mut self, id: TemplateId) -> Result<EncryptedTemplate, HeError> {
-        let (template, b, s) = self
+        let Placement {
+            template,
+            block,
+            slot,
+        } = self
             .templates
             .remove(&id)
             .ok_or(HeError::UnknownTemplate(id))?;
         let ct = expand(&template);
         add_shifted(
-            &mut self.blocks[b].ct,
+            &mut self.blocks[block].ct,
             &ct,
-            s * self.params.slot_width(),
-            true,
+            slot * self.params.slot_width(),
+            Sign::Subtract,
         );
-        self.blocks[b].slots[s] = None;
+        self.blocks[block].slots[slot] = None;
         let capacity = self.blocks.len() * self.params.slots_per_block();
         if capacity - self.templates.len() >= self.params.slots_per_block() {
             self.repack();
@@ -228,7 +255,7 @@ impl Gallery {
     pub fn repack(&mut self) {
         let entries: Vec<(TemplateId, EncryptedTemplate)> = std::mem::take(&mut self.templates)
             .into_iter()
-            .map(|(id, (t, _, _))| (id, t))
+            .map(|(id, p)| (id, p.template))
             .collect();
         self.blocks.clear();
         for (id, t) in entries {
@@ -271,10 +298,11 @@ impl Gallery {
     /// 1:1: one external product with the template's own (slot 0) ciphertext.
     pub fn verify(&self, probe: &PreparedProbe, id: TemplateId) -> Result<MatchResult, HeError> {
         self.check_probe(probe)?;
-        let (template, _, _) = self
+        let template = &self
             .templates
             .get(&id)
-            .ok_or(HeError::UnknownTemplate(id))?;
+            .ok_or(HeError::UnknownTemplate(id))?
+            .template;
         let mut slots = vec![None; self.params.slots_per_block()];
         slots[0] = Some(id);
         let mut buffers = ComputationBuffers::new();

@@ -66,6 +66,14 @@ pub fn encode<T: Serialize>(kind: Kind, params: &Params, body: &T) -> Vec<u8> {
     out
 }
 
+/// The length [`encode`] would produce for `body`, without serializing it.
+pub fn encoded_len<T: Serialize>(params: &Params, body: &T) -> usize {
+    let body_len = options()
+        .serialized_size(body)
+        .expect("in-memory size cannot fail") as usize;
+    MAGIC.len() + 2 + 1 + params_bytes(params).len() + body_len + CHECKSUM_LEN
+}
+
 /// The largest payload of `kind` with a body of `body_bytes` bytes.
 pub fn max_len(body_bytes: usize) -> usize {
     body_bytes + OVERHEAD
@@ -146,6 +154,6 @@ fn default_body_bytes(kind: Kind, p: &Params) -> usize {
         Kind::Template => 16 + n * 8,
         Kind::Probe => 16 + p.decomp_level_count * k1 * n * 8,
         // One block's worth; callers pass their own bound for more.
-        Kind::MatchResult => n * 8 + p.slots_per_block() * 17,
+        Kind::MatchResult => p.result_block_bytes(),
     }
 }

@@ -1,63 +1,106 @@
 //! The built-in matcher: the encrypted core in this process, over the same durable store
-//! the server uses (one tenant, `local`), persisted under a data directory.
+//! the server uses, persisted under a data directory. Each key owns its own gallery (one
+//! tenant per key fingerprint), so enrolling with a second key never corrupts the first
+//! key's gallery.
 
 use std::path::Path;
 
-use super::{Enrolled, Galleries, Matcher, MatcherError, DEFAULT_MAX_TEMPLATES};
-use crate::he::{EncryptedProbe, EncryptedTemplate, MatchResult, TemplateId};
+use super::{Enrolled, Galleries, Matcher, MatcherError, Reply, Traffic, DEFAULT_MAX_TEMPLATES};
+use crate::he::{EncryptedProbe, EncryptedTemplate, Params, TemplateId};
 
-const TENANT: &str = "local";
+/// The tenant every key shared before galleries were bound to keys.
+const LEGACY_TENANT: &str = "local";
 
-/// In-process matcher; `Send + Sync`, synchronous.
+/// In-process matcher for one owner; `Send + Sync`, synchronous.
 pub struct BuiltinMatcher {
     galleries: Galleries,
+    tenant: String,
+}
+
+/// The tenant of the gallery owned by the key with this fingerprint.
+pub fn tenant_for(fingerprint: &str) -> String {
+    format!("key-{fingerprint}")
 }
 
 impl BuiltinMatcher {
-    /// Opens (or creates) the store in `dir` and rebuilds the gallery from it.
-    pub fn open(dir: &Path) -> Result<Self, MatcherError> {
-        Self::open_with_limit(dir, DEFAULT_MAX_TEMPLATES)
+    /// Opens (or creates) the store in `dir` and the gallery of the key with
+    /// `owner_fingerprint`.
+    pub fn open(
+        dir: &Path,
+        params: &Params,
+        owner_fingerprint: &str,
+    ) -> Result<Self, MatcherError> {
+        Self::open_with_limit(dir, params, owner_fingerprint, DEFAULT_MAX_TEMPLATES)
     }
 
-    pub fn open_with_limit(dir: &Path, max_templates: usize) -> Result<Self, MatcherError> {
-        let galleries = Galleries::open(dir, max_templates)?;
-        galleries.ensure_tenant(TENANT)?;
-        Ok(BuiltinMatcher { galleries })
+    pub fn open_with_limit(
+        dir: &Path,
+        params: &Params,
+        owner_fingerprint: &str,
+        max_templates: usize,
+    ) -> Result<Self, MatcherError> {
+        let galleries = Galleries::open(dir, params, max_templates)?;
+        let tenant = tenant_for(owner_fingerprint);
+        galleries.ensure_tenant(&tenant)?;
+        Ok(BuiltinMatcher { galleries, tenant })
     }
 
     /// Number of enrolled templates.
     pub fn len(&self) -> usize {
-        self.galleries.len(TENANT).unwrap_or(0)
+        self.galleries.len(&self.tenant).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The templates of a gallery enrolled before galleries were bound to keys (empty if
+    /// there is none). The key holder decides whether it is theirs.
+    pub fn legacy_gallery(&self) -> Result<Vec<Enrolled>, MatcherError> {
+        if !self.galleries.has_templates(LEGACY_TENANT)? {
+            return Ok(Vec::new());
+        }
+        self.galleries.list(LEGACY_TENANT)
+    }
+
+    /// Makes the legacy gallery this owner's (one durable transaction). Only call it after
+    /// checking that this key reads every legacy label.
+    pub fn adopt_legacy_gallery(&self) -> Result<(), MatcherError> {
+        self.galleries.rename_tenant(LEGACY_TENANT, &self.tenant)
     }
 }
 
 impl Matcher for BuiltinMatcher {
     fn enrol(
         &self,
+        id: TemplateId,
         template: &EncryptedTemplate,
         label: &[u8],
-    ) -> Result<TemplateId, MatcherError> {
-        self.galleries.enrol(TENANT, template.clone(), label)
+    ) -> Result<Traffic, MatcherError> {
+        self.galleries
+            .enrol(&self.tenant, id, template.clone(), label)?;
+        Ok(Traffic {
+            sent: template.wire_len() + label.len(),
+            received: 0,
+        })
     }
 
     fn remove(&self, id: TemplateId) -> Result<(), MatcherError> {
-        self.galleries.remove(TENANT, id)
+        self.galleries.remove(&self.tenant, id)
     }
 
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
-        self.galleries.list(TENANT)
+        self.galleries.list(&self.tenant)
     }
 
-    fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<MatchResult, MatcherError> {
-        self.galleries.verify(TENANT, probe, id)
+    fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
+        let result = self.galleries.verify(&self.tenant, probe, id)?;
+        Ok(reply(probe, result))
     }
 
-    fn identify(&self, probe: &EncryptedProbe) -> Result<MatchResult, MatcherError> {
-        self.galleries.identify(TENANT, probe)
+    fn identify(&self, probe: &EncryptedProbe) -> Result<Reply, MatcherError> {
+        let result = self.galleries.identify(&self.tenant, probe)?;
+        Ok(reply(probe, result))
     }
 
     fn describe(&self) -> String {
@@ -65,5 +108,16 @@ impl Matcher for BuiltinMatcher {
             "built-in matcher (store {})",
             self.galleries.store().path().display()
         )
+    }
+}
+
+/// What the exchange would weigh over a wire.
+fn reply(probe: &EncryptedProbe, result: crate::he::MatchResult) -> Reply {
+    Reply {
+        traffic: Traffic {
+            sent: probe.wire_len(),
+            received: result.wire_len(),
+        },
+        result,
     }
 }

@@ -4,21 +4,49 @@
 //!
 //! A matcher never holds key material: it stores seeded template ciphertexts and
 //! app-encrypted labels (see `crate::labels`), and answers probes with encrypted results
-//! that only the key holder can decrypt.
+//! that only the key holder can decrypt. Template ids are chosen by the app (so it can bind
+//! each label to its template); a matcher only checks they are in range and unique.
+//!
+//! [`MatcherSpec`] is the one parsed form of "which matcher" (`--matcher`, the app's
+//! settings).
 
 mod builtin;
 mod galleries;
 mod remote;
+mod spec;
 mod store;
 
 pub use builtin::BuiltinMatcher;
 pub use galleries::{Galleries, DEFAULT_MAX_TEMPLATES};
-pub use remote::{Credentials, RemoteMatcher, CLIENT_MAX_TEMPLATES};
+pub use remote::{Credentials, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
+pub use spec::{MatcherSpec, SpecError};
 pub use store::{Store, StoredTemplate, STORE_FILE};
 
 use thiserror::Error;
 
 use crate::he::{EncryptedProbe, EncryptedTemplate, HeError, MatchResult, TemplateId};
+
+/// Bytes that crossed (or, for the built-in matcher, would cross) the boundary to the
+/// matcher in one call, as the matcher implementation itself counted them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: usize,
+    pub received: usize,
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, o: Traffic) {
+        self.sent += o.sent;
+        self.received += o.received;
+    }
+}
+
+/// A verify or identify answer with the bytes it took.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub result: MatchResult,
+    pub traffic: Traffic,
+}
 
 /// One enrolled template as the matcher lists it: its id and its encrypted label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,19 +59,64 @@ pub struct Enrolled {
 /// What every matcher offers. Implementations are `Send + Sync` and synchronous; call them
 /// off any UI thread.
 pub trait Matcher: Send + Sync {
-    /// Adds a template with its encrypted label; returns the new id once it is durable.
-    fn enrol(&self, template: &EncryptedTemplate, label: &[u8])
-        -> Result<TemplateId, MatcherError>;
+    /// Adds a template under the app-chosen `id` with its encrypted label; returns once it
+    /// is durable. An id already in use gives [`MatcherError::DuplicateId`].
+    fn enrol(
+        &self,
+        id: TemplateId,
+        template: &EncryptedTemplate,
+        label: &[u8],
+    ) -> Result<Traffic, MatcherError>;
     /// Removes a template (durably) and its label.
     fn remove(&self, id: TemplateId) -> Result<(), MatcherError>;
     /// Every enrolled template id with its encrypted label, in id order.
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError>;
     /// 1:1: the encrypted distance between the probe and one template.
-    fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<MatchResult, MatcherError>;
+    fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError>;
     /// 1:N: the encrypted distances between the probe and every template.
-    fn identify(&self, probe: &EncryptedProbe) -> Result<MatchResult, MatcherError>;
+    fn identify(&self, probe: &EncryptedProbe) -> Result<Reply, MatcherError>;
     /// Where this matcher lives, for messages ("built-in store at DIR", "http://...").
     fn describe(&self) -> String;
+}
+
+impl MatcherError {
+    /// The machine-readable code the server sends with this error (`{"code": ...}`), and
+    /// the remote client maps back; English text is for people only.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MatcherError::UnknownId(_) => codes::UNKNOWN_TEMPLATE,
+            MatcherError::DuplicateId(_) => codes::DUPLICATE_ID,
+            MatcherError::BadId(_) => codes::BAD_ID,
+            MatcherError::GalleryFull { .. } => codes::GALLERY_FULL,
+            MatcherError::LabelTooLarge { .. } => codes::LABEL_TOO_LARGE,
+            MatcherError::BadInput { .. } => codes::BAD_INPUT,
+            MatcherError::Crypto(HeError::TooLarge { .. }) => codes::TOO_LARGE,
+            MatcherError::Crypto(HeError::UnknownTemplate(_)) => codes::UNKNOWN_TEMPLATE,
+            MatcherError::Crypto(HeError::DuplicateTemplate(_)) => codes::DUPLICATE_ID,
+            MatcherError::Crypto(_) => codes::BAD_CIPHERTEXT,
+            MatcherError::Unauthorized { .. } => codes::UNAUTHORIZED,
+            MatcherError::Busy { .. } => codes::BUSY,
+            _ => codes::INTERNAL,
+        }
+    }
+}
+
+/// Error codes of the server's JSON errors (`{"error": text, "code": CODE}`).
+pub mod codes {
+    pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
+    pub const DUPLICATE_ID: &str = "duplicate_id";
+    pub const BAD_ID: &str = "bad_id";
+    pub const GALLERY_FULL: &str = "gallery_full";
+    pub const LABEL_TOO_LARGE: &str = "label_too_large";
+    pub const BAD_INPUT: &str = "bad_input";
+    pub const BAD_CIPHERTEXT: &str = "bad_ciphertext";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const TENANT_LIMIT: &str = "tenant_limit";
+    pub const BUSY: &str = "busy";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const INTERNAL: &str = "internal";
 }
 
 /// Matcher errors; each message says what happened and what to do.
@@ -51,6 +124,12 @@ pub trait Matcher: Send + Sync {
 pub enum MatcherError {
     #[error("no template with id {0} in this gallery; `blindface list` shows what is enrolled")]
     UnknownId(TemplateId),
+    #[error("a template with id {0} is already enrolled")]
+    DuplicateId(TemplateId),
+    #[error("template id {0} is out of range (ids lie in [1, 2^53))")]
+    BadId(TemplateId),
+    #[error("the matcher's state was damaged by an earlier failure; restart it")]
+    Poisoned,
     #[error("the gallery is full ({max} templates); remove some with `blindface remove` or raise the matcher's --max-templates")]
     GalleryFull { max: usize },
     #[error("the label is {got} bytes, more than the {max} allowed; use a shorter name")]
@@ -71,6 +150,8 @@ pub enum MatcherError {
         token_file: String,
         message: String,
     },
+    #[error("the matcher at {url} is busy ({message}); try again in a moment")]
+    Busy { url: String, message: String },
     #[error("the matcher at {url} answered {status}: {message}")]
     Remote {
         url: String,

@@ -1,11 +1,11 @@
 //! The remote matcher: the [`Matcher`] interface over HTTP to `blindface serve`
 //! (blocking `ureq` client with connect and overall timeouts, bounded response sizes).
+//! Server errors are mapped by their machine-readable `code`, never by their text.
 //!
-//! Credentials (tenant and bearer token) live beside the key file in
-//! `<key>.matcher.json` (mode 0600), one entry per server URL; the first use of a server
-//! registers a new tenant and saves its token there.
+//! Credentials (tenant and bearer token) are kept in one place, the [`TokenStore`]: the
+//! file `<key>.matcher.json` (mode 0600) beside the key, one entry per (server URL, key
+//! fingerprint), so a new or imported key never reuses another key's gallery.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use ureq::Agent;
 
-use super::{Enrolled, Matcher, MatcherError};
+use super::{codes, Enrolled, Matcher, MatcherError, Reply, Traffic};
 use crate::he::{EncryptedProbe, EncryptedTemplate, MatchResult, Params, TemplateId};
 
 /// Largest gallery whose results this client will read (bounds the response size).
@@ -24,32 +24,137 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const SMALL_BODY_LIMIT: u64 = 64 << 20;
 
-/// A tenant's access to one server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A tenant's access to one server. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
     pub tenant: String,
     pub token: String,
 }
 
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("tenant", &self.tenant)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct TokenEntry {
+    url: String,
+    /// Fingerprint of the key that owns the gallery.
+    owner: String,
+    #[serde(flatten)]
+    credentials: Credentials,
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct TokenFile {
-    servers: BTreeMap<String, Credentials>,
+    #[serde(default)]
+    galleries: Vec<TokenEntry>,
+    /// The first format: one token per URL, whatever the key (kept until adopted).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    servers: std::collections::BTreeMap<String, Credentials>,
+}
+
+/// The one place remote tokens are kept.
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    path: PathBuf,
+}
+
+impl TokenStore {
+    /// `<key>.matcher.json`.
+    pub fn beside_key(key_path: &Path) -> Self {
+        let mut s = key_path.as_os_str().to_owned();
+        s.push(".matcher.json");
+        TokenStore {
+            path: PathBuf::from(s),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, detail: String) -> MatcherError {
+        MatcherError::TokenFile {
+            path: self.path.display().to_string(),
+            detail,
+        }
+    }
+
+    fn read(&self) -> Result<TokenFile, MatcherError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| self.error(format!("unreadable ({e}); delete it to register again"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TokenFile::default()),
+            Err(e) => Err(self.error(e.to_string())),
+        }
+    }
+
+    fn write(&self, file: &TokenFile) -> Result<(), MatcherError> {
+        let bytes = serde_json::to_vec_pretty(file).expect("token file serializes");
+        crate::fsutil::write_private(&self.path, &bytes, true)
+            .map_err(|e| self.error(format!("cannot save the token: {e}")))
+    }
+
+    /// The credentials of `owner`'s gallery on `url`.
+    pub fn get(&self, url: &str, owner: &str) -> Result<Option<Credentials>, MatcherError> {
+        let url = normalise(url);
+        Ok(self
+            .read()?
+            .galleries
+            .into_iter()
+            .find(|e| e.url == url && e.owner == owner)
+            .map(|e| e.credentials))
+    }
+
+    /// A token saved for `url` by a version that did not record its owner.
+    pub fn legacy(&self, url: &str) -> Result<Option<Credentials>, MatcherError> {
+        Ok(self.read()?.servers.get(&normalise(url)).cloned())
+    }
+
+    /// Saves (or replaces) the credentials of `owner`'s gallery on `url`; a legacy entry
+    /// with the same token is dropped (it has been adopted).
+    pub fn put(&self, url: &str, owner: &str, creds: &Credentials) -> Result<(), MatcherError> {
+        let url = normalise(url);
+        let mut file = self.read()?;
+        file.galleries
+            .retain(|e| !(e.url == url && e.owner == owner));
+        file.galleries.push(TokenEntry {
+            url: url.clone(),
+            owner: owner.to_string(),
+            credentials: creds.clone(),
+        });
+        if file
+            .servers
+            .get(&url)
+            .is_some_and(|c| c.token == creds.token)
+        {
+            file.servers.remove(&url);
+        }
+        self.write(&file)
+    }
 }
 
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    id: Option<TemplateId>,
+    #[serde(default)]
+    max: Option<usize>,
 }
 
 #[derive(Serialize)]
 struct EnrolBody<'a> {
+    id: TemplateId,
     template: &'a str,
     label: &'a str,
-}
-
-#[derive(Deserialize)]
-struct EnrolReply {
-    id: TemplateId,
 }
 
 #[derive(Deserialize)]
@@ -83,25 +188,18 @@ fn agent() -> Agent {
 }
 
 fn normalise(url: &str) -> String {
-    url.trim_end_matches('/').to_string()
-}
-
-/// `<key>.matcher.json`, where the tokens for that key's galleries are kept.
-pub fn token_file_for(key_path: &Path) -> PathBuf {
-    let mut s = key_path.as_os_str().to_owned();
-    s.push(".matcher.json");
-    PathBuf::from(s)
+    url.trim().trim_end_matches('/').to_string()
 }
 
 impl RemoteMatcher {
-    /// A client with known credentials.
-    pub fn new(url: &str, credentials: Credentials) -> Self {
+    /// A client with known credentials; `token_file` is named in messages.
+    pub fn new(url: &str, params: &Params, credentials: Credentials, token_file: &Path) -> Self {
         RemoteMatcher {
             url: normalise(url),
             credentials,
-            token_file: "the token file".into(),
+            token_file: token_file.display().to_string(),
             agent: agent(),
-            params: Params::v1(),
+            params: *params,
         }
     }
 
@@ -114,42 +212,7 @@ impl RemoteMatcher {
             .send_empty()
             .map_err(|e| unreachable(&url, e))?;
         let body = read_ok(&url, "the token file", resp, SMALL_BODY_LIMIT)?;
-        serde_json::from_slice(&body).map_err(|e| MatcherError::Remote {
-            url: url.clone(),
-            status: 200,
-            message: format!("unexpected registration reply: {e}"),
-        })
-    }
-
-    /// The client for `url` using the credentials stored beside `key_path`, registering
-    /// (and saving the new token) on first use.
-    pub fn for_key_file(url: &str, key_path: &Path) -> Result<Self, MatcherError> {
-        let url = normalise(url);
-        let path = token_file_for(key_path);
-        let tf_err = |detail: String| MatcherError::TokenFile {
-            path: path.display().to_string(),
-            detail,
-        };
-        let mut file: TokenFile = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| tf_err(format!("unreadable ({e}); delete it to register again")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenFile::default(),
-            Err(e) => return Err(tf_err(e.to_string())),
-        };
-        let credentials = match file.servers.get(&url) {
-            Some(c) => c.clone(),
-            None => {
-                let c = Self::register(&url)?;
-                file.servers.insert(url.clone(), c.clone());
-                let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
-                crate::fsutil::write_private(&path, &bytes, true)
-                    .map_err(|e| tf_err(format!("cannot save the new token: {e}")))?;
-                c
-            }
-        };
-        let mut m = Self::new(&url, credentials);
-        m.token_file = path.display().to_string();
-        Ok(m)
+        serde_json::from_slice(&body).map_err(|e| bad_reply(&url, e))
     }
 
     pub fn url(&self) -> &str {
@@ -164,10 +227,8 @@ impl RemoteMatcher {
         format!("Bearer {}", self.credentials.token)
     }
 
-    fn max_result_bytes(&self) -> u64 {
-        let p = &self.params;
-        let blocks = CLIENT_MAX_TEMPLATES.div_ceil(p.slots_per_block());
-        (blocks * (p.polynomial_size * 8 + p.slots_per_block() * 17 + 24) + 4096) as u64
+    fn max_blocks(&self) -> usize {
+        CLIENT_MAX_TEMPLATES.div_ceil(self.params.slots_per_block())
     }
 
     fn read(
@@ -178,7 +239,7 @@ impl RemoteMatcher {
         read_ok(&self.url, &self.token_file, resp, limit)
     }
 
-    fn post_probe(&self, path: &str, probe: &EncryptedProbe) -> Result<MatchResult, MatcherError> {
+    fn post_probe(&self, path: &str, probe: &EncryptedProbe) -> Result<Reply, MatcherError> {
         let bytes = probe.to_bytes();
         let resp = self
             .agent
@@ -187,9 +248,16 @@ impl RemoteMatcher {
             .content_type("application/octet-stream")
             .send(&bytes[..])
             .map_err(|e| unreachable(&self.url, e))?;
-        let body = self.read(resp, self.max_result_bytes())?;
-        let max_blocks = CLIENT_MAX_TEMPLATES.div_ceil(self.params.slots_per_block());
-        Ok(MatchResult::from_bytes(&body, &self.params, max_blocks)?)
+        let limit = MatchResult::max_wire_len(&self.params, self.max_blocks()) as u64;
+        let body = self.read(resp, limit)?;
+        let result = MatchResult::from_bytes(&body, &self.params, self.max_blocks())?;
+        Ok(Reply {
+            result,
+            traffic: Traffic {
+                sent: bytes.len(),
+                received: body.len(),
+            },
+        })
     }
 }
 
@@ -219,30 +287,45 @@ fn read_ok(
     if (200..300).contains(&status) {
         return Ok(body);
     }
-    let message = serde_json::from_slice::<ErrorBody>(&body)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-    if status == 401 {
-        return Err(MatcherError::Unauthorized {
+    Err(map_error(url, token_file, status, &body))
+}
+
+/// A server error reply to the matching [`MatcherError`], by its code.
+fn map_error(url: &str, token_file: &str, status: u16, body: &[u8]) -> MatcherError {
+    let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+    let message = parsed
+        .as_ref()
+        .map(|b| b.error.clone())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    let code = parsed.as_ref().map(|b| b.code.as_str()).unwrap_or("");
+    let id = parsed.as_ref().and_then(|b| b.id);
+    match (code, id) {
+        (codes::UNAUTHORIZED, _) => MatcherError::Unauthorized {
             url: url.to_string(),
             token_file: token_file.to_string(),
             message,
-        });
+        },
+        (codes::UNKNOWN_TEMPLATE, Some(id)) => MatcherError::UnknownId(id),
+        (codes::DUPLICATE_ID, Some(id)) => MatcherError::DuplicateId(id),
+        (codes::BAD_ID, Some(id)) => MatcherError::BadId(id),
+        (codes::GALLERY_FULL, _) => MatcherError::GalleryFull {
+            max: parsed.and_then(|b| b.max).unwrap_or(0),
+        },
+        (codes::BUSY, _) => MatcherError::Busy {
+            url: url.to_string(),
+            message,
+        },
+        _ if status == 401 => MatcherError::Unauthorized {
+            url: url.to_string(),
+            token_file: token_file.to_string(),
+            message,
+        },
+        _ => MatcherError::Remote {
+            url: url.to_string(),
+            status,
+            message,
+        },
     }
-    if status == 404 {
-        if let Some(id) = message
-            .strip_prefix("no template with id ")
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok())
-        {
-            return Err(MatcherError::UnknownId(id));
-        }
-    }
-    Err(MatcherError::Remote {
-        url: url.to_string(),
-        status,
-        message,
-    })
 }
 
 fn bad_reply(url: &str, e: impl std::fmt::Display) -> MatcherError {
@@ -256,24 +339,30 @@ fn bad_reply(url: &str, e: impl std::fmt::Display) -> MatcherError {
 impl Matcher for RemoteMatcher {
     fn enrol(
         &self,
+        id: TemplateId,
         template: &EncryptedTemplate,
         label: &[u8],
-    ) -> Result<TemplateId, MatcherError> {
+    ) -> Result<Traffic, MatcherError> {
         let t = B64.encode(template.to_bytes());
         let l = B64.encode(label);
+        let body = serde_json::to_vec(&EnrolBody {
+            id,
+            template: &t,
+            label: &l,
+        })
+        .expect("enrol body serializes");
         let resp = self
             .agent
             .post(format!("{}/v1/templates", self.url))
             .header("authorization", self.auth())
-            .send_json(EnrolBody {
-                template: &t,
-                label: &l,
-            })
+            .content_type("application/json")
+            .send(&body[..])
             .map_err(|e| unreachable(&self.url, e))?;
-        let body = self.read(resp, SMALL_BODY_LIMIT)?;
-        let reply: EnrolReply =
-            serde_json::from_slice(&body).map_err(|e| bad_reply(&self.url, e))?;
-        Ok(reply.id)
+        let reply = self.read(resp, SMALL_BODY_LIMIT)?;
+        Ok(Traffic {
+            sent: body.len(),
+            received: reply.len(),
+        })
     }
 
     fn remove(&self, id: TemplateId) -> Result<(), MatcherError> {
@@ -309,15 +398,70 @@ impl Matcher for RemoteMatcher {
             .collect()
     }
 
-    fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<MatchResult, MatcherError> {
+    fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
         self.post_probe(&format!("/v1/verify/{id}"), probe)
     }
 
-    fn identify(&self, probe: &EncryptedProbe) -> Result<MatchResult, MatcherError> {
+    fn identify(&self, probe: &EncryptedProbe) -> Result<Reply, MatcherError> {
         self.post_probe("/v1/identify", probe)
     }
 
     fn describe(&self) -> String {
         format!("remote matcher {}", self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_by_code_not_text() {
+        let e = map_error(
+            "u",
+            "f",
+            404,
+            br#"{"error": "anything at all", "code": "unknown_template", "id": 7}"#,
+        );
+        assert!(matches!(e, MatcherError::UnknownId(TemplateId(7))));
+        // The old text-matching path is gone: English text alone maps to nothing special.
+        let e = map_error("u", "f", 404, br#"{"error": "no template with id 7 in x"}"#);
+        assert!(matches!(e, MatcherError::Remote { status: 404, .. }));
+        let e = map_error(
+            "u",
+            "f",
+            409,
+            br#"{"error": "x", "code": "gallery_full", "max": 4}"#,
+        );
+        assert!(matches!(e, MatcherError::GalleryFull { max: 4 }));
+        let e = map_error("u", "f", 503, br#"{"error": "x", "code": "busy"}"#);
+        assert!(matches!(e, MatcherError::Busy { .. }));
+        let e = map_error("u", "f", 401, b"not json");
+        assert!(matches!(e, MatcherError::Unauthorized { .. }));
+    }
+
+    #[test]
+    fn tokens_are_per_owner_and_never_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::beside_key(&dir.path().join("k.key"));
+        let a = Credentials {
+            tenant: "t1".into(),
+            token: "secret-token-a".into(),
+        };
+        store.put("http://h:1/", "fp-a", &a).unwrap();
+        assert_eq!(store.get("http://h:1", "fp-a").unwrap(), Some(a.clone()));
+        assert_eq!(store.get("http://h:1", "fp-b").unwrap(), None);
+        assert!(!format!("{a:?}").contains("secret-token-a"));
+        // A legacy file (one token per URL) is read as legacy, not as anyone's.
+        std::fs::write(
+            store.path(),
+            br#"{"servers": {"http://h:2": {"tenant": "t2", "token": "old"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(store.get("http://h:2", "fp-a").unwrap(), None);
+        let legacy = store.legacy("http://h:2").unwrap().unwrap();
+        store.put("http://h:2", "fp-a", &legacy).unwrap();
+        assert_eq!(store.legacy("http://h:2").unwrap(), None, "adopted");
+        assert_eq!(store.get("http://h:2", "fp-a").unwrap(), Some(legacy));
     }
 }

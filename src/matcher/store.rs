@@ -119,6 +119,7 @@ impl Store {
         for row in table.iter().map_err(|e| self.error(e))? {
             let (k, v) = row.map_err(|e| self.error(e))?;
             let (tenant, id) = k.value();
+            let id = TemplateId(id);
             let (template, label) = split_record(v.value())
                 .ok_or_else(|| self.error("a template record is corrupt"))?;
             out.push(StoredTemplate {
@@ -171,7 +172,7 @@ impl Store {
         record.extend_from_slice(label);
         self.write(|txn| {
             txn.open_table(TEMPLATES)?
-                .insert((tenant, id), record.as_slice())?;
+                .insert((tenant, id.0), record.as_slice())?;
             Ok(())
         })
     }
@@ -180,8 +181,30 @@ impl Store {
     pub fn remove(&self, tenant: &str, id: TemplateId) -> Result<bool, MatcherError> {
         self.write(|txn| {
             let mut table = txn.open_table(TEMPLATES)?;
-            let existed = table.remove((tenant, id))?.is_some();
+            let existed = table.remove((tenant, id.0))?.is_some();
             Ok(existed)
+        })
+    }
+
+    /// Moves every template (and the token hash, if any) of tenant `from` to `to`, in one
+    /// durable transaction.
+    pub fn rename_tenant(&self, from: &str, to: &str) -> Result<(), MatcherError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(TEMPLATES)?;
+            let rows: Vec<(u64, Vec<u8>)> = table
+                .range((from, 0u64)..=(from, u64::MAX))?
+                .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
+                .collect::<Result<_, _>>()?;
+            for (id, record) in rows {
+                table.remove((from, id))?;
+                table.insert((to, id), record.as_slice())?;
+            }
+            let mut tenants = txn.open_table(TENANTS)?;
+            let hash = tenants.remove(from)?.map(|v| v.value().to_vec());
+            if let Some(hash) = hash {
+                tenants.insert(to, hash.as_slice())?;
+            }
+            Ok(())
         })
     }
 }

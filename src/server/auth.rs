@@ -2,7 +2,7 @@
 //! their SHA-256 (in the store and in memory) and maps a presented token to its tenant.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -12,15 +12,19 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, AppState};
 use crate::matcher::{MatcherError, Store};
 
-/// Token hashes -> tenant ids.
+/// Token hashes -> tenant ids. Lookups take the read lock for a hash-map probe only;
+/// registration serialises on `registering` (held across the store's fsync, on a blocking
+/// thread) and takes the write lock only to insert.
 pub struct Tokens {
     by_hash: RwLock<HashMap<[u8; 32], String>>,
+    registering: Mutex<()>,
 }
 
 impl Tokens {
     pub fn load(store: &Store) -> Result<Self, MatcherError> {
         Ok(Tokens {
             by_hash: RwLock::new(store.tenants()?.into_iter().map(|(t, h)| (h, t)).collect()),
+            registering: Mutex::new(()),
         })
     }
 
@@ -33,20 +37,24 @@ impl Tokens {
 
     /// Creates a tenant (durably) unless `max` tenants exist; returns (tenant, token).
     pub fn register(&self, store: &Store, max: usize) -> Result<(String, String), ApiError> {
-        let mut map = self
-            .by_hash
-            .write()
-            .map_err(|_| ApiError::internal("token table poisoned; restart the server"))?;
-        if map.len() >= max {
+        fn poisoned<T>(_: T) -> ApiError {
+            ApiError::from(MatcherError::Poisoned)
+        }
+        let _one_at_a_time = self.registering.lock().map_err(poisoned)?;
+        if self.by_hash.read().map_err(poisoned)?.len() >= max {
             return Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,
+                crate::matcher::codes::TENANT_LIMIT,
                 format!("this server already has its maximum of {max} tenants; ask its operator to raise --max-tenants"),
             ));
         }
         let (tenant, token) = new_tenant()?;
         let hash = hash_token(&token);
         store.add_tenant(&tenant, &hash)?;
-        map.insert(hash, tenant.clone());
+        self.by_hash
+            .write()
+            .map_err(poisoned)?
+            .insert(hash, tenant.clone());
         Ok((tenant, token))
     }
 

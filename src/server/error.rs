@@ -1,90 +1,149 @@
-//! Error replies: JSON `{"error": "..."}` with the status that fits (4xx for the client's
-//! mistakes, 500 only for the server's own failures, which are logged).
+//! Error replies: JSON `{"error": "...", "code": "..."}` (plus `id` or `max` where the
+//! code carries one) with the status that fits: 4xx for the client's mistakes, 500 only for
+//! the server's own failures (including a poisoned lock), which are logged. Clients map the
+//! `code` (see `crate::matcher::codes`), never the text.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::he::HeError;
-use crate::matcher::MatcherError;
+use crate::he::{HeError, TemplateId};
+use crate::matcher::{codes, MatcherError};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
+    pub code: &'static str,
     pub message: String,
+    pub id: Option<TemplateId>,
+    pub max: Option<usize>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
+            code,
             message: message.into(),
+            id: None,
+            max: None,
         }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(StatusCode::BAD_REQUEST, codes::BAD_INPUT, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, message)
     }
 }
 
 impl From<HeError> for ApiError {
     fn from(e: HeError) -> Self {
-        let status = match e {
-            HeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            HeError::UnknownTemplate(_) => StatusCode::NOT_FOUND,
-            HeError::DuplicateTemplate(_) => StatusCode::CONFLICT,
-            HeError::KeyIo { .. } | HeError::KeyExists { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.to_string())
+        ApiError::from(MatcherError::Crypto(e))
     }
 }
 
 impl From<MatcherError> for ApiError {
     fn from(e: MatcherError) -> Self {
+        // Normalise the core's id errors to the matcher's (one code each).
+        let e = match e {
+            MatcherError::Crypto(HeError::UnknownTemplate(id)) => MatcherError::UnknownId(id),
+            MatcherError::Crypto(HeError::DuplicateTemplate(id)) => MatcherError::DuplicateId(id),
+            e => e,
+        };
         let status = match &e {
-            MatcherError::Crypto(he) => {
-                return match he {
-                    HeError::UnknownTemplate(id) => ApiError::from(MatcherError::UnknownId(*id)),
-                    _ => ApiError::from(match e {
-                        MatcherError::Crypto(he) => he,
-                        _ => unreachable!("matched Crypto above"),
-                    }),
-                }
-            }
             MatcherError::UnknownId(_) => StatusCode::NOT_FOUND,
-            MatcherError::GalleryFull { .. } => StatusCode::CONFLICT,
-            MatcherError::LabelTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MatcherError::BadInput { .. } => StatusCode::BAD_REQUEST,
+            MatcherError::DuplicateId(_) | MatcherError::GalleryFull { .. } => StatusCode::CONFLICT,
+            MatcherError::LabelTooLarge { .. } | MatcherError::Crypto(HeError::TooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            MatcherError::BadId(_) | MatcherError::BadInput { .. } => StatusCode::BAD_REQUEST,
+            MatcherError::Crypto(HeError::KeyIo { .. } | HeError::KeyExists { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            MatcherError::Crypto(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, e.to_string())
+        let id = match &e {
+            MatcherError::UnknownId(id)
+            | MatcherError::DuplicateId(id)
+            | MatcherError::BadId(id) => Some(*id),
+            _ => None,
+        };
+        let max = match &e {
+            MatcherError::GalleryFull { max } => Some(*max),
+            _ => None,
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            id,
+            max,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+            tracing::error!(status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
         } else {
-            tracing::debug!(status = self.status.as_u16(), error = %self.message, "request rejected");
+            tracing::debug!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "request rejected"
+            );
         }
-        (
-            self.status,
-            Json(serde_json::json!({ "error": self.message })),
-        )
-            .into_response()
+        let mut body = serde_json::json!({ "error": self.message, "code": self.code });
+        if let Some(id) = self.id {
+            body["id"] = serde_json::json!(id);
+        }
+        if let Some(max) = self.max {
+            body["max"] = serde_json::json!(max);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_lock_is_a_server_error() {
+        let e = ApiError::from(MatcherError::Poisoned);
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, codes::INTERNAL);
+    }
+
+    #[test]
+    fn ids_travel_with_their_code() {
+        let e = ApiError::from(MatcherError::Crypto(HeError::UnknownTemplate(TemplateId(
+            5,
+        ))));
+        assert_eq!(
+            (e.status, e.code, e.id),
+            (
+                StatusCode::NOT_FOUND,
+                codes::UNKNOWN_TEMPLATE,
+                Some(TemplateId(5))
+            )
+        );
+        let e = ApiError::from(MatcherError::GalleryFull { max: 3 });
+        assert_eq!(
+            (e.status, e.code, e.max),
+            (StatusCode::CONFLICT, codes::GALLERY_FULL, Some(3))
+        );
     }
 }

@@ -51,7 +51,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let galleries = Galleries::open(&config.data, config.max_templates)?;
+    let galleries = Galleries::open(&config.data, &crate::he::Params::v1(), config.max_templates)?;
     let auth = auth::Tokens::load(galleries.store())?;
     for tenant in auth.tenants() {
         galleries.ensure_tenant(&tenant)?;

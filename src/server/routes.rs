@@ -5,7 +5,7 @@
 //!
 //! - `GET  /v1/health`, `GET /v1/version`
 //! - `POST /v1/tenants` -> 201 `{tenant, token}`
-//! - `POST /v1/templates` `{template, label}` (base64) -> 201 `{id}`
+//! - `POST /v1/templates` `{id, template, label}` (id chosen by the app; base64) -> 201 `{id}`
 //! - `GET  /v1/templates` -> `{templates: [{id, label}]}`
 //! - `DELETE /v1/templates/{id}` -> 204
 //! - `POST /v1/verify/{id}` (probe bytes) -> result bytes
@@ -56,6 +56,7 @@ pub fn router(state: Shared) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
+                crate::matcher::codes::METHOD_NOT_ALLOWED,
                 "method not allowed on this route",
             )
         })
@@ -80,6 +81,7 @@ async fn check_length(State(max): State<usize>, req: Request, next: Next) -> Res
     if announced.is_some_and(|len| len > max as u64) {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
+            crate::matcher::codes::TOO_LARGE,
             format!("request body too large for this route (at most {max} bytes)"),
         )
         .into_response();
@@ -105,12 +107,18 @@ async fn log_requests(req: Request, next: Next) -> Response {
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|r| {
         let status = r.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "request body too large for this route".to_string()
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                crate::matcher::codes::TOO_LARGE,
+                "request body too large for this route",
+            )
         } else {
-            format!("cannot read the request body: {}", r.body_text())
-        };
-        ApiError::new(status, message)
+            let mut e =
+                ApiError::bad_request(format!("cannot read the request body: {}", r.body_text()));
+            e.status = status;
+            e
+        }
     })
 }
 
@@ -128,12 +136,14 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
-fn result_response(r: MatchResult) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        r.to_bytes(),
-    )
-        .into_response()
+/// Serializes (and checksums) a result: multi-MB for large galleries, so callers run it
+/// inside their blocking closure.
+fn result_bytes(r: MatchResult) -> Vec<u8> {
+    r.to_bytes()
+}
+
+fn result_response(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -168,6 +178,7 @@ async fn create_tenant(State(s): State<Shared>) -> Result<Response, ApiError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnrolBody {
+    id: TemplateId,
     template: String,
     label: String,
 }
@@ -181,7 +192,7 @@ async fn enrol(
     let tenant = tenant_of(&s, &headers)?;
     let req: EnrolBody = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
-            "expected JSON {{\"template\": base64, \"label\": base64}}: {e}"
+            "expected JSON {{\"id\": integer, \"template\": base64, \"label\": base64}}: {e}"
         ))
     })?;
     let template_bytes = B64
@@ -192,17 +203,22 @@ async fn enrol(
         .map_err(|e| ApiError::bad_request(format!("label is not valid base64: {e}")))?;
     let params = *s.galleries.params();
     let template = EncryptedTemplate::from_bytes(&template_bytes, &params)?;
-    let id = blocking(move || Ok(s.galleries.enrol(&tenant, template, &label)?)).await?;
+    let id = req.id;
+    blocking(move || Ok(s.galleries.enrol(&tenant, id, template, &label)?)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 
 async fn list(State(s): State<Shared>, Tenant(tenant): Tenant) -> Result<Response, ApiError> {
-    let entries = s.galleries.list(&tenant)?;
-    let templates: Vec<_> = entries
-        .iter()
-        .map(|e| json!({ "id": e.id, "label": B64.encode(&e.label) }))
-        .collect();
-    Ok(Json(json!({ "count": templates.len(), "templates": templates })).into_response())
+    let body = blocking(move || {
+        let entries = s.galleries.list(&tenant)?;
+        let templates: Vec<_> = entries
+            .iter()
+            .map(|e| json!({ "id": e.id, "label": B64.encode(&e.label) }))
+            .collect();
+        Ok(json!({ "count": templates.len(), "templates": templates }))
+    })
+    .await?;
+    Ok(Json(body).into_response())
 }
 
 async fn remove(
@@ -228,8 +244,11 @@ async fn verify(
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
     let id = path_id(id)?;
-    let probe = parse_probe(&s, b)?;
-    let r = blocking(move || Ok(s.galleries.verify(&tenant, &probe, id)?)).await?;
+    let r = blocking(move || {
+        let probe = parse_probe(&s, b)?;
+        Ok(result_bytes(s.galleries.verify(&tenant, &probe, id)?))
+    })
+    .await?;
     Ok(result_response(r))
 }
 
@@ -240,7 +259,10 @@ async fn identify(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
-    let probe = parse_probe(&s, b)?;
-    let r = blocking(move || Ok(s.galleries.identify(&tenant, &probe)?)).await?;
+    let r = blocking(move || {
+        let probe = parse_probe(&s, b)?;
+        Ok(result_bytes(s.galleries.identify(&tenant, &probe)?))
+    })
+    .await?;
     Ok(result_response(r))
 }

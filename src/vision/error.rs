@@ -7,11 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum VisionError {
     /// The image file could not be opened or read.
-    #[error("cannot read image {}: {source}", path.display())]
+    /// (The message includes the OS error, so it is not also a `source`: printed with
+    /// its chain, it would repeat.)
+    #[error("cannot read image {}: {reason}", path.display())]
     ImageUnreadable {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 
     /// The bytes are not an image we can decode (corrupt, truncated, unsupported format).

@@ -15,9 +15,9 @@ use super::error::VisionError;
 /// orientation.
 pub fn load_image(path: impl AsRef<Path>) -> Result<RgbImage, VisionError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| VisionError::ImageUnreadable {
+    let bytes = std::fs::read(path).map_err(|reason| VisionError::ImageUnreadable {
         path: path.to_path_buf(),
-        source,
+        reason,
     })?;
     decode(&bytes, &path.display().to_string())
 }

@@ -1,0 +1,229 @@
+//! What the UI and the worker say to each other: [`Command`]s in, [`Event`]s out, and the
+//! data both sides share (timings, match outcomes, connection state, typed errors). Both
+//! `state.rs` and `worker.rs` import this module; neither imports the other.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use image::RgbImage;
+
+use crate::client::keys::KeyError;
+use crate::client::{ClientError, WireView};
+use crate::he::TemplateId;
+use crate::matcher::{MatcherError, MatcherSpec};
+use crate::ranking::PersonDistance;
+use crate::vision::{Face, VisionError};
+
+/// Milliseconds and bytes of the last operations (None = not measured yet).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timings {
+    pub detect_ms: Option<f64>,
+    pub embed_ms: Option<f64>,
+    pub encrypt_ms: Option<f64>,
+    pub match_ms: Option<f64>,
+    pub decrypt_ms: Option<f64>,
+    pub bytes_sent: Option<usize>,
+    pub bytes_received: Option<usize>,
+}
+
+impl Timings {
+    /// Overwrites the fields `other` measured.
+    pub fn merge(&mut self, other: &Timings) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            detect_ms,
+            embed_ms,
+            encrypt_ms,
+            match_ms,
+            decrypt_ms,
+            bytes_sent,
+            bytes_received
+        );
+    }
+}
+
+/// 1:1 against one person, or 1:N against everyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchMode {
+    Verify(String),
+    Identify,
+}
+
+/// The decrypted result of one verify or identify, best (smallest) first, one row per
+/// person (their best template).
+#[derive(Debug, Clone)]
+pub struct MatchOutcome {
+    pub mode: MatchMode,
+    pub source: String,
+    pub distances: Vec<PersonDistance>,
+    pub at: Instant,
+}
+
+/// Whether the matcher answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Ready(String),
+    Failed(String),
+}
+
+/// What the worker was doing; errors and busy flags are per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Frame,
+    Enrol,
+    Match,
+    Gallery,
+    Connect,
+    Key,
+}
+
+/// Errors that reach the window, typed until the notice turns them into text with what to
+/// do in the app.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{}", explain_client(.0))]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error("your secret key cannot be used ({0}), so nothing is enrolled or matched: import your key or generate a new one in Settings")]
+    KeyUnusable(String),
+    #[error("no matcher is connected; check the matcher in Settings and press Connect")]
+    NoMatcher,
+    #[error("the face models could not be loaded: {0}. Check that the models/ folder and ONNX Runtime are installed next to blindface.")]
+    Models(VisionError),
+    #[error("{0}; choose another image or folder")]
+    Image(VisionError),
+    #[error("face detection failed: {0}")]
+    Detect(VisionError),
+    #[error("type the person's name before Capture & enrol")]
+    NoName,
+    #[error("no face selected: open an image with a face, or face the camera")]
+    NoFace,
+    #[error("an internal error interrupted the last operation ({0}); the worker was restarted, please try again")]
+    Crashed(String),
+}
+
+/// A client error with what to do about it in the app.
+fn explain_client(e: &ClientError) -> String {
+    match e {
+        ClientError::Matcher(MatcherError::Unauthorized { url, message, .. }) => format!(
+            "the matcher at {url} rejected the access token ({message}): check the token in \
+             Settings, or clear it to register a new one"
+        ),
+        ClientError::Matcher(MatcherError::Unreachable { url, detail }) => format!(
+            "cannot reach the matcher at {url} ({detail}): start it with `blindface serve`, \
+             check the URL in Settings, or switch to the built-in matcher"
+        ),
+        ClientError::Vision(VisionError::NoFace) | ClientError::NoFace => {
+            "no face in this frame: face the camera or choose another image".into()
+        }
+        ClientError::Vision(e) => {
+            format!("the face could not be embedded: {e}; select another face or frame")
+        }
+        ClientError::Label(e) => format!("{e}; type a name first"),
+        ClientError::NoSuchPerson(who) => format!(
+            "nobody called {who:?} is enrolled; enrol them first or pick someone from the gallery"
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// The key the worker holds, as the window may know it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// `None` when the key file could not be read.
+    pub fingerprint: Option<String>,
+    /// Created on this start (first run).
+    pub created: bool,
+}
+
+/// What the UI asks of the worker.
+pub enum Command {
+    /// Load an image file and detect its faces.
+    LoadFile { path: PathBuf },
+    /// Detect the faces of a frame (camera).
+    Analyse { label: String, image: Arc<RgbImage> },
+    /// Embed `face`, encrypt it and enrol it under `name`.
+    Enrol {
+        image: Arc<RgbImage>,
+        face: Face,
+        name: String,
+    },
+    /// Embed `face`, encrypt it as a probe, verify or identify, decrypt.
+    Match {
+        image: Arc<RgbImage>,
+        face: Face,
+        mode: MatchMode,
+        source: String,
+    },
+    /// Remove templates.
+    Remove { ids: Vec<TemplateId> },
+    /// List the gallery again.
+    Refresh,
+    /// Switch matcher; `token` (remote only) is saved for this key and URL.
+    Connect {
+        spec: MatcherSpec,
+        token: Option<String>,
+    },
+    /// Read a key file as a candidate to replace the current key.
+    InspectKey(PathBuf),
+    /// Make a fresh key the candidate.
+    GenerateKey,
+    /// Replace the current key with the candidate (saved to the key file first).
+    AdoptKey,
+    /// Forget the candidate.
+    DiscardKey,
+    /// Write the current key to a file.
+    ExportKey(PathBuf),
+    /// Panics inside the worker (tests of the recovery path).
+    #[doc(hidden)]
+    Crash,
+}
+
+/// What the worker reports.
+pub enum Event {
+    Frame {
+        label: String,
+        image: Arc<RgbImage>,
+        faces: Vec<Face>,
+        timings: Timings,
+    },
+    Enrolled {
+        name: String,
+        id: TemplateId,
+        crop: Arc<RgbImage>,
+        timings: Timings,
+        wire: WireView,
+    },
+    Matched {
+        outcome: MatchOutcome,
+        timings: Timings,
+        wire: WireView,
+    },
+    /// The gallery: every template id with its decrypted name.
+    Gallery(Vec<(TemplateId, String)>),
+    Connection(Connection),
+    Key(KeyInfo),
+    /// A key waiting for confirmation: where it came from and its fingerprint.
+    KeyCandidate {
+        source: String,
+        fingerprint: String,
+    },
+    Info {
+        op: Operation,
+        text: String,
+    },
+    Failed {
+        op: Operation,
+        error: AppError,
+    },
+    /// The worker panicked and stopped; the UI restarts it.
+    Crashed {
+        op: Option<Operation>,
+        message: String,
+    },
+}

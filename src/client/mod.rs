@@ -1,0 +1,559 @@
+//! The app-side client: everything the key holder does, in one place, for both the CLI and
+//! the desktop app. It owns the secret key, the label key derived from it, the matcher
+//! connection and the name table (template id -> decrypted name), and offers `enrol`,
+//! `verify`, `identify`, `remove` and `refresh` with typed results: ranked people with
+//! decrypted distances, timings, and the bytes the matcher implementation itself counted.
+//!
+//! Invariants held here:
+//! - A gallery belongs to one key: the built-in matcher keeps one tenant per key
+//!   fingerprint, remote tokens are stored per (URL, key fingerprint) ([`connect`]).
+//! - Template ids are chosen here at random and every label is sealed to its id, so a label
+//!   moved to another template does not open ([`crate::labels`]).
+//! - Results are checked against what was asked: a verify must answer for exactly the
+//!   requested templates, an identify only for templates in the name table.
+//! - The name table changes only on enrol, remove and refresh; matching never re-lists.
+//!
+//! No UI, camera or network code of its own (the remote matcher does the HTTP).
+
+pub mod face;
+pub mod keys;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use thiserror::Error;
+
+use crate::he::{
+    decrypt, encrypt_probe, encrypt_template, threshold_sq, HeError, MatchResult, Params,
+    SecretKey, Template, TemplateId,
+};
+use crate::labels::{LabelError, LabelKey};
+use crate::matcher::{
+    BuiltinMatcher, Credentials, Enrolled, Matcher, MatcherError, MatcherSpec, RemoteMatcher,
+    TokenStore, Traffic,
+};
+use crate::ranking::{best_per_person, rank, PersonDistance};
+use crate::vision::VisionError;
+
+/// What the name table shows for a template whose label does not open.
+pub const UNREADABLE_NAME: &str = "(unreadable label)";
+
+/// Client errors: what happened and what to do, until the edge turns them into text.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+    #[error(transparent)]
+    Crypto(#[from] HeError),
+    #[error(transparent)]
+    Label(#[from] LabelError),
+    #[error(transparent)]
+    Vision(#[from] VisionError),
+    #[error("no face found")]
+    NoFace,
+    #[error("{} faces found; say which one to use", boxes.len())]
+    SeveralFaces { boxes: Vec<[f32; 4]> },
+    #[error("there is no face number {number}: {found} face(s) were found")]
+    NoSuchFace { number: usize, found: usize },
+    #[error("nobody called {0:?} is enrolled")]
+    NoSuchPerson(String),
+    #[error(
+        "the matcher answered for other templates than were asked ({0}); its answer was discarded"
+    )]
+    UnexpectedIds(String),
+    #[error("{} label(s) in this gallery do not open with this key (template ids {}): the store was edited or damaged", .0.len(), ids_text(.0))]
+    UnreadableLabels(Vec<TemplateId>),
+}
+
+fn ids_text(ids: &[TemplateId]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where the client keeps things: the built-in store and the remote tokens.
+#[derive(Debug, Clone)]
+pub struct Locations {
+    pub data_dir: PathBuf,
+    pub tokens: TokenStore,
+}
+
+/// Milliseconds of the client's own steps in one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimes {
+    pub encrypt_ms: f64,
+    pub match_ms: f64,
+    pub decrypt_ms: f64,
+}
+
+/// What left the app and what came back for one request: enough to show an audience what
+/// the matcher sees.
+#[derive(Debug, Clone)]
+pub struct WireView {
+    /// Size of the probe or template ciphertext sent.
+    pub sent_bytes: usize,
+    /// The first bytes of what was sent (a ciphertext: random-looking, no key inside).
+    pub sent_preview: Vec<u8>,
+    /// Result blocks received (0 for an enrolment).
+    pub result_blocks: usize,
+    pub received_bytes: usize,
+}
+
+/// The outcome of a verify or identify.
+#[derive(Debug, Clone)]
+pub struct MatchReport {
+    /// Every decrypted distance with its name, best first.
+    pub rows: Vec<PersonDistance>,
+    /// Matcher calls this took (a verify calls once per template of the person).
+    pub calls: u64,
+    pub traffic: Traffic,
+    pub times: StepTimes,
+    pub wire: WireView,
+}
+
+impl MatchReport {
+    /// Each person's best row, best first (a person's verdict uses their best template).
+    pub fn best_per_person(&self) -> Vec<PersonDistance> {
+        best_per_person(&self.rows)
+    }
+
+    /// Templates compared.
+    pub fn compared(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// The outcome of an enrolment.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub id: TemplateId,
+    pub name: String,
+    pub traffic: Traffic,
+    pub times: StepTimes,
+    pub wire: WireView,
+}
+
+/// The key holder's side of one gallery.
+pub struct Client {
+    key: SecretKey,
+    labels: LabelKey,
+    matcher: Box<dyn Matcher>,
+    names: BTreeMap<TemplateId, String>,
+    unreadable: Vec<TemplateId>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("key", &self.key)
+            .field("matcher", &self.matcher.describe())
+            .field("templates", &self.names.len())
+            .finish()
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+const PREVIEW_BYTES: usize = 48;
+
+/// Opens the matcher `spec` names for the gallery `key` owns. Built-in: the key's own
+/// tenant in `at.data_dir` (adopting a gallery enrolled before galleries were bound to keys
+/// if, and only if, this key reads every one of its labels). Remote: `token` if given
+/// (saved for this key), else the token saved for this key and URL, else a legacy token
+/// this key's labels prove to be its own, else a new registration.
+pub fn connect(
+    key: SecretKey,
+    spec: &MatcherSpec,
+    at: &Locations,
+    token: Option<&str>,
+) -> Result<Client, ConnectError> {
+    let (matcher, given) = match open_matcher(&key, spec, at, token) {
+        Ok(m) => m,
+        Err(error) => return Err(ConnectError { error, key }),
+    };
+    let client = Client::new(key, matcher)?;
+    // A token the user typed is kept only once it has proved to work.
+    if let (MatcherSpec::Remote { url }, Some(creds)) = (spec, given) {
+        if let Err(e) = at.tokens.put(url, &client.fingerprint(), &creds) {
+            return Err(ConnectError {
+                error: e.into(),
+                key: client.into_key(),
+            });
+        }
+    }
+    Ok(client)
+}
+
+/// A failed [`connect`]: the error, and the key back (nothing else holds it).
+pub struct ConnectError {
+    pub error: ClientError,
+    pub key: SecretKey,
+}
+
+impl std::fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// The matcher, and the typed-in credentials to save once they work.
+fn open_matcher(
+    key: &SecretKey,
+    spec: &MatcherSpec,
+    at: &Locations,
+    token: Option<&str>,
+) -> Result<(Box<dyn Matcher>, Option<Credentials>), ClientError> {
+    let params = *key.params();
+    let owner = key.fingerprint();
+    let labels = LabelKey::from_secret(key);
+    Ok(match spec {
+        MatcherSpec::Builtin => {
+            let m = BuiltinMatcher::open(&at.data_dir, &params, &owner)?;
+            if m.is_empty() {
+                let legacy = m.legacy_gallery()?;
+                if !legacy.is_empty() && all_open(&labels, &legacy) {
+                    m.adopt_legacy_gallery()?;
+                }
+            }
+            (Box::new(m), None)
+        }
+        MatcherSpec::Remote { url } => {
+            let store = &at.tokens;
+            let mut given = None;
+            let creds = match token.map(str::trim).filter(|t| !t.is_empty()) {
+                Some(t) => {
+                    let c = Credentials {
+                        tenant: "(given token)".into(),
+                        token: t.to_string(),
+                    };
+                    given = Some(c.clone());
+                    c
+                }
+                None => match store.get(url, &owner)? {
+                    Some(c) => c,
+                    None => {
+                        let adopted = match store.legacy(url)? {
+                            Some(c) => {
+                                let m = RemoteMatcher::new(url, &params, c.clone(), store.path());
+                                let list = m.list()?;
+                                (!list.is_empty() && all_open(&labels, &list)).then_some(c)
+                            }
+                            None => None,
+                        };
+                        let c = match adopted {
+                            Some(c) => c,
+                            None => RemoteMatcher::register(url)?,
+                        };
+                        store.put(url, &owner, &c)?;
+                        c
+                    }
+                },
+            };
+            (
+                Box::new(RemoteMatcher::new(url, &params, creds, store.path())),
+                given,
+            )
+        }
+    })
+}
+
+fn all_open(labels: &LabelKey, list: &[Enrolled]) -> bool {
+    list.iter().all(|e| labels.open(&e.label, e.id).is_ok())
+}
+
+impl Client {
+    /// A client over an open matcher; lists the gallery once to fill the name table.
+    pub fn new(key: SecretKey, matcher: Box<dyn Matcher>) -> Result<Client, ConnectError> {
+        let labels = LabelKey::from_secret(&key);
+        let mut c = Client {
+            key,
+            labels,
+            matcher,
+            names: BTreeMap::new(),
+            unreadable: Vec::new(),
+        };
+        match c.refresh() {
+            Ok(()) => Ok(c),
+            Err(error) => Err(ConnectError {
+                error,
+                key: c.into_key(),
+            }),
+        }
+    }
+
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// Gives the key back (to switch matchers with the same key).
+    pub fn into_key(self) -> SecretKey {
+        self.key
+    }
+
+    pub fn params(&self) -> &Params {
+        self.key.params()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint()
+    }
+
+    pub fn describe(&self) -> String {
+        self.matcher.describe()
+    }
+
+    /// Template id -> name ([`UNREADABLE_NAME`] for labels that do not open).
+    pub fn names(&self) -> &BTreeMap<TemplateId, String> {
+        &self.names
+    }
+
+    /// Templates whose label does not open with this key (an edited or damaged store).
+    pub fn unreadable(&self) -> &[TemplateId] {
+        &self.unreadable
+    }
+
+    /// Fails if any label does not open (for commands that must not show a partial
+    /// gallery as if it were whole).
+    pub fn check_labels(&self) -> Result<(), ClientError> {
+        if self.unreadable.is_empty() {
+            Ok(())
+        } else {
+            Err(ClientError::UnreadableLabels(self.unreadable.clone()))
+        }
+    }
+
+    /// The ids enrolled as `name`.
+    pub fn ids_of(&self, name: &str) -> Vec<TemplateId> {
+        self.names
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Lists the gallery again and re-opens every label.
+    pub fn refresh(&mut self) -> Result<(), ClientError> {
+        let list = self.matcher.list()?;
+        self.names.clear();
+        self.unreadable.clear();
+        for e in list {
+            match self.labels.open(&e.label, e.id) {
+                Ok(name) => {
+                    self.names.insert(e.id, name);
+                }
+                Err(_) => {
+                    self.unreadable.push(e.id);
+                    self.names.insert(e.id, UNREADABLE_NAME.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypts `template`, seals `name` to a fresh random id and enrols both.
+    pub fn enrol(&mut self, template: &Template, name: &str) -> Result<Enrolment, ClientError> {
+        let name = name.trim();
+        crate::labels::check_name(name)?;
+        let t = Instant::now();
+        let ct = encrypt_template(&self.key, template);
+        let encrypt_ms = ms(t);
+        // Ids are 53 random bits: a clash is all but impossible, but cheap to survive.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let id = random_id()?;
+            let label = self.labels.seal(name, id)?;
+            let t = Instant::now();
+            match self.matcher.enrol(id, &ct, &label) {
+                Ok(traffic) => {
+                    self.names.insert(id, name.to_string());
+                    let bytes = ct.to_bytes();
+                    return Ok(Enrolment {
+                        id,
+                        name: name.to_string(),
+                        traffic,
+                        times: StepTimes {
+                            encrypt_ms,
+                            match_ms: ms(t),
+                            decrypt_ms: 0.0,
+                        },
+                        wire: WireView {
+                            sent_bytes: bytes.len(),
+                            sent_preview: bytes[..PREVIEW_BYTES.min(bytes.len())].to_vec(),
+                            result_blocks: 0,
+                            received_bytes: traffic.received,
+                        },
+                    });
+                }
+                Err(MatcherError::DuplicateId(_)) if attempts < 4 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// 1:1 against every template of `name`.
+    pub fn verify(&self, template: &Template, name: &str) -> Result<MatchReport, ClientError> {
+        let ids = self.ids_of(name);
+        if ids.is_empty() {
+            return Err(ClientError::NoSuchPerson(name.to_string()));
+        }
+        let t = Instant::now();
+        let (probe, ctx) = encrypt_probe(&self.key, template);
+        let encrypt_ms = ms(t);
+        let t = Instant::now();
+        let mut replies = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let reply = self.matcher.verify(&probe, id)?;
+            check_ids(&reply.result, &[id])?;
+            replies.push(reply);
+        }
+        let match_ms = ms(t);
+        let t = Instant::now();
+        let mut distances = Vec::new();
+        let mut traffic = Traffic::default();
+        for r in &replies {
+            distances.extend(decrypt(&self.key, &ctx, &r.result)?);
+            traffic += r.traffic;
+        }
+        let decrypt_ms = ms(t);
+        Ok(MatchReport {
+            rows: rank(&distances, &self.names, self.params()),
+            calls: ids.len() as u64,
+            traffic,
+            times: StepTimes {
+                encrypt_ms,
+                match_ms,
+                decrypt_ms,
+            },
+            wire: wire_view(
+                &probe.to_bytes(),
+                &replies.iter().map(|r| &r.result).collect::<Vec<_>>(),
+                traffic,
+            ),
+        })
+    }
+
+    /// 1:N against everyone. Ids the name table does not know (enrolled elsewhere since the
+    /// last refresh) trigger one refresh.
+    pub fn identify(&mut self, template: &Template) -> Result<MatchReport, ClientError> {
+        let t = Instant::now();
+        let (probe, ctx) = encrypt_probe(&self.key, template);
+        let encrypt_ms = ms(t);
+        let t = Instant::now();
+        let reply = self.matcher.identify(&probe)?;
+        let match_ms = ms(t);
+        let returned = result_ids(&reply.result)?;
+        if returned.iter().any(|id| !self.names.contains_key(id)) {
+            self.refresh()?;
+            let unknown: Vec<_> = returned
+                .iter()
+                .filter(|id| !self.names.contains_key(id))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ClientError::UnexpectedIds(format!(
+                    "ids {} are not in the gallery",
+                    unknown
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let t = Instant::now();
+        let distances = decrypt(&self.key, &ctx, &reply.result)?;
+        let decrypt_ms = ms(t);
+        Ok(MatchReport {
+            rows: rank(&distances, &self.names, self.params()),
+            calls: 1,
+            traffic: reply.traffic,
+            times: StepTimes {
+                encrypt_ms,
+                match_ms,
+                decrypt_ms,
+            },
+            wire: wire_view(&probe.to_bytes(), &[&reply.result], reply.traffic),
+        })
+    }
+
+    /// Removes the given templates (durably, one by one) and forgets their names.
+    pub fn remove_ids(&mut self, ids: &[TemplateId]) -> Result<(), ClientError> {
+        for &id in ids {
+            self.matcher.remove(id)?;
+            self.names.remove(&id);
+            self.unreadable.retain(|u| *u != id);
+        }
+        Ok(())
+    }
+
+    /// Removes every template of `name`; returns their ids.
+    pub fn remove_person(&mut self, name: &str) -> Result<Vec<TemplateId>, ClientError> {
+        let ids = self.ids_of(name);
+        if ids.is_empty() {
+            return Err(ClientError::NoSuchPerson(name.to_string()));
+        }
+        self.remove_ids(&ids)?;
+        Ok(ids)
+    }
+
+    /// Whether a squared distance is within an L2 threshold (under this key's parameters).
+    pub fn is_match(&self, distance_sq: i64, threshold_l2: f32) -> bool {
+        distance_sq <= threshold_sq(threshold_l2, self.params())
+    }
+}
+
+fn wire_view(probe_bytes: &[u8], results: &[&MatchResult], traffic: Traffic) -> WireView {
+    WireView {
+        sent_bytes: probe_bytes.len(),
+        sent_preview: probe_bytes[..PREVIEW_BYTES.min(probe_bytes.len())].to_vec(),
+        result_blocks: results.iter().map(|r| r.blocks.len()).sum(),
+        received_bytes: traffic.received,
+    }
+}
+
+/// Every template id a result answers for; a duplicate is an error.
+fn result_ids(result: &MatchResult) -> Result<BTreeSet<TemplateId>, ClientError> {
+    let mut ids = BTreeSet::new();
+    for id in result.blocks.iter().flat_map(|b| b.slots.iter().flatten()) {
+        if !ids.insert(*id) {
+            return Err(ClientError::UnexpectedIds(format!(
+                "template {id} appears twice"
+            )));
+        }
+    }
+    Ok(ids)
+}
+
+/// A verify result must answer for exactly `asked`.
+fn check_ids(result: &MatchResult, asked: &[TemplateId]) -> Result<(), ClientError> {
+    let got = result_ids(result)?;
+    let want: BTreeSet<TemplateId> = asked.iter().copied().collect();
+    if got != want {
+        return Err(ClientError::UnexpectedIds(format!(
+            "asked for {}, got {}",
+            ids_text(&want.into_iter().collect::<Vec<_>>()),
+            ids_text(&got.into_iter().collect::<Vec<_>>())
+        )));
+    }
+    Ok(())
+}
+
+fn random_id() -> Result<TemplateId, ClientError> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| LabelError::Random(e.to_string()))?;
+    Ok(TemplateId(
+        u64::from_le_bytes(b) % (TemplateId::LIMIT - 1) + 1,
+    ))
+}

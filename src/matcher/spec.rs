@@ -1,0 +1,85 @@
+//! Which matcher to use, parsed once: `builtin` (in-process, local store) or
+//! `http://HOST:PORT` (a `blindface serve`). `--matcher` and the app's saved settings both
+//! hold this type, so the rules live here only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A matcher choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MatcherSpec {
+    /// In-process matcher with its store in the data directory.
+    Builtin,
+    /// `blindface serve` at `url` (normalised: no trailing slash).
+    Remote { url: String },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("this build speaks plain HTTP only; reach a remote matcher through an SSH tunnel or a local TLS proxy and use http://127.0.0.1:PORT")]
+    Https,
+    #[error("the matcher must be `builtin` or `http://HOST:PORT`, not `{0}`")]
+    Invalid(String),
+}
+
+impl FromStr for MatcherSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("builtin") {
+            return Ok(MatcherSpec::Builtin);
+        }
+        if s.starts_with("https://") {
+            return Err(SpecError::Https);
+        }
+        match s.strip_prefix("http://") {
+            Some(rest) if !rest.trim_end_matches('/').is_empty() && !rest.contains(' ') => {
+                Ok(MatcherSpec::Remote {
+                    url: s.trim_end_matches('/').to_string(),
+                })
+            }
+            _ => Err(SpecError::Invalid(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for MatcherSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MatcherSpec::Builtin => f.write_str("builtin"),
+            MatcherSpec::Remote { url } => f.write_str(url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_once_with_one_set_of_rules() {
+        assert_eq!("builtin".parse(), Ok(MatcherSpec::Builtin));
+        assert_eq!(" Builtin ".parse(), Ok(MatcherSpec::Builtin));
+        assert_eq!(
+            "http://127.0.0.1:7878/".parse(),
+            Ok(MatcherSpec::Remote {
+                url: "http://127.0.0.1:7878".into()
+            })
+        );
+        assert_eq!("https://x:1".parse::<MatcherSpec>(), Err(SpecError::Https));
+        for bad in ["", "http://", "ftp://x", "127.0.0.1:7878", "http://a b"] {
+            assert!(
+                matches!(bad.parse::<MatcherSpec>(), Err(SpecError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        let s = MatcherSpec::Remote {
+            url: "http://h:1".into(),
+        };
+        assert_eq!(s.to_string().parse(), Ok(s));
+    }
+}
