@@ -264,3 +264,151 @@ fn eval_errors_name_the_line() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `run` with a key of its own name and a data directory.
+fn run_with(args: &[&str], key: &Path, data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_blindface"))
+        .args(args)
+        .arg("--key")
+        .arg(key)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn an_os_error_is_said_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&["detect", tmp.path().to_str().unwrap()], tmp.path());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+}
+
+#[test]
+fn a_group_photo_is_enrolled_only_with_the_face_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, data) = (tmp.path().join("k.key"), tmp.path().join("data"));
+    assert!(run_with(&["keygen"], &key, &data).status.success());
+    let group = face("obama_and_biden.jpg");
+    let out = run_with(&["enrol", "--name", "Group", &group], &key, &data);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("3 faces found") && err.contains("--face N"),
+        "{err}"
+    );
+    assert!(err.contains("#1 box") && err.contains("#3 box"), "{err}");
+    let listed = json(&run_with(&["list", "--json"], &key, &data));
+    assert_eq!(listed["count"], 0, "nothing enrolled by the refusal");
+    // With --face: that face, and the output says which.
+    let detect = json(&run(&["detect", &group, "--json"], tmp.path()));
+    let second_box = detect["faces"][1]["box"].clone();
+    let e = json(&run_with(
+        &["enrol", "--name", "Second", "--face", "2", &group, "--json"],
+        &key,
+        &data,
+    ));
+    assert_eq!(e["face"], 2);
+    assert_eq!(e["faces_found"], 3);
+    assert_eq!(e["box"], second_box);
+    let out = run_with(
+        &["enrol", "--name", "X", "--face", "4", &group],
+        &key,
+        &data,
+    );
+    assert!(
+        stderr(&out).contains("no face number 4"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_second_key_gets_its_own_gallery_and_breaks_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, b) = (tmp.path().join("a.key"), tmp.path().join("b.key"));
+    for k in [&a, &b] {
+        assert!(run_with(&["keygen"], k, &data).status.success());
+    }
+    let ok = |out: Output| assert!(out.status.success(), "{}", stderr(&out));
+    ok(run_with(
+        &["enrol", "--name", "Obama", &face("obama.jpg")],
+        &a,
+        &data,
+    ));
+    ok(run_with(
+        &["enrol", "--name", "Biden", &face("biden.jpg")],
+        &b,
+        &data,
+    ));
+    // Each key sees its own gallery, and the first key's identify still works.
+    let la = json(&run_with(&["list", "--json"], &a, &data));
+    let lb = json(&run_with(&["list", "--json"], &b, &data));
+    assert_eq!(la["templates"][0]["name"], "Obama");
+    assert_eq!(lb["templates"][0]["name"], "Biden");
+    assert_eq!(
+        (la["count"].clone(), lb["count"].clone()),
+        (1.into(), 1.into())
+    );
+    let id = json(&run_with(
+        &["identify", &face("obama2.jpg"), "--json"],
+        &a,
+        &data,
+    ));
+    assert_eq!(id["identified"], "Obama");
+    assert_eq!(id["compared"], 1);
+    // Nobody within the threshold is said as such, with the closest.
+    let out = run_with(&["identify", &face("biden2.jpg")], &a, &data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("nobody within the threshold (closest Obama at L2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_store_with_swapped_labels_is_an_error_not_a_wrong_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let key = tmp.path().join("k.key");
+    assert!(run_with(&["keygen"], &key, &data).status.success());
+    for (n, f) in [("Obama", "obama.jpg"), ("Biden", "biden.jpg")] {
+        let out = run_with(&["enrol", "--name", n, &face(f)], &key, &data);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Swap the two sealed labels in the store, as someone with the file could.
+    {
+        let store = blindface::matcher::Store::open(&data).unwrap();
+        let rows = store.templates().unwrap();
+        assert_eq!(rows.len(), 2);
+        let (x, y) = (&rows[0], &rows[1]);
+        store
+            .insert(&x.tenant, x.id, &x.template, &y.label)
+            .unwrap();
+        store
+            .insert(&y.tenant, y.id, &y.template, &x.label)
+            .unwrap();
+    }
+    for args in [
+        &["list"][..],
+        &["identify", &face("obama2.jpg")][..],
+        &["verify", "--name", "Obama", &face("obama2.jpg")][..],
+    ] {
+        let out = run_with(args, &key, &data);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = stderr(&out);
+        assert!(
+            err.contains("do not open with this key") && err.contains("edited or damaged"),
+            "{args:?}: {err}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains("Obama") && !stdout.contains("Biden"),
+            "{stdout}"
+        );
+    }
+}

@@ -832,3 +832,69 @@ fn store_files_hold_no_plaintext_names() {
         }
     }
 }
+
+/// Identifies (with their multi-hundred-KB results) and enrolments (fsync) keep running
+/// while `list` and `health` are asked: every one of those answers, and answers while
+/// identifies are in flight (the blocking work runs off the async executor, and listing
+/// takes no lock an identify or an fsync holds).
+#[test]
+fn list_and_health_answer_while_identifies_and_enrolments_run() {
+    let p = params();
+    let key = key();
+    let labels = LabelKey::from_secret(&key);
+    let templates = synthetic_templates(600, 61, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let m = remote_with(&server.url, creds.clone());
+    for t in &templates[..500] {
+        m.enrol_named(&labels, &encrypt_template(&key, t), "x")
+            .unwrap();
+    }
+    let (probe, _) = encrypt_probe(&key, &templates[0]);
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let overlapped = std::thread::scope(|s| {
+        for c in 0..3 {
+            let (url, creds, probe, in_flight, stop) =
+                (&server.url, creds.clone(), &probe, &in_flight, &stop);
+            let (key, labels, templates) = (&key, &labels, &templates);
+            s.spawn(move || {
+                let m = remote_with(url, creds);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if c == 2 {
+                        let t = &templates[500 + i % 100];
+                        m.enrol_named(labels, &encrypt_template(key, t), "y")
+                            .unwrap();
+                    } else {
+                        assert!(m.identify(probe).unwrap().result.template_count() >= 500);
+                    }
+                    in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    i += 1;
+                }
+            });
+        }
+        // Give the load a moment to build up, then ask.
+        while in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let mut overlapped = 0;
+        for _ in 0..40 {
+            assert!(m.list().unwrap().len() >= 500);
+            let (status, body) = raw("GET", &server.url, "/v1/health", None, b"");
+            assert_eq!((status, body.contains("ok")), (200, true));
+            if in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                overlapped += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        overlapped
+    });
+    assert!(
+        overlapped >= 20,
+        "only {overlapped} of 40 answers overlapped the load"
+    );
+    server.stop();
+}

@@ -557,3 +557,113 @@ fn random_id() -> Result<TemplateId, ClientError> {
         u64::from_le_bytes(b) % (TemplateId::LIMIT - 1) + 1,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::he::{synthetic_templates, EncryptedProbe, EncryptedTemplate};
+    use crate::matcher::Reply;
+
+    /// A matcher that can answer a verify as if it were another template's.
+    struct Lying {
+        inner: BuiltinMatcher,
+        claim: Arc<Mutex<Option<TemplateId>>>,
+        lists: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Matcher for Lying {
+        fn enrol(
+            &self,
+            id: TemplateId,
+            t: &EncryptedTemplate,
+            l: &[u8],
+        ) -> Result<Traffic, MatcherError> {
+            self.inner.enrol(id, t, l)
+        }
+        fn remove(&self, id: TemplateId) -> Result<(), MatcherError> {
+            self.inner.remove(id)
+        }
+        fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
+            self.lists
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.list()
+        }
+        fn verify(&self, p: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
+            let mut r = self.inner.verify(p, id)?;
+            if let Some(other) = *self.claim.lock().unwrap() {
+                r.result.blocks[0].slots[0] = Some(other);
+            }
+            Ok(r)
+        }
+        fn identify(&self, p: &EncryptedProbe) -> Result<Reply, MatcherError> {
+            self.inner.identify(p)
+        }
+        fn describe(&self) -> String {
+            "lying".into()
+        }
+    }
+
+    #[test]
+    fn verify_rejects_answers_for_other_templates() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::generate(&Params::v1());
+        let claim: Arc<Mutex<Option<TemplateId>>> = Arc::default();
+        let lists: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let m = Lying {
+            inner: BuiltinMatcher::open(dir.path(), key.params(), &key.fingerprint()).unwrap(),
+            claim: claim.clone(),
+            lists: lists.clone(),
+        };
+        let mut c = Client::new(key, Box::new(m)).unwrap();
+        let ts = synthetic_templates(2, 5, c.params());
+        let ada = c.enrol(&ts[0], "Ada").unwrap();
+        let bob = c.enrol(&ts[1], "Bob").unwrap();
+        assert_eq!(c.names().len(), 2);
+        // Honest: Ada's own distance, exact.
+        let r = c.verify(&ts[0], "Ada").unwrap();
+        assert_eq!((r.rows[0].id, r.rows[0].distance_sq), (ada.id, 0));
+        assert_eq!(r.rows[0].name, "Ada");
+        // Matching uses the name table: one listing (at connect) for all of the above.
+        for _ in 0..5 {
+            c.identify(&ts[1]).unwrap();
+            c.verify(&ts[1], "Bob").unwrap();
+        }
+        assert_eq!(lists.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The matcher labels Ada's result as Bob's: refused, never shown as Bob.
+        *claim.lock().unwrap() = Some(bob.id);
+        assert!(matches!(
+            c.verify(&ts[0], "Ada"),
+            Err(ClientError::UnexpectedIds(_))
+        ));
+        assert!(matches!(
+            c.verify(&ts[1], "Nobody"),
+            Err(ClientError::NoSuchPerson(_))
+        ));
+    }
+
+    #[test]
+    fn the_name_table_follows_enrol_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::generate(&Params::v1());
+        let at = Locations {
+            data_dir: dir.path().to_path_buf(),
+            tokens: TokenStore::beside_key(&dir.path().join("k.key")),
+        };
+        let mut c = connect(key, &MatcherSpec::Builtin, &at, None).unwrap();
+        let ts = synthetic_templates(3, 9, c.params());
+        c.enrol(&ts[0], "Ada").unwrap();
+        c.enrol(&ts[1], "Ada").unwrap();
+        c.enrol(&ts[2], "Bob").unwrap();
+        assert_eq!(c.ids_of("Ada").len(), 2);
+        let r = c.identify(&ts[1]).unwrap();
+        assert_eq!(r.compared(), 3);
+        let best = r.best_per_person();
+        assert_eq!(best.len(), 2);
+        assert_eq!((best[0].name.as_str(), best[0].distance_sq), ("Ada", 0));
+        assert_eq!(c.remove_person("Ada").unwrap().len(), 2);
+        assert_eq!(c.names().len(), 1);
+        assert_eq!(c.identify(&ts[2]).unwrap().compared(), 1);
+    }
+}
