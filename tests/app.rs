@@ -134,6 +134,18 @@ fn shows_exact(h: &Harness<'static, BlindfaceApp>, text: &str) -> bool {
     h.query_all_by_label(text).next().is_some()
 }
 
+/// An app on the built-in matcher in `dir`, connected, showing `file`.
+fn builtin_on(dir: &Path, file: &str) -> Harness<'static, BlindfaceApp> {
+    let mut h = harness(BlindfaceApp::new(config(
+        dir,
+        "a.key",
+        MatcherChoice::Builtin,
+    )));
+    connected(&mut h);
+    show(&mut h, file);
+    h
+}
+
 fn best_l2(h: &Harness<'static, BlindfaceApp>) -> f32 {
     h.state().state.last_match.as_ref().unwrap().distances[0].l2
 }
@@ -315,13 +327,7 @@ fn missing_camera_says_so_and_offers_files() {
 #[test]
 fn a_worker_panic_is_shown_and_the_app_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut h = harness(BlindfaceApp::new(config(
-        dir.path(),
-        "a.key",
-        MatcherChoice::Builtin,
-    )));
-    connected(&mut h);
-    show(&mut h, "obama.jpg");
+    let mut h = builtin_on(dir.path(), "obama.jpg");
     enrol(&mut h, "Obama");
     // A frame is being analysed when the worker dies.
     h.state_mut().state.busy_frame = true;
@@ -383,13 +389,7 @@ fn an_unreadable_key_refuses_to_enrol_and_keeps_the_file() {
 #[test]
 fn an_earlier_enrol_error_clears_on_success_and_settings_save_once_at_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let mut h = harness(BlindfaceApp::new(config(
-        dir.path(),
-        "a.key",
-        MatcherChoice::Builtin,
-    )));
-    connected(&mut h);
-    show(&mut h, "obama.jpg");
+    let mut h = builtin_on(dir.path(), "obama.jpg");
     h.get_by_label("Capture & enrol").click();
     h.step();
     h.step();
