@@ -21,6 +21,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     // The slider covers the useful range only (fine control: ~0.005 per pixel, arrow
     // keys step 0.005); the drag value beside it takes any value, for precise entry.
     ui.horizontal(|ui| {
+        ui.spacing_mut().slider_width = 220.0;
         ui.add(
             egui::Slider::new(&mut state.settings.threshold, THRESHOLD_RANGE)
                 .text("Threshold (L2)")
