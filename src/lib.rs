@@ -10,6 +10,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod he;
 pub mod labels;
+pub mod live;
 pub mod matcher;
 pub mod paths;
 pub mod ranking;

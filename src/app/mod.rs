@@ -169,6 +169,13 @@ pub enum Action {
     SelectFace(usize),
 }
 
+/// A camera list being read off the UI thread, with the choice to open when it arrives.
+struct CameraListing {
+    answer: Receiver<Result<Vec<camera::CameraEntry>, String>>,
+    choice: usize,
+    resolution: (u32, u32),
+}
+
 /// Textures uploaded from state images, re-made when their source changes.
 #[derive(Default)]
 pub struct Textures {
@@ -183,11 +190,7 @@ pub struct BlindfaceApp {
     pub source: Source,
     pub textures: Textures,
     pub cameras: Vec<camera::CameraEntry>,
-    pending_camera: Option<(
-        Receiver<Result<Vec<camera::CameraEntry>, String>>,
-        usize,
-        (u32, u32),
-    )>,
+    pending_camera: Option<CameraListing>,
     settings_path: PathBuf,
     settings_dirty: Option<Instant>,
     dialogs: Arc<dyn Dialogs>,
@@ -306,7 +309,11 @@ impl BlindfaceApp {
             Action::Ask(kind) => self.ask(kind),
             Action::StartCamera { choice, resolution } => {
                 if self.pending_camera.is_none() {
-                    self.pending_camera = Some((camera::list_cameras_async(), choice, resolution));
+                    self.pending_camera = Some(CameraListing {
+                        answer: camera::list_cameras_async(),
+                        choice,
+                        resolution,
+                    });
                 }
             }
             Action::FolderStep(d) => {
@@ -442,15 +449,15 @@ impl BlindfaceApp {
     }
 
     fn poll_camera_list(&mut self) {
-        let Some((rx, choice, resolution)) = &self.pending_camera else {
+        let Some(listing) = &self.pending_camera else {
             return;
         };
-        let answer = match rx.try_recv() {
+        let answer = match listing.answer.try_recv() {
             Ok(a) => a,
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
             Err(_) => Err("the camera list could not be read".into()),
         };
-        let (choice, resolution) = (*choice, *resolution);
+        let (choice, resolution) = (listing.choice, listing.resolution);
         self.pending_camera = None;
         match answer {
             Ok(list) if list.is_empty() => self.state.error(camera::NO_CAMERA),

@@ -179,8 +179,7 @@ pub enum Command {
     DiscardKey,
     /// Write the current key to a file.
     ExportKey(PathBuf),
-    /// Panics inside the worker (tests of the recovery path).
-    #[doc(hidden)]
+    /// Panics inside the worker: exercises the recovery path (tests, diagnostics).
     Crash,
 }
 

@@ -265,6 +265,7 @@ impl Inner {
                 self.check_labels();
             }
             Err(e) => {
+                let e = *e;
                 self.spare_key = Some(e.key);
                 self.send(Event::Connection(Connection::Failed(
                     AppError::from(e.error).to_string(),

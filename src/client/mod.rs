@@ -170,19 +170,19 @@ pub fn connect(
     spec: &MatcherSpec,
     at: &Locations,
     token: Option<&str>,
-) -> Result<Client, ConnectError> {
+) -> Result<Client, Box<ConnectError>> {
     let (matcher, given) = match open_matcher(&key, spec, at, token) {
         Ok(m) => m,
-        Err(error) => return Err(ConnectError { error, key }),
+        Err(error) => return Err(Box::new(ConnectError { error, key })),
     };
     let client = Client::new(key, matcher)?;
     // A token the user typed is kept only once it has proved to work.
     if let (MatcherSpec::Remote { url }, Some(creds)) = (spec, given) {
         if let Err(e) = at.tokens.put(url, &client.fingerprint(), &creds) {
-            return Err(ConnectError {
+            return Err(Box::new(ConnectError {
                 error: e.into(),
                 key: client.into_key(),
-            });
+            }));
         }
     }
     Ok(client)
@@ -275,7 +275,7 @@ fn all_open(labels: &LabelKey, list: &[Enrolled]) -> bool {
 
 impl Client {
     /// A client over an open matcher; lists the gallery once to fill the name table.
-    pub fn new(key: SecretKey, matcher: Box<dyn Matcher>) -> Result<Client, ConnectError> {
+    pub fn new(key: SecretKey, matcher: Box<dyn Matcher>) -> Result<Client, Box<ConnectError>> {
         let labels = LabelKey::from_secret(&key);
         let mut c = Client {
             key,
@@ -286,10 +286,10 @@ impl Client {
         };
         match c.refresh() {
             Ok(()) => Ok(c),
-            Err(error) => Err(ConnectError {
+            Err(error) => Err(Box::new(ConnectError {
                 error,
                 key: c.into_key(),
-            }),
+            })),
         }
     }
 
