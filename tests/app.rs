@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blindface::app::protocol::{Command, Connection};
+use blindface::app::state::TrackLabel;
 use blindface::app::{AppConfig, BlindfaceApp, Dialogs};
 use blindface::matcher::MatcherSpec as MatcherChoice;
 use eframe::egui::Role;
@@ -113,7 +114,7 @@ fn enrol(h: &mut Harness<'static, BlindfaceApp>, name: &str) {
     wait(h, "the gallery", move |a| {
         a.state.gallery.iter().any(|(_, g)| *g == n)
     });
-    assert!(shows(h, &format!("Enrolled {name} (template id")));
+    assert!(shows(h, &format!("Enrolled {name} (1 template(s)")));
 }
 
 fn identify(h: &mut Harness<'static, BlindfaceApp>) {
@@ -159,6 +160,7 @@ fn enrol_identify_threshold_and_key_round_trip() {
         MatcherChoice::Builtin,
     )));
     // First run: a key is created and explained.
+    wait(&mut h, "the key", |a| a.state.key_fingerprint.is_some());
     assert!(h.state().state.first_run);
     h.step();
     assert!(shows(&h, "A new secret key was created"));
@@ -417,4 +419,89 @@ fn an_earlier_enrol_error_clears_on_success_and_settings_save_once_at_rest() {
         (saved["threshold"].as_f64().unwrap() - 1.1).abs() < 1e-3,
         "{saved}"
     );
+}
+
+/// The labels of the tracked faces, as the preview shows them.
+fn live_labels(h: &Harness<'static, BlindfaceApp>) -> Vec<String> {
+    let s = &h.state().state;
+    let mut v: Vec<String> = s
+        .tracker
+        .visible()
+        .map(|t| TrackLabel::of(t, s.settings.threshold).text())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn live_mode_labels_every_face_and_the_slider_recolours_without_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = builtin_on(dir.path(), "obama.jpg");
+    enrol(&mut h, "Obama");
+    show(&mut h, "biden.jpg");
+    enrol(&mut h, "Biden");
+    h.get_by_label("Live: identify every face in view").click();
+    h.step();
+    assert!(h.state().state.live);
+    show(&mut h, "obama_and_biden.jpg");
+    wait(&mut h, "every face identified", |a| {
+        let v: Vec<_> = a.state.tracker.visible().collect();
+        v.len() == 3 && v.iter().all(|t| t.matched)
+    });
+    let labels = live_labels(&h);
+    assert_eq!(labels.len(), 3, "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("Obama 0.")),
+        "{labels:?}"
+    );
+    assert!(labels.iter().any(|l| l.starts_with("Biden ")), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("unknown (closest")),
+        "{labels:?}"
+    );
+    // The labels are in the window.
+    for l in labels.iter().filter(|l| !l.starts_with("unknown")) {
+        assert!(shows(&h, l), "{l} on screen");
+    }
+    let calls = h.state().state.matcher_calls;
+    assert_eq!(calls, 3, "one identify per face");
+    // A threshold below every genuine distance: every label turns to unknown, at once.
+    h.get_by_role_and_label(Role::Slider, "Threshold (L2)")
+        .set_value_accesskit(0.6);
+    h.step();
+    h.step();
+    let after = live_labels(&h);
+    assert!(after.iter().all(|l| l.starts_with("unknown")), "{after:?}");
+    assert!(shows(&h, "unknown (closest Obama"));
+    assert_eq!(h.state().state.matcher_calls, calls, "no new matcher call");
+}
+
+#[test]
+fn several_shots_enrol_one_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = builtin_on(dir.path(), "obama.jpg");
+    h.get_by_role_and_label(Role::TextInput, "Name").click();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, "Name")
+        .type_text("Obama");
+    h.step();
+    h.get_by_label("Capture shot (0/3)").click();
+    h.step();
+    show(&mut h, "obama3.jpg");
+    h.get_by_label("Capture shot (1/3)").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().state.shots.len(), 2);
+    assert!(shows(&h, "Turn your head slightly"));
+    h.get_by_label("Enrol 2 shot(s) as Obama").click();
+    h.step();
+    wait(&mut h, "the enrolment", |a| a.state.gallery.len() == 2);
+    assert!(shows(&h, "Obama (2 template(s))"));
+    assert!(h.state().state.shots.is_empty());
+    // The verdict uses the best of the two templates: one row for the person.
+    show(&mut h, "obama2.jpg");
+    identify(&mut h);
+    let m = h.state().state.last_match.clone().unwrap();
+    assert_eq!(m.distances.len(), 1);
+    assert!(shows_exact(&h, "Match: Obama"));
 }

@@ -53,11 +53,25 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         {
             actions.push(Action::Match(current_mode(state)));
         }
-        ui.checkbox(&mut state.continuous, "Continuously");
+        ui.add_enabled(
+            !state.live,
+            egui::Checkbox::new(&mut state.continuous, "Continuously"),
+        );
         if busy {
             ui.spinner();
         }
     });
+    let mut live = state.live;
+    if ui
+        .checkbox(&mut live, "Live: identify every face in view")
+        .on_hover_text(
+            "Each face is tracked, matched when it appears and then every 0.5 s; \
+             the labels follow the threshold at once",
+        )
+        .changed()
+    {
+        actions.push(Action::SetLive(live));
+    }
     let threshold = state.settings.threshold;
     let Some(outcome) = &state.last_match else {
         ui.label("No result yet: enrol someone, then Identify or Verify a face.");

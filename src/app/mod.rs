@@ -23,6 +23,7 @@ pub mod state;
 pub mod threshold;
 pub mod timings;
 pub mod top_bar;
+pub mod wire_panel;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ use eframe::egui;
 
 use crate::he::TemplateId;
 use crate::matcher::MatcherSpec;
-use protocol::{Command, Event, MatchMode};
+use protocol::{Command, Event, MatchMode, Shot};
 use source::Source;
 use state::{AppState, Settings};
 use worker::{Worker, WorkerConfig};
@@ -151,8 +152,16 @@ pub enum Action {
     FolderStep(isize),
     FolderJump(usize),
     TogglePlay,
-    /// Enrol the selected face under the typed name.
+    /// Enrol the selected face under the typed name (one shot).
     Enrol,
+    /// Add the selected face to the shots of the next enrolment.
+    CaptureShot,
+    /// Forget the captured shots.
+    ClearShots,
+    /// Enrol the captured shots as one person under the typed name.
+    EnrolShots,
+    /// Live mode on or off: every face tracked and identified.
+    SetLive(bool),
     Match(MatchMode),
     Remove(Vec<TemplateId>),
     Refresh,
@@ -180,7 +189,18 @@ struct CameraListing {
 #[derive(Default)]
 pub struct Textures {
     pub preview: Option<(u64, egui::TextureHandle)>,
-    pub crop: Option<(TemplateId, egui::TextureHandle)>,
+    /// Crops of the last enrolment, keyed by its first template id.
+    pub enrolled: Option<(TemplateId, Vec<egui::TextureHandle>)>,
+    /// Crops of the shots waiting, keyed by the newest shot's serial.
+    pub shots: Option<(u64, Vec<egui::TextureHandle>)>,
+    /// The last probe's crop.
+    pub probe: Option<(u64, egui::TextureHandle)>,
+}
+
+/// Uploads an RGB image as a texture.
+pub fn texture(ctx: &egui::Context, name: &str, img: &image::RgbImage) -> egui::TextureHandle {
+    let c = egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw());
+    ctx.load_texture(name, c, egui::TextureOptions::LINEAR)
 }
 
 /// The app: state, worker, source, textures, dialogs.
@@ -328,24 +348,35 @@ impl BlindfaceApp {
             }
             Action::TogglePlay => self.source.toggle_play(),
             Action::Enrol => {
-                let name = self.state.enrol_name.trim().to_string();
-                if name.is_empty() {
-                    self.state.error_about(
-                        protocol::Operation::Enrol,
-                        protocol::AppError::NoName.to_string(),
-                    );
+                if let Some(shot) = self.selected_shot() {
+                    self.enrol(vec![shot]);
+                }
+            }
+            Action::CaptureShot => {
+                if self.state.shots.len() >= state::SHOTS {
                     return;
                 }
-                let (Some(image), Some(face)) = (self.state.frame.clone(), self.state.face())
-                else {
-                    self.state.error_about(
-                        protocol::Operation::Enrol,
-                        "no face to enrol: open an image with a face, or face the camera",
-                    );
-                    return;
-                };
-                self.state.busy_enrol = true;
-                self.worker.send(Command::Enrol { image, face, name });
+                if let Some(shot) = self.selected_shot() {
+                    self.state.shot_serial += 1;
+                    self.state.shots.push(state::PendingShot {
+                        crop: Arc::new(worker::crop(&shot.image, &shot.face)),
+                        shot,
+                        serial: self.state.shot_serial,
+                    });
+                }
+            }
+            Action::ClearShots => self.state.shots.clear(),
+            Action::EnrolShots => {
+                let shots = self.state.shots.iter().map(|s| s.shot.clone()).collect();
+                self.enrol(shots);
+            }
+            Action::SetLive(on) => {
+                self.state.live = on;
+                self.state.tracker.clear();
+                self.state.due_tracks.clear();
+                if on {
+                    self.state.continuous = false;
+                }
             }
             Action::Match(mode) => {
                 let (Some(image), Some(face)) = (self.state.frame.clone(), self.state.face())
@@ -430,6 +461,7 @@ impl BlindfaceApp {
         {
             self.save_settings();
         }
+        self.send_due_tracks();
         if new_frame && self.state.continuous && !self.state.busy_match {
             let mode = match_panel::current_mode(&self.state);
             self.apply(Action::Match(mode));
@@ -470,6 +502,53 @@ impl BlindfaceApp {
                 }
             }
             Err(e) => self.state.error(e),
+        }
+    }
+
+    /// The selected face of the current frame, or an enrolment error saying what is missing.
+    fn selected_shot(&mut self) -> Option<Shot> {
+        match (self.state.frame.clone(), self.state.face()) {
+            (Some(image), Some(face)) => Some(Shot { image, face }),
+            _ => {
+                self.state.error_about(
+                    protocol::Operation::Enrol,
+                    "no face to enrol: open an image with a face, or face the camera",
+                );
+                None
+            }
+        }
+    }
+
+    fn enrol(&mut self, shots: Vec<Shot>) {
+        let name = self.state.enrol_name.trim().to_string();
+        if name.is_empty() {
+            self.state.error_about(
+                protocol::Operation::Enrol,
+                protocol::AppError::NoName.to_string(),
+            );
+            return;
+        }
+        if shots.is_empty() {
+            return;
+        }
+        self.state.busy_enrol = true;
+        self.worker.send(Command::Enrol { name, shots });
+    }
+
+    /// Sends the tracks that are due for matching (live mode).
+    fn send_due_tracks(&mut self) {
+        let Some(image) = self.state.frame.clone() else {
+            self.state.due_tracks.clear();
+            return;
+        };
+        for id in std::mem::take(&mut self.state.due_tracks) {
+            if let Some(t) = self.state.tracker.get(id) {
+                self.worker.send(Command::MatchTrack {
+                    track: id,
+                    image: image.clone(),
+                    face: t.face,
+                });
+            }
         }
     }
 
@@ -514,6 +593,8 @@ impl BlindfaceApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     threshold::ui(ui, state, &mut actions);
+                    ui.separator();
+                    wire_panel::ui(ui, state, textures);
                     ui.separator();
                     timings::ui(ui, state);
                 });

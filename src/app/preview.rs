@@ -3,8 +3,54 @@
 
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 
-use super::state::AppState;
+use super::state::{AppState, TrackLabel};
 use super::{Action, Textures};
+
+const GREEN: Color32 = Color32::from_rgb(40, 170, 70);
+const RED: Color32 = Color32::from_rgb(210, 60, 50);
+const GREY: Color32 = Color32::from_rgb(120, 120, 120);
+
+/// The colour of a live label: green within the threshold, red beyond, grey before the
+/// first answer.
+pub fn label_color(label: &TrackLabel) -> Color32 {
+    match label {
+        TrackLabel::Match { .. } => GREEN,
+        TrackLabel::NoMatch { .. } => RED,
+        TrackLabel::Pending | TrackLabel::EmptyGallery => GREY,
+    }
+}
+
+/// Under each tracked face: its name, decrypted distance and verdict colour at the current
+/// threshold (real labels, so the accessibility tree, and tests, see them).
+fn live_labels(ui: &mut egui::Ui, state: &AppState, scale: f32, origin: Pos2) {
+    let threshold = state.settings.threshold;
+    for t in state.tracker.visible() {
+        let label = TrackLabel::of(t, threshold);
+        let [x, y, bw, bh] = t.face.bbox;
+        let top = Pos2::new(origin.x + x * scale, origin.y + (y + bh) * scale + 2.0);
+        let rect = Rect::from_min_size(top, Vec2::new((bw * scale).max(120.0), 22.0));
+        let painter = ui.painter();
+        painter.rect_stroke(
+            Rect::from_min_max(
+                Pos2::new(origin.x + x * scale, origin.y + y * scale),
+                Pos2::new(origin.x + (x + bw) * scale, origin.y + (y + bh) * scale),
+            ),
+            0.0,
+            Stroke::new(2.5, label_color(&label)),
+            StrokeKind::Outside,
+        );
+        painter.rect_filled(rect, 3.0, label_color(&label));
+        ui.put(
+            rect,
+            egui::Label::new(
+                egui::RichText::new(label.text())
+                    .color(Color32::WHITE)
+                    .strong(),
+            )
+            .truncate(),
+        );
+    }
+}
 
 pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
@@ -49,6 +95,7 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
         Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
         Color32::WHITE,
     );
+    let enrolling = state.typing_name || !state.shots.is_empty();
     for (i, f) in state.faces.iter().enumerate() {
         let selected = state.selected_face == Some(i);
         let color = if selected {
@@ -67,13 +114,23 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
         for [lx, ly] in f.landmarks {
             painter.circle_filled(to_screen(lx, ly), 3.0, Color32::from_rgb(255, 80, 80));
         }
-        painter.text(
-            rect.left_top() - Vec2::new(0.0, 2.0),
-            egui::Align2::LEFT_BOTTOM,
-            format!("{}{:.2}", if selected { "selected " } else { "" }, f.score),
-            egui::FontId::proportional(14.0),
-            color,
-        );
+        let tag = match (selected, enrolling) {
+            (true, true) => format!("will be enrolled {:.2}", f.score),
+            (true, false) => format!("selected {:.2}", f.score),
+            _ => format!("{:.2}", f.score),
+        };
+        if !state.live || (selected && enrolling) {
+            painter.text(
+                rect.left_top() - Vec2::new(0.0, 2.0),
+                egui::Align2::LEFT_BOTTOM,
+                tag,
+                egui::FontId::proportional(14.0),
+                color,
+            );
+        }
+    }
+    if state.live {
+        live_labels(ui, state, scale, origin);
     }
     if response.clicked() {
         if let Some(p) = response.interact_pointer_pos() {

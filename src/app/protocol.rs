@@ -11,6 +11,7 @@ use image::RgbImage;
 use crate::client::keys::KeyError;
 use crate::client::{ClientError, WireView};
 use crate::he::TemplateId;
+use crate::live::TrackId;
 use crate::matcher::{MatcherError, MatcherSpec};
 use crate::ranking::PersonDistance;
 use crate::vision::{Face, VisionError};
@@ -141,24 +142,34 @@ pub struct KeyInfo {
     pub created: bool,
 }
 
+/// One captured face: the frame and the face in it.
+#[derive(Clone)]
+pub struct Shot {
+    pub image: Arc<RgbImage>,
+    pub face: Face,
+}
+
 /// What the UI asks of the worker.
 pub enum Command {
     /// Load an image file and detect its faces.
     LoadFile { path: PathBuf },
     /// Detect the faces of a frame (camera).
     Analyse { label: String, image: Arc<RgbImage> },
-    /// Embed `face`, encrypt it and enrol it under `name`.
-    Enrol {
-        image: Arc<RgbImage>,
-        face: Face,
-        name: String,
-    },
+    /// Embed each shot's face, encrypt it and enrol them all under `name` (one person,
+    /// several templates; their verdict uses the best).
+    Enrol { name: String, shots: Vec<Shot> },
     /// Embed `face`, encrypt it as a probe, verify or identify, decrypt.
     Match {
         image: Arc<RgbImage>,
         face: Face,
         mode: MatchMode,
         source: String,
+    },
+    /// Identify one tracked face (live mode).
+    MatchTrack {
+        track: TrackId,
+        image: Arc<RgbImage>,
+        face: Face,
     },
     /// Remove templates.
     Remove { ids: Vec<TemplateId> },
@@ -193,8 +204,8 @@ pub enum Event {
     },
     Enrolled {
         name: String,
-        id: TemplateId,
-        crop: Arc<RgbImage>,
+        ids: Vec<TemplateId>,
+        crops: Vec<Arc<RgbImage>>,
         timings: Timings,
         wire: WireView,
     },
@@ -202,6 +213,20 @@ pub enum Event {
         outcome: MatchOutcome,
         timings: Timings,
         wire: WireView,
+        /// The probe's face, for "what only the app sees".
+        crop: Arc<RgbImage>,
+    },
+    /// A tracked face's decrypted distances, best per person.
+    TrackMatched {
+        track: TrackId,
+        rows: Vec<PersonDistance>,
+        timings: Timings,
+        wire: WireView,
+        crop: Arc<RgbImage>,
+    },
+    TrackFailed {
+        track: TrackId,
+        error: AppError,
     },
     /// The gallery: every template id with its decrypted name.
     Gallery(Vec<(TemplateId, String)>),

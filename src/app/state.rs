@@ -14,9 +14,12 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Timings};
+use super::protocol::{
+    Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot, Timings,
+};
 use crate::client::WireView;
 use crate::he::{threshold_sq, TemplateId};
+use crate::live::{Track, TrackId, Tracker, TrackerConfig};
 use crate::matcher::MatcherSpec;
 use crate::vision::{Face, SFACE_L2_THRESHOLD};
 
@@ -110,12 +113,73 @@ pub struct Notice {
     pub topic: Option<Operation>,
 }
 
-/// The face the user enrolled last: its crop and the confirmation.
+/// How many shots a multi-shot enrolment takes.
+pub const SHOTS: usize = 3;
+
+/// What to tell the person before each shot.
+pub fn shot_prompt(taken: usize) -> &'static str {
+    match taken {
+        0 => "Look at the camera, then Capture shot.",
+        1 => "Turn your head slightly to one side, then Capture shot.",
+        _ => "Turn your head slightly to the other side, then Capture shot.",
+    }
+}
+
+/// The person the user enrolled last: their crops and the confirmation.
 #[derive(Debug, Clone)]
 pub struct EnrolConfirmation {
     pub name: String,
-    pub id: TemplateId,
+    pub ids: Vec<TemplateId>,
+    pub crops: Vec<Arc<RgbImage>>,
+}
+
+/// A captured shot waiting to be enrolled, with its crop for display.
+#[derive(Clone)]
+pub struct PendingShot {
+    pub shot: Shot,
     pub crop: Arc<RgbImage>,
+    /// Bumped per shot (texture key).
+    pub serial: u64,
+}
+
+/// What a tracked face's label says at a threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackLabel {
+    /// Not matched yet.
+    Pending,
+    /// Nobody enrolled.
+    EmptyGallery,
+    /// The best person is within the threshold.
+    Match { name: String, l2: f32 },
+    /// Nobody within the threshold; the closest person.
+    NoMatch { closest: String, l2: f32 },
+}
+
+impl TrackLabel {
+    /// The label of `track` at `threshold_l2` (decided here, from decrypted distances).
+    pub fn of(track: &Track, threshold_l2: f32) -> TrackLabel {
+        match (track.matched, track.best()) {
+            (false, _) => TrackLabel::Pending,
+            (true, None) => TrackLabel::EmptyGallery,
+            (true, Some(b)) if is_match(b.distance_sq, threshold_l2) => TrackLabel::Match {
+                name: b.name.clone(),
+                l2: b.l2,
+            },
+            (true, Some(b)) => TrackLabel::NoMatch {
+                closest: b.name.clone(),
+                l2: b.l2,
+            },
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            TrackLabel::Pending => "identifying...".into(),
+            TrackLabel::EmptyGallery => "nobody enrolled".into(),
+            TrackLabel::Match { name, l2 } => format!("{name} {l2:.2}"),
+            TrackLabel::NoMatch { closest, l2 } => format!("unknown (closest {closest} {l2:.2})"),
+        }
+    }
 }
 
 /// A key waiting for confirmation before it replaces the current one.
@@ -153,8 +217,19 @@ pub struct AppState {
     /// The name field has focus: a folder source holds its image meanwhile.
     pub typing_name: bool,
     pub last_enrol: Option<EnrolConfirmation>,
+    /// Shots captured for the next enrolment.
+    pub shots: Vec<PendingShot>,
+    pub shot_serial: u64,
     pub verify_name: String,
+    /// Identify the selected face on every new frame.
     pub continuous: bool,
+    /// Live mode: every face in view tracked and identified on a schedule.
+    pub live: bool,
+    pub tracker: Tracker,
+    /// Tracks due for matching, for the app to send.
+    pub due_tracks: Vec<TrackId>,
+    /// The probe crop of the last match (what only the app sees).
+    pub last_probe: Option<(u64, Arc<RgbImage>)>,
     /// Commands sent to the worker and not answered yet (spinners).
     pub busy_enrol: bool,
     pub busy_match: bool,
@@ -195,8 +270,14 @@ impl AppState {
             enrol_name: String::new(),
             typing_name: false,
             last_enrol: None,
+            shots: Vec::new(),
+            shot_serial: 0,
             verify_name: String::new(),
             continuous: false,
+            live: false,
+            tracker: Tracker::new(TrackerConfig::default()),
+            due_tracks: Vec::new(),
+            last_probe: None,
             busy_enrol: false,
             busy_match: false,
             busy_frame: false,
@@ -270,6 +351,8 @@ impl AppState {
         self.busy_enrol = false;
         self.busy_match = false;
         self.busy_frame = false;
+        self.due_tracks.clear();
+        self.tracker.clear();
     }
 
     /// Applies one event from the worker.
@@ -290,6 +373,10 @@ impl AppState {
                 if self.selected_face.is_none_or(|i| i >= faces.len()) {
                     self.selected_face = if faces.is_empty() { None } else { Some(0) };
                 }
+                if self.live {
+                    let due = self.tracker.update(&faces, Instant::now());
+                    self.due_tracks.extend(due);
+                }
                 self.faces = faces;
                 self.timings.detect_ms = timings.detect_ms;
                 let now = Instant::now();
@@ -302,8 +389,8 @@ impl AppState {
             }
             Event::Enrolled {
                 name,
-                id,
-                crop,
+                ids,
+                crops,
                 timings,
                 wire,
             } => {
@@ -311,17 +398,41 @@ impl AppState {
                 self.clear_topic(Operation::Enrol);
                 self.timings.merge(&timings);
                 self.last_wire = Some(wire);
-                self.last_enrol = Some(EnrolConfirmation { name, id, crop });
+                self.shots.clear();
+                // Ready for the next person.
+                self.enrol_name.clear();
+                // Tracked faces are matched again against the grown gallery.
+                self.tracker.clear();
+                self.last_enrol = Some(EnrolConfirmation { name, ids, crops });
+            }
+            Event::TrackMatched {
+                track,
+                rows,
+                timings,
+                wire,
+                crop,
+            } => {
+                self.clear_topic(Operation::Match);
+                self.timings.merge(&timings);
+                self.last_wire = Some(wire);
+                self.last_probe = Some((self.last_probe.as_ref().map_or(1, |p| p.0 + 1), crop));
+                self.tracker.matched(track, rows);
+            }
+            Event::TrackFailed { track, error } => {
+                self.tracker.failed(track);
+                self.error_about(Operation::Match, error.to_string());
             }
             Event::Matched {
                 outcome,
                 timings,
                 wire,
+                crop,
             } => {
                 self.busy_match = false;
                 self.clear_topic(Operation::Match);
                 self.timings.merge(&timings);
                 self.last_wire = Some(wire);
+                self.last_probe = Some((self.last_probe.as_ref().map_or(1, |p| p.0 + 1), crop));
                 if let Some(best) = outcome.distances.first() {
                     let t = self.started.elapsed().as_secs_f64();
                     self.history.push_back((t, best.l2, best.name.clone()));
@@ -331,10 +442,13 @@ impl AppState {
                 }
                 self.last_match = Some(outcome);
             }
-            Event::Gallery(entries) => {
+            Event::Gallery(mut entries) => {
+                entries.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+                if entries != self.gallery {
+                    // Labels of tracked faces were made against another gallery.
+                    self.tracker.clear();
+                }
                 self.gallery = entries;
-                self.gallery
-                    .sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
             }
             Event::Connection(c) => {
                 match &c {
@@ -360,6 +474,7 @@ impl AppState {
                         self.last_match = None;
                         self.history.clear();
                         self.last_enrol = None;
+                        self.tracker.clear();
                     }
                 }
                 self.first_run = created;

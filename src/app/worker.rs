@@ -1,11 +1,13 @@
-//! All heavy work of the app on one background thread: loading images, detection, and
+//! All heavy work of the app, on two background threads sharing one face pipeline: the
+//! vision thread loads images and detects faces on every frame; the client thread does
 //! everything the app-side [`Client`] does (embedding, encryption, matcher calls,
-//! decryption), plus the key lifecycle. The worker owns the secret key (inside the client,
-//! or alone while no matcher is connected); the window only ever sees its fingerprint.
+//! decryption), plus the key lifecycle. So detection keeps the preview's frame rate while
+//! faces are being matched. The client thread owns the secret key (inside the client, or
+//! alone while no matcher is connected); the window only ever sees its fingerprint.
 //!
 //! The UI sends [`Command`]s and drains [`Event`]s each frame; it never waits. A panic in a
-//! command is caught: the worker reports [`Event::Crashed`] and stops, and the UI starts a
-//! fresh one ([`Worker::restart`]), so busy flags never stay set.
+//! command is caught: the thread reports [`Event::Crashed`] and stops, and the UI starts a
+//! fresh worker ([`Worker::restart`]), so busy flags never stay set.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,8 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::protocol::{
-    AppError, Command, Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Timings,
+    AppError, Command, Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot,
+    Timings,
 };
 use crate::client::face::template_of;
 use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPolicy};
@@ -36,13 +39,102 @@ pub struct WorkerConfig {
 
 type Repaint = Arc<Mutex<Option<eframe::egui::Context>>>;
 
-/// Handle to the worker thread.
+/// What both threads share: the way to the UI and the face pipeline (loaded once, by
+/// whichever thread needs it first).
+struct Shared {
+    events: Sender<Event>,
+    repaint: Repaint,
+    pipeline: Mutex<Option<Arc<FacePipeline>>>,
+}
+
+impl Shared {
+    fn send(&self, e: Event) {
+        let _ = self.events.send(e);
+        if let Some(ctx) = self
+            .repaint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            ctx.request_repaint();
+        }
+    }
+
+    fn pipeline(&self) -> Result<Arc<FacePipeline>, AppError> {
+        let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none() {
+            *p = Some(Arc::new(
+                FacePipeline::load_default().map_err(AppError::Models)?,
+            ));
+        }
+        Ok(p.as_ref().expect("just loaded").clone())
+    }
+}
+
+/// Handle to the worker threads.
 pub struct Worker {
     config: WorkerConfig,
-    tx: Sender<Command>,
+    client_tx: Sender<Command>,
+    vision_tx: Sender<Command>,
     rx: Receiver<Event>,
     repaint: Repaint,
     match_calls: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    /// Closes the command channels and waits for the threads to finish their current
+    /// command, so the store and the key are released when the worker is gone (a new
+    /// worker, or another app on the same data directory, can open them at once).
+    fn drop(&mut self) {
+        let (closed, _) = channel();
+        self.client_tx = closed.clone();
+        self.vision_tx = closed;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a worker thread does: its first step, each command, and what to release if a
+/// command panics.
+trait Job: Send + 'static {
+    fn init(&mut self) {}
+    fn handle(&mut self, cmd: Command);
+    fn release(&mut self) {}
+}
+
+/// Runs `job` on its own thread: `init`, then each command until the channel closes or a
+/// command panics (then `release` runs, the crash is reported, and the thread stops).
+fn serve(
+    name: &str,
+    shared: Arc<Shared>,
+    rx: Receiver<Command>,
+    mut job: impl Job,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            job.init();
+            while let Ok(cmd) = rx.recv() {
+                let op = cmd.operation();
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.handle(cmd)));
+                if let Err(panic) = r {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    // The state may be half-changed: release it (the store, so a fresh
+                    // worker can open it) before telling the UI, then stop.
+                    job.release();
+                    drop(job);
+                    shared.send(Event::Crashed { op, message });
+                    return;
+                }
+            }
+        })
+        .expect("spawn a worker thread")
 }
 
 impl Worker {
@@ -52,56 +144,45 @@ impl Worker {
     }
 
     fn start(config: WorkerConfig, repaint: Repaint, match_calls: Arc<AtomicU64>) -> Self {
-        let (tx, cmd_rx) = channel::<Command>();
+        let (client_tx, client_rx) = channel::<Command>();
+        let (vision_tx, vision_rx) = channel::<Command>();
         let (ev_tx, rx) = channel::<Event>();
-        let cfg = config.clone();
-        let (rp, mc) = (repaint.clone(), match_calls.clone());
-        std::thread::Builder::new()
-            .name("blindface-worker".into())
-            .spawn(move || {
-                let mut inner = Inner {
-                    locations: Locations {
-                        data_dir: cfg.data_dir.clone(),
-                        tokens: TokenStore::beside_key(&cfg.key_path),
-                    },
-                    key_path: cfg.key_path.clone(),
-                    spec: cfg.matcher.clone(),
-                    client: None,
-                    spare_key: None,
-                    key_problem: None,
-                    candidate: None,
-                    pipeline: None,
-                    events: ev_tx,
-                    repaint: rp,
-                    match_calls: mc,
-                };
-                inner.start();
-                while let Ok(cmd) = cmd_rx.recv() {
-                    let op = cmd.operation();
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        inner.handle(cmd)
-                    }));
-                    if let Err(panic) = r {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        // The state may be half-changed: close the store (so the fresh
-                        // worker can open it) before telling the UI, then stop.
-                        drop(inner.client.take());
-                        inner.send(Event::Crashed { op, message });
-                        return;
-                    }
-                }
-            })
-            .expect("spawn the worker thread");
+        let shared = Arc::new(Shared {
+            events: ev_tx,
+            repaint: repaint.clone(),
+            pipeline: Mutex::new(None),
+        });
+        let vision_thread = serve(
+            "blindface-vision",
+            shared.clone(),
+            vision_rx,
+            Vision {
+                shared: shared.clone(),
+            },
+        );
+        let inner = Inner {
+            locations: Locations {
+                data_dir: config.data_dir.clone(),
+                tokens: TokenStore::beside_key(&config.key_path),
+            },
+            key_path: config.key_path.clone(),
+            spec: config.matcher.clone(),
+            client: None,
+            spare_key: None,
+            key_problem: None,
+            candidate: None,
+            shared: shared.clone(),
+            match_calls: match_calls.clone(),
+        };
+        let client_thread = serve("blindface-client", shared, client_rx, inner);
         Worker {
             config,
-            tx,
+            client_tx,
+            vision_tx,
             rx,
             repaint,
             match_calls,
+            threads: vec![vision_thread, client_thread],
         }
     }
 
@@ -121,9 +202,13 @@ impl Worker {
     }
 
     pub fn send(&self, cmd: Command) {
-        // A send fails only once the worker stopped after a crash; its Crashed event (or
-        // the closed channel, see `drain`) makes the UI restart it.
-        let _ = self.tx.send(cmd);
+        // A send fails only once a thread stopped after a crash; its Crashed event (or
+        // the closed channel, see `drain`) makes the UI restart the worker.
+        let tx = match cmd {
+            Command::LoadFile { .. } | Command::Analyse { .. } => &self.vision_tx,
+            _ => &self.client_tx,
+        };
+        let _ = tx.send(cmd);
     }
 
     /// Events that arrived since the last call; a worker that vanished without a word is
@@ -159,7 +244,7 @@ impl Command {
         Some(match self {
             Command::LoadFile { .. } | Command::Analyse { .. } => Operation::Frame,
             Command::Enrol { .. } => Operation::Enrol,
-            Command::Match { .. } => Operation::Match,
+            Command::Match { .. } | Command::MatchTrack { .. } => Operation::Match,
             Command::Remove { .. } | Command::Refresh => Operation::Gallery,
             Command::Connect { .. } => Operation::Connect,
             Command::InspectKey(_)
@@ -184,10 +269,74 @@ struct Inner {
     key_problem: Option<String>,
     /// A key waiting for the user's confirmation.
     candidate: Option<SecretKey>,
-    pipeline: Option<FacePipeline>,
-    events: Sender<Event>,
-    repaint: Repaint,
+    shared: Arc<Shared>,
     match_calls: Arc<AtomicU64>,
+}
+
+impl Job for Inner {
+    fn init(&mut self) {
+        self.start();
+    }
+    fn handle(&mut self, cmd: Command) {
+        Inner::handle(self, cmd)
+    }
+    fn release(&mut self) {
+        drop(self.client.take());
+    }
+}
+
+/// The vision thread: images in, faces out, on every frame.
+struct Vision {
+    shared: Arc<Shared>,
+}
+
+impl Job for Vision {
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::LoadFile { path } => {
+                let label = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path.display().to_string());
+                match load_image(&path) {
+                    Ok(img) => self.analyse(label, Arc::new(img)),
+                    Err(e) => self.fail(AppError::Image(e)),
+                }
+            }
+            Command::Analyse { label, image } => self.analyse(label, image),
+            _ => {}
+        }
+    }
+}
+
+impl Vision {
+    fn fail(&self, error: AppError) {
+        self.shared.send(Event::Failed {
+            op: Operation::Frame,
+            error,
+        });
+    }
+
+    fn analyse(&self, label: String, image: Arc<RgbImage>) {
+        let t = Instant::now();
+        let faces = match self
+            .shared
+            .pipeline()
+            .and_then(|p| p.detect(&image).map_err(AppError::Detect))
+        {
+            Ok(f) => f,
+            Err(e) => return self.fail(e),
+        };
+        self.shared.send(Event::Frame {
+            label,
+            image,
+            faces,
+            timings: Timings {
+                detect_ms: Some(ms(t)),
+                ..Timings::default()
+            },
+        });
+    }
 }
 
 fn ms(since: Instant) -> f64 {
@@ -196,15 +345,7 @@ fn ms(since: Instant) -> f64 {
 
 impl Inner {
     fn send(&self, e: Event) {
-        let _ = self.events.send(e);
-        if let Some(ctx) = self
-            .repaint
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            ctx.request_repaint();
-        }
+        self.shared.send(e);
     }
 
     fn fail(&self, op: Operation, error: impl Into<AppError>) {
@@ -289,13 +430,6 @@ impl Inner {
         self.client.as_mut().ok_or(AppError::NoMatcher)
     }
 
-    fn pipeline(&mut self) -> Result<&FacePipeline, AppError> {
-        if self.pipeline.is_none() {
-            self.pipeline = Some(FacePipeline::load_default().map_err(AppError::Models)?);
-        }
-        Ok(self.pipeline.as_ref().expect("just loaded"))
-    }
-
     fn send_gallery(&self) {
         if let Some(c) = &self.client {
             self.send(Event::Gallery(
@@ -306,18 +440,9 @@ impl Inner {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::LoadFile { path } => {
-                let label = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| path.display().to_string());
-                match load_image(&path) {
-                    Ok(img) => self.analyse(label, Arc::new(img)),
-                    Err(e) => self.fail(Operation::Frame, AppError::Image(e)),
-                }
-            }
-            Command::Analyse { label, image } => self.analyse(label, image),
-            Command::Enrol { image, face, name } => match self.enrol(&image, &face, &name) {
+            // The vision thread's commands (never routed here).
+            Command::LoadFile { .. } | Command::Analyse { .. } => {}
+            Command::Enrol { name, shots } => match self.enrol(&name, &shots) {
                 Ok(e) => {
                     self.send(e);
                     self.send_gallery();
@@ -333,6 +458,12 @@ impl Inner {
                 Ok(e) => self.send(e),
                 Err(e) => self.fail(Operation::Match, e),
             },
+            Command::MatchTrack { track, image, face } => {
+                match self.match_track(track, &image, &face) {
+                    Ok(e) => self.send(e),
+                    Err(error) => self.send(Event::TrackFailed { track, error }),
+                }
+            }
             Command::Remove { ids } => {
                 let r = self
                     .client()
@@ -470,57 +601,91 @@ impl Inner {
         self.connect(None);
     }
 
-    fn analyse(&mut self, label: String, image: Arc<RgbImage>) {
-        let t = Instant::now();
-        let faces = match self
-            .pipeline()
-            .and_then(|p| p.detect(&image).map_err(AppError::Detect))
-        {
-            Ok(f) => f,
-            Err(e) => return self.fail(Operation::Frame, e),
-        };
-        let timings = Timings {
-            detect_ms: Some(ms(t)),
-            ..Timings::default()
-        };
-        self.send(Event::Frame {
-            label,
-            image,
-            faces,
-            timings,
-        });
-    }
-
     fn template(
         &mut self,
         image: &RgbImage,
         face: &Face,
     ) -> Result<(crate::he::Template, f64), AppError> {
         let params = *self.client()?.params();
+        let pipeline = self.shared.pipeline()?;
         let t = Instant::now();
-        let template = template_of(self.pipeline()?, image, face, &params)?;
+        let template = template_of(&pipeline, image, face, &params)?;
         Ok((template, ms(t)))
     }
 
-    fn enrol(&mut self, image: &RgbImage, face: &Face, name: &str) -> Result<Event, AppError> {
+    /// Enrols every shot as a template of `name`. Every shot is embedded before the first
+    /// is enrolled, so a shot without a usable face enrols nothing.
+    fn enrol(&mut self, name: &str, shots: &[Shot]) -> Result<Event, AppError> {
         if name.trim().is_empty() {
             return Err(AppError::NoName);
         }
-        let (template, embed_ms) = self.template(image, face)?;
-        let e = self.client()?.enrol(&template, name)?;
+        if shots.is_empty() {
+            return Err(AppError::NoFace);
+        }
+        let mut templates = Vec::with_capacity(shots.len());
+        let mut embed_ms = 0.0;
+        for shot in shots {
+            let (t, ms) = self.template(&shot.image, &shot.face)?;
+            templates.push(t);
+            embed_ms += ms;
+        }
+        let client = self.client()?;
+        let mut ids = Vec::new();
+        let mut timings = Timings {
+            embed_ms: Some(embed_ms),
+            encrypt_ms: Some(0.0),
+            match_ms: Some(0.0),
+            bytes_sent: Some(0),
+            bytes_received: Some(0),
+            ..Timings::default()
+        };
+        let mut wire = None;
+        let mut enrolled_name = String::new();
+        for t in &templates {
+            let e = client.enrol(t, name)?;
+            ids.push(e.id);
+            *timings.encrypt_ms.get_or_insert(0.0) += e.times.encrypt_ms;
+            *timings.match_ms.get_or_insert(0.0) += e.times.match_ms;
+            *timings.bytes_sent.get_or_insert(0) += e.traffic.sent;
+            *timings.bytes_received.get_or_insert(0) += e.traffic.received;
+            enrolled_name = e.name;
+            wire = Some(e.wire);
+        }
         Ok(Event::Enrolled {
-            name: e.name,
-            id: e.id,
-            crop: Arc::new(crop(image, face)),
+            name: enrolled_name,
+            ids,
+            crops: shots
+                .iter()
+                .map(|s| Arc::new(crop(&s.image, &s.face)))
+                .collect(),
+            timings,
+            wire: wire.expect("at least one shot"),
+        })
+    }
+
+    fn match_track(
+        &mut self,
+        track: crate::live::TrackId,
+        image: &RgbImage,
+        face: &Face,
+    ) -> Result<Event, AppError> {
+        let (template, embed_ms) = self.template(image, face)?;
+        let report = self.client()?.identify(&template)?;
+        self.match_calls.fetch_add(report.calls, Ordering::Relaxed);
+        Ok(Event::TrackMatched {
+            track,
+            rows: report.best_per_person(),
             timings: Timings {
+                detect_ms: None,
                 embed_ms: Some(embed_ms),
-                encrypt_ms: Some(e.times.encrypt_ms),
-                match_ms: Some(e.times.match_ms),
-                bytes_sent: Some(e.traffic.sent),
-                bytes_received: Some(e.traffic.received),
-                ..Timings::default()
+                encrypt_ms: Some(report.times.encrypt_ms),
+                match_ms: Some(report.times.match_ms),
+                decrypt_ms: Some(report.times.decrypt_ms),
+                bytes_sent: Some(report.traffic.sent),
+                bytes_received: Some(report.traffic.received),
             },
-            wire: e.wire,
+            wire: report.wire,
+            crop: Arc::new(crop(image, face)),
         })
     }
 
@@ -555,6 +720,7 @@ impl Inner {
                 bytes_received: Some(report.traffic.received),
             },
             wire: report.wire,
+            crop: Arc::new(crop(image, face)),
         })
     }
 }
