@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod he;
 pub mod labels;
 pub mod matcher;
+pub mod ort_platform;
 pub mod paths;
 pub mod ranking;
 pub mod server;
