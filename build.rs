@@ -1,15 +1,24 @@
-//! Build script: provisions ONNX Runtime 1.31.1 once, without manual steps.
+//! Build script: provisions ONNX Runtime once per machine, without manual steps.
 //!
 //! `ort` is used with `load-dynamic`, so the ONNX Runtime shared library is needed at run
-//! time, not at link time. This script fetches the official PyPI wheel
-//! `onnxruntime==1.31.1` with the host's `python3 -m pip download`, checks its SHA-256
-//! against `ort/onnxruntime-1.31.1.sha256`, and extracts
-//! `onnxruntime/capi/libonnxruntime.so.1.31.1` into `<target>/onnxruntime-1.31.1/`. The
-//! library's path reaches the crate as the compile-time variable `BLINDFACE_ORT_BUILD_DYLIB`
-//! (see `src/vision/runtime.rs`).
+//! time, not at link time. `src/ort_platform.rs` (included below, shared with the crate)
+//! says which official PyPI wheel and which library inside it the target needs; this
+//! script makes sure a copy whose SHA-256 matches `ort/onnxruntime.sha256` sits next to the
+//! binary (`<target>/<profile>/`, the file cargo-deb packages) and in the per-user cache
+//! (`~/.cache/blindface/onnxruntime-VERSION-PLATFORM/` on Linux, the platform cache folder
+//! elsewhere), so that `cargo clean` and `cargo install --path .` need no new download and
+//! an installed binary still finds it. In order, the first that works:
+//! 1. the copy next to the binary, if its hash matches;
+//! 2. the user cache's copy, if its hash matches;
+//! 3. `python -m pip download` of the exact wheel (explicit `--platform`,
+//!    `--python-version`, `--abi`: the host's Python version never matters; `py` on
+//!    Windows), wheel hash checked, library extracted with Python's zipfile, library hash
+//!    checked.
 //!
-//! Nothing is downloaded when `ORT_DYLIB_PATH` is set or `BLINDFACE_NO_ORT_DOWNLOAD=1`.
-//! A failure never fails the build: it prints a `cargo:warning` saying what to do.
+//! The copy's path reaches the crate as `BLINDFACE_ORT_BUILD_DYLIB`, the target triple as
+//! `BLINDFACE_TARGET` (see `src/vision/runtime.rs`). Nothing is provisioned when
+//! `ORT_DYLIB_PATH` is set or `BLINDFACE_NO_ORT_DOWNLOAD=1`. A failure never fails the
+//! build: it prints a `cargo:warning` saying what to do.
 
 use std::env;
 use std::fs;
@@ -19,237 +28,240 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-const ORT_VERSION: &str = "1.31.1";
-const PINS_FILE: &str = "ort/onnxruntime-1.31.1.sha256";
-const LIB_IN_WHEEL: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
-const LIB_NAME: &str = "libonnxruntime.so.1.31.1";
+#[path = "src/ort_platform.rs"]
+#[allow(dead_code)]
+mod ort_platform;
+
+use ort_platform::{OrtPlatform, PINS_FILE};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/ort_platform.rs");
     println!("cargo:rerun-if-changed={PINS_FILE}");
     println!("cargo:rerun-if-env-changed=ORT_DYLIB_PATH");
     println!("cargo:rerun-if-env-changed=BLINDFACE_NO_ORT_DOWNLOAD");
 
-    let dest_dir = target_dir().join(format!("onnxruntime-{ORT_VERSION}"));
-    let lib_path = dest_dir.join(LIB_NAME);
+    let triple = env::var("TARGET").unwrap_or_default();
+    println!("cargo:rustc-env=BLINDFACE_TARGET={triple}");
+    let opted_out = env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty())
+        || env::var("BLINDFACE_NO_ORT_DOWNLOAD").is_ok_and(|v| v == "1");
+
+    let platform = match ort_platform::for_target(&triple) {
+        Ok(platform) => platform,
+        Err(e) => {
+            if !opted_out {
+                warn(&format!(
+                    "{e}. Face detection needs ORT_DYLIB_PATH set to an ONNX Runtime 1.x \
+                     shared library at run time."
+                ));
+            }
+            return;
+        }
+    };
+    let lib_path = profile_dir().join(platform.library_file());
     // Always tell the crate where the build's copy lives (or would live); the runtime
     // checks that the file exists before using it.
     println!(
         "cargo:rustc-env=BLINDFACE_ORT_BUILD_DYLIB={}",
         lib_path.display()
     );
-
-    if env::var_os("ORT_DYLIB_PATH").is_some_and(|v| !v.is_empty()) {
-        return;
-    }
-    if env::var("BLINDFACE_NO_ORT_DOWNLOAD").is_ok_and(|v| v == "1") {
-        return;
-    }
-    if lib_path.is_file() {
-        // Re-provision if someone deletes it.
-        println!("cargo:rerun-if-changed={}", lib_path.display());
+    if opted_out {
         return;
     }
 
-    match provision(&dest_dir, &lib_path) {
+    match provision(&platform, &lib_path) {
+        // Re-provision if someone deletes or replaces the copy.
         Ok(()) => println!("cargo:rerun-if-changed={}", lib_path.display()),
-        Err(e) => {
-            for line in format!(
-                "could not provision ONNX Runtime {ORT_VERSION}: {e}. Face detection will fail \
-                 at run time until you set ORT_DYLIB_PATH to a libonnxruntime {ORT_VERSION} \
-                 library (e.g. `python3 -m pip download onnxruntime=={ORT_VERSION} --no-deps \
-                 --only-binary=:all: -d /tmp/ort` and unzip {LIB_IN_WHEEL} from the wheel), \
-                 or fix the problem and `touch build.rs` to retry."
-            )
-            .lines()
-            {
-                println!("cargo:warning={line}");
-            }
-        }
+        Err(e) => warn(&format!(
+            "could not provision ONNX Runtime {v}: {e}. Face detection will fail at run time \
+             until you set ORT_DYLIB_PATH to {lib} from the PyPI wheel {wheel} (`python3 -m \
+             pip download {args}` fetches it), or fix the problem and `touch build.rs` to retry.",
+            v = platform.version,
+            lib = platform.library_in_wheel(),
+            wheel = platform.wheel_file(),
+            args = platform.pip_download_args("DIR").join(" "),
+        )),
     }
 }
 
-/// `<target>` (or `<target>/<triple>`): three levels above the profile's `build/` folder.
-fn target_dir() -> PathBuf {
+fn warn(message: &str) {
+    for line in message.lines() {
+        println!("cargo:warning={line}");
+    }
+}
+
+/// `<target>/<profile>` (or `<target>/<triple>/<profile>`): where cargo puts the binary,
+/// three levels above this script's OUT_DIR (`<profile>/build/<pkg>-<hash>/out`).
+fn profile_dir() -> PathBuf {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default());
-    // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
-    if let Some(profile_dir) = out_dir.ancestors().nth(3) {
-        if let Some(parent) = profile_dir.parent() {
-            if !parent.as_os_str().is_empty() {
-                return parent.to_path_buf();
-            }
-        }
-    }
-    match env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("target"),
+    match out_dir.ancestors().nth(3) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
+            .join("target")
+            .join(env::var("PROFILE").unwrap_or_else(|_| "release".into())),
     }
 }
 
-fn provision(dest_dir: &Path, lib_path: &Path) -> Result<(), String> {
-    let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    if target_os != "linux" || !(target_arch == "x86_64" || target_arch == "aarch64") {
-        return Err(format!(
-            "automatic download supports linux x86_64 and aarch64 only (target: {target_os} {target_arch})"
-        ));
-    }
-    let pins = read_pins()?;
+/// The user cache folder for this platform's library: `blindface::paths::cache_dir()`
+/// joined with the same name, which is where the run-time lookup looks.
+fn user_cache_dir(platform: &OrtPlatform) -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "blindface")
+        .map(|d| d.cache_dir().join(platform.cache_dir_name()))
+}
 
-    fs::create_dir_all(dest_dir)
-        .map_err(|e| format!("cannot create {}: {e}", dest_dir.display()))?;
-    let wheel_dir = dest_dir.join("wheel.tmp");
+fn provision(platform: &OrtPlatform, lib_path: &Path) -> Result<(), String> {
+    let pins = ort_platform::pins().map_err(|e| e.to_string())?;
+    let want_wheel = pins
+        .wheel(platform)
+        .ok_or_else(|| format!("{PINS_FILE} has no pin for {}", platform.wheel_file()))?;
+    let want_lib = pins
+        .library(platform)
+        .ok_or_else(|| format!("{PINS_FILE} has no pin for {}", platform.library_pin_name()))?;
+    let cached = user_cache_dir(platform).map(|d| d.join(platform.library_file()));
+
+    if !matches_pin(lib_path, want_lib) {
+        match cached.as_deref().filter(|c| matches_pin(c, want_lib)) {
+            Some(cache) => copy_atomically(cache, lib_path)?,
+            None => download(platform, want_wheel, want_lib, lib_path)?,
+        }
+    }
+    if let Some(cache) = cached.as_deref().filter(|c| !matches_pin(c, want_lib)) {
+        if let Err(e) = copy_atomically(lib_path, cache) {
+            warn(&format!(
+                "ONNX Runtime is in {} but could not be cached for later builds and \
+                 installed binaries: {e}",
+                lib_path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn matches_pin(path: &Path, sha256: &str) -> bool {
+    path.is_file() && sha256_file(path).is_ok_and(|h| h == sha256)
+}
+
+/// Copies `from` to `to` through a temporary file in `to`'s folder, then renames.
+fn copy_atomically(from: &Path, to: &Path) -> Result<(), String> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = to.with_extension(format!("tmp{}", std::process::id()));
+    fs::copy(from, &tmp)
+        .and_then(|_| fs::rename(&tmp, to))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            format!("cannot copy {} to {}: {e}", from.display(), to.display())
+        })
+}
+
+fn download(
+    platform: &OrtPlatform,
+    want_wheel: &str,
+    want_lib: &str,
+    lib_path: &Path,
+) -> Result<(), String> {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default());
+    let wheel_dir = out_dir.join("onnxruntime-wheel");
     let _ = fs::remove_dir_all(&wheel_dir);
     fs::create_dir_all(&wheel_dir)
         .map_err(|e| format!("cannot create {}: {e}", wheel_dir.display()))?;
-
-    let result = download_and_extract(&pins, &wheel_dir, lib_path, &target_arch);
+    let result = download_into(platform, want_wheel, want_lib, &wheel_dir, lib_path);
     let _ = fs::remove_dir_all(&wheel_dir);
     result
 }
 
-fn download_and_extract(
-    pins: &[(String, String)],
+fn download_into(
+    platform: &OrtPlatform,
+    want_wheel: &str,
+    want_lib: &str,
     wheel_dir: &Path,
     lib_path: &Path,
-    target_arch: &str,
 ) -> Result<(), String> {
-    let host = env::var("HOST").unwrap_or_default();
-    let target = env::var("TARGET").unwrap_or_default();
-    let spec = format!("onnxruntime=={ORT_VERSION}");
-    let common = [
-        "-m",
-        "pip",
-        "download",
-        spec.as_str(),
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--retries",
-        "2",
-        "-d",
-    ];
-
-    // 1. The wheel for the host's own Python (when host = target).
-    let mut first_error = None;
-    if host == target {
-        match run_pip(&common, wheel_dir, &[]) {
-            Ok(()) => {}
-            Err(e) => first_error = Some(e),
-        }
+    let python = find_python()?;
+    let args = platform.pip_download_args(&wheel_dir.to_string_lossy());
+    let output = Command::new(python)
+        .arg("-m")
+        .arg("pip")
+        .args(&args)
+        .env("PIP_NO_INPUT", "1")
+        .output()
+        .map_err(|e| format!("cannot run `{python} -m pip`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("`pip download` failed: {}", tail(&output.stderr)));
     }
-    // 2. No wheel for this Python (e.g. 3.10) or cross build: ask for a pinned one explicitly.
-    if find_wheel(wheel_dir).is_none() {
-        let platform = format!("manylinux_2_28_{target_arch}");
-        let extra = [
-            "--platform",
-            platform.as_str(),
-            "--python-version",
-            "3.12",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp312",
-        ];
-        run_pip(&common, wheel_dir, &extra).map_err(|e| match &first_error {
-            Some(first) => format!("{first}; then {e}"),
-            None => e,
-        })?;
-    }
-    let wheel = find_wheel(wheel_dir).ok_or_else(|| {
-        format!(
-            "pip reported success but left no wheel in {}",
-            wheel_dir.display()
-        )
-    })?;
-    let name = wheel
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let expected = pins
-        .iter()
-        .find(|(_, file)| *file == name)
-        .map(|(hash, _)| hash.as_str())
-        .ok_or_else(|| format!("wheel {name} has no pinned SHA-256 in {PINS_FILE}"))?;
-    let actual = sha256_file(&wheel)?;
-    if actual != expected {
+    let name = platform.wheel_file();
+    let wheel = wheel_dir.join(&name);
+    if !wheel.is_file() {
         return Err(format!(
-            "SHA-256 mismatch for {name}: expected {expected}, got {actual} (refusing to use it)"
+            "pip reported success but left no {name} in {}",
+            wheel_dir.display()
+        ));
+    }
+    let actual = sha256_file(&wheel)?;
+    if actual != want_wheel {
+        return Err(format!(
+            "SHA-256 mismatch for {name}: expected {want_wheel}, got {actual} (refusing to use it)"
         ));
     }
 
-    // Extract the one library file with Python's zipfile, into a temp name, then rename.
-    let tmp = lib_path.with_extension("tmp");
+    // Extract the one library file with Python's zipfile into a temporary name, check it,
+    // then rename it into place.
+    let dir = lib_path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = lib_path.with_extension(format!("tmp{}", std::process::id()));
     let script = "import sys, zipfile\n\
                   z = zipfile.ZipFile(sys.argv[1])\n\
                   open(sys.argv[3], 'wb').write(z.read(sys.argv[2]))\n";
-    let status = Command::new("python3")
+    let in_wheel = platform.library_in_wheel();
+    let status = Command::new(python)
         .arg("-c")
         .arg(script)
         .arg(&wheel)
-        .arg(LIB_IN_WHEEL)
+        .arg(&in_wheel)
         .arg(&tmp)
         .output()
-        .map_err(|e| format!("cannot run python3 to unzip the wheel: {e}"))?;
-    if !status.status.success() {
-        let _ = fs::remove_file(&tmp);
-        return Err(format!(
-            "extracting {LIB_IN_WHEEL} from {name} failed: {}",
+        .map_err(|e| format!("cannot run {python} to unzip the wheel: {e}"))?;
+    let checked = if !status.status.success() {
+        Err(format!(
+            "extracting {in_wheel} from {name} failed: {}",
             tail(&status.stderr)
-        ));
-    }
-    fs::rename(&tmp, lib_path).map_err(|e| format!("cannot move the library into place: {e}"))?;
-    Ok(())
-}
-
-fn run_pip(common: &[&str], wheel_dir: &Path, extra: &[&str]) -> Result<(), String> {
-    let output = Command::new("python3")
-        .args(common)
-        .arg(wheel_dir)
-        .args(extra)
-        .env("PIP_NO_INPUT", "1")
-        .output()
-        .map_err(|e| format!("cannot run `python3 -m pip`: {e}"))?;
-    if output.status.success() {
-        Ok(())
+        ))
     } else {
-        Err(format!("`pip download` failed: {}", tail(&output.stderr)))
-    }
-}
-
-fn find_wheel(dir: &Path) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.extension().is_some_and(|x| x == "whl")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("onnxruntime-"))
+        match sha256_file(&tmp)? {
+            h if h == want_lib => Ok(()),
+            h => Err(format!(
+                "SHA-256 mismatch for {in_wheel}: expected {want_lib}, got {h}"
+            )),
+        }
+    };
+    checked
+        .and_then(|()| {
+            fs::rename(&tmp, lib_path)
+                .map_err(|e| format!("cannot move the library into place: {e}"))
+        })
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
         })
 }
 
-/// `(sha256, wheel file name)` pairs from the pins file.
-fn read_pins() -> Result<Vec<(String, String)>, String> {
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let path = manifest.join(PINS_FILE);
-    let text =
-        fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let pins: Vec<(String, String)> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            let hash = parts.next()?.to_ascii_lowercase();
-            let file = parts.next()?.trim_start_matches('*').to_string();
-            (hash.len() == 64).then_some((hash, file))
+/// The first Python launcher on the host that has pip.
+fn find_python() -> Result<&'static str, String> {
+    let candidates = ort_platform::python_commands(cfg!(windows));
+    candidates
+        .iter()
+        .copied()
+        .find(|py| {
+            Command::new(py)
+                .args(["-m", "pip", "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success())
         })
-        .collect();
-    if pins.is_empty() {
-        return Err(format!("{} lists no wheel hashes", path.display()));
-    }
-    Ok(pins)
+        .ok_or_else(|| {
+            format!(
+                "no Python with pip found (tried `{} -m pip`)",
+                candidates.join(" -m pip`, `")
+            )
+        })
 }
 
 fn sha256_file(path: &Path) -> Result<String, String> {

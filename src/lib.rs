@@ -12,6 +12,7 @@ pub mod he;
 pub mod labels;
 pub mod live;
 pub mod matcher;
+pub mod ort_platform;
 pub mod paths;
 pub mod ranking;
 pub mod server;

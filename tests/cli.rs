@@ -412,3 +412,60 @@ fn a_store_with_swapped_labels_is_an_error_not_a_wrong_name() {
         );
     }
 }
+
+#[test]
+fn doctor_reports_the_runtime_models_and_missing_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = json(&run(&["doctor", "--json"], tmp.path()));
+    let ort = &d["onnxruntime"];
+    // The binary under test sits in target/<profile>/, where build.rs left the library.
+    let exe_dir = Path::new(env!("CARGO_BIN_EXE_blindface")).parent().unwrap();
+    let lib = Path::new(ort["found"].as_str().unwrap());
+    assert_eq!(lib.parent(), Some(exe_dir));
+    assert_eq!(ort["source"], "next to the executable");
+    assert_eq!(ort["matches_pin"], true);
+    assert_eq!(ort["loads"], true);
+    assert_eq!(ort["searched"][0]["exists"], true);
+    assert_eq!(d["models"]["files"].as_array().unwrap().len(), 2);
+    assert!(d["models"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["ok"] == true));
+    let key = tmp.path().join("secret.key").display().to_string();
+    assert_eq!(d["key"]["path"], key.as_str());
+    assert_eq!(d["key"]["exists"], false);
+    assert!(d["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m.as_str().unwrap().starts_with(&format!("key {key}"))));
+    assert_eq!(d["ok"], true);
+}
+
+#[test]
+fn doctor_fails_when_the_runtime_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-libonnxruntime.so");
+    let out = Command::new(env!("CARGO_BIN_EXE_blindface"))
+        .args(["doctor", "--json", "--key"])
+        .arg(tmp.path().join("secret.key"))
+        .env("ORT_DYLIB_PATH", &missing)
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success());
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(d["ok"], false);
+    assert_eq!(d["onnxruntime"]["found"], serde_json::Value::Null);
+    assert_eq!(d["onnxruntime"]["searched"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        d["onnxruntime"]["searched"][0]["path"],
+        missing.display().to_string().as_str()
+    );
+    let want = format!(
+        "ONNX Runtime {}",
+        d["onnxruntime"]["expected_version"].as_str().unwrap()
+    );
+    assert_eq!(d["missing"][0], want.as_str());
+    assert!(stderr(&out).contains("face detection cannot work here"));
+}

@@ -4,6 +4,7 @@
 
 mod app;
 mod bench;
+mod doctor;
 mod eval;
 mod faces;
 mod gallery;
@@ -126,6 +127,9 @@ enum Command {
         #[arg(long, default_value_t = blindface::server::DEFAULT_MAX_TENANTS)]
         max_tenants: usize,
     },
+    /// Where ONNX Runtime, the models, the key and the data directory were found, and what
+    /// is missing.
+    Doctor,
     /// Accuracy on labelled pairs: float, quantised and encrypted decisions side by side.
     Eval {
         /// CSV with the header `file_x,file_y,Decision` (Yes/No, true/false, 1/0).
@@ -189,6 +193,7 @@ pub fn main() -> ExitCode {
             max_templates,
             max_tenants,
         }) => gallery::serve(&globals, addr, max_templates, max_tenants),
+        Some(Command::Doctor) => doctor::doctor(&globals),
         Some(Command::Eval {
             pairs,
             images,

@@ -1,8 +1,9 @@
 //! Locating the two model files and checking their SHA-256 before ONNX Runtime sees them.
 //!
 //! Search order for the models folder: the `BLINDFACE_MODELS` environment variable, then
-//! `models/` next to the executable, then this crate's `models/` folder (fixed at compile
-//! time).
+//! `models/` next to the executable, then the installed layout `PREFIX/share/blindface/models/`
+//! for a binary in `PREFIX/bin/` (the Debian package: `/usr/share/blindface/models/`), then
+//! this crate's `models/` folder (fixed at compile time).
 
 use std::path::{Path, PathBuf};
 
@@ -42,16 +43,30 @@ const RESTORE_HINT: &str = "restore it with `git checkout models/` in the blindf
      (or copy it from the repository's models/ folder), or set BLINDFACE_MODELS to a folder \
      holding the original file";
 
-/// The folders searched for models after `BLINDFACE_MODELS`, in order.
-fn candidate_dirs() -> Vec<PathBuf> {
+/// The folders searched for models after `BLINDFACE_MODELS`, in order, each with where
+/// it comes from ("next to the executable", "installed layout", "source tree").
+pub fn candidate_dirs() -> Vec<(&'static str, PathBuf)> {
     let mut dirs = Vec::new();
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
-            dirs.push(dir.join("models"));
+            dirs.push(("next to the executable", dir.join("models")));
+            if let Some(installed) = crate::paths::installed_models_dir(dir) {
+                dirs.push(("installed layout", installed));
+            }
         }
     }
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    dirs.push(("source tree", source_models_dir()));
     dirs
+}
+
+/// This crate's own `models/` folder (fixed at compile time).
+fn source_models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// Whether `dir` holds both model files (their contents are checked at load).
+pub fn holds_models(dir: &Path) -> bool {
+    dir.join(YUNET.file_name).is_file() && dir.join(SFACE.file_name).is_file()
 }
 
 /// The models folder to use: `BLINDFACE_MODELS` if set (used as is, even if incomplete, so a
@@ -62,12 +77,11 @@ pub fn default_models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(MODELS_ENV).filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
-    let candidates = candidate_dirs();
-    candidates
-        .iter()
-        .find(|d| d.join(YUNET.file_name).is_file() && d.join(SFACE.file_name).is_file())
-        .cloned()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+    candidate_dirs()
+        .into_iter()
+        .map(|(_, dir)| dir)
+        .find(|d| holds_models(d))
+        .unwrap_or_else(source_models_dir)
 }
 
 /// Reads `dir/<model>` and checks its SHA-256; returns the bytes ONNX Runtime should load.
