@@ -4,7 +4,7 @@
 //!
 //! Formats (every [`nokhwa::utils::FrameFormat`] nokhwa 0.10 can negotiate; it has no BGRA):
 //! - MJPEG: one JPEG per frame, decoded by the `image` crate's decoder (zune-jpeg, which
-//!   also fills in the default Huffman tables webcams leave out). Before decoding, a small
+//!   with the standard Huffman tables put in when a webcam leaves them out). Before decoding, a small
 //!   structural check walks the markers up to the scan and requires the end-of-image marker
 //!   (trailing zero padding is allowed), so a truncated frame is an error
 //!   ([`FrameError::TruncatedJpeg`]) rather than an image with a grey bottom, and the
@@ -324,6 +324,18 @@ fn nv12_to_rgb(src: &[u8], w: usize, h: usize) -> Vec<u8> {
 /// [`decode_jpeg`] makes (start marker, segment lengths, a frame header before the scan,
 /// the end-of-image marker). Reads headers only.
 pub fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32), FrameError> {
+    jpeg_header(bytes).map(|h| (h.width, h.height))
+}
+
+/// What the structural walk of a JPEG found.
+struct JpegHeader {
+    width: u32,
+    height: u32,
+    /// Whether a DHT segment (Huffman tables) precedes the scan.
+    has_tables: bool,
+}
+
+fn jpeg_header(bytes: &[u8]) -> Result<JpegHeader, FrameError> {
     let truncated = |what: &str| FrameError::TruncatedJpeg(what.to_string());
     let corrupt = |what: &str| FrameError::CorruptJpeg(what.to_string());
     if bytes.len() < 4 {
@@ -339,6 +351,7 @@ pub fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32), FrameError> {
     }
     let mut pos = 2;
     let mut size = None;
+    let mut has_tables = false;
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.
         if pos >= end {
@@ -383,11 +396,16 @@ pub fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32), FrameError> {
                 let width = u32::from(u16::from_be_bytes([seg[3], seg[4]]));
                 size = Some((width, height));
             }
+            0xC4 => has_tables = true,
             0xDA => {
                 return match size {
                     Some((width, height)) => {
                         check_dimensions(width, height)?;
-                        Ok((width, height))
+                        Ok(JpegHeader {
+                            width,
+                            height,
+                            has_tables,
+                        })
                     }
                     None => Err(corrupt("no frame header before the image data")),
                 };
@@ -402,7 +420,20 @@ pub fn jpeg_dimensions(bytes: &[u8]) -> Result<(u32, u32), FrameError> {
 /// size it announces. Truncated and structurally broken JPEGs are errors; see the module
 /// documentation for corrupt entropy data.
 pub fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, FrameError> {
-    let (width, height) = jpeg_dimensions(bytes)?;
+    let JpegHeader {
+        width,
+        height,
+        has_tables,
+    } = jpeg_header(bytes)?;
+    // Webcams often leave the Huffman tables out of MJPEG frames and rely on the standard
+    // ones; zune-jpeg only supplies them when the frame says "AVI1", so put them in.
+    let with_tables;
+    let bytes = if has_tables {
+        bytes
+    } else {
+        with_tables = [&bytes[..2], &standard_huffman_tables(), &bytes[2..]].concat();
+        &with_tables[..]
+    };
     let decoded = std::panic::catch_unwind(|| -> Result<RgbImage, String> {
         use image::ImageDecoder;
         let mut dec = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(bytes))
@@ -427,6 +458,62 @@ pub fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, FrameError> {
         )));
     }
     Ok(img)
+}
+
+/// A DHT segment with the four standard Huffman tables of ITU-T T.81 Annex K.3 (what
+/// motion-JPEG frames without tables are coded with).
+fn standard_huffman_tables() -> Vec<u8> {
+    const DC_LUMA: [u8; 16] = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+    const DC_CHROMA: [u8; 16] = [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
+    const DC_VALUES: [u8; 12] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    const AC_LUMA: [u8; 16] = [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D];
+    #[rustfmt::skip]
+    const AC_LUMA_VALUES: [u8; 162] = [
+        0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61, 0x07,
+        0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xA1, 0x08, 0x23, 0x42, 0xB1, 0xC1, 0x15, 0x52, 0xD1, 0xF0,
+        0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0A, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x25, 0x26, 0x27, 0x28,
+        0x29, 0x2A, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49,
+        0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69,
+        0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+        0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7,
+        0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5,
+        0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE1, 0xE2,
+        0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+        0xF9, 0xFA,
+    ];
+    const AC_CHROMA: [u8; 16] = [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77];
+    #[rustfmt::skip]
+    const AC_CHROMA_VALUES: [u8; 162] = [
+        0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61, 0x71,
+        0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xA1, 0xB1, 0xC1, 0x09, 0x23, 0x33, 0x52, 0xF0,
+        0x15, 0x62, 0x72, 0xD1, 0x0A, 0x16, 0x24, 0x34, 0xE1, 0x25, 0xF1, 0x17, 0x18, 0x19, 0x1A, 0x26,
+        0x27, 0x28, 0x29, 0x2A, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,
+        0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+        0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+        0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5,
+        0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3,
+        0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA,
+        0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+        0xF9, 0xFA,
+    ];
+    let tables: [(u8, &[u8], &[u8]); 4] = [
+        (0x00, &DC_LUMA, &DC_VALUES),
+        (0x01, &DC_CHROMA, &DC_VALUES),
+        (0x10, &AC_LUMA, &AC_LUMA_VALUES),
+        (0x11, &AC_CHROMA, &AC_CHROMA_VALUES),
+    ];
+    let len: usize = 2 + tables
+        .iter()
+        .map(|(_, l, v)| 1 + l.len() + v.len())
+        .sum::<usize>();
+    let mut seg = vec![0xFF, 0xC4];
+    seg.extend_from_slice(&(len as u16).to_be_bytes());
+    for (class_id, lengths, values) in tables {
+        seg.push(class_id);
+        seg.extend_from_slice(lengths);
+        seg.extend_from_slice(values);
+    }
+    seg
 }
 
 /// Counts of decoded and dropped frames, by reason (a snapshot of a [`FrameCounter`]).
