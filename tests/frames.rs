@@ -594,7 +594,8 @@ fn the_counter_counts_by_reason() {
 }
 
 /// Decode cost per 640x480 frame and format (release build):
-/// `cargo test --release --test frames -- --ignored --nocapture decode_cost`.
+/// `cargo test --release --test frames -- --ignored --nocapture decode_cost`. Printed, never
+/// asserted; the numbers are in BENCHMARKS.md.
 #[test]
 #[ignore]
 fn decode_cost_per_640x480_frame() {
@@ -1028,6 +1029,19 @@ fn undecodable_parts_are_counted_and_skipped() {
     assert_eq!(stream.state(), StreamState::Streaming);
 }
 
+/// Waits until the server reports connection `index` closed.
+fn closed_within(rx: &mpsc::Receiver<usize>, index: usize, timeout: Duration, what: &str) {
+    let start = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(i) if i == index => return,
+            Ok(_) => {}
+            Err(_) => panic!("{what}: connection {index} still open after {timeout:?}"),
+        }
+    }
+}
+
 /// A server that goes silent is noticed (`Stalled`) and reconnected; dropping the stream
 /// closes its connection promptly (well within the idle timeout), whether it is streaming
 /// or waiting on a silent server.
@@ -1062,8 +1076,6 @@ fn stalls_are_noticed_and_drop_closes_the_connection() {
         .recv_timeout(Duration::from_secs(2))
         .expect("the stalled connection is closed");
     drop(stream);
-    std::thread::sleep(Duration::from_millis(300));
-    while closed_rx.try_recv().is_ok() {}
 
     // A long idle timeout: only the drop can close these connections quickly.
     let patient = StreamOptions {
@@ -1077,17 +1089,24 @@ fn stalls_are_noticed_and_drop_closes_the_connection() {
     });
     let t = Instant::now();
     drop(stream);
-    closed_rx
-        .recv_timeout(Duration::from_secs(2))
-        .expect("drop closes a silent connection");
+    closed_within(
+        &closed_rx,
+        before,
+        Duration::from_secs(2),
+        "drop closes a silent connection",
+    );
     println!("silent connection closed {:?} after drop", t.elapsed());
 
+    let live = server.connections.load(Ordering::SeqCst);
     let stream = MjpegStream::open_with(&server.url("/live"), patient).unwrap();
     wait_for("a frame", Duration::from_secs(5), || stream.latest());
     let t = Instant::now();
     drop(stream);
-    closed_rx
-        .recv_timeout(Duration::from_secs(2))
-        .expect("drop closes a streaming connection");
+    closed_within(
+        &closed_rx,
+        live,
+        Duration::from_secs(2),
+        "drop closes a streaming connection",
+    );
     println!("streaming connection closed {:?} after drop", t.elapsed());
 }
