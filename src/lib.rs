@@ -7,6 +7,7 @@
 pub mod app;
 pub mod client;
 pub mod eval;
+pub mod frames;
 pub mod fsutil;
 pub mod he;
 pub mod labels;
