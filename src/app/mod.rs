@@ -148,7 +148,10 @@ pub enum Action {
     StartCamera {
         choice: usize,
         resolution: (u32, u32),
+        fps: u32,
     },
+    /// Open an MJPEG-over-HTTP stream (IP camera, phone camera app).
+    OpenStream(String),
     FolderStep(isize),
     FolderJump(usize),
     TogglePlay,
@@ -183,6 +186,7 @@ struct CameraListing {
     answer: Receiver<Result<Vec<camera::CameraEntry>, String>>,
     choice: usize,
     resolution: (u32, u32),
+    fps: u32,
 }
 
 /// Textures uploaded from state images, re-made when their source changes.
@@ -258,6 +262,7 @@ impl BlindfaceApp {
             None if config.camera => app.apply(Action::StartCamera {
                 choice: 0,
                 resolution: camera::RESOLUTIONS[0],
+                fps: camera::FRAME_RATES[0],
             }),
             None => {}
         }
@@ -327,15 +332,29 @@ impl BlindfaceApp {
     pub fn apply(&mut self, action: Action) {
         match action {
             Action::Ask(kind) => self.ask(kind),
-            Action::StartCamera { choice, resolution } => {
+            Action::StartCamera {
+                choice,
+                resolution,
+                fps,
+            } => {
                 if self.pending_camera.is_none() {
                     self.pending_camera = Some(CameraListing {
                         answer: camera::list_cameras_async(),
                         choice,
                         resolution,
+                        fps,
                     });
                 }
             }
+            Action::OpenStream(url) => match crate::frames::MjpegStream::open(url.trim()) {
+                Ok(s) => {
+                    self.state.tracker.clear();
+                    self.source = Source::Stream(s);
+                }
+                Err(e) => self
+                    .state
+                    .error_about(protocol::Operation::Frame, format!("{e}")),
+            },
             Action::FolderStep(d) => {
                 if let Some(p) = self.source.step(d) {
                     self.load_file(p);
@@ -469,15 +488,29 @@ impl BlindfaceApp {
         let interval = self.state.settings.folder_interval_s;
         if !self.state.busy_frame {
             match self.source.tick(interval, self.state.typing_name) {
-                Ok(Some(source::Next::File(p))) => self.load_file(p),
-                Ok(Some(source::Next::Frame(label, image))) => {
+                Some(source::Next::File(p)) => self.load_file(p),
+                Some(source::Next::Frame(label, image)) => {
                     self.state.busy_frame = true;
                     self.worker.send(Command::Analyse { label, image });
                 }
-                Ok(None) => {}
-                Err(msg) => self.state.error(msg),
+                Some(source::Next::Raw {
+                    label,
+                    frame,
+                    mirror,
+                    counter,
+                }) => {
+                    self.state.busy_frame = true;
+                    self.worker.send(Command::AnalyseRaw {
+                        label,
+                        frame,
+                        mirror,
+                        counter,
+                    });
+                }
+                None => {}
             }
         }
+        self.show_source_problem();
     }
 
     fn poll_camera_list(&mut self) {
@@ -489,19 +522,42 @@ impl BlindfaceApp {
             Err(std::sync::mpsc::TryRecvError::Empty) => return,
             Err(_) => Err("the camera list could not be read".into()),
         };
-        let (choice, resolution) = (listing.choice, listing.resolution);
+        let request = camera::CameraRequest {
+            resolution: listing.resolution,
+            fps: listing.fps,
+            mirror: self.state.settings.mirror,
+        };
+        let choice = listing.choice;
         self.pending_camera = None;
         match answer {
             Ok(list) if list.is_empty() => self.state.error(camera::NO_CAMERA),
             Ok(list) => {
                 let entry = list.get(choice).unwrap_or(&list[0]).clone();
                 self.cameras = list;
-                match camera::Camera::open(&entry, resolution, self.state.settings.mirror) {
-                    Ok(c) => self.source = Source::Camera(c),
+                match camera::Camera::open(&entry, request) {
+                    Ok(c) => {
+                        self.state.tracker.clear();
+                        self.source = Source::Camera(c);
+                    }
                     Err(e) => self.state.error(e),
                 }
             }
             Err(e) => self.state.error(e),
+        }
+    }
+
+    /// Shows what is wrong with a live source while it lasts (one notice, replaced as the
+    /// message changes) and clears it once the source works again.
+    fn show_source_problem(&mut self) {
+        let problem = self.source.problem();
+        let topic = Some(protocol::Operation::Source);
+        let current = self.state.notices.iter().find(|n| n.topic == topic);
+        if current.map(|n| &n.text) == problem.as_ref() {
+            return;
+        }
+        self.state.clear_topic(protocol::Operation::Source);
+        if let Some(p) = problem {
+            self.state.error_about(protocol::Operation::Source, p);
         }
     }
 
@@ -564,7 +620,13 @@ impl BlindfaceApp {
         self.poll();
 
         let mut actions = Vec::new();
-        egui::Panel::top("top").show(ui, |ui| top_bar::ui(ui, self, &mut actions));
+        let sources = top_bar::Sources {
+            source: &self.source,
+            cameras: &self.cameras,
+            listing_cameras: self.pending_camera.is_some(),
+        };
+        let state = &mut self.state;
+        egui::Panel::top("top").show(ui, |ui| top_bar::ui(ui, state, sources, &mut actions));
         if !self.state.notices.is_empty() || self.state.first_run {
             egui::Panel::bottom("notices")
                 .show(ui, |ui| notices_ui(ui, &mut self.state, &mut actions));

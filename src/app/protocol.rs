@@ -75,6 +75,8 @@ pub enum Connection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     Frame,
+    /// A live source (camera, stream) and its connection.
+    Source,
     Enrol,
     Match,
     Gallery,
@@ -153,8 +155,15 @@ pub struct Shot {
 pub enum Command {
     /// Load an image file and detect its faces.
     LoadFile { path: PathBuf },
-    /// Detect the faces of a frame (camera).
+    /// Detect the faces of a decoded frame (a stream).
     Analyse { label: String, image: Arc<RgbImage> },
+    /// Decode a camera's raw buffer (counting drops), mirror it if asked, detect its faces.
+    AnalyseRaw {
+        label: String,
+        frame: crate::frames::RawFrame,
+        mirror: bool,
+        counter: Arc<crate::frames::FrameCounter>,
+    },
     /// Embed each shot's face, encrypt it and enrol them all under `name` (one person,
     /// several templates; their verdict uses the best).
     Enrol { name: String, shots: Vec<Shot> },
@@ -196,6 +205,8 @@ pub enum Command {
 
 /// What the worker reports.
 pub enum Event {
+    /// A camera frame could not be decoded (counted by the source); no frame this time.
+    FrameDropped,
     Frame {
         label: String,
         image: Arc<RgbImage>,

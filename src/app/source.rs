@@ -1,5 +1,6 @@
 //! Where frames come from: one image, a folder of images shown in turn like a slow video,
-//! or a camera. No drawing here (the top bar draws the controls).
+//! a camera, or an MJPEG-over-HTTP stream (an IP camera or a phone camera app). No drawing
+//! here (the top bar draws the controls).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::camera::Camera;
+use crate::frames::{FrameCounter, MjpegStream, RawFrame, StreamState};
 
 /// File extensions the app opens.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
@@ -16,6 +18,13 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
 pub enum Next {
     File(PathBuf),
     Frame(String, Arc<RgbImage>),
+    /// A camera's raw buffer, decoded (and mirrored) on the vision thread.
+    Raw {
+        label: String,
+        frame: RawFrame,
+        mirror: bool,
+        counter: Arc<FrameCounter>,
+    },
 }
 
 pub enum Source {
@@ -29,6 +38,7 @@ pub enum Source {
         last_switch: Instant,
     },
     Camera(Camera),
+    Stream(MjpegStream),
 }
 
 /// The images in `dir`, sorted by name.
@@ -95,7 +105,7 @@ impl Source {
     pub fn is_live(&self) -> bool {
         matches!(
             self,
-            Source::Folder { playing: true, .. } | Source::Camera(_)
+            Source::Folder { playing: true, .. } | Source::Camera(_) | Source::Stream(_)
         )
     }
 
@@ -148,9 +158,8 @@ impl Source {
     }
 
     /// The next thing to analyse, if it is time. A folder holds its image while `hold`
-    /// (the user is typing a name for the face on screen). A camera that stopped gives its
-    /// error and the source becomes `None`.
-    pub fn tick(&mut self, interval_s: f32, hold: bool) -> Result<Option<Next>, String> {
+    /// (the user is typing a name for the face on screen).
+    pub fn tick(&mut self, interval_s: f32, hold: bool) -> Option<Next> {
         match self {
             Source::Folder {
                 files,
@@ -161,24 +170,50 @@ impl Source {
             } => {
                 if hold {
                     *last_switch = Instant::now();
-                    return Ok(None);
+                    return None;
                 }
                 if last_switch.elapsed().as_secs_f32() < interval_s {
-                    return Ok(None);
+                    return None;
                 }
                 *index = (*index + 1) % files.len();
                 *last_switch = Instant::now();
-                Ok(Some(Next::File(files[*index].clone())))
+                Some(Next::File(files[*index].clone()))
             }
-            Source::Camera(cam) => match cam.latest() {
-                Ok(Some(img)) => Ok(Some(Next::Frame(cam.label(), Arc::new(img)))),
-                Ok(None) => Ok(None),
-                Err(msg) => {
-                    *self = Source::None;
-                    Err(msg)
-                }
+            Source::Camera(cam) => cam.latest().map(|frame| Next::Raw {
+                label: cam.label(),
+                frame,
+                mirror: cam.mirror(),
+                counter: cam.counter(),
+            }),
+            Source::Stream(s) => s
+                .latest()
+                .map(|img| Next::Frame(s.label().to_string(), Arc::new(img))),
+            _ => None,
+        }
+    }
+
+    /// What is wrong with a live source right now (a lost camera, a stream reconnecting);
+    /// `None` once it works again.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Source::Camera(c) => c.problem(),
+            Source::Stream(s) => match s.state() {
+                StreamState::Reconnecting(e) => Some(format!(
+                    "the stream {} is not available ({e}); reconnecting",
+                    s.label()
+                )),
+                _ => None,
             },
-            _ => Ok(None),
+            _ => None,
+        }
+    }
+
+    /// Frames dropped by a live source (undecodable), if it counts them.
+    pub fn dropped(&self) -> Option<u64> {
+        match self {
+            Source::Camera(c) => Some(c.counter().counts().dropped()),
+            Source::Stream(s) => Some(s.counts().dropped()),
+            _ => None,
         }
     }
 }
@@ -209,12 +244,12 @@ mod tests {
             Some("b.png".into())
         );
         // Interval 0: it would advance at once, but not while the user types.
-        assert!(s.tick(0.0, true).unwrap().is_none());
+        assert!(s.tick(0.0, true).is_none());
         assert_eq!(
             s.current_file().map(|p| file_name(&p)),
             Some("b.png".into())
         );
-        match s.tick(0.0, false).unwrap() {
+        match s.tick(0.0, false) {
             Some(Next::File(p)) => assert_eq!(file_name(&p), "c.jpeg"),
             _ => panic!("expected the next file"),
         }

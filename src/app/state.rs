@@ -241,6 +241,8 @@ pub struct AppState {
     /// Remote URL and token being edited in Settings (the token is sent once, on Connect).
     pub remote_url: String,
     pub remote_token: String,
+    /// The MJPEG stream URL being edited in the top bar.
+    pub stream_url: String,
 }
 
 impl AppState {
@@ -286,6 +288,7 @@ impl AppState {
             matcher_calls: 0,
             remote_url,
             remote_token: String::new(),
+            stream_url: String::new(),
         }
     }
 
@@ -387,6 +390,7 @@ impl AppState {
                     self.frame_times.pop_front();
                 }
             }
+            Event::FrameDropped => self.busy_frame = false,
             Event::Enrolled {
                 name,
                 ids,

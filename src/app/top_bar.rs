@@ -1,14 +1,23 @@
 //! The top bar: source controls (image, folder with previous/play/next, camera with its
-//! list and resolution), the key fingerprint and the matcher state.
+//! list, resolution and frame rate, an MJPEG stream URL), the key fingerprint and the
+//! matcher state.
 
 use eframe::egui;
 
-use super::camera::RESOLUTIONS;
+use super::camera::{CameraEntry, FRAME_RATES, RESOLUTIONS};
 use super::protocol::Connection;
 use super::source::{file_name, Source};
-use super::{Action, BlindfaceApp, DialogKind};
+use super::state::AppState;
+use super::{Action, DialogKind};
 
-pub fn ui(ui: &mut egui::Ui, app: &BlindfaceApp, actions: &mut Vec<Action>) {
+/// What the top bar reads besides the state.
+pub struct Sources<'a> {
+    pub source: &'a Source,
+    pub cameras: &'a [CameraEntry],
+    pub listing_cameras: bool,
+}
+
+pub fn ui(ui: &mut egui::Ui, state: &mut AppState, src: Sources<'_>, actions: &mut Vec<Action>) {
     ui.horizontal_wrapped(|ui| {
         ui.heading("blindface");
         ui.separator();
@@ -18,9 +27,21 @@ pub fn ui(ui: &mut egui::Ui, app: &BlindfaceApp, actions: &mut Vec<Action>) {
         if ui.button("Open folder...").clicked() {
             actions.push(Action::Ask(DialogKind::OpenFolder));
         }
-        camera_controls(ui, app, actions);
+        camera_controls(ui, &src, actions);
+        let l = ui.label("Stream");
+        let r = ui
+            .add(
+                egui::TextEdit::singleline(&mut state.stream_url)
+                    .hint_text("http://phone:8080/video")
+                    .desired_width(170.0),
+            )
+            .labelled_by(l.id);
+        let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if ui.button("Open stream").clicked() || enter {
+            actions.push(Action::OpenStream(state.stream_url.clone()));
+        }
         ui.separator();
-        match &app.source {
+        match src.source {
             Source::None => {
                 ui.label("No source: open an image or a folder of photos.");
             }
@@ -62,14 +83,26 @@ pub fn ui(ui: &mut egui::Ui, app: &BlindfaceApp, actions: &mut Vec<Action>) {
             Source::Camera(cam) => {
                 ui.label(format!("Camera: {}", cam.label()));
             }
+            Source::Stream(s) => {
+                let st = s.status();
+                let what = match st.state {
+                    crate::frames::StreamState::Connecting => "connecting...",
+                    crate::frames::StreamState::Streaming => "streaming",
+                    crate::frames::StreamState::Reconnecting(_) => "reconnecting...",
+                };
+                ui.label(format!("Stream: {} ({what})", s.label()));
+            }
+        }
+        if let Some(d) = src.source.dropped().filter(|d| *d > 0) {
+            ui.label(format!("dropped {d} frame(s)"));
         }
         ui.separator();
-        match &app.state.key_fingerprint {
+        match &state.key_fingerprint {
             Some(fp) => ui.label(format!("Key {fp}")),
             None => ui.colored_label(ui.visuals().error_fg_color, "Key unusable"),
         };
         ui.separator();
-        match &app.state.connection {
+        match &state.connection {
             Connection::Connecting => {
                 ui.spinner();
                 ui.label("Connecting to the matcher...");
@@ -86,19 +119,20 @@ pub fn ui(ui: &mut egui::Ui, app: &BlindfaceApp, actions: &mut Vec<Action>) {
 
 /// Camera list (once read), resolution and the Camera button. The list is read off the UI
 /// thread when the button is pressed.
-fn camera_controls(ui: &mut egui::Ui, app: &BlindfaceApp, actions: &mut Vec<Action>) {
+fn camera_controls(ui: &mut egui::Ui, src: &Sources<'_>, actions: &mut Vec<Action>) {
     let id = egui::Id::unique("camera-choice");
-    let (mut cam_i, mut res_i): (usize, usize) = ui.data(|d| d.get_temp(id)).unwrap_or((0, 0));
-    if !app.cameras.is_empty() {
+    let (mut cam_i, mut res_i, mut fps_i): (usize, usize, usize) =
+        ui.data(|d| d.get_temp(id)).unwrap_or((0, 0, 0));
+    if !src.cameras.is_empty() {
         egui::ComboBox::from_id_salt("camera-list")
             .selected_text(
-                app.cameras
+                src.cameras
                     .get(cam_i)
                     .map(|c| c.name.clone())
                     .unwrap_or_default(),
             )
             .show_ui(ui, |ui| {
-                for (i, c) in app.cameras.iter().enumerate() {
+                for (i, c) in src.cameras.iter().enumerate() {
                     ui.selectable_value(&mut cam_i, i, &c.name);
                 }
             });
@@ -109,9 +143,16 @@ fn camera_controls(ui: &mut egui::Ui, app: &BlindfaceApp, actions: &mut Vec<Acti
                     ui.selectable_value(&mut res_i, i, format!("{}x{}", r.0, r.1));
                 }
             });
+        egui::ComboBox::from_id_salt("camera-fps")
+            .selected_text(format!("{} fps", FRAME_RATES[fps_i]))
+            .show_ui(ui, |ui| {
+                for (i, f) in FRAME_RATES.iter().enumerate() {
+                    ui.selectable_value(&mut fps_i, i, format!("{f} fps"));
+                }
+            });
     }
-    ui.data_mut(|d| d.insert_temp(id, (cam_i, res_i)));
-    let listing = app.listing_cameras();
+    ui.data_mut(|d| d.insert_temp(id, (cam_i, res_i, fps_i)));
+    let listing = src.listing_cameras;
     if ui
         .add_enabled(!listing, egui::Button::new("Camera"))
         .clicked()
@@ -119,6 +160,7 @@ fn camera_controls(ui: &mut egui::Ui, app: &BlindfaceApp, actions: &mut Vec<Acti
         actions.push(Action::StartCamera {
             choice: cam_i,
             resolution: RESOLUTIONS[res_i],
+            fps: FRAME_RATES[fps_i],
         });
     }
     if listing {

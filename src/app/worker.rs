@@ -205,7 +205,9 @@ impl Worker {
         // A send fails only once a thread stopped after a crash; its Crashed event (or
         // the closed channel, see `drain`) makes the UI restart the worker.
         let tx = match cmd {
-            Command::LoadFile { .. } | Command::Analyse { .. } => &self.vision_tx,
+            Command::LoadFile { .. } | Command::Analyse { .. } | Command::AnalyseRaw { .. } => {
+                &self.vision_tx
+            }
             _ => &self.client_tx,
         };
         let _ = tx.send(cmd);
@@ -242,7 +244,9 @@ impl Worker {
 impl Command {
     fn operation(&self) -> Option<Operation> {
         Some(match self {
-            Command::LoadFile { .. } | Command::Analyse { .. } => Operation::Frame,
+            Command::LoadFile { .. } | Command::Analyse { .. } | Command::AnalyseRaw { .. } => {
+                Operation::Frame
+            }
             Command::Enrol { .. } => Operation::Enrol,
             Command::Match { .. } | Command::MatchTrack { .. } => Operation::Match,
             Command::Remove { .. } | Command::Refresh => Operation::Gallery,
@@ -304,6 +308,22 @@ impl Job for Vision {
                 }
             }
             Command::Analyse { label, image } => self.analyse(label, image),
+            Command::AnalyseRaw {
+                label,
+                frame,
+                mirror,
+                counter,
+            } => match counter.decode(&frame) {
+                Ok(mut img) => {
+                    if mirror {
+                        image::imageops::flip_horizontal_in_place(&mut img);
+                    }
+                    self.analyse(label, Arc::new(img));
+                }
+                // Dropped and counted; the next frame comes soon. Say so, so the UI
+                // is not left waiting for this one.
+                Err(_) => self.shared.send(Event::FrameDropped),
+            },
             _ => {}
         }
     }
@@ -441,7 +461,7 @@ impl Inner {
     fn handle(&mut self, cmd: Command) {
         match cmd {
             // The vision thread's commands (never routed here).
-            Command::LoadFile { .. } | Command::Analyse { .. } => {}
+            Command::LoadFile { .. } | Command::Analyse { .. } | Command::AnalyseRaw { .. } => {}
             Command::Enrol { name, shots } => match self.enrol(&name, &shots) {
                 Ok(e) => {
                     self.send(e);
