@@ -469,3 +469,119 @@ fn doctor_fails_when_the_runtime_is_missing() {
     assert_eq!(d["missing"][0], want.as_str());
     assert!(stderr(&out).contains("face detection cannot work here"));
 }
+
+/// An MJPEG-over-HTTP server on loopback streaming `jpeg` forever, one connection at a time.
+fn mjpeg_server(jpeg: Vec<u8>) -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/video", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let jpeg = jpeg.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut c, &mut buf);
+                let _ = c.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n",
+                );
+                loop {
+                    let head = format!(
+                        "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        jpeg.len()
+                    );
+                    if c.write_all(head.as_bytes()).is_err()
+                        || c.write_all(&jpeg).is_err()
+                        || c.write_all(b"\r\n").is_err()
+                    {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                }
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn identify_all_faces_of_a_photo_a_folder_and_a_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, data) = (tmp.path().join("k.key"), tmp.path().join("data"));
+    assert!(run_with(&["keygen"], &key, &data).status.success());
+    for (n, f) in [("Obama", "obama.jpg"), ("Biden", "biden.jpg")] {
+        let out = run_with(&["enrol", "--name", n, &face(f)], &key, &data);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let check_group = |frame: &serde_json::Value| {
+        let faces = frame["faces"].as_array().unwrap();
+        assert_eq!(faces.len(), 3, "{frame}");
+        let same: Vec<&str> = faces
+            .iter()
+            .filter(|f| f["same_person"] == true)
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        let mut same = same;
+        same.sort();
+        assert_eq!(same, ["Biden", "Obama"], "{frame}");
+        for f in faces {
+            assert_eq!(f["box"].as_array().unwrap().len(), 4);
+            assert!(f["l2"].as_f64().unwrap() > 0.0);
+        }
+    };
+    // One photo: its three faces, the two men identified, the child unknown.
+    let v = json(&run_with(
+        &[
+            "identify",
+            "--all-faces",
+            &face("obama_and_biden.jpg"),
+            "--json",
+        ],
+        &key,
+        &data,
+    ));
+    assert_eq!(v["frames"].as_array().unwrap().len(), 1);
+    check_group(&v["frames"][0]);
+    assert_eq!(v["matcher_calls"], 3);
+    // A folder: one frame per image.
+    let folder = tmp.path().join("photos");
+    std::fs::create_dir(&folder).unwrap();
+    for f in ["obama_and_biden.jpg", "obama2.jpg"] {
+        std::fs::copy(faces().join(f), folder.join(f)).unwrap();
+    }
+    let v = json(&run_with(
+        &[
+            "identify",
+            "--all-faces",
+            folder.to_str().unwrap(),
+            "--json",
+        ],
+        &key,
+        &data,
+    ));
+    let frames = v["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 2);
+    // In name order: obama2.jpg, then obama_and_biden.jpg.
+    assert!(frames[0]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("obama2.jpg"));
+    assert_eq!(frames[0]["faces"][0]["name"], "Obama");
+    assert_eq!(frames[0]["faces"][0]["same_person"], true);
+    check_group(&frames[1]);
+    // A stream: every frame labelled; a tracked face is matched at most once per frame
+    // (when it appears, then every 0.5 s: how often depends on this machine's speed).
+    let url = mjpeg_server(std::fs::read(faces().join("obama_and_biden.jpg")).unwrap());
+    let v = json(&run_with(
+        &["identify", "--all-faces", &url, "--frames", "4", "--json"],
+        &key,
+        &data,
+    ));
+    let frames = v["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 4);
+    for f in frames {
+        check_group(f);
+    }
+    let calls = v["matcher_calls"].as_u64().unwrap();
+    assert!((3..=12).contains(&calls), "3 faces, 4 frames: {calls}");
+}

@@ -11,8 +11,7 @@ use image::RgbImage;
 use super::camera::Camera;
 use crate::frames::{FrameCounter, MjpegStream, RawFrame, StreamState};
 
-/// File extensions the app opens.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
+pub use crate::vision::{list_images, IMAGE_EXTENSIONS};
 
 /// What to analyse next.
 pub enum Next {
@@ -39,21 +38,6 @@ pub enum Source {
     },
     Camera(Camera),
     Stream(MjpegStream),
-}
-
-/// The images in `dir`, sorted by name.
-pub fn list_images(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 /// The file name of `p`, for labels.

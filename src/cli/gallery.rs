@@ -31,7 +31,7 @@ pub fn locations(globals: &Globals) -> Locations {
 }
 
 /// The client of the gallery the key owns, on the chosen matcher.
-fn client(globals: &Globals) -> Result<Client> {
+pub fn client(globals: &Globals) -> Result<Client> {
     let key = open_key(&globals.key, KeyPolicy::MustExist)?.key;
     let client = connect(key, &globals.matcher, &locations(globals), None).map_err(|e| e.error)?;
     client.check_labels()?;

@@ -9,6 +9,7 @@ mod eval;
 mod faces;
 mod gallery;
 mod keys;
+mod live;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,11 +103,20 @@ enum Command {
         face: Option<usize>,
     },
     /// Identify the largest face of IMAGE (or --face N) against everyone enrolled (1:N).
+    /// With --all-faces: every face of SOURCE (an image, a folder, or an MJPEG stream URL
+    /// with --frames N), through the app's live path (tracking, scheduled matching).
     Identify {
+        #[arg(value_name = "IMAGE|SOURCE")]
         image: PathBuf,
         /// Which face (1 = largest), as `blindface detect` numbers them.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", conflicts_with = "all_faces")]
         face: Option<usize>,
+        /// Every face in view, per frame.
+        #[arg(long)]
+        all_faces: bool,
+        /// Frames to read from a stream URL (with --all-faces).
+        #[arg(long, value_name = "N", default_value_t = 10, requires = "all_faces")]
+        frames: usize,
     },
     /// List enrolled people (names decrypted with your key).
     List,
@@ -185,7 +195,13 @@ pub fn main() -> ExitCode {
         Some(Command::Verify { name, image, face }) => {
             gallery::verify(&globals, &name, &image, face)
         }
-        Some(Command::Identify { image, face }) => gallery::identify(&globals, &image, face),
+        Some(Command::Identify {
+            image,
+            all_faces: true,
+            frames,
+            ..
+        }) => live::identify_all(&globals, &image.to_string_lossy(), frames),
+        Some(Command::Identify { image, face, .. }) => gallery::identify(&globals, &image, face),
         Some(Command::List) => gallery::list(&globals),
         Some(Command::Remove { name }) => gallery::remove(&globals, &name),
         Some(Command::Serve {

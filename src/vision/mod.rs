@@ -22,7 +22,7 @@ pub use align::{align_face, ALIGNED_SIZE, ARCFACE_TEMPLATE};
 pub use detect::{DetectorConfig, Face};
 pub use embed::{Embedding, EMBEDDING_DIM, SFACE_L2_THRESHOLD};
 pub use error::VisionError;
-pub use image_io::{load_image, load_image_from_bytes};
+pub use image_io::{list_images, load_image, load_image_from_bytes, IMAGE_EXTENSIONS};
 pub use models::default_models_dir;
 pub use pipeline::{FacePipeline, PipelineOptions};
 pub use runtime::locate_onnxruntime;
