@@ -5,7 +5,8 @@
 #   scripts/screenshot.sh [OUT.png]        (default: assets/screenshot.png)
 #
 # Two people are enrolled first with the command line (same key, same built-in store), then
-# the app identifies the folder's photos continuously (`blindface app --identify`).
+# the app runs in live mode on a photo of both with a stranger (`blindface app --live`):
+# every face boxed and labelled with its name, decrypted distance and verdict colour.
 # Needs: xvfb xauth imagemagick (apt), a release build (cargo build --release).
 # Environment: BIN (binary), FACES (photos), WAIT (seconds before the shot, default 30).
 set -euo pipefail
@@ -35,7 +36,7 @@ opts=(--key "$tmp/secret.key" --data "$tmp/store")
 "$BIN" "${opts[@]}" enrol --name "Barack Obama" "$FACES/obama.jpg"
 "$BIN" "${opts[@]}" enrol --name "Joe Biden" "$FACES/biden.jpg"
 mkdir -p "$tmp/probes"
-cp "$FACES/obama2.jpg" "$tmp/probes/"
+cp "$FACES/obama_and_biden.jpg" "$tmp/probes/"
 
 # A free display number.
 n=${DISPLAY_NUM:-97}
@@ -43,7 +44,7 @@ while [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ]; do n=$((n + 1)); d
 Xvfb ":$n" -screen 0 1400x860x24 -nolisten tcp >"$tmp/xvfb.log" 2>&1 &
 pids+=($!)
 sleep 2
-DISPLAY=":$n" LIBGL_ALWAYS_SOFTWARE=1 "$BIN" "${opts[@]}" --source "$tmp/probes" app --identify \
+DISPLAY=":$n" LIBGL_ALWAYS_SOFTWARE=1 "$BIN" "${opts[@]}" --source "$tmp/probes" app --live \
     >"$tmp/app.log" 2>&1 &
 app=$!
 pids+=($app)

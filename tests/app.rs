@@ -54,6 +54,7 @@ fn config(dir: &Path, key: &str, matcher: MatcherChoice) -> AppConfig {
         threshold: None,
         camera: false,
         identify: false,
+        live: false,
         dialogs: Arc::new(FixedDialogs {
             export: dir.join("exported.key"),
             import: dir.join("exported.key"),

@@ -112,6 +112,8 @@ pub struct AppConfig {
     pub camera: bool,
     /// Start with continuous identify on.
     pub identify: bool,
+    /// Start in live mode (every face tracked and identified).
+    pub live: bool,
     pub dialogs: Arc<dyn Dialogs>,
 }
 
@@ -133,6 +135,7 @@ impl AppConfig {
             source,
             autoplay: true,
             identify: false,
+            live: false,
             matcher: None,
             threshold: None,
             dialogs: Arc::new(RfdDialogs),
@@ -236,6 +239,7 @@ impl BlindfaceApp {
         }
         let mut state = AppState::new(settings.clone(), config.key_path.clone());
         state.continuous = config.identify;
+        state.live = config.live;
         let worker = Worker::spawn(WorkerConfig {
             data_dir: config.data_dir.clone(),
             key_path: config.key_path.clone(),

@@ -22,33 +22,38 @@ pub fn label_color(label: &TrackLabel) -> Color32 {
 
 /// Under each tracked face: its name, decrypted distance and verdict colour at the current
 /// threshold (real labels, so the accessibility tree, and tests, see them).
-fn live_labels(ui: &mut egui::Ui, state: &AppState, scale: f32, origin: Pos2) {
+fn live_labels(ui: &mut egui::Ui, state: &AppState, scale: f32, bounds: Rect) {
     let threshold = state.settings.threshold;
+    let origin = bounds.min;
     for t in state.tracker.visible() {
         let label = TrackLabel::of(t, threshold);
+        let color = label_color(&label);
         let [x, y, bw, bh] = t.face.bbox;
-        let top = Pos2::new(origin.x + x * scale, origin.y + (y + bh) * scale + 2.0);
-        let rect = Rect::from_min_size(top, Vec2::new((bw * scale).max(120.0), 22.0));
+        let face_rect = Rect::from_min_max(
+            Pos2::new(origin.x + x * scale, origin.y + y * scale),
+            Pos2::new(origin.x + (x + bw) * scale, origin.y + (y + bh) * scale),
+        );
+        let text = egui::RichText::new(label.text())
+            .color(Color32::WHITE)
+            .strong();
+        let font = egui::FontId::proportional(14.0);
+        let width = ui
+            .painter()
+            .layout_no_wrap(label.text(), font, Color32::WHITE)
+            .size()
+            .x
+            + 10.0;
+        // Under the box, centred on it, kept inside the preview.
+        let mut left = face_rect.center().x - width / 2.0;
+        left = left.clamp(bounds.left(), (bounds.right() - width).max(bounds.left()));
+        let rect = Rect::from_min_size(
+            Pos2::new(left, face_rect.bottom() + 2.0),
+            Vec2::new(width, 22.0),
+        );
         let painter = ui.painter();
-        painter.rect_stroke(
-            Rect::from_min_max(
-                Pos2::new(origin.x + x * scale, origin.y + y * scale),
-                Pos2::new(origin.x + (x + bw) * scale, origin.y + (y + bh) * scale),
-            ),
-            0.0,
-            Stroke::new(2.5, label_color(&label)),
-            StrokeKind::Outside,
-        );
-        painter.rect_filled(rect, 3.0, label_color(&label));
-        ui.put(
-            rect,
-            egui::Label::new(
-                egui::RichText::new(label.text())
-                    .color(Color32::WHITE)
-                    .strong(),
-            )
-            .truncate(),
-        );
+        painter.rect_stroke(face_rect, 0.0, Stroke::new(2.5, color), StrokeKind::Outside);
+        painter.rect_filled(rect, 3.0, color);
+        ui.put(rect, egui::Label::new(text).truncate());
     }
 }
 
@@ -130,7 +135,7 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
         }
     }
     if state.live {
-        live_labels(ui, state, scale, origin);
+        live_labels(ui, state, scale, response.rect);
     }
     if response.clicked() {
         if let Some(p) = response.interact_pointer_pos() {

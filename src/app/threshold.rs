@@ -5,7 +5,7 @@
 use eframe::egui::{self, Color32};
 use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points};
 
-use super::state::{is_match, AppState, THRESHOLD_RANGE};
+use super::state::{is_match, AppState, TrackLabel, THRESHOLD_RANGE};
 use super::Action;
 use crate::vision::SFACE_L2_THRESHOLD;
 
@@ -53,28 +53,43 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     let threshold = state.settings.threshold as f64;
     ui.label("Same person when the distance is at or below the line.");
 
-    let bars: Vec<Bar> = state
-        .last_match
-        .as_ref()
-        .map(|o| {
-            o.distances
-                .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    let m = is_match(d.distance_sq, threshold as f32);
-                    Bar::new(i as f64, d.l2 as f64)
-                        .name(&d.name)
-                        .fill(if m { GREEN } else { RED })
-                        .width(0.6)
-                })
-                .collect()
+    // Live mode charts each face in view (its best match); otherwise the last match.
+    let rows: Vec<(String, i64, f32)> = if state.live {
+        state
+            .tracker
+            .visible()
+            .filter_map(|t| {
+                let shown = match TrackLabel::of(t, threshold as f32) {
+                    TrackLabel::Match { name, .. } => name,
+                    _ => "unknown".into(),
+                };
+                t.best().map(|b| (shown, b.distance_sq, b.l2))
+            })
+            .collect()
+    } else {
+        state
+            .last_match
+            .as_ref()
+            .map(|o| {
+                o.distances
+                    .iter()
+                    .map(|d| (d.name.clone(), d.distance_sq, d.l2))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let bars: Vec<Bar> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (name, distance_sq, l2))| {
+            let m = is_match(*distance_sq, threshold as f32);
+            Bar::new(i as f64, *l2 as f64)
+                .name(name)
+                .fill(if m { GREEN } else { RED })
+                .width(0.6)
         })
-        .unwrap_or_default();
-    let names: Vec<String> = state
-        .last_match
-        .as_ref()
-        .map(|o| o.distances.iter().map(|d| d.name.clone()).collect())
-        .unwrap_or_default();
+        .collect();
+    let names: Vec<String> = rows.into_iter().map(|r| r.0).collect();
     Plot::new("distances-plot")
         .height(200.0)
         .y_axis_label("decrypted L2")

@@ -8,7 +8,16 @@ use blindface::app::AppConfig;
 
 use super::Globals;
 
-pub fn open(globals: &Globals, source: Option<PathBuf>, identify: bool) -> Result<()> {
+/// What the app does from the start.
+pub enum Start {
+    Idle,
+    /// Continuous identify of the selected face.
+    Identify,
+    /// Live mode: every face.
+    Live,
+}
+
+pub fn open(globals: &Globals, source: Option<PathBuf>, start: Start) -> Result<()> {
     let data = globals
         .data
         .clone()
@@ -21,6 +30,7 @@ pub fn open(globals: &Globals, source: Option<PathBuf>, identify: bool) -> Resul
     if globals.threshold_given {
         config.threshold = Some(globals.threshold);
     }
-    config.identify = identify;
+    config.identify = matches!(start, Start::Identify);
+    config.live = matches!(start, Start::Live);
     blindface::app::run(config)
 }

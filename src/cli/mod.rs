@@ -62,9 +62,12 @@ pub struct Cli {
 enum Command {
     /// Open the desktop app (also what `blindface` without a subcommand does).
     App {
-        /// Start identifying every new frame at once (continuous identify).
-        #[arg(long)]
+        /// Start identifying the selected face of every new frame (continuous identify).
+        #[arg(long, conflicts_with = "live")]
         identify: bool,
+        /// Start in live mode: every face in view tracked and identified.
+        #[arg(long)]
+        live: bool,
     },
     /// Find faces in an image: box, score and 5 landmarks.
     Detect { image: PathBuf },
@@ -185,8 +188,16 @@ pub fn main() -> ExitCode {
         data: cli.data,
     };
     let result = match cli.command {
-        None => app::open(&globals, cli.source, false),
-        Some(Command::App { identify }) => app::open(&globals, cli.source, identify),
+        None => app::open(&globals, cli.source, app::Start::Idle),
+        Some(Command::App { identify, live }) => app::open(
+            &globals,
+            cli.source,
+            match (identify, live) {
+                (_, true) => app::Start::Live,
+                (true, _) => app::Start::Identify,
+                _ => app::Start::Idle,
+            },
+        ),
         Some(Command::Detect { image }) => faces::detect(&globals, &image),
         Some(Command::Compare { image_a, image_b }) => faces::compare(&globals, &image_a, &image_b),
         Some(Command::Keygen { force }) => keys::keygen(&globals, force),

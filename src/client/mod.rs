@@ -94,7 +94,7 @@ pub struct StepTimes {
 pub struct WireView {
     /// Size of the probe or template ciphertext sent.
     pub sent_bytes: usize,
-    /// The first bytes of what was sent (a ciphertext: random-looking, no key inside).
+    /// Bytes from the middle of what was sent (a ciphertext: random-looking, no key inside).
     pub sent_preview: Vec<u8>,
     /// Result blocks received (0 for an enrolment).
     pub result_blocks: usize,
@@ -391,7 +391,7 @@ impl Client {
                         },
                         wire: WireView {
                             sent_bytes: bytes.len(),
-                            sent_preview: bytes[..PREVIEW_BYTES.min(bytes.len())].to_vec(),
+                            sent_preview: preview(&bytes),
                             result_blocks: 0,
                             received_bytes: traffic.received,
                         },
@@ -514,10 +514,16 @@ impl Client {
     }
 }
 
+/// Bytes from the middle of a ciphertext (past the format header): what the matcher gets.
+fn preview(bytes: &[u8]) -> Vec<u8> {
+    let start = (bytes.len() / 2).min(bytes.len().saturating_sub(PREVIEW_BYTES));
+    bytes[start..(start + PREVIEW_BYTES).min(bytes.len())].to_vec()
+}
+
 fn wire_view(probe_bytes: &[u8], results: &[&MatchResult], traffic: Traffic) -> WireView {
     WireView {
         sent_bytes: probe_bytes.len(),
-        sent_preview: probe_bytes[..PREVIEW_BYTES.min(probe_bytes.len())].to_vec(),
+        sent_preview: preview(probe_bytes),
         result_blocks: results.iter().map(|r| r.blocks.len()).sum(),
         received_bytes: traffic.received,
     }
