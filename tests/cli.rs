@@ -34,6 +34,21 @@ fn face(name: &str) -> String {
     faces().join(name).display().to_string()
 }
 
+/// `blindface eval` on the fixture pairs with `extra` arguments.
+fn eval_fixture_pairs(extra: &[&str], key_dir: &Path) -> Output {
+    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pairs.csv");
+    let mut args = vec![
+        "eval".to_string(),
+        "--pairs".into(),
+        pairs.display().to_string(),
+        "--images".into(),
+        faces().display().to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args, key_dir)
+}
+
 #[test]
 fn compare_gives_float_and_exact_encrypted_distances() {
     let tmp = tempfile::tempdir().unwrap();
@@ -98,6 +113,7 @@ fn detect_reports_faces_and_bad_input_gets_one_clear_line() {
         tmp.path(),
     ));
     assert_eq!(three["faces"].as_array().unwrap().len(), 3);
+    assert_eq!(three["retry"], false, "all three reach the score threshold");
     for f in three["faces"].as_array().unwrap() {
         assert_eq!(f["landmarks"].as_array().unwrap().len(), 5);
         assert_eq!(f["box"].as_array().unwrap().len(), 4);
@@ -175,19 +191,9 @@ fn keygen_creates_a_key_and_refuses_to_overwrite_it() {
 #[test]
 fn eval_on_the_fixtures_is_exact_and_every_decision_is_right() {
     let tmp = tempfile::tempdir().unwrap();
-    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pairs.csv");
     let report = tmp.path().join("report");
-    let out = run(
-        &[
-            "eval",
-            "--pairs",
-            pairs.to_str().unwrap(),
-            "--images",
-            faces().to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--json",
-        ],
+    let out = eval_fixture_pairs(
+        &["--report", report.to_str().unwrap(), "--json"],
         tmp.path(),
     );
     let v = json(&out);
@@ -272,15 +278,9 @@ fn eval_errors_name_the_line() {
 #[test]
 fn eval_calibration_counts_every_pair_and_json_output_stays_clean() {
     let tmp = tempfile::tempdir().unwrap();
-    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pairs.csv");
     let calibration = tmp.path().join("cal/calibration.json");
-    let out = run(
+    let out = eval_fixture_pairs(
         &[
-            "eval",
-            "--pairs",
-            pairs.to_str().unwrap(),
-            "--images",
-            faces().to_str().unwrap(),
             "--calibrate",
             calibration.to_str().unwrap(),
             "--face",
