@@ -1,10 +1,11 @@
 //! Face pipeline latency: detection of a 640x480 frame (one pass and with the close-up
-//! pass) and embedding of one face, with 1 intra-op thread and ONNX Runtime's default.
+//! pass) and embedding of one face (one SFace run, and flip-average: crop + mirror), with 1
+//! intra-op thread and ONNX Runtime's default.
 
 use std::path::Path;
 use std::time::Duration;
 
-use blindface::vision::{load_image, DetectorConfig, FacePipeline, PipelineOptions};
+use blindface::vision::{load_image, DetectorConfig, EmbeddingMode, FacePipeline, PipelineOptions};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {
@@ -23,7 +24,8 @@ fn bench(c: &mut Criterion) {
             &root.join("models"),
             PipelineOptions {
                 intra_threads: threads,
-                detector: DetectorConfig::default(),
+                embedding: EmbeddingMode::Single,
+                ..PipelineOptions::default()
             },
         )
         .expect("load pipeline");
@@ -40,6 +42,10 @@ fn bench(c: &mut Criterion) {
             b.iter(|| pipeline.detect(&frame).expect("detect"))
         });
         group.bench_function(format!("embed one face, {label}"), |b| {
+            b.iter(|| pipeline.embed(&frame, &face).expect("embed"))
+        });
+        pipeline.set_embedding_mode(EmbeddingMode::FlipAverage);
+        group.bench_function(format!("embed one face, flip-average, {label}"), |b| {
             b.iter(|| pipeline.embed(&frame, &face).expect("embed"))
         });
     }

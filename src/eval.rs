@@ -1,10 +1,13 @@
 //! Accuracy evaluation: labelled pairs files and the metrics computed over distances
-//! (accuracy, TAR/FAR at a threshold, best threshold, EER, TAR at fixed FAR).
+//! (accuracy, TAR/FAR at a threshold, best threshold, EER, TAR at fixed FAR), and for
+//! identification (1:N) the labelled folder, its enrolment/probe/stranger split and the
+//! search metrics (rank-1, FNIR at fixed FPIR, stranger false accepts).
 //!
-//! Pure computation on numbers: the CLI (`blindface eval`) runs the face pipeline and the
-//! encryption and hands the distances here.
+//! Pure computation on numbers and file names: the CLI (`blindface eval`) runs the face
+//! pipeline, the encryption and the matcher and hands the distances here.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -223,9 +226,397 @@ pub fn sweep(distances: &[f64], same: &[bool]) -> Sweep {
     }
 }
 
+/// Accuracy counting every pair of a file: `correct` right decisions among the scored
+/// pairs, out of `scored + unscored` pairs (an unscored pair, one with an image where no
+/// face was found, is an error).
+pub fn accuracy_all_pairs(correct: usize, scored: usize, unscored: usize) -> f64 {
+    ratio(correct, scored + unscored)
+}
+
+// ---- identification (1:N) ----
+
+/// Image extensions a labelled folder is scanned for (case-insensitive).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
+
+/// One image of a labelled folder and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LabelledImage {
+    pub identity: String,
+    pub path: PathBuf,
+}
+
+/// A labelled folder problem.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("cannot read folder {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the file name does not carry an identity; name images `Name_0001.jpg` \
+         (identity `Name`) or put them in one subfolder per person (`Name/photo.jpg`)"
+    )]
+    NoIdentity { path: String },
+    #[error(
+        "{path}: no images (.jpg, .jpeg, .png, .bmp, .webp) directly inside or in its subfolders"
+    )]
+    Empty { path: String },
+}
+
+/// The identity a flat-layout file name carries: the stem without its `_NNNN` number
+/// (`George_W_Bush_0012.jpg` -> `George_W_Bush`), like LFW's file names.
+pub fn identity_from_file_name(file_name: &str) -> Option<&str> {
+    let stem = Path::new(file_name).file_stem()?.to_str()?;
+    let (name, number) = stem.rsplit_once('_')?;
+    (!name.is_empty() && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(name)
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The labelled images of `dir`, sorted by identity then path. Two layouts, which may be
+/// mixed: images directly in `dir` named `Name_NNNN.ext` (identity `Name`), and
+/// subfolders `Name/` whose images are all `Name`'s (any file name). Hidden entries are
+/// skipped; deeper folders are not read.
+pub fn scan_labelled_folder(dir: &Path) -> Result<Vec<LabelledImage>, FolderError> {
+    let io = |path: &Path, source| FolderError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let entries = |d: &Path| -> Result<Vec<PathBuf>, FolderError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(d).map_err(|e| io(d, e))? {
+            let entry = entry.map_err(|e| io(d, e))?;
+            if !entry.file_name().to_string_lossy().starts_with('.') {
+                out.push(entry.path());
+            }
+        }
+        out.sort();
+        Ok(out)
+    };
+    let mut images = Vec::new();
+    for path in entries(dir)? {
+        if path.is_dir() {
+            let identity = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            for inner in entries(&path)? {
+                if inner.is_file() && is_image(&inner) {
+                    images.push(LabelledImage {
+                        identity: identity.clone().unwrap_or_default(),
+                        path: inner,
+                    });
+                }
+            }
+        } else if is_image(&path) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let identity = name
+                .as_deref()
+                .and_then(identity_from_file_name)
+                .ok_or_else(|| FolderError::NoIdentity {
+                    path: path.display().to_string(),
+                })?
+                .to_string();
+            images.push(LabelledImage { identity, path });
+        }
+    }
+    if images.is_empty() {
+        return Err(FolderError::Empty {
+            path: dir.display().to_string(),
+        });
+    }
+    images.sort();
+    Ok(images)
+}
+
+/// What an image is for in an identification run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Enrolled as its identity's one template.
+    Enrolled,
+    /// Searched for; its identity is enrolled (a mated search).
+    Mated,
+    /// Searched for; its identity is not enrolled (a non-mated search).
+    Stranger,
+}
+
+/// The deterministic split of a labelled folder, given which images have a face:
+/// - an identity with two or more images is enrolled with its first image (in path
+///   order) that has a face; its other images are mated searches;
+/// - an identity with exactly one image is a stranger: that image is a non-mated search.
+///
+/// An identity with several images none of which has a face is not enrolled and its
+/// images are mated searches that fail (no face). Returns one role per image.
+pub fn split_roles(images: &[LabelledImage], has_face: &[bool]) -> Vec<Role> {
+    let mut by_identity: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, img) in images.iter().enumerate() {
+        by_identity.entry(&img.identity).or_default().push(i);
+    }
+    let mut roles = vec![Role::Mated; images.len()];
+    for indices in by_identity.values_mut() {
+        indices.sort_by(|&a, &b| images[a].path.cmp(&images[b].path));
+        if indices.len() == 1 {
+            roles[indices[0]] = Role::Stranger;
+        } else if let Some(&first) = indices.iter().find(|&&i| has_face[i]) {
+            roles[first] = Role::Enrolled;
+        }
+    }
+    roles
+}
+
+/// One search's outcome as the app decrypts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Search {
+    /// Whether the probe's identity is enrolled.
+    pub mated: bool,
+    /// The best (smallest) squared distance and whether it is the probe's own identity;
+    /// `None` when the probe image has no face (nothing searched).
+    pub top: Option<(i64, bool)>,
+}
+
+/// Identification figures over a set of searches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdentificationRates {
+    pub mated_searches: usize,
+    pub mated_no_face: usize,
+    pub stranger_searches: usize,
+    pub stranger_no_face: usize,
+    /// Mated searches whose best candidate is the right identity (no threshold).
+    pub rank1_hits: usize,
+    /// rank1_hits / mated_searches (no-face searches count as misses).
+    pub rank1_accuracy: f64,
+    /// At the threshold: mated searches whose best candidate is not the right identity
+    /// within the threshold, / mated_searches.
+    pub fnir_at_threshold: f64,
+    /// At the threshold: mated searches whose best candidate within the threshold is
+    /// someone else (a wrong name shown).
+    pub misidentified_at_threshold: usize,
+    /// Stranger searches with any candidate within the threshold.
+    pub strangers_accepted: usize,
+    /// strangers_accepted / stranger_searches (FPIR at the threshold).
+    pub stranger_false_accept_rate: f64,
+    /// FNIR at FPIR <= 1%, with at least 100 stranger searches.
+    pub fnir_at_fpir_1e2: Option<FnirAtFpir>,
+    /// FNIR at FPIR <= 0.1%, with at least 1,000 stranger searches.
+    pub fnir_at_fpir_1e3: Option<FnirAtFpir>,
+}
+
+/// FNIR at the most accepting threshold whose FPIR stays within a target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FnirAtFpir {
+    pub fnir: f64,
+    pub fpir: f64,
+    /// Accept a candidate if its squared distance is below this.
+    pub threshold_sq_below: i64,
+}
+
+/// Identification figures at the squared-distance threshold `threshold_sq` (accept if
+/// distance <= it).
+pub fn identification_rates(searches: &[Search], threshold_sq: i64) -> IdentificationRates {
+    let mated: Vec<&Search> = searches.iter().filter(|s| s.mated).collect();
+    let strangers: Vec<&Search> = searches.iter().filter(|s| !s.mated).collect();
+    let rank1_hits = mated
+        .iter()
+        .filter(|s| s.top.is_some_and(|(_, right)| right))
+        .count();
+    let hits_below = |limit: i64| {
+        mated
+            .iter()
+            .filter(|s| s.top.is_some_and(|(d, right)| right && d < limit))
+            .count()
+    };
+    let hits_at_threshold = hits_below(threshold_sq.saturating_add(1));
+    let strangers_accepted = strangers
+        .iter()
+        .filter(|s| s.top.is_some_and(|(d, _)| d <= threshold_sq))
+        .count();
+    // Non-mated best distances, ascending; no-face strangers never give a candidate.
+    let mut stranger_top: Vec<i64> = strangers
+        .iter()
+        .filter_map(|s| s.top.map(|t| t.0))
+        .collect();
+    stranger_top.sort_unstable();
+    let at_fpir = |target: f64| -> Option<FnirAtFpir> {
+        let n = strangers.len();
+        if (n as f64) * target < 1.0 - 1e-9 {
+            return None;
+        }
+        // At most k false positives: accept only below the (k+1)-th smallest distance.
+        let k = ((n as f64) * target + 1e-9).floor() as usize;
+        let limit = stranger_top.get(k).copied().unwrap_or(i64::MAX);
+        let fp = stranger_top.iter().filter(|&&d| d < limit).count();
+        Some(FnirAtFpir {
+            fnir: 1.0 - ratio(hits_below(limit), mated.len()),
+            fpir: ratio(fp, n),
+            threshold_sq_below: limit,
+        })
+    };
+    IdentificationRates {
+        mated_searches: mated.len(),
+        mated_no_face: mated.iter().filter(|s| s.top.is_none()).count(),
+        stranger_searches: strangers.len(),
+        stranger_no_face: strangers.iter().filter(|s| s.top.is_none()).count(),
+        rank1_hits,
+        rank1_accuracy: ratio(rank1_hits, mated.len()),
+        fnir_at_threshold: 1.0 - ratio(hits_at_threshold, mated.len()),
+        misidentified_at_threshold: mated
+            .iter()
+            .filter(|s| s.top.is_some_and(|(d, right)| !right && d <= threshold_sq))
+            .count(),
+        strangers_accepted,
+        stranger_false_accept_rate: ratio(strangers_accepted, strangers.len()),
+        fnir_at_fpir_1e2: at_fpir(0.01),
+        fnir_at_fpir_1e3: at_fpir(0.001),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_from_lfw_style_names() {
+        assert_eq!(
+            identity_from_file_name("George_W_Bush_0012.jpg"),
+            Some("George_W_Bush")
+        );
+        assert_eq!(identity_from_file_name("Madonna_0001.JPG"), Some("Madonna"));
+        assert_eq!(identity_from_file_name("obama.jpg"), None);
+        assert_eq!(identity_from_file_name("obama_face.jpg"), None);
+        assert_eq!(identity_from_file_name("_0001.jpg"), None);
+    }
+
+    #[test]
+    fn folder_layouts_flat_and_subfolders() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |rel: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        };
+        for f in [
+            "Ann_Lee_0002.jpg",
+            "Ann_Lee_0001.jpg",
+            "Bob/b.png",
+            "Bob/a.JPG",
+            "Bob/notes.txt",
+            ".hidden.jpg",
+            "readme.md",
+        ] {
+            touch(f);
+        }
+        let got = scan_labelled_folder(dir.path()).unwrap();
+        let names: Vec<(String, String)> = got
+            .iter()
+            .map(|i| {
+                (
+                    i.identity.clone(),
+                    i.path.file_name().unwrap().to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        let want = [
+            ("Ann_Lee", "Ann_Lee_0001.jpg"),
+            ("Ann_Lee", "Ann_Lee_0002.jpg"),
+            ("Bob", "a.JPG"),
+            ("Bob", "b.png"),
+        ];
+        assert_eq!(names, want.map(|(a, b)| (a.to_string(), b.to_string())));
+        touch("stray.jpg");
+        let e = scan_labelled_folder(dir.path()).unwrap_err();
+        assert!(
+            matches!(e, FolderError::NoIdentity { .. }) && e.to_string().contains("stray.jpg"),
+            "{e}"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            scan_labelled_folder(empty.path()),
+            Err(FolderError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn split_enrols_the_first_image_with_a_face_and_singletons_are_strangers() {
+        let img = |id: &str, f: &str| LabelledImage {
+            identity: id.into(),
+            path: PathBuf::from(f),
+        };
+        let images = [
+            img("A", "a1"),
+            img("A", "a2"),
+            img("A", "a3"),
+            img("B", "b1"),
+            img("B", "b2"),
+            img("C", "c1"),
+            img("D", "d1"),
+            img("D", "d2"),
+        ];
+        // a1 has no face: a2 is enrolled, a1 stays a (failed) mated search. D has no face at all.
+        let has_face = [false, true, true, true, true, true, false, false];
+        let roles = split_roles(&images, &has_face);
+        use Role::*;
+        assert_eq!(
+            roles,
+            [Mated, Enrolled, Mated, Enrolled, Mated, Stranger, Mated, Mated]
+        );
+    }
+
+    #[test]
+    fn identification_rates_worked_by_hand() {
+        let s = |mated, top| Search { mated, top };
+        // Threshold 100. Mated: hit at 50, hit at 150 (beyond threshold), wrong at 80, no face.
+        // Strangers: 90 (accepted), 200, 300, no face.
+        let searches = [
+            s(true, Some((50, true))),
+            s(true, Some((150, true))),
+            s(true, Some((80, false))),
+            s(true, None),
+            s(false, Some((90, false))),
+            s(false, Some((200, false))),
+            s(false, Some((300, false))),
+            s(false, None),
+        ];
+        let r = identification_rates(&searches, 100);
+        assert_eq!(
+            (
+                r.mated_searches,
+                r.mated_no_face,
+                r.stranger_searches,
+                r.stranger_no_face
+            ),
+            (4, 1, 4, 1)
+        );
+        assert_eq!(r.rank1_hits, 2);
+        assert_eq!(r.rank1_accuracy, 0.5);
+        assert_eq!(
+            r.fnir_at_threshold, 0.75,
+            "only the hit at 50 is within 100"
+        );
+        assert_eq!(r.misidentified_at_threshold, 1);
+        assert_eq!(
+            (r.strangers_accepted, r.stranger_false_accept_rate),
+            (1, 0.25)
+        );
+        assert_eq!(r.fnir_at_fpir_1e2, None, "4 strangers cannot tell 1%");
+        assert_eq!(r.fnir_at_fpir_1e3, None);
+
+        // 100 strangers at 1000..1099, mated hits at 500 and 1050: FPIR 1% allows one
+        // stranger (1000), so accept below 1001: one hit of two.
+        let mut many: Vec<Search> = (0..100)
+            .map(|i| s(false, Some((1000 + i, false))))
+            .collect();
+        many.push(s(true, Some((500, true))));
+        many.push(s(true, Some((1050, true))));
+        let r = identification_rates(&many, 0);
+        let at = r.fnir_at_fpir_1e2.expect("100 strangers");
+        assert_eq!((at.fnir, at.fpir, at.threshold_sq_below), (0.5, 0.01, 1001));
+        assert_eq!(r.fnir_at_fpir_1e3, None);
+    }
 
     #[test]
     fn pairs_parse_with_every_decision_spelling_and_errors_name_the_line() {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use blindface::vision::{
-    load_image, load_image_from_bytes, DetectorConfig, Embedding, Face, FacePipeline,
-    PipelineOptions, VisionError, SFACE_L2_THRESHOLD,
+    load_image, load_image_from_bytes, DetectorConfig, Embedding, EmbeddingMode, Face, FaceChoice,
+    FacePipeline, PipelineOptions, VisionError, SFACE_L2_THRESHOLD,
 };
 use image::{Rgb, RgbImage};
 use rand::{RngCore, SeedableRng};
@@ -37,6 +37,18 @@ fn pipeline() -> &'static FacePipeline {
     PIPELINE.get_or_init(|| match FacePipeline::load_default() {
         Ok(p) => p,
         Err(e) => panic!("cannot load the face pipeline: {e}"),
+    })
+}
+
+/// The pipeline with one SFace run per face (no flip averaging), as OpenCV computes it.
+fn single_pipeline() -> &'static FacePipeline {
+    static PIPELINE: OnceLock<FacePipeline> = OnceLock::new();
+    PIPELINE.get_or_init(|| {
+        let options = PipelineOptions {
+            embedding: EmbeddingMode::Single,
+            ..PipelineOptions::default()
+        };
+        FacePipeline::load_with(&models_dir(), options).unwrap_or_else(|e| panic!("{e}"))
     })
 }
 
@@ -186,6 +198,146 @@ fn blank_and_noise_images_have_no_face() {
         .is_empty());
 }
 
+/// The no-face retry on blank and noise images at retry thresholds down to 0.3: still
+/// nothing, and a retry that finds nothing is not reported as one.
+#[test]
+fn no_face_retry_never_invents_a_face_on_blank_or_noise_images() {
+    let defaults = DetectorConfig::default();
+    assert!(
+        defaults
+            .retry_score_threshold
+            .is_some_and(|r| r < defaults.score_threshold),
+        "the retry is on by default"
+    );
+    let mut images: Vec<(String, RgbImage)> = [0u8, 128, 255]
+        .iter()
+        .map(|&v| {
+            (
+                format!("uniform {v}"),
+                RgbImage::from_pixel(250, 250, Rgb([v; 3])),
+            )
+        })
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    for (w, h) in [(250, 250), (640, 480), (1280, 720), (97, 311)] {
+        let mut buf = vec![0u8; w * h * 3];
+        rng.fill_bytes(&mut buf);
+        images.push((
+            format!("noise {w}x{h}"),
+            RgbImage::from_raw(w as u32, h as u32, buf).expect("buffer size"),
+        ));
+    }
+    // Smooth noise (blocky, blurred) looks more like shapes than pixel noise does.
+    let mut small = vec![0u8; 25 * 25 * 3];
+    rng.fill_bytes(&mut small);
+    let small = RgbImage::from_raw(25, 25, small).expect("buffer size");
+    images.push((
+        "smooth noise".into(),
+        image::imageops::resize(&small, 250, 250, image::imageops::FilterType::Triangle),
+    ));
+    for retry in [defaults.retry_score_threshold.unwrap(), 0.3] {
+        let p = FacePipeline::load_with(
+            &models_dir(),
+            PipelineOptions {
+                detector: DetectorConfig {
+                    retry_score_threshold: Some(retry),
+                    ..defaults
+                },
+                ..PipelineOptions::default()
+            },
+        )
+        .expect("load");
+        for (what, img) in &images {
+            let d = p.detection(img).expect("detect");
+            assert!(d.faces.is_empty(), "retry {retry}, {what}: {:?}", d.faces);
+            assert!(!d.retry, "{what}");
+            assert!(matches!(p.embed_largest(img), Err(VisionError::NoFace)));
+        }
+    }
+}
+
+/// A face below the score threshold is found by the retry, and reported as such; without
+/// the retry it is not found; a face above the threshold never goes through the retry.
+#[test]
+fn no_face_retry_finds_a_face_below_the_threshold_and_says_so() {
+    let img = load("obama2.jpg");
+    let normal = pipeline().detection(&img).expect("detect");
+    assert_eq!(normal.faces.len(), 1);
+    assert!(!normal.retry);
+    let score = normal.faces[0].score;
+    // A threshold just above this face's score: only the retry can find it.
+    let strict = |retry: Option<f32>| {
+        FacePipeline::load_with(
+            &models_dir(),
+            PipelineOptions {
+                detector: DetectorConfig {
+                    score_threshold: (score + 1.0) / 2.0,
+                    retry_score_threshold: retry,
+                    ..DetectorConfig::default()
+                },
+                ..PipelineOptions::default()
+            },
+        )
+        .expect("load")
+    };
+    let retried = strict(DetectorConfig::default().retry_score_threshold)
+        .detection(&img)
+        .expect("detect");
+    assert!(retried.retry);
+    assert_eq!(retried.faces, normal.faces, "same face, same landmarks");
+    assert!(strict(None).detect(&img).expect("detect").is_empty());
+}
+
+/// Flip averaging is the normalised mean of SFace on the aligned crop and on its mirror;
+/// a mirrored photo still gives the same person.
+#[test]
+fn flip_average_is_the_mean_of_the_crop_and_its_mirror() {
+    for name in ["obama.jpg", "biden.jpg"] {
+        let img = load(name);
+        let face = pipeline().detect(&img).expect("detect")[0];
+        let aligned = blindface::vision::align_face(&img, &face.landmarks).expect("align");
+        let direct = pipeline().embed_aligned(&aligned).expect("embed");
+        let mirror = pipeline()
+            .embed_aligned(&image::imageops::flip_horizontal(&aligned))
+            .expect("embed");
+        let flip = pipeline().embed(&img, &face).expect("embed");
+        assert_eq!(flip, direct.averaged_with(&mirror), "{name}");
+        assert_eq!(single_pipeline().embed(&img, &face).expect("embed"), direct);
+        println!(
+            "{name}: crop vs mirror cosine {:.4}; flip-average vs single {:.4}",
+            direct.cosine(&mirror),
+            flip.cosine(&direct)
+        );
+        assert!(flip.cosine(&direct) > direct.cosine(&mirror));
+
+        let mirrored = image::imageops::flip_horizontal(&img);
+        let (_, m) = pipeline().embed_largest(&mirrored).expect("embed");
+        println!("{name}: mirrored photo cosine {:.4}", flip.cosine(&m));
+        assert!(flip.l2(&m) < 0.5, "{name}: {}", flip.l2(&m));
+    }
+}
+
+/// In the two-men photo the largest face and the one nearest the centre are both men;
+/// the child at the bottom right is picked by neither rule.
+#[test]
+fn face_choice_rules_on_the_group_photo() {
+    let img = load("obama_and_biden.jpg");
+    let faces = pipeline().detect(&img).expect("detect");
+    let (w, h) = img.dimensions();
+    let largest = FaceChoice::Largest.pick(&faces, w, h).expect("faces");
+    assert_eq!(largest, 0, "detect sorts largest first");
+    let central = FaceChoice::Central.pick(&faces, w, h).expect("faces");
+    assert_ne!(central, 2, "not the child (the smallest face)");
+    let (face, _) = pipeline()
+        .embed_chosen(&img, FaceChoice::Central)
+        .expect("embed");
+    assert_eq!(face, faces[central]);
+    assert!(matches!(
+        pipeline().embed_chosen(&RgbImage::new(64, 64), FaceChoice::Central),
+        Err(VisionError::NoFace)
+    ));
+}
+
 #[test]
 fn landmarks_lie_in_their_boxes_with_the_right_eye_on_the_image_left() {
     let names = OBAMA
@@ -290,15 +442,26 @@ fn close_up_found_by_the_second_pass() {
             intra_threads: 0,
             detector: DetectorConfig {
                 close_up_pass: false,
+                retry_score_threshold: None,
                 ..DetectorConfig::default()
             },
+            ..PipelineOptions::default()
         },
     )
     .expect("load");
-    // Measured: the normal-scale pass alone misses this face (it does find it once the
-    // face is below ~400 px).
+    // Measured: the normal-scale pass alone misses this face at score 0.9 (it does find it
+    // once the face is below ~400 px)...
     let first_pass_only = single.detect(&crop).expect("detect");
     assert!(first_pass_only.is_empty(), "{first_pass_only:?}");
+    // ... and finds it at 0.84 with the no-face retry, which says so.
+    let mut with_retry = single;
+    with_retry.set_detector_config(DetectorConfig {
+        close_up_pass: false,
+        ..DetectorConfig::default()
+    });
+    let d = with_retry.detection(&crop).expect("detect");
+    assert_eq!(d.faces.len(), 1, "{:?}", d.faces);
+    assert!(d.retry && d.faces[0].score < 0.9);
 }
 
 // ---- EXIF orientation ----
@@ -573,7 +736,10 @@ fn embeddings_match_opencv() {
     let reference: Reference = serde_json::from_str(&text).expect("parse reference json");
     assert!(reference.images.len() >= 2);
     for (name, r) in &reference.images {
-        let (face, ours) = embed(name);
+        // OpenCV embeds the crop once: compare the single-run mode.
+        let (face, ours) = single_pipeline()
+            .embed_largest(&load(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let theirs = Embedding::from_raw(&r.embedding).expect("128 values");
         let cos = ours.cosine(&theirs);
         let lm_err = face
@@ -594,7 +760,7 @@ fn threads_option_gives_the_same_result() {
         &models_dir(),
         PipelineOptions {
             intra_threads: 1,
-            detector: DetectorConfig::default(),
+            ..PipelineOptions::default()
         },
     )
     .expect("load");

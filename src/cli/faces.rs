@@ -40,24 +40,40 @@ struct DetectOutput {
     width: u32,
     height: u32,
     faces: Vec<FaceOut>,
+    /// No face reached the score threshold; these are the no-face retry's (lower score).
+    retry: bool,
+    score_threshold: f32,
+    retry_score_threshold: Option<f32>,
 }
 
 pub fn detect(globals: &Globals, image: &Path) -> Result<()> {
     let pipeline = FacePipeline::load_default()?;
     let img = load_image(image)?;
-    let faces = pipeline.detect(&img)?;
+    let detection = pipeline.detection(&img)?;
+    let faces = detection.faces;
     if faces.is_empty() && !globals.json {
         anyhow::bail!("no face found in {}", image.display());
     }
+    let config = pipeline.options().detector;
     let out = DetectOutput {
         image: image.display().to_string(),
         width: img.width(),
         height: img.height(),
         faces: faces.iter().map(FaceOut::from).collect(),
+        retry: detection.retry,
+        score_threshold: config.score_threshold,
+        retry_score_threshold: config.retry_score_threshold,
     };
     emit(globals, &out, || {
+        let retry = match (out.retry, out.retry_score_threshold) {
+            (true, Some(r)) => format!(
+                ", found by the no-face retry (score >= {r}; none reached {})",
+                out.score_threshold
+            ),
+            _ => String::new(),
+        };
         let mut s = format!(
-            "{} ({}x{}): {} face(s)\n  #  score     x      y      w      h   landmarks (right eye, left eye, nose, right mouth, left mouth)\n",
+            "{} ({}x{}): {} face(s){retry}\n  #  score     x      y      w      h   landmarks (right eye, left eye, nose, right mouth, left mouth)\n",
             out.image,
             out.width,
             out.height,

@@ -143,17 +143,40 @@ enum Command {
     /// Where ONNX Runtime, the models, the key and the data directory were found, and what
     /// is missing.
     Doctor,
-    /// Accuracy on labelled pairs: float, quantised and encrypted decisions side by side.
+    /// Accuracy on labelled pairs (float, quantised and encrypted decisions side by side),
+    /// or identification (1:N) on a labelled folder with --identify.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["pairs", "identify"])))]
     Eval {
         /// CSV with the header `file_x,file_y,Decision` (Yes/No, true/false, 1/0).
-        #[arg(long)]
-        pairs: PathBuf,
+        #[arg(long, requires = "images")]
+        pairs: Option<PathBuf>,
         /// Folder the file names in PAIRS are relative to.
-        #[arg(long)]
-        images: PathBuf,
+        #[arg(long, requires = "pairs")]
+        images: Option<PathBuf>,
+        /// Identification instead: a folder of `Name_0001.jpg` files or `Name/` subfolders.
+        /// Identities with 2+ images are enrolled with their first image (name order) and
+        /// searched with the others; identities with one image are strangers.
+        #[arg(long, value_name = "DIR", conflicts_with = "pairs")]
+        identify: Option<PathBuf>,
         /// Also write pairs.csv, roc.png and histogram.png into this folder.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", requires = "pairs")]
         report: Option<PathBuf>,
+        /// Also write FAR and TAR with counts over a fine threshold grid to this JSON file.
+        #[arg(long, value_name = "FILE.json", requires = "pairs")]
+        calibrate: Option<PathBuf>,
+        /// Which face stands for an image: `largest` (the product's rule) or `central`
+        /// (datasets cropped around the labelled face, like LFW).
+        #[arg(long, default_value_t = blindface::vision::FaceChoice::Largest)]
+        face: blindface::vision::FaceChoice,
+        /// Embedding: `flip-average` (crop and mirror, the default) or `single`.
+        #[arg(long, default_value_t = blindface::vision::EmbeddingMode::default())]
+        embedding: blindface::vision::EmbeddingMode,
+        /// Detection score threshold.
+        #[arg(long, default_value_t = blindface::vision::DetectorConfig::default().score_threshold)]
+        score_threshold: f32,
+        /// Turn off the no-face retry (lower-score detection when nothing is found).
+        #[arg(long)]
+        no_retry: bool,
     },
 }
 
@@ -224,8 +247,41 @@ pub fn main() -> ExitCode {
         Some(Command::Eval {
             pairs,
             images,
+            identify,
             report,
-        }) => eval::eval(&globals, &pairs, &images, report.as_deref()),
+            calibrate,
+            face,
+            embedding,
+            score_threshold,
+            no_retry,
+        }) => {
+            let defaults = blindface::vision::DetectorConfig::default();
+            let settings = eval::Settings {
+                face,
+                embedding,
+                score_threshold,
+                retry_score_threshold: if no_retry {
+                    None
+                } else {
+                    defaults.retry_score_threshold
+                },
+                close_up_pass: defaults.close_up_pass,
+            };
+            match (pairs, images, identify) {
+                (Some(pairs), Some(images), None) => eval::eval(
+                    &globals,
+                    &pairs,
+                    &images,
+                    &settings,
+                    report.as_deref(),
+                    calibrate.as_deref(),
+                ),
+                (None, None, Some(dir)) => eval::identify(&globals, &dir, &settings),
+                _ => Err(anyhow::anyhow!(
+                    "eval needs either --pairs FILE --images DIR, or --identify DIR"
+                )),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

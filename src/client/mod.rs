@@ -62,6 +62,8 @@ pub enum ClientError {
         "the matcher answered for other templates than were asked ({0}); its answer was discarded"
     )]
     UnexpectedIds(String),
+    #[error("the matcher answered for templates that are not in this gallery (ids {}); its answer was discarded", ids_text(.0))]
+    UnknownIds(Vec<TemplateId>),
     #[error("{} label(s) in this gallery do not open with this key (template ids {}): the store was edited or damaged", .0.len(), ids_text(.0))]
     UnreadableLabels(Vec<TemplateId>),
 }
@@ -446,8 +448,20 @@ impl Client {
     }
 
     /// 1:N against everyone. Ids the name table does not know (enrolled elsewhere since the
-    /// last refresh) trigger one refresh.
+    /// last refresh) trigger one refresh and one more try.
     pub fn identify(&mut self, template: &Template) -> Result<MatchReport, ClientError> {
+        match self.identify_known(template) {
+            Err(ClientError::UnknownIds(_)) => {
+                self.refresh()?;
+                self.identify_known(template)
+            }
+            r => r,
+        }
+    }
+
+    /// 1:N against the templates in the name table, from a shared reference (parallel
+    /// searches); an answer naming other templates is [`ClientError::UnknownIds`].
+    pub fn identify_known(&self, template: &Template) -> Result<MatchReport, ClientError> {
         let t = Instant::now();
         let (probe, ctx) = encrypt_probe(&self.key, template);
         let encrypt_ms = ms(t);
@@ -455,22 +469,13 @@ impl Client {
         let reply = self.matcher.identify(&probe)?;
         let match_ms = ms(t);
         let returned = result_ids(&reply.result)?;
-        if returned.iter().any(|id| !self.names.contains_key(id)) {
-            self.refresh()?;
-            let unknown: Vec<_> = returned
-                .iter()
-                .filter(|id| !self.names.contains_key(id))
-                .collect();
-            if !unknown.is_empty() {
-                return Err(ClientError::UnexpectedIds(format!(
-                    "ids {} are not in the gallery",
-                    unknown
-                        .iter()
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
+        let unknown: Vec<TemplateId> = returned
+            .iter()
+            .filter(|id| !self.names.contains_key(id))
+            .copied()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ClientError::UnknownIds(unknown));
         }
         let t = Instant::now();
         let distances = decrypt(&self.key, &ctx, &reply.result)?;

@@ -11,6 +11,13 @@
 //! A second pass at half that scale finds those; its faces are merged in by NMS with the
 //! first pass taking precedence, so a face found at the normal scale always keeps the
 //! normal-scale landmarks (enrolment and probes then see the same detection scale).
+//!
+//! No-face retry: when no face reaches the score threshold, the faces of the same two
+//! passes that reach the lower retry threshold are returned instead, and the
+//! [`Detection`] says so (`retry: true`). Both thresholds are applied to the outputs of
+//! one model run per pass, so the retry costs no extra inference; each threshold is
+//! applied per pass before the merge, so the faces above the score threshold are exactly
+//! those a detector without retry returns.
 
 use std::sync::Mutex;
 
@@ -57,6 +64,9 @@ pub struct DetectorConfig {
     pub nms_iou: f32,
     /// Run the second, half-scale pass that finds close-ups (doubles detection time).
     pub close_up_pass: bool,
+    /// No-face retry: when no face reaches `score_threshold`, keep the faces that reach
+    /// this lower score instead (reported as `retry` in [`Detection`]). `None`: no retry.
+    pub retry_score_threshold: Option<f32>,
 }
 
 impl Default for DetectorConfig {
@@ -65,8 +75,22 @@ impl Default for DetectorConfig {
             score_threshold: 0.9,
             nms_iou: 0.3,
             close_up_pass: true,
+            retry_score_threshold: Some(DEFAULT_RETRY_SCORE_THRESHOLD),
         }
     }
+}
+
+/// The default no-face retry threshold (see [`DetectorConfig::retry_score_threshold`]).
+pub const DEFAULT_RETRY_SCORE_THRESHOLD: f32 = 0.5;
+
+/// What one detection found, and whether the no-face retry was needed to find it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    /// Faces, largest box first.
+    pub faces: Vec<Face>,
+    /// True when no face reached the score threshold and `faces` are those that reached
+    /// the retry threshold.
+    pub retry: bool,
 }
 
 /// The YuNet session; `run` needs `&mut`, so it sits behind a mutex.
@@ -81,39 +105,55 @@ impl Detector {
         }
     }
 
-    /// All faces in `img`, largest box first.
+    /// All faces in `img`, largest box first, with the no-face retry applied.
     pub(crate) fn detect(
         &self,
         img: &RgbImage,
         config: &DetectorConfig,
-    ) -> Result<Vec<Face>, VisionError> {
+    ) -> Result<Detection, VisionError> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         if w == 0 || h == 0 {
-            return Ok(Vec::new());
+            return Ok(Detection {
+                faces: Vec::new(),
+                retry: false,
+            });
         }
+        let retry = config
+            .retry_score_threshold
+            .filter(|&r| r < config.score_threshold);
+        let lowest = retry.unwrap_or(config.score_threshold);
         let fit = (YUNET_INPUT_SIZE as f64 / w as f64).min(YUNET_INPUT_SIZE as f64 / h as f64);
-        let mut faces = self.detect_at_scale(img, fit, config)?;
+        let mut passes = vec![self.detect_at_scale(img, fit, lowest, config.nms_iou)?];
         if config.close_up_pass {
-            let mut close_ups = self.detect_at_scale(img, fit * 0.5, config)?;
-            faces.append(&mut close_ups);
-            // Stable NMS over [first pass by score, second pass by score]: first pass wins.
-            faces = nms_in_order(faces, config.nms_iou);
+            passes.push(self.detect_at_scale(img, fit * 0.5, lowest, config.nms_iou)?);
+        }
+        let mut faces = merge_passes(&passes, config.score_threshold, config.nms_iou);
+        let mut retried = false;
+        if faces.is_empty() {
+            if let Some(r) = retry {
+                faces = merge_passes(&passes, r, config.nms_iou);
+                retried = !faces.is_empty();
+            }
         }
         faces.sort_by(|a, b| {
             b.area()
                 .total_cmp(&a.area())
                 .then(b.score.total_cmp(&a.score))
         });
-        Ok(faces)
+        Ok(Detection {
+            faces,
+            retry: retried,
+        })
     }
 
     /// One pass: the image scaled by `scale` into the top-left of the 640x640 input.
-    /// Returns faces after NMS, best score first.
+    /// Returns the faces scoring at least `min_score` after NMS, best score first.
     fn detect_at_scale(
         &self,
         img: &RgbImage,
         scale: f64,
-        config: &DetectorConfig,
+        min_score: f32,
+        nms_iou: f32,
     ) -> Result<Vec<Face>, VisionError> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let nw = ((w as f64 * scale).round() as usize).clamp(1, YUNET_INPUT_SIZE);
@@ -165,7 +205,7 @@ impl Detector {
             let s = stride as f32;
             for i in 0..n {
                 let score = (cls[i].clamp(0.0, 1.0) * obj[i].clamp(0.0, 1.0)).sqrt();
-                if score.is_nan() || score < config.score_threshold {
+                if score.is_nan() || score < min_score {
                     continue;
                 }
                 let (r, c) = ((i / cols) as f32, (i % cols) as f32);
@@ -188,7 +228,23 @@ impl Detector {
             }
         }
         faces.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok(nms_in_order(faces, config.nms_iou))
+        Ok(nms_in_order(faces, nms_iou))
+    }
+}
+
+/// The faces of each pass (best score first) that reach `min_score`, merged by NMS in
+/// pass order: a face of an earlier pass wins over an overlapping one of a later pass.
+/// Within a pass, NMS in score order means that filtering its output by a higher score
+/// gives exactly the faces NMS would keep at that score.
+fn merge_passes(passes: &[Vec<Face>], min_score: f32, nms_iou: f32) -> Vec<Face> {
+    let kept: Vec<Face> = passes
+        .iter()
+        .flat_map(|pass| pass.iter().filter(|f| f.score >= min_score).copied())
+        .collect();
+    if passes.len() > 1 {
+        nms_in_order(kept, nms_iou)
+    } else {
+        kept
     }
 }
 

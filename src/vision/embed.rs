@@ -70,6 +70,16 @@ impl Embedding {
             .sqrt() as f32
     }
 
+    /// The normalised mean of two unit embeddings (e.g. of a face and its mirror image).
+    /// Falls back to `self` in the degenerate case of opposite vectors.
+    pub fn averaged_with(&self, other: &Embedding) -> Embedding {
+        let mut sum = [0.0f32; EMBEDDING_DIM];
+        for ((s, &a), &b) in sum.iter_mut().zip(&self.0).zip(&other.0) {
+            *s = a + b;
+        }
+        Embedding::from_raw(&sum).unwrap_or(*self)
+    }
+
     /// The 128 values.
     pub fn as_slice(&self) -> &[f32] {
         &self.0
@@ -168,6 +178,19 @@ mod tests {
         assert_eq!(a.cosine(&b), 0.0);
         assert!((a.l2(&b) - 2f32.sqrt()).abs() < 1e-6);
         assert_eq!(a.l2(&a), 0.0);
+    }
+
+    #[test]
+    fn average_of_two_unit_vectors_is_their_normalised_mean() {
+        let (a, b) = (unit(0), unit(1));
+        let m = a.averaged_with(&b);
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((m.0[0] - h).abs() < 1e-6 && (m.0[1] - h).abs() < 1e-6);
+        assert!((a.cosine(&m) - h).abs() < 1e-6);
+        assert_eq!(a.averaged_with(&a), a);
+        let mut neg = [0.0f32; EMBEDDING_DIM];
+        neg[0] = -1.0;
+        assert_eq!(a.averaged_with(&Embedding(neg)), a, "opposite: falls back");
     }
 
     #[test]

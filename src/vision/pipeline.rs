@@ -3,15 +3,22 @@
 //! Loading checks both model files' SHA-256 first, then initialises ONNX Runtime (once per
 //! process) and creates the two sessions. Each session sits behind its own mutex, so one
 //! pipeline can be shared across threads (`Send + Sync`); detection of one frame and
-//! embedding of another can run at the same time.
+//! embedding of another can run at the same time. For throughput over many images (e.g.
+//! `blindface eval`), load one pipeline per core with `intra_threads: 1`.
+//!
+//! Options fixed at load: ONNX Runtime threads, detection settings (thresholds, no-face
+//! retry, close-up pass) and the [`EmbeddingMode`] (single crop, or the crop averaged with
+//! its mirror image). Which face an image stands for is chosen per call ([`FaceChoice`]).
 
 use std::path::Path;
 
 use image::RgbImage;
 use ort::session::Session;
+use serde::{Deserialize, Serialize};
 
 use super::align::align_face;
-use super::detect::{Detector, DetectorConfig, Face};
+use super::choice::FaceChoice;
+use super::detect::{Detection, Detector, DetectorConfig, Face};
 use super::embed::{Embedding, Recogniser};
 use super::error::VisionError;
 use super::models::{self, ModelFile, SFACE, YUNET};
@@ -26,6 +33,53 @@ pub struct PipelineOptions {
     pub intra_threads: usize,
     /// Detection settings (threshold, NMS, close-up pass).
     pub detector: DetectorConfig,
+    /// How a face's embedding is computed from its aligned crop.
+    pub embedding: EmbeddingMode,
+}
+
+/// How the embedding of an aligned face is computed.
+///
+/// Templates and probes should use the same mode: embeddings of the two modes are close
+/// (they describe the same face) but not equal, so mixing them costs some accuracy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbeddingMode {
+    /// SFace on the aligned 112x112 crop (what OpenCV's `FaceRecognizerSF` does).
+    Single,
+    /// Flip test-time augmentation: SFace on the crop and on its mirror image, the two
+    /// unit embeddings averaged and renormalised. Two SFace runs per face.
+    #[default]
+    FlipAverage,
+}
+
+impl EmbeddingMode {
+    /// The mode's name as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmbeddingMode::Single => "single",
+            EmbeddingMode::FlipAverage => "flip-average",
+        }
+    }
+}
+
+impl std::fmt::Display for EmbeddingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for EmbeddingMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "single" => Ok(EmbeddingMode::Single),
+            "flip-average" | "flip" => Ok(EmbeddingMode::FlipAverage),
+            other => Err(format!(
+                "unknown embedding mode `{other}` (use `single` or `flip-average`)"
+            )),
+        }
+    }
 }
 
 /// YuNet + alignment + SFace, ready to run.
@@ -86,20 +140,59 @@ impl FacePipeline {
         self.options.detector = config;
     }
 
-    /// All faces in `img`, sorted by box area, largest first.
+    /// Changes how later calls compute embeddings. Templates and probes should share one
+    /// mode (see [`EmbeddingMode`]).
+    pub fn set_embedding_mode(&mut self, mode: EmbeddingMode) {
+        self.options.embedding = mode;
+    }
+
+    /// All faces in `img`, sorted by box area, largest first (no-face retry included).
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Face>, VisionError> {
+        Ok(self.detection(img)?.faces)
+    }
+
+    /// Like [`detect`](Self::detect), also saying whether the no-face retry found them.
+    pub fn detection(&self, img: &RgbImage) -> Result<Detection, VisionError> {
         self.detector.detect(img, &self.options.detector)
     }
 
-    /// The embedding of `face` (found in `img`): align to 112x112, run SFace, normalise.
+    /// The embedding of `face` (found in `img`): align to 112x112, run SFace (on the crop,
+    /// and on its mirror with [`EmbeddingMode::FlipAverage`]), normalise.
     pub fn embed(&self, img: &RgbImage, face: &Face) -> Result<Embedding, VisionError> {
         let aligned = align_face(img, &face.landmarks)?;
-        self.recogniser.embed_aligned(&aligned)
+        match self.options.embedding {
+            EmbeddingMode::Single => self.embed_aligned(&aligned),
+            EmbeddingMode::FlipAverage => {
+                let direct = self.embed_aligned(&aligned)?;
+                let mirrored = self.embed_aligned(&image::imageops::flip_horizontal(&aligned))?;
+                Ok(direct.averaged_with(&mirrored))
+            }
+        }
+    }
+
+    /// SFace on an already aligned 112x112 face (see [`align_face`]), one run, whatever
+    /// the [`EmbeddingMode`].
+    pub fn embed_aligned(&self, aligned: &RgbImage) -> Result<Embedding, VisionError> {
+        self.recogniser.embed_aligned(aligned)
     }
 
     /// The largest face in `img` and its embedding; [`VisionError::NoFace`] if there is none.
     pub fn embed_largest(&self, img: &RgbImage) -> Result<(Face, Embedding), VisionError> {
-        let face = *self.detect(img)?.first().ok_or(VisionError::NoFace)?;
+        self.embed_chosen(img, FaceChoice::Largest)
+    }
+
+    /// The face `choice` picks in `img` and its embedding; [`VisionError::NoFace`] if there
+    /// is none.
+    pub fn embed_chosen(
+        &self,
+        img: &RgbImage,
+        choice: FaceChoice,
+    ) -> Result<(Face, Embedding), VisionError> {
+        let faces = self.detect(img)?;
+        let index = choice
+            .pick(&faces, img.width(), img.height())
+            .ok_or(VisionError::NoFace)?;
+        let face = faces[index];
         let embedding = self.embed(img, &face)?;
         Ok((face, embedding))
     }

@@ -1,0 +1,622 @@
+//! Calibrated operating points: what a threshold means in error rates.
+//!
+//! A calibration is a table, over a fine grid of L2 thresholds, of how many genuine pairs
+//! (same person) and impostor pairs (different people) of a labelled set are accepted:
+//! TAR (true accept rate) and FAR (false accept rate), with the counts behind them so
+//! their confidence is visible (1 impostor accepted out of 1,100 is a FAR of 0.09% known
+//! to within a factor of a few, not to two digits).
+//!
+//! `blindface eval --pairs FILE --images DIR --calibrate OUT.json` writes one, from the
+//! decisions the app takes: encrypted squared distances compared with
+//! [`threshold_sq`](crate::he::threshold_sq) of each grid threshold. Every pair of the
+//! file counts; a pair with an image where no face was found is never accepted.
+//!
+//! One calibration ships with blindface: [`Calibration::lfw_devtrain`], made from LFW
+//! View 1's DevTrain pairs (2,200 pairs: 1,100 genuine, 1,100 impostor) with
+//! `assets/calibration-lfw-devtrain.json`'s `command` (see BENCHMARKS.md). Use it to
+//! turn a FAR target into a threshold ([`Calibration::threshold_for_far`]), to describe a
+//! threshold ([`Calibration::at_threshold`]) and to find the equal error rate
+//! ([`Calibration::eer`]). Its numbers are estimates on public figures' news photos; a
+//! camera in a dim room is another population.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::he::{threshold_sq, Params};
+
+/// The format tag written into (and required in) calibration files.
+pub const FORMAT: &str = "blindface-calibration/1";
+
+/// The calibration asset shipped with blindface (LFW View 1 DevTrain).
+pub const LFW_DEVTRAIN_JSON: &str = include_str!("../assets/calibration-lfw-devtrain.json");
+
+/// Grid step of calibrations `blindface eval` writes, in L2 units.
+pub const GRID_STEP: f64 = 0.002;
+
+/// Largest grid threshold: L2 between unit vectors is at most 2.
+pub const GRID_MAX: f64 = 2.0;
+
+/// One grid threshold and what it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationPoint {
+    /// L2 threshold (accept if distance <= it).
+    pub threshold: f64,
+    /// The same threshold on encrypted squared integer distances (`threshold_sq`).
+    pub threshold_sq: i64,
+    pub genuine_accepted: u64,
+    pub impostor_accepted: u64,
+    /// genuine_accepted / genuine.
+    pub tar: f64,
+    /// impostor_accepted / impostor.
+    pub far: f64,
+}
+
+/// A calibration: where it comes from, the class totals and the grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// [`FORMAT`].
+    pub format: String,
+    /// What the pairs were, e.g. "LFW View 1 DevTrain".
+    pub source: String,
+    /// The command that regenerates this calibration.
+    pub command: String,
+    /// The pipeline settings the distances were made with (face choice, embedding mode,
+    /// detector thresholds, quantisation).
+    pub pipeline: serde_json::Value,
+    /// Pairs in the file; always genuine + impostor.
+    pub pairs: u64,
+    pub genuine: u64,
+    pub impostor: u64,
+    /// Pairs with an image where no face was found (counted, never accepted).
+    pub no_face_pairs: u64,
+    /// Thresholds increasing.
+    pub points: Vec<CalibrationPoint>,
+}
+
+/// What one threshold means on a calibration's pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct OperatingPoint {
+    /// The grid threshold these rates were counted at (L2).
+    pub threshold: f32,
+    /// The same threshold on encrypted squared integer distances.
+    pub threshold_sq: i64,
+    /// False accept rate: impostor_accepted / impostor.
+    pub far: f64,
+    /// True accept rate: genuine_accepted / genuine.
+    pub tar: f64,
+    pub genuine_accepted: u64,
+    pub genuine: u64,
+    pub impostor_accepted: u64,
+    pub impostor: u64,
+}
+
+impl OperatingPoint {
+    /// False reject rate, 1 - TAR.
+    pub fn frr(&self) -> f64 {
+        1.0 - self.tar
+    }
+
+    /// N in "about 1 in N strangers accepted" (1 / FAR, rounded); `None` when no
+    /// impostor pair was accepted (then fewer than 1 in `impostor`).
+    pub fn one_in_n_strangers(&self) -> Option<u64> {
+        (self.impostor_accepted > 0).then(|| (1.0 / self.far).round() as u64)
+    }
+
+    /// One line for people: "about 1 in 1,100 strangers accepted (1 of 1,100), 98.4% of
+    /// genuine attempts accepted (1,082 of 1,100)".
+    pub fn describe(&self) -> String {
+        let strangers = match self.one_in_n_strangers() {
+            Some(n) => format!(
+                "about 1 in {} strangers accepted ({} of {})",
+                thousands(n),
+                thousands(self.impostor_accepted),
+                thousands(self.impostor)
+            ),
+            None => format!(
+                "no stranger accepted (0 of {}: fewer than 1 in {})",
+                thousands(self.impostor),
+                thousands(self.impostor)
+            ),
+        };
+        format!(
+            "{strangers}, {:.1}% of genuine attempts accepted ({} of {})",
+            100.0 * self.tar,
+            thousands(self.genuine_accepted),
+            thousands(self.genuine)
+        )
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Calibration problems: a bad file, or a question the calibration cannot answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CalibrationError {
+    #[error("calibration file is not valid JSON of format {FORMAT}: {0}")]
+    Parse(String),
+    #[error("calibration file is inconsistent: {0}")]
+    Invalid(String),
+    #[error("FAR {far} is not a rate: give a number above 0 and at most 1, e.g. 0.001 for 0.1%")]
+    FarNotARate { far: f64 },
+    #[error(
+        "FAR {far} is below what this calibration can resolve: it has {impostor} impostor \
+         pairs, so its smallest non-zero FAR is 1/{impostor} = {min_far:.6}; ask for at \
+         least that (or calibrate on more impostor pairs)"
+    )]
+    FarBelowResolution {
+        far: f64,
+        impostor: u64,
+        min_far: f64,
+    },
+}
+
+impl Calibration {
+    /// Counts, at every threshold of `grid` (increasing L2 values), the pairs whose
+    /// squared distance is at most `threshold_sq(t)`. `distances_sq[i]` is `None` for a
+    /// pair with an image where no face was found: such a pair is never accepted.
+    pub fn from_distances(
+        distances_sq: &[Option<i64>],
+        same: &[bool],
+        grid: &[f64],
+        params: &Params,
+    ) -> Result<Calibration, CalibrationError> {
+        if distances_sq.len() != same.len() {
+            return Err(CalibrationError::Invalid(format!(
+                "{} distances for {} labels",
+                distances_sq.len(),
+                same.len()
+            )));
+        }
+        let mut genuine_d: Vec<i64> = Vec::new();
+        let mut impostor_d: Vec<i64> = Vec::new();
+        for (d, &s) in distances_sq.iter().zip(same) {
+            if let Some(d) = d {
+                if s {
+                    genuine_d.push(*d);
+                } else {
+                    impostor_d.push(*d);
+                }
+            }
+        }
+        genuine_d.sort_unstable();
+        impostor_d.sort_unstable();
+        let genuine = same.iter().filter(|&&s| s).count() as u64;
+        let impostor = same.len() as u64 - genuine;
+        let rate = |a: u64, n: u64| if n == 0 { 0.0 } else { a as f64 / n as f64 };
+        let points = grid
+            .iter()
+            .map(|&t| {
+                let t_sq = threshold_sq(t as f32, params);
+                let ga = genuine_d.partition_point(|&d| d <= t_sq) as u64;
+                let ia = impostor_d.partition_point(|&d| d <= t_sq) as u64;
+                CalibrationPoint {
+                    threshold: t,
+                    threshold_sq: t_sq,
+                    genuine_accepted: ga,
+                    impostor_accepted: ia,
+                    tar: rate(ga, genuine),
+                    far: rate(ia, impostor),
+                }
+            })
+            .collect();
+        let c = Calibration {
+            format: FORMAT.to_string(),
+            source: String::new(),
+            command: String::new(),
+            pipeline: serde_json::Value::Null,
+            pairs: same.len() as u64,
+            genuine,
+            impostor,
+            no_face_pairs: distances_sq.iter().filter(|d| d.is_none()).count() as u64,
+            points,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The grid `blindface eval --calibrate` uses: 0 to 2 in steps of [`GRID_STEP`],
+    /// each value rounded to the step's three decimals.
+    pub fn default_grid() -> Vec<f64> {
+        let n = (GRID_MAX / GRID_STEP).round() as usize;
+        (0..=n)
+            .map(|i| ((i as f64 * GRID_STEP) * 1000.0).round() / 1000.0)
+            .collect()
+    }
+
+    /// Parses and checks a calibration file's text.
+    pub fn from_json(text: &str) -> Result<Calibration, CalibrationError> {
+        let c: Calibration =
+            serde_json::from_str(text).map_err(|e| CalibrationError::Parse(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The file text: the header fields pretty-printed, one grid point a line.
+    pub fn to_json(&self) -> String {
+        let mut head = serde_json::to_value(self).expect("calibration serializes");
+        let map = head.as_object_mut().expect("an object");
+        map.remove("points");
+        let head = serde_json::to_string_pretty(&head).expect("calibration serializes");
+        let head = head.trim_end().trim_end_matches('}').trim_end();
+        let points: Vec<String> = self
+            .points
+            .iter()
+            .map(|p| {
+                format!(
+                    "    {}",
+                    serde_json::to_string(p).expect("point serializes")
+                )
+            })
+            .collect();
+        format!(
+            "{head},\n  \"points\": [\n{}\n  ]\n}}\n",
+            points.join(",\n")
+        )
+    }
+
+    /// The calibration shipped with blindface (LFW View 1 DevTrain), parsed once.
+    pub fn lfw_devtrain() -> Result<&'static Calibration, CalibrationError> {
+        static EMBEDDED: OnceLock<Result<Calibration, CalibrationError>> = OnceLock::new();
+        EMBEDDED
+            .get_or_init(|| Calibration::from_json(LFW_DEVTRAIN_JSON))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Checks the invariants every use relies on: thresholds increasing, counts
+    /// non-decreasing and within the class totals, rates equal to the counts' ratios.
+    pub fn validate(&self) -> Result<(), CalibrationError> {
+        let bad = |m: String| Err(CalibrationError::Invalid(m));
+        if self.format != FORMAT {
+            return bad(format!("format `{}`, expected `{FORMAT}`", self.format));
+        }
+        if self.genuine + self.impostor != self.pairs {
+            return bad(format!(
+                "{} genuine + {} impostor pairs is not {} pairs",
+                self.genuine, self.impostor, self.pairs
+            ));
+        }
+        if self.no_face_pairs > self.pairs {
+            return bad(format!(
+                "{} no-face pairs out of {}",
+                self.no_face_pairs, self.pairs
+            ));
+        }
+        if self.points.is_empty() {
+            return bad("no points".into());
+        }
+        let rate = |a: u64, n: u64| if n == 0 { 0.0 } else { a as f64 / n as f64 };
+        for (i, p) in self.points.iter().enumerate() {
+            if !p.threshold.is_finite() {
+                return bad(format!(
+                    "point {i}: threshold {} is not finite",
+                    p.threshold
+                ));
+            }
+            if p.genuine_accepted > self.genuine || p.impostor_accepted > self.impostor {
+                return bad(format!(
+                    "point {i} (threshold {}): more pairs accepted than there are",
+                    p.threshold
+                ));
+            }
+            if (p.tar - rate(p.genuine_accepted, self.genuine)).abs() > 1e-9
+                || (p.far - rate(p.impostor_accepted, self.impostor)).abs() > 1e-9
+            {
+                return bad(format!(
+                    "point {i} (threshold {}): rates do not match the counts",
+                    p.threshold
+                ));
+            }
+            if let Some(prev) = i.checked_sub(1).map(|j| &self.points[j]) {
+                if p.threshold <= prev.threshold {
+                    return bad(format!(
+                        "thresholds not increasing at point {i} ({} after {})",
+                        p.threshold, prev.threshold
+                    ));
+                }
+                if p.threshold_sq < prev.threshold_sq
+                    || p.genuine_accepted < prev.genuine_accepted
+                    || p.impostor_accepted < prev.impostor_accepted
+                {
+                    return bad(format!(
+                        "counts decrease at point {i} (threshold {})",
+                        p.threshold
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn operating_point(&self, p: &CalibrationPoint) -> OperatingPoint {
+        OperatingPoint {
+            threshold: p.threshold as f32,
+            threshold_sq: p.threshold_sq,
+            far: p.far,
+            tar: p.tar,
+            genuine_accepted: p.genuine_accepted,
+            genuine: self.genuine,
+            impostor_accepted: p.impostor_accepted,
+            impostor: self.impostor,
+        }
+    }
+
+    /// The smallest FAR above zero this calibration can tell: 1 / impostor pairs.
+    pub fn min_far(&self) -> f64 {
+        1.0 / self.impostor.max(1) as f64
+    }
+
+    /// The most accepting grid threshold whose FAR is at most `far` (so TAR is as high as
+    /// that FAR allows). `far` must be in (0, 1] and at least [`min_far`](Self::min_far).
+    pub fn threshold_for_far(&self, far: f64) -> Result<OperatingPoint, CalibrationError> {
+        if !(far.is_finite() && far > 0.0 && far <= 1.0) {
+            return Err(CalibrationError::FarNotARate { far });
+        }
+        if self.impostor == 0 || far < self.min_far() {
+            return Err(CalibrationError::FarBelowResolution {
+                far,
+                impostor: self.impostor,
+                min_far: self.min_far(),
+            });
+        }
+        // FAR is non-decreasing along the grid: the last point at or below the target.
+        let n = self.points.partition_point(|p| p.far <= far);
+        let p = &self.points[n.saturating_sub(1)];
+        Ok(self.operating_point(p))
+    }
+
+    /// The rates at the grid threshold nearest `threshold` (the grid's first or last point
+    /// outside its range; the first point for NaN). The returned `threshold` says which.
+    pub fn at_threshold(&self, threshold: f32) -> OperatingPoint {
+        let t = threshold as f64;
+        let i = self.points.partition_point(|p| p.threshold <= t);
+        let nearest = match (i.checked_sub(1), self.points.get(i)) {
+            (None, _) => 0,
+            (Some(below), None) => below,
+            (Some(below), Some(above)) => {
+                if (above.threshold - t) < (t - self.points[below].threshold) {
+                    i
+                } else {
+                    below
+                }
+            }
+        };
+        self.operating_point(&self.points[nearest])
+    }
+
+    /// The equal error rate point: the grid threshold where FAR and FRR are closest
+    /// (ties: the smaller threshold). The EER itself is about (far + frr) / 2.
+    pub fn eer(&self) -> OperatingPoint {
+        let gap = |p: &CalibrationPoint| (p.far - (1.0 - p.tar)).abs();
+        let best = self
+            .points
+            .iter()
+            .fold(&self.points[0], |b, p| if gap(p) < gap(b) { p } else { b });
+        self.operating_point(best)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vision::SFACE_L2_THRESHOLD;
+
+    /// 4 genuine pairs at L2 0.5, 0.8, 1.0, 1.3 plus one with no face; 5 impostors at
+    /// 1.05, 1.2, 1.3, 1.4, 1.5.
+    fn small() -> (Calibration, Params) {
+        let p = Params::v1();
+        let sq = |l2: f64| Some(threshold_sq(l2 as f32, &p));
+        let d = [
+            sq(0.5),
+            sq(0.8),
+            sq(1.0),
+            sq(1.3),
+            None,
+            sq(1.05),
+            sq(1.2),
+            sq(1.3),
+            sq(1.4),
+            sq(1.5),
+        ];
+        let same = [
+            true, true, true, true, true, false, false, false, false, false,
+        ];
+        let c = Calibration::from_distances(&d, &same, &Calibration::default_grid(), &p)
+            .expect("consistent");
+        (c, p)
+    }
+
+    #[test]
+    fn grid_is_fine_and_increasing_and_holds_the_default_threshold() {
+        let g = Calibration::default_grid();
+        assert_eq!(g.len(), 1001);
+        assert_eq!((g[0], g[1], g[1000]), (0.0, 0.002, 2.0));
+        assert!(g.windows(2).all(|w| w[0] < w[1]));
+        let default = SFACE_L2_THRESHOLD as f64;
+        assert!(g.iter().any(|&t| (t - default).abs() < 1e-6), "{default}");
+    }
+
+    #[test]
+    fn counts_and_rates_from_distances() {
+        let (c, p) = small();
+        assert_eq!(
+            (c.pairs, c.genuine, c.impostor, c.no_face_pairs),
+            (10, 5, 5, 1)
+        );
+        let at = |t: f32| c.at_threshold(t);
+        // At 1.1: genuine 0.5, 0.8, 1.0 accepted (the no-face pair never is); impostor 1.05.
+        let op = at(1.1);
+        assert_eq!((op.genuine_accepted, op.impostor_accepted), (3, 1));
+        assert_eq!((op.tar, op.far), (3.0 / 5.0, 1.0 / 5.0));
+        assert_eq!(op.threshold_sq, threshold_sq(1.1, &p));
+        assert_eq!(op.frr(), 1.0 - 3.0 / 5.0);
+        // Everything with a face accepted at the top of the grid, nothing at 0.
+        let top = at(2.0);
+        assert_eq!((top.genuine_accepted, top.impostor_accepted), (4, 5));
+        let bottom = at(0.0);
+        assert_eq!((bottom.genuine_accepted, bottom.impostor_accepted), (0, 0));
+        for w in c.points.windows(2) {
+            assert!(w[0].threshold < w[1].threshold);
+            assert!(w[0].far <= w[1].far && w[0].tar <= w[1].tar);
+        }
+    }
+
+    #[test]
+    fn at_threshold_takes_the_nearest_grid_point() {
+        let (c, _) = small();
+        assert!((c.at_threshold(1.1003).threshold - 1.1).abs() < 1e-6);
+        assert!((c.at_threshold(1.1013).threshold - 1.102).abs() < 1e-6);
+        assert_eq!(c.at_threshold(-3.0).threshold, 0.0);
+        assert_eq!(c.at_threshold(7.0).threshold, 2.0);
+        assert_eq!(c.at_threshold(f32::NAN).threshold, 0.0);
+    }
+
+    #[test]
+    fn threshold_for_far_is_the_most_accepting_point_within_the_target() {
+        let (c, _) = small();
+        // FAR 0.2 allows one impostor (at 1.05): the threshold stops below 1.2.
+        let op = c.threshold_for_far(0.2).expect("resolvable");
+        assert_eq!(op.impostor_accepted, 1);
+        assert!((1.05..1.2).contains(&(op.threshold as f64)), "{op:?}");
+        assert!((op.threshold as f64 - 1.198).abs() < 1e-6, "{op:?}");
+        assert_eq!(op.genuine_accepted, 3);
+        // 0.3 is still one impostor out of five.
+        assert_eq!(c.threshold_for_far(0.3).unwrap(), op);
+        assert_eq!(c.threshold_for_far(1.0).unwrap().threshold, 2.0);
+    }
+
+    #[test]
+    fn unresolvable_or_meaningless_far_is_a_typed_error() {
+        let (c, _) = small();
+        for far in [0.0, -0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let e = c.threshold_for_far(far).unwrap_err();
+            assert!(
+                matches!(e, CalibrationError::FarNotARate { .. }),
+                "{far}: {e}"
+            );
+        }
+        let e = c.threshold_for_far(0.1).unwrap_err();
+        assert_eq!(
+            e,
+            CalibrationError::FarBelowResolution {
+                far: 0.1,
+                impostor: 5,
+                min_far: 0.2
+            }
+        );
+        assert!(e.to_string().contains("1/5"), "{e}");
+    }
+
+    #[test]
+    fn eer_where_far_and_frr_cross() {
+        let (c, _) = small();
+        let e = c.eer();
+        // From 1.05 to 1.2: FAR 1/5, FRR 2/5; from 1.2 to 1.3: FAR 2/5, FRR 2/5 (equal);
+        // from 1.3: FAR 3/5, FRR 1/5. The first equal point is 1.2.
+        assert_eq!((e.impostor_accepted, e.genuine_accepted), (2, 3));
+        assert!((e.threshold - 1.2).abs() < 1e-6, "{e:?}");
+    }
+
+    #[test]
+    fn json_round_trip_and_inconsistent_files_are_rejected() {
+        let (mut c, _) = small();
+        c.source = "test".into();
+        let text = c.to_json();
+        let back = Calibration::from_json(&text).unwrap();
+        assert_eq!((back.pairs, back.genuine, back.no_face_pairs), (10, 5, 1));
+        assert_eq!(back.source, "test");
+        assert_eq!(back.points.len(), c.points.len());
+        for (a, b) in back.points.iter().zip(&c.points) {
+            assert_eq!(
+                (a.genuine_accepted, a.impostor_accepted),
+                (b.genuine_accepted, b.impostor_accepted)
+            );
+            assert!((a.threshold - b.threshold).abs() < 1e-12 && (a.far - b.far).abs() < 1e-12);
+        }
+        assert!(text.lines().count() > c.points.len(), "one point a line");
+
+        let broken = |f: &dyn Fn(&mut Calibration)| {
+            let mut b = c.clone();
+            f(&mut b);
+            Calibration::from_json(&b.to_json()).unwrap_err()
+        };
+        let cases: [&dyn Fn(&mut Calibration); 5] = [
+            &|b| b.points.swap(3, 4),
+            &|b| b.points[700].impostor_accepted = 0,
+            &|b| b.points[10].tar = 0.5,
+            &|b| b.genuine = 9,
+            &|b| b.points[5].genuine_accepted = 99,
+        ];
+        for case in cases {
+            assert!(matches!(broken(case), CalibrationError::Invalid(_)));
+        }
+        assert!(matches!(
+            Calibration::from_json("{\"format\": 3}"),
+            Err(CalibrationError::Parse(_))
+        ));
+        let mut other = c.clone();
+        other.format = "something/2".into();
+        assert!(matches!(
+            Calibration::from_json(&other.to_json()),
+            Err(CalibrationError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn describe_says_one_in_n_with_counts() {
+        let (c, _) = small();
+        let op = c.at_threshold(1.1);
+        assert_eq!(op.one_in_n_strangers(), Some(5));
+        assert_eq!(
+            op.describe(),
+            "about 1 in 5 strangers accepted (1 of 5), 60.0% of genuine attempts accepted (3 of 5)"
+        );
+        assert!(c
+            .at_threshold(0.9)
+            .describe()
+            .starts_with("no stranger accepted (0 of 5"));
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn the_shipped_lfw_devtrain_calibration_is_consistent() {
+        let c = Calibration::lfw_devtrain().expect("embedded asset parses and validates");
+        assert_eq!((c.pairs, c.genuine, c.impostor), (2200, 1100, 1100));
+        assert_eq!(c.points.len(), Calibration::default_grid().len());
+        assert!(c.command.contains("--calibrate"), "{}", c.command);
+        for w in c.points.windows(2) {
+            assert!(w[0].threshold < w[1].threshold);
+            assert!(w[0].far <= w[1].far && w[0].tar <= w[1].tar);
+        }
+        // Grid thresholds map to the squared distances the app compares with.
+        let p = Params::v1();
+        for pt in &c.points {
+            assert_eq!(pt.threshold_sq, threshold_sq(pt.threshold as f32, &p));
+        }
+        // FAR presets resolve, and within their target.
+        for far in [0.01, 0.001] {
+            let op = c
+                .threshold_for_far(far)
+                .expect("resolvable on 1,100 impostors");
+            assert!(op.far <= far, "{far}: {op:?}");
+        }
+        assert!(matches!(
+            c.threshold_for_far(0.0001),
+            Err(CalibrationError::FarBelowResolution { .. })
+        ));
+        // The default threshold is a grid point.
+        let d = c.at_threshold(SFACE_L2_THRESHOLD);
+        assert!((d.threshold - SFACE_L2_THRESHOLD).abs() < 1e-6);
+    }
+}
