@@ -506,3 +506,30 @@ fn several_shots_enrol_one_person() {
     assert_eq!(m.distances.len(), 1);
     assert!(shows_exact(&h, "Match: Obama"));
 }
+
+#[test]
+fn the_threshold_says_what_it_means_and_presets_move_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(BlindfaceApp::new(config(
+        dir.path(),
+        "a.key",
+        MatcherChoice::Builtin,
+    )));
+    h.step();
+    let cal = blindface::calibration::Calibration::lfw_devtrain().unwrap();
+    let here = cal.at_threshold(1.128);
+    assert!(shows(&h, &here.describe()), "the meaning of 1.128 is shown");
+    assert!(shows(&h, "(LFW View 1)"));
+    h.get_by_label("FAR 1%").click();
+    h.step();
+    h.step();
+    let want = cal.threshold_for_far(0.01).unwrap();
+    assert_eq!(h.state().state.settings.threshold, want.threshold);
+    assert!(shows(&h, &want.describe()));
+    h.get_by_label("FAR 0.1%").click();
+    h.step();
+    assert_eq!(
+        h.state().state.settings.threshold,
+        cal.threshold_for_far(0.001).unwrap().threshold
+    );
+}

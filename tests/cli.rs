@@ -762,3 +762,53 @@ fn identify_all_faces_of_a_photo_a_folder_and_a_stream() {
     let calls = v["matcher_calls"].as_u64().unwrap();
     assert!((3..=12).contains(&calls), "3 faces, 4 frames: {calls}");
 }
+
+#[test]
+fn far_resolves_through_the_calibration_and_bad_rates_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cal = blindface::calibration::Calibration::lfw_devtrain().unwrap();
+    let want = cal.threshold_for_far(0.01).unwrap();
+    let v = json(&run(
+        &[
+            "compare",
+            &face("obama.jpg"),
+            &face("obama2.jpg"),
+            "--far",
+            "0.01",
+            "--json",
+        ],
+        tmp.path(),
+    ));
+    assert_eq!(v["threshold"].as_f64().unwrap() as f32, want.threshold);
+    let p = v["operating_point"].as_str().unwrap();
+    assert!(
+        p.contains("strangers accepted") && p.contains("LFW View 1"),
+        "{p}"
+    );
+    for bad in ["2", "0", "-0.1", "nan", "0.00001"] {
+        let far = format!("--far={bad}");
+        let out = run(
+            &["compare", &face("obama.jpg"), &face("obama2.jpg"), &far],
+            tmp.path(),
+        );
+        assert!(!out.status.success(), "--far {bad}");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: ") && err.lines().count() == 1,
+            "{bad}: {err}"
+        );
+    }
+    let out = run(
+        &[
+            "compare",
+            &face("obama.jpg"),
+            &face("obama2.jpg"),
+            "--far",
+            "0.01",
+            "--threshold",
+            "1",
+        ],
+        tmp.path(),
+    );
+    assert!(!out.status.success(), "--far and --threshold together");
+}

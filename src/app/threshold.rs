@@ -7,10 +7,47 @@ use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points};
 
 use super::state::{is_match, AppState, TrackLabel, THRESHOLD_RANGE};
 use super::Action;
+use crate::calibration::Calibration;
 use crate::vision::SFACE_L2_THRESHOLD;
 
 const GREEN: Color32 = Color32::from_rgb(40, 170, 70);
 const RED: Color32 = Color32::from_rgb(210, 60, 50);
+
+/// What the slider's value means in error rates (the shipped LFW View 1 DevTrain
+/// calibration), and presets that move the slider to calibrated operating points.
+fn calibration_ui(ui: &mut egui::Ui, state: &mut AppState) {
+    let Ok(cal) = Calibration::lfw_devtrain() else {
+        return;
+    };
+    let here = cal.at_threshold(state.settings.threshold);
+    ui.add(
+        egui::Label::new(format!(
+            "At {:.3}: {} (LFW View 1).",
+            state.settings.threshold,
+            here.describe()
+        ))
+        .wrap(),
+    );
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Presets:");
+        let presets = [
+            ("Equal error rate", Some(cal.eer())),
+            ("FAR 1%", cal.threshold_for_far(0.01).ok()),
+            ("FAR 0.1%", cal.threshold_for_far(0.001).ok()),
+        ];
+        for (name, point) in presets {
+            if let Some(p) = point {
+                if ui
+                    .small_button(name)
+                    .on_hover_text(format!("L2 {:.3}: {}", p.threshold, p.describe()))
+                    .clicked()
+                {
+                    state.settings.threshold = p.threshold;
+                }
+            }
+        }
+    });
+}
 
 /// One arrow-key or drag step of the threshold.
 pub const THRESHOLD_STEP: f64 = 0.005;
@@ -47,6 +84,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         }
         ui.checkbox(&mut state.settings.show_history, "History");
     });
+    calibration_ui(ui, state);
     if (state.settings.threshold, state.settings.show_history) != before {
         actions.push(Action::SettingsChanged);
     }

@@ -113,6 +113,9 @@ struct CompareOutput {
     distance_sq_encrypted: i64,
     encrypted_equals_quantised: bool,
     threshold: f32,
+    /// What the threshold means, when it came from --far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operating_point: Option<String>,
     same_person: bool,
     same_person_float: bool,
     key: String,
@@ -164,13 +167,19 @@ pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
         distance_sq_encrypted: distance,
         encrypted_equals_quantised: distance == quantised,
         threshold: globals.threshold,
+        operating_point: globals.operating_point.clone(),
         same_person: distance <= threshold_sq(globals.threshold, &params),
         same_person_float: l2 <= globals.threshold,
         key: key_path.unwrap_or_else(|| "ephemeral (no key file yet)".into()),
     };
     emit(globals, &out, || {
+        let meaning = out
+            .operating_point
+            .as_ref()
+            .map(|p| format!("  operating point   {p}\n"))
+            .unwrap_or_default();
         format!(
-            "{} vs {}\n  cosine            {:.4}\n  L2 (float)        {:.4}\n  L2 (quantised)    {:.4}   squared {}\n  L2 (encrypted)    {:.4}   squared {} ({})\n  threshold         {:.3}\n  verdict           {}\n",
+            "{} vs {}\n  cosine            {:.4}\n  L2 (float)        {:.4}\n  L2 (quantised)    {:.4}   squared {}\n  L2 (encrypted)    {:.4}   squared {} ({})\n  threshold         {:.3}\n{meaning}  verdict           {}\n",
             out.image_a,
             out.image_b,
             out.cosine,

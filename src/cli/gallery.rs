@@ -133,6 +133,9 @@ struct MatchOut {
 #[derive(Serialize)]
 struct MatchesOutput {
     image: String,
+    /// What the threshold means, when it came from --far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operating_point: Option<String>,
     face: usize,
     faces_found: usize,
     threshold: f32,
@@ -164,6 +167,7 @@ fn matches_output(
         .collect();
     MatchesOutput {
         image: image.display().to_string(),
+        operating_point: globals.operating_point.clone(),
         face,
         faces_found,
         threshold: globals.threshold,
@@ -183,6 +187,9 @@ fn print_matches(globals: &Globals, out: &MatchesOutput, what: &str) {
             "{} against {} template(s) in the {} (threshold {:.3})\n",
             out.image, out.compared, out.matcher, out.threshold
         );
+        if let Some(p) = &out.operating_point {
+            s += &format!("  {p}\n");
+        }
         if out.faces_found > 1 {
             s += &format!(
                 "  ({} faces found; matched #{}: choose another with --face N)\n",

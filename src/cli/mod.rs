@@ -36,6 +36,10 @@ pub struct Cli {
     /// Same-person threshold on the L2 distance of normalised embeddings.
     #[arg(long, global = true, default_value_t = SFACE_L2_THRESHOLD, value_name = "L2")]
     threshold: f32,
+    /// Instead of --threshold: the false accept rate to operate at (e.g. 0.001), resolved
+    /// through the shipped LFW View 1 DevTrain calibration.
+    #[arg(long, global = true, value_name = "RATE", conflicts_with = "threshold")]
+    far: Option<f64>,
     /// Print one JSON object instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -191,6 +195,22 @@ pub struct Globals {
     /// Whether --matcher was given (the app keeps its saved choice otherwise).
     pub matcher_given: bool,
     pub data: Option<PathBuf>,
+    /// What the threshold means (calibrated FAR and TAR), when it came from --far.
+    pub operating_point: Option<String>,
+}
+
+/// The threshold for a false accept rate, and what it means, from the shipped calibration.
+fn resolve_far(far: f64) -> anyhow::Result<(f32, String)> {
+    let cal = blindface::calibration::Calibration::lfw_devtrain()?;
+    let p = cal.threshold_for_far(far)?;
+    Ok((
+        p.threshold,
+        format!(
+            "--far {far}: threshold {:.3}, {} (LFW View 1 DevTrain)",
+            p.threshold,
+            p.describe()
+        ),
+    ))
 }
 
 pub fn main() -> ExitCode {
@@ -201,10 +221,19 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    let (threshold, operating_point) = match cli.far.map(resolve_far) {
+        None => (cli.threshold, None),
+        Some(Ok((t, p))) => (t, Some(p)),
+        Some(Err(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let globals = Globals {
         key: cli.key.unwrap_or_else(blindface::paths::default_key_path),
-        threshold: cli.threshold,
-        threshold_given,
+        threshold,
+        threshold_given: threshold_given || operating_point.is_some(),
+        operating_point,
         json: cli.json,
         matcher_given: cli.matcher.is_some(),
         matcher: cli.matcher.unwrap_or(MatcherSpec::Builtin),
