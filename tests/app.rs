@@ -533,3 +533,78 @@ fn the_threshold_says_what_it_means_and_presets_move_it() {
         cal.threshold_for_far(0.001).unwrap().threshold
     );
 }
+
+/// Sends a frame straight to the vision thread (as a live source would) and waits for it.
+fn feed(h: &mut Harness<'static, BlindfaceApp>, label: &str, image: image::RgbImage) {
+    let before = h.state().state.frame_serial;
+    h.state_mut().state.busy_frame = true;
+    h.state().worker.send(Command::Analyse {
+        label: label.into(),
+        image: Arc::new(image),
+    });
+    wait(h, label, move |a| {
+        a.state.frame_serial > before && !a.state.busy_frame
+    });
+}
+
+#[test]
+fn live_labels_follow_moving_faces_and_a_returning_face_is_identified_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = builtin_on(dir.path(), "obama.jpg");
+    enrol(&mut h, "Obama");
+    show(&mut h, "biden.jpg");
+    enrol(&mut h, "Biden");
+    h.get_by_label("Live: identify every face in view").click();
+    h.step();
+    // The two men of the group photo (the child left out), as a 4:3 frame.
+    let group = blindface::vision::load_image(faces().join("obama_and_biden.jpg")).unwrap();
+    let shifted = |dx: u32| image::imageops::crop_imm(&group, 700 + dx, 300, 800, 600).to_image();
+    feed(&mut h, "frame 0", shifted(0));
+    wait(&mut h, "every face identified", |a| {
+        let v: Vec<_> = a.state.tracker.visible().collect();
+        v.len() == 2 && v.iter().all(|t| t.matched)
+    });
+    let ids = |h: &Harness<'static, BlindfaceApp>| {
+        let mut v: Vec<_> = h.state().state.tracker.visible().map(|t| t.id).collect();
+        v.sort();
+        v
+    };
+    let first_ids = ids(&h);
+    // Names (the distance may move by a rematch every 0.5 s; the identity must not).
+    let names = |h: &Harness<'static, BlindfaceApp>| -> Vec<String> {
+        live_labels(h)
+            .iter()
+            .map(|l| l.rsplit_once(' ').map_or(l.clone(), |(n, _)| n.to_string()))
+            .collect()
+    };
+    let first_labels = names(&h);
+    assert_eq!(first_labels, ["Biden", "Obama"]);
+    // The faces move 8 px a frame: same tracks, same labels.
+    for k in 1..=5u32 {
+        feed(&mut h, &format!("frame {k}"), shifted(8 * k));
+        assert_eq!(ids(&h), first_ids, "frame {k}");
+        assert_eq!(names(&h), first_labels, "frame {k}");
+    }
+    // Everyone leaves (empty frames), then comes back: new tracks, identified again.
+    let max_missed = h.state().state.tracker.config().max_missed;
+    for k in 0..=max_missed {
+        feed(
+            &mut h,
+            &format!("empty {k}"),
+            image::RgbImage::from_pixel(640, 480, image::Rgb([90, 90, 90])),
+        );
+    }
+    assert_eq!(h.state().state.tracker.visible().count(), 0);
+    let calls = h.state().state.matcher_calls;
+    feed(&mut h, "back", shifted(0));
+    wait(&mut h, "identified again", |a| {
+        let v: Vec<_> = a.state.tracker.visible().collect();
+        v.len() == 2 && v.iter().all(|t| t.matched)
+    });
+    assert!(
+        ids(&h).iter().all(|id| !first_ids.contains(id)),
+        "new tracks"
+    );
+    assert_eq!(names(&h), first_labels);
+    assert!(h.state().state.matcher_calls >= calls + 2, "matched again");
+}
