@@ -812,3 +812,50 @@ fn far_resolves_through_the_calibration_and_bad_rates_are_refused() {
     );
     assert!(!out.status.success(), "--far and --threshold together");
 }
+
+#[test]
+fn enrol_folder_enrols_everyone_and_lists_what_it_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, data) = (tmp.path().join("k.key"), tmp.path().join("data"));
+    assert!(run_with(&["keygen"], &key, &data).status.success());
+    let dir = tmp.path().join("people");
+    std::fs::create_dir(&dir).unwrap();
+    for (from, to) in [
+        ("obama.jpg", "Barack_Obama_0001.jpg"),
+        ("obama2.jpg", "Barack_Obama_0002.jpg"),
+        ("biden.jpg", "Joe_Biden_0001.jpg"),
+        ("obama_and_biden.jpg", "Group_Photo_0001.jpg"),
+    ] {
+        std::fs::copy(faces().join(from), dir.join(to)).unwrap();
+    }
+    image::RgbImage::from_pixel(200, 200, image::Rgb([120, 120, 120]))
+        .save(dir.join("Nobody_Here_0001.png"))
+        .unwrap();
+    let v = json(&run_with(
+        &["enrol", "--folder", dir.to_str().unwrap(), "--json"],
+        &key,
+        &data,
+    ));
+    assert_eq!(v["enrolled"], 3);
+    assert_eq!(v["people"], 2);
+    let skipped = v["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 2, "{v}");
+    let reasons: String = skipped.iter().map(|k| k.to_string()).collect();
+    assert!(
+        reasons.contains("Group_Photo_0001.jpg") && reasons.contains("3 faces"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("Nobody_Here_0001.png") && reasons.contains("no face"),
+        "{reasons}"
+    );
+    let list = json(&run_with(&["list", "--json"], &key, &data));
+    let mut names: Vec<String> = list["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Barack Obama", "Barack Obama", "Joe Biden"]);
+}

@@ -27,7 +27,7 @@ use blindface::he::{
 
 use super::{emit, Globals};
 
-mod embed;
+pub(super) mod embed;
 mod identify;
 mod report;
 

@@ -331,3 +331,79 @@ pub fn serve(
         max_tenants,
     })
 }
+
+#[derive(Serialize)]
+struct FolderEnrolOutput {
+    folder: String,
+    matcher: String,
+    enrolled: usize,
+    people: usize,
+    /// Images not enrolled, with why (no face, several faces, unreadable).
+    skipped: Vec<Skipped>,
+}
+
+#[derive(Serialize)]
+struct Skipped {
+    image: String,
+    reason: String,
+}
+
+/// `enrol --folder DIR`: everyone of a labelled folder, with a progress bar on a terminal.
+/// An image is enrolled only when it holds exactly one face (never guess who).
+pub fn enrol_folder(globals: &Globals, dir: &Path) -> Result<()> {
+    let images = blindface::eval::scan_labelled_folder(dir)?;
+    if images.is_empty() {
+        bail!("no labelled images in {}", dir.display());
+    }
+    let mut client = client(globals)?;
+    let pipeline = FacePipeline::load_default()?;
+    let bar = super::eval::embed::progress(images.len(), "enrolled");
+    let mut skipped = Vec::new();
+    let mut people = std::collections::BTreeSet::new();
+    let mut enrolled = 0;
+    for img in &images {
+        let outcome = load_image(&img.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|picture| {
+                let faces = pipeline.detect(&picture)?;
+                let (_, face) = choose_face(&faces, FaceChoice::OnlyOne)?;
+                Ok(template_of(&pipeline, &picture, &face, client.params())?)
+            });
+        match outcome {
+            Ok(t) => {
+                // `Barack_Obama_0001.jpg` is enrolled as "Barack Obama".
+                let name = img.identity.replace('_', " ");
+                client.enrol(&t, &name)?;
+                people.insert(name);
+                enrolled += 1;
+            }
+            Err(e) => skipped.push(Skipped {
+                image: img.path.display().to_string(),
+                reason: format!("{e:#}"),
+            }),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let out = FolderEnrolOutput {
+        folder: dir.display().to_string(),
+        matcher: client.describe(),
+        enrolled,
+        people: people.len(),
+        skipped,
+    };
+    emit(globals, &out, || {
+        let mut s = format!(
+            "enrolled {} image(s) of {} people from {} in the {}\n",
+            out.enrolled, out.people, out.folder, out.matcher
+        );
+        if !out.skipped.is_empty() {
+            s += &format!("skipped {}:\n", out.skipped.len());
+            for k in &out.skipped {
+                s += &format!("  {}: {}\n", k.image, k.reason);
+            }
+        }
+        s
+    });
+    Ok(())
+}

@@ -92,12 +92,17 @@ enum Command {
     /// Enrol the face of IMAGE under NAME (the name is encrypted before it leaves). A photo
     /// with several faces needs --face N (the numbers `blindface detect` prints).
     Enrol {
-        #[arg(long)]
-        name: String,
-        image: PathBuf,
+        #[arg(long, required_unless_present = "folder")]
+        name: Option<String>,
+        #[arg(required_unless_present = "folder")]
+        image: Option<PathBuf>,
         /// Which face (1 = largest), as `blindface detect` numbers them.
         #[arg(long, value_name = "N")]
         face: Option<usize>,
+        /// Enrol everyone at once from a labelled folder (`Name_0001.jpg` files, like LFW,
+        /// or `Name/` subfolders): each image with one face; the others are listed.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["name", "image", "face"])]
+        folder: Option<PathBuf>,
     },
     /// Verify the largest face of IMAGE (or --face N) against the person enrolled as NAME
     /// (1:1).
@@ -254,7 +259,18 @@ pub fn main() -> ExitCode {
         Some(Command::Compare { image_a, image_b }) => faces::compare(&globals, &image_a, &image_b),
         Some(Command::Keygen { force }) => keys::keygen(&globals, force),
         Some(Command::Bench { gallery }) => bench::bench(&globals, gallery),
-        Some(Command::Enrol { name, image, face }) => gallery::enrol(&globals, &name, &image, face),
+        Some(Command::Enrol {
+            folder: Some(dir), ..
+        }) => gallery::enrol_folder(&globals, &dir),
+        Some(Command::Enrol {
+            name: Some(name),
+            image: Some(image),
+            face,
+            ..
+        }) => gallery::enrol(&globals, &name, &image, face),
+        Some(Command::Enrol { .. }) => {
+            unreachable!("clap requires a name and an image, or --folder")
+        }
         Some(Command::Verify { name, image, face }) => {
             gallery::verify(&globals, &name, &image, face)
         }
