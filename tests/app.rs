@@ -434,15 +434,21 @@ fn live_labels(h: &Harness<'static, BlindfaceApp>) -> Vec<String> {
     v
 }
 
-#[test]
-fn live_mode_labels_every_face_and_the_slider_recolours_without_matching() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut h = builtin_on(dir.path(), "obama.jpg");
+/// An app with Obama and Biden enrolled, in live mode.
+fn live_with_obama_and_biden(dir: &Path) -> Harness<'static, BlindfaceApp> {
+    let mut h = builtin_on(dir, "obama.jpg");
     enrol(&mut h, "Obama");
     show(&mut h, "biden.jpg");
     enrol(&mut h, "Biden");
     h.get_by_label("Live: identify every face in view").click();
     h.step();
+    h
+}
+
+#[test]
+fn live_mode_labels_every_face_and_the_slider_recolours_without_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = live_with_obama_and_biden(dir.path());
     assert!(h.state().state.live);
     show(&mut h, "obama_and_biden.jpg");
     wait(&mut h, "every face identified", |a| {
@@ -550,12 +556,7 @@ fn feed(h: &mut Harness<'static, BlindfaceApp>, label: &str, image: image::RgbIm
 #[test]
 fn live_labels_follow_moving_faces_and_a_returning_face_is_identified_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut h = builtin_on(dir.path(), "obama.jpg");
-    enrol(&mut h, "Obama");
-    show(&mut h, "biden.jpg");
-    enrol(&mut h, "Biden");
-    h.get_by_label("Live: identify every face in view").click();
-    h.step();
+    let mut h = live_with_obama_and_biden(dir.path());
     // The two men of the group photo (the child left out), as a 4:3 frame.
     let group = blindface::vision::load_image(faces().join("obama_and_biden.jpg")).unwrap();
     let shifted = |dx: u32| image::imageops::crop_imm(&group, 700 + dx, 300, 800, 600).to_image();

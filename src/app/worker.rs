@@ -695,15 +695,7 @@ impl Inner {
         Ok(Event::TrackMatched {
             track,
             rows: report.best_per_person(),
-            timings: Timings {
-                detect_ms: None,
-                embed_ms: Some(embed_ms),
-                encrypt_ms: Some(report.times.encrypt_ms),
-                match_ms: Some(report.times.match_ms),
-                decrypt_ms: Some(report.times.decrypt_ms),
-                bytes_sent: Some(report.traffic.sent),
-                bytes_received: Some(report.traffic.received),
-            },
+            timings: match_timings(embed_ms, &report),
             wire: report.wire,
             crop: Arc::new(crop(image, face)),
         })
@@ -730,18 +722,23 @@ impl Inner {
                 distances: report.best_per_person(),
                 at: Instant::now(),
             },
-            timings: Timings {
-                detect_ms: None,
-                embed_ms: Some(embed_ms),
-                encrypt_ms: Some(report.times.encrypt_ms),
-                match_ms: Some(report.times.match_ms),
-                decrypt_ms: Some(report.times.decrypt_ms),
-                bytes_sent: Some(report.traffic.sent),
-                bytes_received: Some(report.traffic.received),
-            },
+            timings: match_timings(embed_ms, &report),
             wire: report.wire,
             crop: Arc::new(crop(image, face)),
         })
+    }
+}
+
+/// What one verify or identify measured, as the Timings panel shows it.
+fn match_timings(embed_ms: f64, report: &crate::client::MatchReport) -> Timings {
+    Timings {
+        detect_ms: None,
+        embed_ms: Some(embed_ms),
+        encrypt_ms: Some(report.times.encrypt_ms),
+        match_ms: Some(report.times.match_ms),
+        decrypt_ms: Some(report.times.decrypt_ms),
+        bytes_sent: Some(report.traffic.sent),
+        bytes_received: Some(report.traffic.received),
     }
 }
 
