@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::ranking::PersonDistance;
-use crate::vision::Face;
+use crate::vision::{iou, Face};
 
 /// Tracker tuning.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,21 +63,6 @@ impl Track {
     /// The best row (the verdict compares it with the threshold).
     pub fn best(&self) -> Option<&PersonDistance> {
         self.rows.first()
-    }
-}
-
-/// Intersection over union of two `[x, y, w, h]` boxes.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let (ax1, ay1, ax2, ay2) = (a[0], a[1], a[0] + a[2], a[1] + a[3]);
-    let (bx1, by1, bx2, by2) = (b[0], b[1], b[0] + b[2], b[1] + b[3]);
-    let iw = (ax2.min(bx2) - ax1.max(bx1)).max(0.0);
-    let ih = (ay2.min(by2) - ay1.max(by1)).max(0.0);
-    let inter = iw * ih;
-    let union = a[2] * a[3] + b[2] * b[3] - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
     }
 }
 
@@ -216,14 +201,6 @@ mod tests {
             distance_sq: 100,
             l2: 0.1,
         }]
-    }
-
-    #[test]
-    fn iou_of_boxes() {
-        assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[0.0, 0.0, 10.0, 10.0]), 1.0);
-        assert_eq!(iou(&[0.0, 0.0, 10.0, 10.0], &[20.0, 0.0, 10.0, 10.0]), 0.0);
-        let v = iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 10.0, 10.0]);
-        assert!((v - 50.0 / 150.0).abs() < 1e-6);
     }
 
     #[test]

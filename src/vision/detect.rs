@@ -301,7 +301,7 @@ fn linear_taps(src: usize, dst: usize) -> Vec<(usize, usize, f32)> {
 }
 
 /// Intersection over union of two x, y, w, h boxes.
-pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let (ax2, ay2) = (a[0] + a[2], a[1] + a[3]);
     let (bx2, by2) = (b[0] + b[2], b[1] + b[3]);
     let iw = (ax2.min(bx2) - a[0].max(b[0])).max(0.0);
