@@ -25,7 +25,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 use crate::he::{
-    decrypt, encrypt_probe, encrypt_template, threshold_sq, HeError, MatchResult, Params,
+    decrypt, encrypt_probe, encrypt_template, EncryptedProbe, HeError, MatchResult, Params,
     SecretKey, Template, TemplateId,
 };
 use crate::labels::{LabelError, LabelKey};
@@ -381,7 +381,6 @@ impl Client {
             match self.matcher.enrol(id, &ct, &label) {
                 Ok(traffic) => {
                     self.names.insert(id, name.to_string());
-                    let bytes = ct.to_bytes();
                     return Ok(Enrolment {
                         id,
                         name: name.to_string(),
@@ -392,8 +391,8 @@ impl Client {
                             decrypt_ms: 0.0,
                         },
                         wire: WireView {
-                            sent_bytes: bytes.len(),
-                            sent_preview: preview(&bytes),
+                            sent_bytes: ct.wire_len(),
+                            sent_preview: ct.wire_sample(PREVIEW_BYTES),
                             result_blocks: 0,
                             received_bytes: traffic.received,
                         },
@@ -440,7 +439,7 @@ impl Client {
                 decrypt_ms,
             },
             wire: wire_view(
-                &probe.to_bytes(),
+                &probe,
                 &replies.iter().map(|r| &r.result).collect::<Vec<_>>(),
                 traffic,
             ),
@@ -489,7 +488,7 @@ impl Client {
                 match_ms,
                 decrypt_ms,
             },
-            wire: wire_view(&probe.to_bytes(), &[&reply.result], reply.traffic),
+            wire: wire_view(&probe, &[&reply.result], reply.traffic),
         })
     }
 
@@ -512,23 +511,14 @@ impl Client {
         self.remove_ids(&ids)?;
         Ok(ids)
     }
-
-    /// Whether a squared distance is within an L2 threshold (under this key's parameters).
-    pub fn is_match(&self, distance_sq: i64, threshold_l2: f32) -> bool {
-        distance_sq <= threshold_sq(threshold_l2, self.params())
-    }
 }
 
-/// Bytes from the middle of a ciphertext (past the format header): what the matcher gets.
-fn preview(bytes: &[u8]) -> Vec<u8> {
-    let start = (bytes.len() / 2).min(bytes.len().saturating_sub(PREVIEW_BYTES));
-    bytes[start..(start + PREVIEW_BYTES).min(bytes.len())].to_vec()
-}
-
-fn wire_view(probe_bytes: &[u8], results: &[&MatchResult], traffic: Traffic) -> WireView {
+/// What crossed for one request, from the probe itself: its size and a sample of its
+/// body computed without serializing it again (matching serializes it once, if at all).
+fn wire_view(probe: &EncryptedProbe, results: &[&MatchResult], traffic: Traffic) -> WireView {
     WireView {
-        sent_bytes: probe_bytes.len(),
-        sent_preview: preview(probe_bytes),
+        sent_bytes: probe.wire_len(),
+        sent_preview: probe.wire_sample(PREVIEW_BYTES),
         result_blocks: results.iter().map(|r| r.blocks.len()).sum(),
         received_bytes: traffic.received,
     }

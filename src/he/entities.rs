@@ -110,6 +110,19 @@ fn encode_seeded(kind: Kind, params: &Params, seed: u128, body: &[u64]) -> Vec<u
     wire::encode(kind, params, &SeededBodyRef { seed, body })
 }
 
+/// `n` bytes from the middle of `body` in its wire form (little-endian coefficients),
+/// without serializing the rest.
+fn body_sample(body: &[u64], n: usize) -> Vec<u8> {
+    let words = n.div_ceil(8).min(body.len());
+    let start = (body.len() - words) / 2;
+    let mut out: Vec<u8> = body[start..start + words]
+        .iter()
+        .flat_map(|c| c.to_le_bytes())
+        .collect();
+    out.truncate(n);
+    out
+}
+
 fn seeded_len(params: &Params, seed: u128, body: &[u64]) -> usize {
     wire::encoded_len(params, &SeededBodyRef { seed, body })
 }
@@ -148,6 +161,11 @@ impl EncryptedTemplate {
         seeded_len(&self.params, self.seed, &self.body)
     }
 
+    /// `n` bytes of the body from its middle, as they stand in `to_bytes()`.
+    pub fn wire_sample(&self, n: usize) -> Vec<u8> {
+        body_sample(&self.body, n)
+    }
+
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
         let b = decode_seeded(Kind::Template, params, bytes, params.polynomial_size)?;
         Ok(EncryptedTemplate {
@@ -170,6 +188,11 @@ impl EncryptedProbe {
     /// `to_bytes().len()`, without serializing.
     pub fn wire_len(&self) -> usize {
         seeded_len(&self.params, self.seed, &self.bodies)
+    }
+
+    /// `n` bytes of the bodies from their middle, as they stand in `to_bytes()`.
+    pub fn wire_sample(&self, n: usize) -> Vec<u8> {
+        body_sample(&self.bodies, n)
     }
 
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
@@ -229,5 +252,34 @@ impl MatchResult {
             params: *params,
             blocks,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::he::{encrypt_probe, encrypt_template, synthetic_templates, Params, SecretKey};
+
+    #[test]
+    fn wire_samples_are_the_bytes_on_the_wire() {
+        let p = Params::v1();
+        let key = SecretKey::generate(&p);
+        let t = &synthetic_templates(1, 3, &p)[0];
+        let (probe, _) = encrypt_probe(&key, t);
+        let ct = encrypt_template(&key, t);
+        for (sample, bytes, len) in [
+            (probe.wire_sample(48), probe.to_bytes(), probe.wire_len()),
+            (ct.wire_sample(48), ct.to_bytes(), ct.wire_len()),
+        ] {
+            assert_eq!(sample.len(), 48);
+            assert_eq!(len, bytes.len());
+            let at = bytes
+                .windows(48)
+                .position(|w| w == sample.as_slice())
+                .expect("the sample is in the serialized ciphertext");
+            assert!(
+                at > bytes.len() / 3,
+                "from the body's middle, not the header"
+            );
+        }
     }
 }
