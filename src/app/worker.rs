@@ -23,9 +23,9 @@ use super::protocol::{
 };
 use crate::client::face::template_of;
 use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPolicy};
-use crate::client::{connect, Client, Locations};
+use crate::client::{connect, Client, Enrolment, Locations};
 use crate::he::SecretKey;
-use crate::matcher::{MatcherSpec, TokenStore};
+use crate::matcher::{MatcherSpec, TokenStore, Traffic};
 use crate::vision::{load_image, Face, FacePipeline};
 
 /// Where the worker keeps things.
@@ -650,27 +650,26 @@ impl Inner {
             embed_ms += ms;
         }
         let client = self.client()?;
-        let mut ids = Vec::new();
-        let mut timings = Timings {
+        let enrolled = templates
+            .iter()
+            .map(|t| client.enrol(t, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut traffic = Traffic::default();
+        for e in &enrolled {
+            traffic += e.traffic;
+        }
+        let sum = |f: fn(&Enrolment) -> f64| Some(enrolled.iter().map(f).sum());
+        let timings = Timings {
             embed_ms: Some(embed_ms),
-            encrypt_ms: Some(0.0),
-            match_ms: Some(0.0),
-            bytes_sent: Some(0),
-            bytes_received: Some(0),
+            encrypt_ms: sum(|e| e.times.encrypt_ms),
+            match_ms: sum(|e| e.times.match_ms),
+            bytes_sent: Some(traffic.sent),
+            bytes_received: Some(traffic.received),
             ..Timings::default()
         };
-        let mut wire = None;
-        let mut enrolled_name = String::new();
-        for t in &templates {
-            let e = client.enrol(t, name)?;
-            ids.push(e.id);
-            *timings.encrypt_ms.get_or_insert(0.0) += e.times.encrypt_ms;
-            *timings.match_ms.get_or_insert(0.0) += e.times.match_ms;
-            *timings.bytes_sent.get_or_insert(0) += e.traffic.sent;
-            *timings.bytes_received.get_or_insert(0) += e.traffic.received;
-            enrolled_name = e.name;
-            wire = Some(e.wire);
-        }
+        let last = enrolled.last().expect("at least one shot");
+        let (enrolled_name, wire) = (last.name.clone(), last.wire.clone());
+        let ids = enrolled.iter().map(|e| e.id).collect();
         Ok(Event::Enrolled {
             name: enrolled_name,
             ids,
@@ -679,7 +678,7 @@ impl Inner {
                 .map(|s| Arc::new(crop(&s.image, &s.face)))
                 .collect(),
             timings,
-            wire: wire.expect("at least one shot"),
+            wire,
         })
     }
 
