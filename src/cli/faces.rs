@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use blindface::client::face::{choose_face, embed_face, FaceChoice};
+use blindface::client::face::{choose_face, embed_face, FaceSelection};
 use blindface::client::keys::{open_key, KeyOrigin, KeyPolicy};
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, threshold_sq, to_float_l2, Gallery, PreparedProbe,
@@ -129,7 +129,7 @@ fn embed_file(
 ) -> Result<(Embedding, Template)> {
     let img = load_image(path)?;
     let faces = pipeline.detect(&img)?;
-    let (_, face) = choose_face(&faces, FaceChoice::Largest)
+    let (_, face) = choose_face(&faces, FaceSelection::Largest)
         .map_err(|_| anyhow::anyhow!("no face found in {}", path.display()))?;
     let e = embed_face(pipeline, &img, &face, params)
         .with_context(|| format!("embedding {}", path.display()))?;

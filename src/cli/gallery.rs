@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use blindface::client::face::{choose_face, template_of, FaceChoice};
+use blindface::client::face::{choose_face, template_of, FaceSelection};
 use blindface::client::keys::{open_key, KeyPolicy};
 use blindface::client::{connect, Client, ClientError, Locations, MatchReport};
 use blindface::he::{threshold_sq, Template, TemplateId};
@@ -41,7 +41,7 @@ pub fn client(globals: &Globals) -> Result<Client> {
 /// The face of `image` the user asked for, as a template, with its 1-based number and box.
 fn face_template(
     image: &Path,
-    choice: FaceChoice,
+    choice: FaceSelection,
     client: &Client,
 ) -> Result<(Template, usize, [f32; 4], usize)> {
     let pipeline = FacePipeline::load_default()?;
@@ -71,8 +71,8 @@ fn box_text(b: &[f32; 4]) -> String {
     format!("{:.0},{:.0} {:.0}x{:.0}", b[0], b[1], b[2], b[3])
 }
 
-fn choice(face: Option<usize>, default: FaceChoice) -> FaceChoice {
-    face.map(FaceChoice::Number).unwrap_or(default)
+fn choice(face: Option<usize>, default: FaceSelection) -> FaceSelection {
+    face.map(FaceSelection::Number).unwrap_or(default)
 }
 
 #[derive(Serialize)]
@@ -91,7 +91,7 @@ pub fn enrol(globals: &Globals, name: &str, image: &Path, face: Option<usize>) -
     blindface::labels::check_name(name)?;
     let mut client = client(globals)?;
     let (template, number, bbox, found) =
-        face_template(image, choice(face, FaceChoice::OnlyOne), &client)?;
+        face_template(image, choice(face, FaceSelection::OnlyOne), &client)?;
     let e = client.enrol(&template, name)?;
     let out = EnrolOutput {
         id: e.id,
@@ -228,7 +228,7 @@ pub fn verify(globals: &Globals, name: &str, image: &Path, face: Option<usize>) 
         bail!("nobody called {name:?} is enrolled; `blindface list` shows who is");
     }
     let (template, number, _, found) =
-        face_template(image, choice(face, FaceChoice::Largest), &client)?;
+        face_template(image, choice(face, FaceSelection::Largest), &client)?;
     let report = client.verify(&template, name)?;
     let rows = report.rows.clone();
     let out = matches_output(globals, image, &client, &report, rows, (number, found));
@@ -239,7 +239,7 @@ pub fn verify(globals: &Globals, name: &str, image: &Path, face: Option<usize>) 
 pub fn identify(globals: &Globals, image: &Path, face: Option<usize>) -> Result<()> {
     let mut client = client(globals)?;
     let (template, number, _, found) =
-        face_template(image, choice(face, FaceChoice::Largest), &client)?;
+        face_template(image, choice(face, FaceSelection::Largest), &client)?;
     let report = client.identify(&template)?;
     let rows = report.best_per_person();
     let out = matches_output(globals, image, &client, &report, rows, (number, found));
@@ -366,7 +366,7 @@ pub fn enrol_folder(globals: &Globals, dir: &Path) -> Result<()> {
             .map_err(anyhow::Error::from)
             .and_then(|picture| {
                 let faces = pipeline.detect(&picture)?;
-                let (_, face) = choose_face(&faces, FaceChoice::OnlyOne)?;
+                let (_, face) = choose_face(&faces, FaceSelection::OnlyOne)?;
                 Ok(template_of(&pipeline, &picture, &face, client.params())?)
             });
         match outcome {

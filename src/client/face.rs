@@ -40,9 +40,11 @@ pub fn template_of(
     Ok(embed_face(pipeline, image, face, params)?.template)
 }
 
-/// Which face of a photo to use.
+/// Which detected face a user's request means (a `--face N`, or none given). Not to be
+/// confused with [`crate::vision::FaceChoice`], the rule that makes one face stand for an
+/// image in evaluation: this one refuses rather than guesses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaceChoice {
+pub enum FaceSelection {
     /// The largest; refuse a photo with several faces (enrolment: never guess who).
     OnlyOne,
     /// The largest, whatever else is there (probes).
@@ -52,18 +54,18 @@ pub enum FaceChoice {
 }
 
 /// Picks a face from `faces` (largest first) by `choice`; returns its 1-based number.
-pub fn choose_face(faces: &[Face], choice: FaceChoice) -> Result<(usize, Face), ClientError> {
+pub fn choose_face(faces: &[Face], choice: FaceSelection) -> Result<(usize, Face), ClientError> {
     if faces.is_empty() {
         return Err(ClientError::NoFace);
     }
     match choice {
-        FaceChoice::Largest => Ok((1, faces[0])),
-        FaceChoice::OnlyOne if faces.len() == 1 => Ok((1, faces[0])),
-        FaceChoice::OnlyOne => Err(ClientError::SeveralFaces {
+        FaceSelection::Largest => Ok((1, faces[0])),
+        FaceSelection::OnlyOne if faces.len() == 1 => Ok((1, faces[0])),
+        FaceSelection::OnlyOne => Err(ClientError::SeveralFaces {
             boxes: faces.iter().map(|f| f.bbox).collect(),
         }),
-        FaceChoice::Number(n) if (1..=faces.len()).contains(&n) => Ok((n, faces[n - 1])),
-        FaceChoice::Number(n) => Err(ClientError::NoSuchFace {
+        FaceSelection::Number(n) if (1..=faces.len()).contains(&n) => Ok((n, faces[n - 1])),
+        FaceSelection::Number(n) => Err(ClientError::NoSuchFace {
             number: n,
             found: faces.len(),
         }),
@@ -85,28 +87,31 @@ mod tests {
     #[test]
     fn choices() {
         let faces = [face(30.0), face(20.0), face(10.0)];
-        assert_eq!(choose_face(&faces, FaceChoice::Largest).unwrap().0, 1);
+        assert_eq!(choose_face(&faces, FaceSelection::Largest).unwrap().0, 1);
         assert_eq!(
-            choose_face(&faces, FaceChoice::Number(3)).unwrap().1.bbox[2],
+            choose_face(&faces, FaceSelection::Number(3))
+                .unwrap()
+                .1
+                .bbox[2],
             10.0
         );
         assert!(matches!(
-            choose_face(&faces, FaceChoice::OnlyOne),
+            choose_face(&faces, FaceSelection::OnlyOne),
             Err(ClientError::SeveralFaces { boxes }) if boxes.len() == 3
         ));
         assert!(matches!(
-            choose_face(&faces, FaceChoice::Number(4)),
+            choose_face(&faces, FaceSelection::Number(4)),
             Err(ClientError::NoSuchFace {
                 number: 4,
                 found: 3
             })
         ));
         assert!(matches!(
-            choose_face(&faces[..1], FaceChoice::OnlyOne),
+            choose_face(&faces[..1], FaceSelection::OnlyOne),
             Ok((1, _))
         ));
         assert!(matches!(
-            choose_face(&[], FaceChoice::Largest),
+            choose_face(&[], FaceSelection::Largest),
             Err(ClientError::NoFace)
         ));
     }
