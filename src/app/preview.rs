@@ -78,14 +78,7 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
     };
     let serial = state.frame_serial;
     if textures.preview.as_ref().is_none_or(|(s, _)| *s != serial) {
-        let img = egui::ColorImage::from_rgb(
-            [frame.width() as usize, frame.height() as usize],
-            frame.as_raw(),
-        );
-        let tex = ui
-            .ctx()
-            .load_texture("preview", img, egui::TextureOptions::LINEAR);
-        textures.preview = Some((serial, tex));
+        textures.preview = Some((serial, super::texture(ui.ctx(), "preview", &frame)));
     }
     let tex = &textures.preview.as_ref().expect("just set").1;
     let (w, h) = (frame.width() as f32, frame.height() as f32);
