@@ -627,7 +627,7 @@ impl BlindfaceApp {
         let sources = top_bar::Sources {
             source: &self.source,
             cameras: &self.cameras,
-            listing_cameras: self.pending_camera.is_some(),
+            listing_cameras: self.listing_cameras(),
         };
         let state = &mut self.state;
         egui::Panel::top("top").show(ui, |ui| top_bar::ui(ui, state, sources, &mut actions));
@@ -678,7 +678,7 @@ impl BlindfaceApp {
             || self.source.is_live()
             || self.dialog_open
             || self.settings_dirty.is_some()
-            || self.pending_camera.is_some()
+            || self.listing_cameras()
         {
             ctx.request_repaint_after(Duration::from_millis(100));
         }
