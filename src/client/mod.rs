@@ -31,7 +31,7 @@ use crate::he::{
 use crate::labels::{LabelError, LabelKey};
 use crate::matcher::{
     BuiltinMatcher, Credentials, Enrolled, Matcher, MatcherError, MatcherSpec, RemoteMatcher,
-    TokenStore, Traffic,
+    Reply, TokenStore, Traffic,
 };
 use crate::ranking::{best_per_person, rank, PersonDistance};
 use crate::vision::VisionError;
@@ -410,16 +410,30 @@ impl Client {
         if ids.is_empty() {
             return Err(ClientError::NoSuchPerson(name.to_string()));
         }
+        self.exchange(template, |probe| {
+            ids.iter()
+                .map(|&id| {
+                    let reply = self.matcher.verify(probe, id)?;
+                    check_ids(&reply.result, &[id])?;
+                    Ok(reply)
+                })
+                .collect()
+        })
+    }
+
+    /// Encrypts `template` as a probe, gets the matcher's checked replies from `ask`,
+    /// decrypts and ranks every distance, and times each step: the one sequence verify
+    /// and identify share.
+    fn exchange(
+        &self,
+        template: &Template,
+        ask: impl FnOnce(&EncryptedProbe) -> Result<Vec<Reply>, ClientError>,
+    ) -> Result<MatchReport, ClientError> {
         let t = Instant::now();
         let (probe, ctx) = encrypt_probe(&self.key, template);
         let encrypt_ms = ms(t);
         let t = Instant::now();
-        let mut replies = Vec::with_capacity(ids.len());
-        for &id in &ids {
-            let reply = self.matcher.verify(&probe, id)?;
-            check_ids(&reply.result, &[id])?;
-            replies.push(reply);
-        }
+        let replies = ask(&probe)?;
         let match_ms = ms(t);
         let t = Instant::now();
         let mut distances = Vec::new();
@@ -429,20 +443,17 @@ impl Client {
             traffic += r.traffic;
         }
         let decrypt_ms = ms(t);
+        let results: Vec<&MatchResult> = replies.iter().map(|r| &r.result).collect();
         Ok(MatchReport {
             rows: rank(&distances, &self.names, self.params()),
-            calls: ids.len() as u64,
+            calls: replies.len() as u64,
             traffic,
             times: StepTimes {
                 encrypt_ms,
                 match_ms,
                 decrypt_ms,
             },
-            wire: wire_view(
-                &probe,
-                &replies.iter().map(|r| &r.result).collect::<Vec<_>>(),
-                traffic,
-            ),
+            wire: wire_view(&probe, &results, traffic),
         })
     }
 
@@ -461,34 +472,16 @@ impl Client {
     /// 1:N against the templates in the name table, from a shared reference (parallel
     /// searches); an answer naming other templates is [`ClientError::UnknownIds`].
     pub fn identify_known(&self, template: &Template) -> Result<MatchReport, ClientError> {
-        let t = Instant::now();
-        let (probe, ctx) = encrypt_probe(&self.key, template);
-        let encrypt_ms = ms(t);
-        let t = Instant::now();
-        let reply = self.matcher.identify(&probe)?;
-        let match_ms = ms(t);
-        let returned = result_ids(&reply.result)?;
-        let unknown: Vec<TemplateId> = returned
-            .iter()
-            .filter(|id| !self.names.contains_key(id))
-            .copied()
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ClientError::UnknownIds(unknown));
-        }
-        let t = Instant::now();
-        let distances = decrypt(&self.key, &ctx, &reply.result)?;
-        let decrypt_ms = ms(t);
-        Ok(MatchReport {
-            rows: rank(&distances, &self.names, self.params()),
-            calls: 1,
-            traffic: reply.traffic,
-            times: StepTimes {
-                encrypt_ms,
-                match_ms,
-                decrypt_ms,
-            },
-            wire: wire_view(&probe, &[&reply.result], reply.traffic),
+        self.exchange(template, |probe| {
+            let reply = self.matcher.identify(probe)?;
+            let unknown: Vec<TemplateId> = result_ids(&reply.result)?
+                .into_iter()
+                .filter(|id| !self.names.contains_key(id))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ClientError::UnknownIds(unknown));
+            }
+            Ok(vec![reply])
         })
     }
 
