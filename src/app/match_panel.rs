@@ -74,7 +74,11 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     }
     let threshold = state.settings.threshold;
     let Some(outcome) = &state.last_match else {
-        ui.label("No result yet: enrol someone, then Identify or Verify a face.");
+        ui.label(if state.live {
+            "Live: every face is labelled on the preview; Identify or Verify one selected face for its details here."
+        } else {
+            "No result yet: enrol someone, then Identify or Verify a face."
+        });
         return;
     };
     let matched = outcome.verdict(threshold).is_some();
