@@ -21,10 +21,16 @@ use super::{layout, SecretKey, Template};
 
 /// Encrypts a gallery template (slot 0, Delta-scaled, -2 folded in).
 pub fn encrypt_template(key: &SecretKey, template: &Template) -> EncryptedTemplate {
+    encrypt_polynomial(key, &layout::gallery_polynomial(template, &key.params))
+}
+
+/// Encrypts an integer polynomial (N coefficients, Delta-scaled) as a seeded GLWE.
+pub(crate) fn encrypt_polynomial(key: &SecretKey, poly: &[i64]) -> EncryptedTemplate {
     let p = key.params;
     let delta = p.delta();
-    let plain: Vec<u64> = layout::gallery_polynomial(template, &p)
-        .into_iter()
+    let plain: Vec<u64> = poly
+        .iter()
+        .copied()
         .map(|v| (v as u64).wrapping_mul(delta))
         .collect();
     let mut seeder = new_seeder();

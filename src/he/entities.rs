@@ -67,24 +67,6 @@ pub struct ProbeContext {
     pub norm_sq: i64,
 }
 
-/// The matcher's answer for one block: the result GLWE's mask and its readout coefficients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockResult {
-    /// Mask polynomial of the result GLWE (N coefficients).
-    pub mask: Vec<u64>,
-    /// Body coefficients at each slot's readout position (M values).
-    pub readouts: Vec<u64>,
-    /// Which template sits in each slot (`None`: empty, must decrypt to 0).
-    pub slots: Vec<Option<TemplateId>>,
-}
-
-/// The matcher's answer to a verify or identify request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MatchResult {
-    pub(crate) params: Params,
-    pub blocks: Vec<BlockResult>,
-}
-
 #[derive(Deserialize)]
 struct SeededBody {
     seed: u128,
@@ -203,54 +185,6 @@ impl EncryptedProbe {
             params: *params,
             seed: b.seed,
             bodies: b.body,
-        })
-    }
-}
-
-impl MatchResult {
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
-
-    /// Number of templates the result covers.
-    pub fn template_count(&self) -> usize {
-        self.blocks
-            .iter()
-            .map(|b| b.slots.iter().flatten().count())
-            .sum()
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        wire::encode(Kind::MatchResult, &self.params, &self.blocks)
-    }
-
-    /// `to_bytes().len()`, without serializing.
-    pub fn wire_len(&self) -> usize {
-        wire::encoded_len(&self.params, &self.blocks)
-    }
-
-    /// The largest serialized result of `max_blocks` blocks.
-    pub fn max_wire_len(params: &Params, max_blocks: usize) -> usize {
-        wire::max_len(params.result_block_bytes() * max_blocks)
-    }
-
-    /// Parses a result of at most `max_blocks` blocks.
-    pub fn from_bytes(bytes: &[u8], params: &Params, max_blocks: usize) -> Result<Self, HeError> {
-        let max = Self::max_wire_len(params, max_blocks);
-        let blocks: Vec<BlockResult> = wire::decode_bounded(Kind::MatchResult, params, bytes, max)?;
-        let m = params.slots_per_block();
-        for (i, b) in blocks.iter().enumerate() {
-            if b.mask.len() != params.polynomial_size || b.readouts.len() != m || b.slots.len() != m
-            {
-                return Err(malformed(
-                    Kind::MatchResult,
-                    format!("block {i} has wrong dimensions"),
-                ));
-            }
-        }
-        Ok(MatchResult {
-            params: *params,
-            blocks,
         })
     }
 }

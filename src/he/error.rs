@@ -37,6 +37,8 @@ pub enum HeError {
     WrongKeyOrCorrupt { block: usize, slot: usize },
     #[error("no template with id {0} in the gallery")]
     UnknownTemplate(crate::he::TemplateId),
+    #[error("template id {0} is out of range (ids lie in [1, 2^53))")]
+    InvalidId(crate::he::TemplateId),
     #[error("a template with id {0} is already in the gallery")]
     DuplicateTemplate(crate::he::TemplateId),
     #[error("key file {path}: {reason}")]

@@ -1,11 +1,16 @@
 //! Matcher-side computation, with no key material: the packed gallery (templates shifted
-//! into slots of GLWE blocks by monomial multiplication and addition, removed by
-//! subtraction, re-packed when holes add up to a block) and the external product of a probe
-//! GGSW with each block.
+//! into slots of GLWE blocks by monomial multiplication and addition; a slot freed by
+//! adding its owner's encryption of the negation and reused) and the external product of a
+//! probe GGSW with each block, switched to compact results.
+//!
+//! Changes are planned against the gallery ([`Gallery::plan_insert`],
+//! [`Gallery::plan_erase`]), made durable by the caller from [`Change::record`], then
+//! applied: the gallery itself never does I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_mul_assign;
 use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
 use tfhe::core_crypto::commons::traits::contiguous_entity_container::ContiguousEntityContainerMut;
@@ -15,12 +20,13 @@ use tfhe::core_crypto::prelude::{
     add_external_product_assign_mem_optimized,
     add_external_product_assign_mem_optimized_requirement,
     convert_standard_ggsw_ciphertext_to_fourier, decompress_seeded_glwe_ciphertext,
-    glwe_ciphertext_add_assign, glwe_ciphertext_sub_assign, ComputationBuffers,
-    DefaultRandomGenerator, Fft, GlweCiphertext, MonomialDegree, SeededGgswCiphertext,
-    SeededGlweCiphertext,
+    glwe_ciphertext_add_assign, ComputationBuffers, DefaultRandomGenerator, Fft, GlweCiphertext,
+    MonomialDegree, SeededGgswCiphertext, SeededGlweCiphertext,
 };
 
-use super::entities::{BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, TemplateId};
+use super::entities::{EncryptedProbe, EncryptedTemplate, TemplateId};
+use super::result::{switch_modulus, BlockResult, MatchResult, SlotReadout};
+use super::wire::{self, Kind};
 use super::{HeError, Params};
 
 type Glwe = GlweCiphertext<Vec<u64>>;
@@ -86,34 +92,124 @@ impl PreparedProbe {
         out
     }
 
-    /// Keeps only what the app reads: the mask and the readout coefficients.
+    /// Keeps only what the app reads, switched to 32 bits: the mask and the readouts of
+    /// `entries` (slot, template).
     fn block_result(
         &self,
         block: &Glwe,
-        slots: Vec<Option<TemplateId>>,
+        entries: impl Iterator<Item = (usize, Option<TemplateId>)>,
         buffers: &mut ComputationBuffers,
     ) -> BlockResult {
         let p = &self.params;
         let out = self.product(block, buffers);
         let body = out.get_body();
-        let readouts = (0..p.slots_per_block())
-            .map(|j| body.as_ref()[p.slot_readout(j)])
+        let entries = entries
+            .map(|(slot, id)| SlotReadout {
+                slot: slot as u8,
+                id,
+                readout: switch_modulus(body.as_ref()[p.slot_readout(slot)]),
+            })
             .collect();
         BlockResult {
-            mask: out.get_mask().as_ref().to_vec(),
-            readouts,
-            slots,
+            mask: out
+                .get_mask()
+                .as_ref()
+                .iter()
+                .map(|&c| switch_modulus(c))
+                .collect(),
+            entries,
         }
     }
 }
 
-/// Expands a seeded template into a full GLWE ciphertext in slot 0.
-fn expand(t: &EncryptedTemplate) -> Glwe {
-    let p = &t.params;
+/// One seeded ciphertext summed into a block: its seed and the monomial shift it was
+/// multiplied by. A block's mask is the sum of these expanded, shifted masks (plus a
+/// dense base, see [`BlockRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskSeed {
+    pub seed: u128,
+    pub shift: u32,
+}
+
+/// What the store keeps of one block, enough to rebuild it exactly without any
+/// per-template ciphertext: the summed body, and the mask as the seeds summed into it
+/// since the last dense snapshot (`base_mask`, written once the seeds would outweigh it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub body: Vec<u64>,
+    pub base_mask: Option<Vec<u64>>,
+    pub seeds: Vec<MaskSeed>,
+}
+
+impl BlockRecord {
+    /// Seeds a record holds before its mask is stored densely instead: the point where
+    /// the seeds' bytes (20 each) would pass the mask's (8 per coefficient).
+    pub fn seed_limit(params: &Params) -> usize {
+        params.polynomial_size * 8 / 20
+    }
+}
+
+/// Where a template sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub block: usize,
+    pub slot: usize,
+}
+
+/// A block's full ciphertext and slot table, for its owner (the key holder) to read: the
+/// removal protocol's first step (see [`Gallery::plan_erase`] and `super::erasure`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockCiphertext {
+    pub(crate) params: Params,
+    pub(crate) mask: Vec<u64>,
+    pub(crate) body: Vec<u64>,
+    pub slots: Vec<Option<TemplateId>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlockWire {
+    mask: Vec<u64>,
+    body: Vec<u64>,
+    slots: Vec<Option<TemplateId>>,
+}
+
+impl BlockCiphertext {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        wire::encode(
+            Kind::Block,
+            &self.params,
+            &BlockWire {
+                mask: self.mask.clone(),
+                body: self.body.clone(),
+                slots: self.slots.clone(),
+            },
+        )
+    }
+
+    pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
+        let b: BlockWire = wire::decode(Kind::Block, params, bytes)?;
+        let n = params.polynomial_size;
+        if b.mask.len() != n || b.body.len() != n || b.slots.len() != params.slots_per_block() {
+            return Err(HeError::Malformed {
+                what: Kind::Block.name(),
+                detail: "wrong dimensions".into(),
+            });
+        }
+        Ok(BlockCiphertext {
+            params: *params,
+            mask: b.mask,
+            body: b.body,
+            slots: b.slots,
+        })
+    }
+}
+
+/// Expands a seeded ciphertext into a full GLWE ciphertext in slot 0.
+fn expand(seed: u128, body: &[u64], p: &Params) -> Glwe {
     let seeded = SeededGlweCiphertext::from_container(
-        t.body.as_slice(),
+        body,
         p.glwe_size(),
-        CompressionSeed::from(Seed(t.seed)),
+        CompressionSeed::from(Seed(seed)),
         p.modulus(),
     );
     let mut out = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus());
@@ -121,55 +217,208 @@ fn expand(t: &EncryptedTemplate) -> Glwe {
     out
 }
 
-/// Whether a shifted ciphertext is added into a block (packing) or subtracted (removal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sign {
-    Add,
-    Subtract,
-}
-
-/// `block += sign * ct * X^shift`: exact, keyless.
-fn add_shifted(block: &mut Glwe, ct: &Glwe, shift: usize, sign: Sign) {
-    let mut shifted = ct.clone();
-    for mut poly in shifted.as_mut_polynomial_list().iter_mut() {
+/// `ct * X^shift` (negacyclic), every polynomial.
+fn shifted(mut ct: Glwe, shift: usize) -> Glwe {
+    for mut poly in ct.as_mut_polynomial_list().iter_mut() {
         polynomial_wrapping_monic_monomial_mul_assign(&mut poly, MonomialDegree(shift));
     }
-    match sign {
-        Sign::Add => glwe_ciphertext_add_assign(block, &shifted),
-        Sign::Subtract => glwe_ciphertext_sub_assign(block, &shifted),
+    ct
+}
+
+fn add_into(acc: &mut [u64], x: &[u64]) {
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a = a.wrapping_add(b);
     }
 }
 
 struct Block {
+    /// Mask and summed body: the only ciphertext the matcher keeps.
     ct: Glwe,
     slots: Vec<Option<TemplateId>>,
+    /// How the store rebuilds the mask: a dense snapshot (rare) and seeds since.
+    base_mask: Option<Box<[u64]>>,
+    seeds: Vec<MaskSeed>,
 }
 
-/// Where a template sits: its own ciphertext, its block and its slot in that block.
-struct Placement {
-    template: EncryptedTemplate,
-    block: usize,
-    slot: usize,
+impl Block {
+    fn empty(p: &Params) -> Self {
+        Block {
+            ct: GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus()),
+            slots: vec![None; p.slots_per_block()],
+            base_mask: None,
+            seeds: Vec::new(),
+        }
+    }
+
+    fn occupied(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
 }
 
-/// The matcher's encrypted gallery: per-template ciphertexts (the source of truth, needed
-/// to subtract and re-pack) and the packed blocks derived from them.
+/// What a change does to the slot it touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    /// A new template fills the slot.
+    Fill(TemplateId),
+    /// The slot's template is cancelled (by its owner's fresh encryption of its negation)
+    /// and the slot becomes free.
+    Free(TemplateId),
+}
+
+/// A change computed against the gallery but not yet applied: the caller makes
+/// [`Change::record`] durable first, then calls [`Gallery::apply`].
+pub struct Change {
+    location: Location,
+    effect: Effect,
+    /// The seeded ciphertext, expanded and shifted into the slot.
+    addend: Glwe,
+    seed: MaskSeed,
+    /// The block's record once the change is applied.
+    record: BlockRecord,
+    new_block: bool,
+}
+
+impl Change {
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    /// The block's durable form after this change.
+    pub fn record(&self) -> &BlockRecord {
+        &self.record
+    }
+}
+
+/// Rebuilds a gallery from stored blocks, batch by batch (block numbers 0..n in any
+/// order, each batch's seeds expanded in parallel), then the slot table.
+pub struct GalleryBuilder {
+    params: Params,
+    blocks: Vec<Option<Block>>,
+}
+
+fn corrupt(detail: String) -> HeError {
+    HeError::Malformed {
+        what: "stored gallery",
+        detail,
+    }
+}
+
+impl GalleryBuilder {
+    pub fn new(params: &Params) -> Self {
+        GalleryBuilder {
+            params: *params,
+            blocks: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, records: Vec<(usize, BlockRecord)>) -> Result<(), HeError> {
+        let p = self.params;
+        let built: Vec<(usize, Result<Block, HeError>)> = records
+            .into_par_iter()
+            .map(|(no, r)| (no, Gallery::rebuild(&p, r)))
+            .collect();
+        for (no, b) in built {
+            if no >= self.blocks.len() {
+                self.blocks.resize_with(no + 1, || None);
+            }
+            if self.blocks[no].is_some() {
+                return Err(corrupt(format!("block {no} stored twice")));
+            }
+            self.blocks[no] = Some(b?);
+        }
+        Ok(())
+    }
+
+    /// The gallery, with every template placed; fails on a gap in the block numbers or a
+    /// slot table that does not fit the blocks.
+    pub fn finish(
+        self,
+        slots: impl IntoIterator<Item = (TemplateId, Location)>,
+    ) -> Result<Gallery, HeError> {
+        let p = self.params;
+        let blocks = self
+            .blocks
+            .into_iter()
+            .enumerate()
+            .map(|(no, b)| b.ok_or_else(|| corrupt(format!("block {no} is missing"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut g = Gallery {
+            params: p,
+            index: HashMap::new(),
+            blocks,
+            with_room: BTreeSet::new(),
+        };
+        for (id, loc) in slots {
+            let block = g
+                .blocks
+                .get_mut(loc.block)
+                .ok_or_else(|| corrupt(format!("template {id} in missing block {}", loc.block)))?;
+            match block.slots.get_mut(loc.slot) {
+                Some(s @ None) => *s = Some(id),
+                _ => {
+                    return Err(corrupt(format!(
+                        "template {id}: slot taken or out of range"
+                    )))
+                }
+            }
+            if g.index.insert(id, loc).is_some() {
+                return Err(HeError::DuplicateTemplate(id));
+            }
+        }
+        g.with_room = (0..g.blocks.len())
+            .filter(|&b| g.blocks[b].occupied() < p.slots_per_block())
+            .collect();
+        Ok(g)
+    }
+}
+
+/// The matcher's encrypted gallery: packed blocks and the slot table, nothing else. No
+/// per-template ciphertext is kept once a template is packed.
 ///
-/// Invariant: `blocks[p.block].slots[p.slot] == Some(id)` for every `(id, p)` in
-/// `templates`, and every other slot is `None` and holds an encryption of zero.
+/// Invariants: `index[id] == loc` iff `blocks[loc.block].slots[loc.slot] == Some(id)`;
+/// a slot that is `None` holds an encryption of zero (it never held a template, or its
+/// template was cancelled by its owner); block numbers never change (an emptied block is
+/// reused, never renumbered), so the store's block keys stay valid.
 pub struct Gallery {
     params: Params,
-    templates: BTreeMap<TemplateId, Placement>,
+    index: HashMap<TemplateId, Location>,
     blocks: Vec<Block>,
+    /// Blocks with at least one free slot (the lowest is filled first).
+    with_room: BTreeSet<usize>,
 }
 
 impl Gallery {
     pub fn new(params: &Params) -> Self {
         Gallery {
             params: *params,
-            templates: BTreeMap::new(),
+            index: HashMap::new(),
             blocks: Vec::new(),
+            with_room: BTreeSet::new(),
         }
+    }
+
+    /// Rebuilds one block from its record: body and base copied, seeds expanded.
+    fn rebuild(p: &Params, r: BlockRecord) -> Result<Block, HeError> {
+        let n = p.polynomial_size;
+        if r.body.len() != n || r.base_mask.as_ref().is_some_and(|m| m.len() != n) {
+            return Err(HeError::Malformed {
+                what: "stored block",
+                detail: "wrong dimensions".into(),
+            });
+        }
+        let mut block = Block::empty(p);
+        block.ct.get_mut_body().as_mut().copy_from_slice(&r.body);
+        if let Some(base) = &r.base_mask {
+            block.ct.get_mut_mask().as_mut().copy_from_slice(base);
+        }
+        let zeros = vec![0u64; n];
+        for s in &r.seeds {
+            let mask = shifted(expand(s.seed, &zeros, p), s.shift as usize);
+            add_into(block.ct.get_mut_mask().as_mut(), mask.get_mask().as_ref());
+        }
+        block.base_mask = r.base_mask.map(Vec::into_boxed_slice);
+        block.seeds = r.seeds;
+        Ok(block)
     }
 
     pub fn params(&self) -> &Params {
@@ -177,140 +426,267 @@ impl Gallery {
     }
 
     pub fn len(&self) -> usize {
-        self.templates.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.templates.is_empty()
+        self.index.is_empty()
     }
 
     pub fn block_count(&self) -> usize {
         self.blocks.len()
     }
 
+    /// Blocks holding at least one template (what an identify answers with).
+    pub fn occupied_blocks(&self) -> usize {
+        self.blocks.iter().filter(|b| b.occupied() > 0).count()
+    }
+
     pub fn ids(&self) -> impl Iterator<Item = TemplateId> + '_ {
-        self.templates.keys().copied()
+        self.index.keys().copied()
     }
 
     pub fn contains(&self, id: TemplateId) -> bool {
-        self.templates.contains_key(&id)
+        self.index.contains_key(&id)
     }
 
-    /// Packs a template into the first free slot (a new block if none).
-    pub fn insert(&mut self, id: TemplateId, template: EncryptedTemplate) -> Result<(), HeError> {
-        if template.params != self.params {
+    pub fn location(&self, id: TemplateId) -> Option<Location> {
+        self.index.get(&id).copied()
+    }
+
+    /// The record of block `b` as it stands.
+    pub fn record(&self, b: usize) -> Option<BlockRecord> {
+        let block = self.blocks.get(b)?;
+        Some(BlockRecord {
+            body: block.ct.get_body().as_ref().to_vec(),
+            base_mask: block.base_mask.as_ref().map(|m| m.to_vec()),
+            seeds: block.seeds.clone(),
+        })
+    }
+
+    /// The full ciphertext of the block holding `id`, for its owner.
+    pub fn block_of(&self, id: TemplateId) -> Result<(Location, BlockCiphertext), HeError> {
+        let loc = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
+        let b = &self.blocks[loc.block];
+        Ok((
+            loc,
+            BlockCiphertext {
+                params: self.params,
+                mask: b.ct.get_mask().as_ref().to_vec(),
+                body: b.ct.get_body().as_ref().to_vec(),
+                slots: b.slots.clone(),
+            },
+        ))
+    }
+
+    fn check_template(&self, t: &EncryptedTemplate) -> Result<(), HeError> {
+        if t.params != self.params {
             return Err(HeError::WrongParams {
                 what: "encrypted template",
             });
         }
-        if self.templates.contains_key(&id) {
-            return Err(HeError::DuplicateTemplate(id));
-        }
-        let (block, slot) = self.free_slot();
-        let ct = expand(&template);
-        add_shifted(
-            &mut self.blocks[block].ct,
-            &ct,
-            slot * self.params.slot_width(),
-            Sign::Add,
-        );
-        self.blocks[block].slots[slot] = Some(id);
-        self.templates.insert(
-            id,
-            Placement {
-                template,
-                block,
-                slot,
-            },
-        );
         Ok(())
     }
 
-    /// Subtracts a template from its block; re-packs once the holes add up to a block.
-    pub fn remove(&mut self, id: TemplateId) -> Result<EncryptedTemplate, HeError> {
-        let Placement {
-            template,
-            block,
-            slot,
-        } = self
-            .templates
-            .remove(&id)
-            .ok_or(HeError::UnknownTemplate(id))?;
-        let ct = expand(&template);
-        add_shifted(
-            &mut self.blocks[block].ct,
-            &ct,
-            slot * self.params.slot_width(),
-            Sign::Subtract,
-        );
-        self.blocks[block].slots[slot] = None;
-        let capacity = self.blocks.len() * self.params.slots_per_block();
-        if capacity - self.templates.len() >= self.params.slots_per_block() {
-            self.repack();
+    /// Plans packing a template into the first free slot (a new block if none).
+    pub fn plan_insert(
+        &self,
+        id: TemplateId,
+        template: &EncryptedTemplate,
+    ) -> Result<Change, HeError> {
+        self.check_template(template)?;
+        if !id.is_valid() {
+            return Err(HeError::InvalidId(id));
         }
-        Ok(template)
+        if self.index.contains_key(&id) {
+            return Err(HeError::DuplicateTemplate(id));
+        }
+        let (location, new_block) = match self.with_room.first() {
+            Some(&block) => {
+                let slot = self.blocks[block]
+                    .slots
+                    .iter()
+                    .position(Option::is_none)
+                    .expect("blocks in with_room have a free slot");
+                (Location { block, slot }, false)
+            }
+            None => (
+                Location {
+                    block: self.blocks.len(),
+                    slot: 0,
+                },
+                true,
+            ),
+        };
+        Ok(self.plan(location, Effect::Fill(id), template, new_block))
     }
 
-    /// Rebuilds the blocks densely from the per-template ciphertexts.
-    pub fn repack(&mut self) {
-        let entries: Vec<(TemplateId, EncryptedTemplate)> = std::mem::take(&mut self.templates)
-            .into_iter()
-            .map(|(id, p)| (id, p.template))
-            .collect();
-        self.blocks.clear();
-        for (id, t) in entries {
-            self.insert(id, t)
-                .expect("ids unique and params checked on first insert");
+    /// Plans the removal step of the erasure protocol: `negation` is the owner's fresh
+    /// encryption (in slot 0) of the negation of what the slot of `id` holds, made with
+    /// `super::erasure` from [`Gallery::block_of`]. Adding it shifted into the slot leaves
+    /// an encryption of zero there, and the slot is reused. The matcher cannot check the
+    /// plaintext (it has no key): see SECURITY.md for what a wrong one can do.
+    pub fn plan_erase(
+        &self,
+        id: TemplateId,
+        negation: &EncryptedTemplate,
+    ) -> Result<Change, HeError> {
+        self.check_template(negation)?;
+        let location = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
+        Ok(self.plan(location, Effect::Free(id), negation, false))
+    }
+
+    fn plan(
+        &self,
+        location: Location,
+        effect: Effect,
+        ct: &EncryptedTemplate,
+        new_block: bool,
+    ) -> Change {
+        let p = &self.params;
+        let shift = location.slot * p.slot_width();
+        let addend = shifted(expand(ct.seed, &ct.body, p), shift);
+        let seed = MaskSeed {
+            seed: ct.seed,
+            shift: shift as u32,
+        };
+        let empty = Block::empty(p);
+        let block = if new_block {
+            &empty
+        } else {
+            &self.blocks[location.block]
+        };
+        let mut body = block.ct.get_body().as_ref().to_vec();
+        add_into(&mut body, addend.get_body().as_ref());
+        let record = if block.seeds.len() < BlockRecord::seed_limit(p) {
+            let mut seeds = block.seeds.clone();
+            seeds.push(seed);
+            BlockRecord {
+                body,
+                base_mask: block.base_mask.as_ref().map(|m| m.to_vec()),
+                seeds,
+            }
+        } else {
+            let mut mask = block.ct.get_mask().as_ref().to_vec();
+            add_into(&mut mask, addend.get_mask().as_ref());
+            BlockRecord {
+                body,
+                base_mask: Some(mask),
+                seeds: Vec::new(),
+            }
+        };
+        Change {
+            location,
+            effect,
+            addend,
+            seed,
+            record,
+            new_block,
         }
     }
 
-    fn free_slot(&mut self) -> (usize, usize) {
-        for (b, block) in self.blocks.iter().enumerate() {
-            if let Some(s) = block.slots.iter().position(Option::is_none) {
-                return (b, s);
+    /// Applies a planned change (after its record is durable). The gallery must not have
+    /// changed since the plan (the caller holds its writer lock across both).
+    pub fn apply(&mut self, change: Change) -> BlockRecord {
+        let Change {
+            location: Location { block: b, slot },
+            effect,
+            addend,
+            seed,
+            record,
+            new_block,
+        } = change;
+        if new_block {
+            assert_eq!(b, self.blocks.len(), "planned against this gallery");
+            self.blocks.push(Block::empty(&self.params));
+        }
+        let block = &mut self.blocks[b];
+        glwe_ciphertext_add_assign(&mut block.ct, &addend);
+        if record.seeds.is_empty() {
+            block.base_mask = record.base_mask.clone().map(Vec::into_boxed_slice);
+            block.seeds.clear();
+        } else {
+            block.seeds.push(seed);
+        }
+        match effect {
+            Effect::Fill(id) => {
+                block.slots[slot] = Some(id);
+                self.index.insert(id, Location { block: b, slot });
+            }
+            Effect::Free(id) => {
+                block.slots[slot] = None;
+                self.index.remove(&id);
             }
         }
-        let p = &self.params;
-        self.blocks.push(Block {
-            ct: GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus()),
-            slots: vec![None; p.slots_per_block()],
-        });
-        (self.blocks.len() - 1, 0)
+        if block.occupied() < self.params.slots_per_block() {
+            self.with_room.insert(b);
+        } else {
+            self.with_room.remove(&b);
+        }
+        record
     }
 
-    /// 1:N: one external product per block, in parallel on the current rayon pool.
-    pub fn identify(&self, probe: &PreparedProbe) -> Result<MatchResult, HeError> {
+    /// Plans and applies an insert (no store: tests, benches, in-memory use).
+    pub fn insert(&mut self, id: TemplateId, template: &EncryptedTemplate) -> Result<(), HeError> {
+        let change = self.plan_insert(id, template)?;
+        self.apply(change);
+        Ok(())
+    }
+
+    /// Plans and applies an erasure (no store: tests, benches, in-memory use).
+    pub fn erase(&mut self, id: TemplateId, negation: &EncryptedTemplate) -> Result<(), HeError> {
+        let change = self.plan_erase(id, negation)?;
+        self.apply(change);
+        Ok(())
+    }
+
+    /// 1:N, streamed: one external product per occupied block, `chunk` blocks at a time in
+    /// parallel on the current rayon pool, each chunk handed to `sink` in block order
+    /// before the next is computed (so at most one chunk of results is held).
+    pub fn identify_chunks<E>(
+        &self,
+        probe: &PreparedProbe,
+        chunk: usize,
+        mut sink: impl FnMut(Vec<BlockResult>) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<HeError>,
+    {
         self.check_probe(probe)?;
-        let blocks = self
-            .blocks
-            .par_iter()
-            .filter(|b| b.slots.iter().any(Option::is_some))
-            .map_init(ComputationBuffers::new, |buffers, b| {
-                probe.block_result(&b.ct, b.slots.clone(), buffers)
-            })
-            .collect();
-        Ok(MatchResult {
-            params: self.params,
-            blocks,
-        })
+        let occupied: Vec<&Block> = self.blocks.iter().filter(|b| b.occupied() > 0).collect();
+        for part in occupied.chunks(chunk.max(1)) {
+            let results = part
+                .par_iter()
+                .map_init(ComputationBuffers::new, |buffers, b| {
+                    probe.block_result(&b.ct, b.slots.iter().copied().enumerate(), buffers)
+                })
+                .collect();
+            sink(results)?;
+        }
+        Ok(())
     }
 
-    /// 1:1: one external product with the template's own (slot 0) ciphertext.
+    /// 1:N into one in-memory result.
+    pub fn identify(&self, probe: &PreparedProbe) -> Result<MatchResult, HeError> {
+        let mut blocks = Vec::with_capacity(self.occupied_blocks());
+        self.identify_chunks(probe, 256, |mut part| {
+            blocks.append(&mut part);
+            Ok::<(), HeError>(())
+        })?;
+        Ok(MatchResult::new(&self.params, blocks))
+    }
+
+    /// 1:1: one external product with the template's block, reading only its slot.
     pub fn verify(&self, probe: &PreparedProbe, id: TemplateId) -> Result<MatchResult, HeError> {
         self.check_probe(probe)?;
-        let template = &self
-            .templates
-            .get(&id)
-            .ok_or(HeError::UnknownTemplate(id))?
-            .template;
-        let mut slots = vec![None; self.params.slots_per_block()];
-        slots[0] = Some(id);
+        let loc = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
         let mut buffers = ComputationBuffers::new();
-        let block = probe.block_result(&expand(template), slots, &mut buffers);
-        Ok(MatchResult {
-            params: self.params,
-            blocks: vec![block],
-        })
+        let block = probe.block_result(
+            &self.blocks[loc.block].ct,
+            std::iter::once((loc.slot, Some(id))),
+            &mut buffers,
+        );
+        Ok(MatchResult::new(&self.params, vec![block]))
     }
 
     fn check_probe(&self, probe: &PreparedProbe) -> Result<(), HeError> {

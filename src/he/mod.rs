@@ -3,8 +3,10 @@
 //! The app quantises an embedding to a [`Template`], encrypts gallery templates as seeded
 //! GLWE ciphertexts ([`encrypt_template`]) and probes as seeded GGSW ciphertexts
 //! ([`encrypt_probe`]). The matcher holds no key: its [`Gallery`] packs templates into
-//! blocks of M = 15 slots and answers a probe with one external product per block. The app
-//! decrypts exact integer squared distances ([`decrypt`]). See `layout` for the encoding and
+//! blocks of M = 15 slots (and keeps nothing else) and answers a probe with one external
+//! product per block, switched to 32 bits per coefficient (`result`). The app decrypts
+//! exact integer squared distances ([`decrypt`], block by block with [`decrypt_block`]) and
+//! removes a template by cancelling it ([`erasure`]). See `layout` for the encoding and
 //! SECURITY.md for the assumptions. This module depends on neither UI, camera, network
 //! nor ONNX.
 
@@ -17,17 +19,23 @@ pub mod layout;
 mod matching;
 mod params;
 mod quantise;
+mod result;
 mod synthetic;
 pub mod wire;
 
-pub use decrypt::{decrypt, readouts, Distance, Readout};
-pub use encrypt::{encrypt_probe, encrypt_template};
-pub use entities::{
-    BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ProbeContext, TemplateId,
+pub use decrypt::{
+    block_readouts, decrypt, decrypt_block, decrypt_gallery_block, erasure, noise_bound, readouts,
+    Distance, Readout,
 };
+pub use encrypt::{encrypt_probe, encrypt_template};
+pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext, TemplateId};
 pub use error::HeError;
 pub use keys::SecretKey;
-pub use matching::{Gallery, PreparedProbe};
+pub use matching::{
+    BlockCiphertext, BlockRecord, Change, Gallery, GalleryBuilder, Location, MaskSeed,
+    PreparedProbe,
+};
 pub use params::{Params, PARAMS_VERSION};
 pub use quantise::{quantise, threshold_sq, to_float_l2, Quantised, Template};
-pub use synthetic::synthetic_templates;
+pub use result::{BlockResult, MatchResult, ResultReader, ResultWriter, SlotReadout, RESULT_BITS};
+pub use synthetic::{synthetic_template, synthetic_templates};

@@ -87,14 +87,6 @@ impl Params {
         j * self.slot_width() + self.dim
     }
 
-    /// Largest serialized size of one result block: the mask (N u64 plus its length
-    /// prefix), M readouts (u64 plus prefix) and M slots (`Option<u64>`: tag + value, plus
-    /// prefix). The one definition every bound on result sizes derives from.
-    pub fn result_block_bytes(&self) -> usize {
-        let m = self.slots_per_block();
-        (8 + self.polynomial_size * 8) + (8 + m * 8) + (8 + m * 9)
-    }
-
     /// The plaintext scaling factor Delta.
     pub fn delta(&self) -> u64 {
         1u64 << self.delta_log

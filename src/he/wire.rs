@@ -26,7 +26,11 @@ pub enum Kind {
     SecretKey = 1,
     Template = 2,
     Probe = 3,
-    MatchResult = 4,
+    /// Compact, streamable results (`super::result`); kind 4 was the 64-bit result of
+    /// blindface 0.1 and is no longer read.
+    MatchResult = 5,
+    /// A gallery block's full ciphertext, sent to its owner for removal.
+    Block = 6,
 }
 
 impl Kind {
@@ -36,6 +40,7 @@ impl Kind {
             Kind::Template => "encrypted template",
             Kind::Probe => "encrypted probe",
             Kind::MatchResult => "match result",
+            Kind::Block => "gallery block",
         }
     }
 }
@@ -51,13 +56,47 @@ pub fn params_bytes(params: &Params) -> Vec<u8> {
     options().serialize(params).expect("Params serializes")
 }
 
-/// Serializes `body` of `kind` under `params`.
-pub fn encode<T: Serialize>(kind: Kind, params: &Params, body: &T) -> Vec<u8> {
+/// The header every payload of `kind` starts with: magic, version, kind, parameters.
+pub fn header(kind: Kind, params: &Params) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&WIRE_VERSION.to_le_bytes());
     out.push(kind as u8);
     out.extend_from_slice(&params_bytes(params));
+    out
+}
+
+/// Checks a header as [`header`] writes it: magic and kind, version, then parameters.
+pub fn check_header(kind: Kind, params: &Params, bytes: &[u8]) -> Result<(), HeError> {
+    let what = kind.name();
+    let fixed = MAGIC.len() + 2 + 1;
+    if bytes.len() < fixed || bytes[..4] != MAGIC || bytes[6] != kind as u8 {
+        return Err(HeError::WrongKind { expected: what });
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != WIRE_VERSION {
+        return Err(HeError::WrongVersion {
+            what,
+            expected: WIRE_VERSION,
+            got: version,
+        });
+    }
+    let expected = params_bytes(params);
+    if bytes.len() < fixed + expected.len() {
+        return Err(HeError::Malformed {
+            what,
+            detail: format!("truncated header ({} bytes)", bytes.len()),
+        });
+    }
+    if bytes[fixed..fixed + expected.len()] != expected[..] {
+        return Err(HeError::WrongParams { what });
+    }
+    Ok(())
+}
+
+/// Serializes `body` of `kind` under `params`.
+pub fn encode<T: Serialize>(kind: Kind, params: &Params, body: &T) -> Vec<u8> {
+    let mut out = header(kind, params);
     options()
         .serialize_into(&mut out, body)
         .expect("in-memory serialization cannot fail");
@@ -101,8 +140,8 @@ pub fn decode_bounded<T: DeserializeOwned>(
     max: usize,
 ) -> Result<T, HeError> {
     let what = kind.name();
-    let header = MAGIC.len() + 2 + 1;
-    if bytes.len() < header || bytes[..4] != MAGIC || bytes[6] != kind as u8 {
+    let fixed = MAGIC.len() + 2 + 1;
+    if bytes.len() < fixed || bytes[..4] != MAGIC || bytes[6] != kind as u8 {
         return Err(HeError::WrongKind { expected: what });
     }
     if bytes.len() > max {
@@ -112,25 +151,15 @@ pub fn decode_bounded<T: DeserializeOwned>(
             max,
         });
     }
-    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-    if version != WIRE_VERSION {
-        return Err(HeError::WrongVersion {
-            what,
-            expected: WIRE_VERSION,
-            got: version,
-        });
-    }
-    let expected_params = params_bytes(params);
-    let params_end = header + expected_params.len();
+    let params_end = fixed + params_bytes(params).len();
     if bytes.len() < params_end + CHECKSUM_LEN {
+        check_header(kind, params, bytes)?;
         return Err(HeError::Malformed {
             what,
             detail: format!("only {} bytes", bytes.len()),
         });
     }
-    if bytes[header..params_end] != expected_params[..] {
-        return Err(HeError::WrongParams { what });
-    }
+    check_header(kind, params, &bytes[..params_end])?;
     let (content, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
     if Sha256::digest(content).as_slice() != checksum {
         return Err(HeError::Checksum { what });
@@ -153,7 +182,8 @@ fn default_body_bytes(kind: Kind, p: &Params) -> usize {
         Kind::SecretKey => p.glwe_dimension * n,
         Kind::Template => 16 + n * 8,
         Kind::Probe => 16 + p.decomp_level_count * k1 * n * 8,
-        // One block's worth; callers pass their own bound for more.
-        Kind::MatchResult => p.result_block_bytes(),
+        // Results have their own codec (`super::result`) and bound.
+        Kind::MatchResult => 0,
+        Kind::Block => 3 * 8 + 2 * n * 8 + p.slots_per_block() * 9,
     }
 }
