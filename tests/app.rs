@@ -386,7 +386,7 @@ fn an_unreadable_key_refuses_to_enrol_and_keeps_the_file() {
     // Nothing was written to a store under a temporary key.
     drop(h);
     let store = blindface::matcher::Store::open(&dir.path().join("data")).unwrap();
-    assert!(store.templates().unwrap().is_empty());
+    assert!(store.slots().unwrap().is_empty());
 }
 
 #[test]

@@ -560,15 +560,11 @@ fn a_store_with_swapped_labels_is_an_error_not_a_wrong_name() {
     // Swap the two sealed labels in the store, as someone with the file could.
     {
         let store = blindface::matcher::Store::open(&data).unwrap();
-        let rows = store.templates().unwrap();
+        let rows = store.slots().unwrap();
         assert_eq!(rows.len(), 2);
         let (x, y) = (&rows[0], &rows[1]);
-        store
-            .insert(&x.tenant, x.id, &x.template, &y.label)
-            .unwrap();
-        store
-            .insert(&y.tenant, y.id, &y.template, &x.label)
-            .unwrap();
+        store.set_label(&x.tenant, x.id, &y.label).unwrap();
+        store.set_label(&y.tenant, y.id, &x.label).unwrap();
     }
     for args in [
         &["list"][..],

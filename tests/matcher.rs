@@ -35,6 +35,13 @@ fn key() -> Arc<SecretKey> {
 /// The token file named in messages (tests hand credentials over directly).
 const TOKENS: &str = "tokens.json";
 
+/// Removes `id` as the app does: the block from the matcher, the erasure from the key.
+fn remove_as_owner(m: &dyn Matcher, key: &SecretKey, id: TemplateId) -> Result<(), MatcherError> {
+    let r = m.removal_block(id)?;
+    let negation = blindface::he::erasure(key, &r.block, r.location.slot)?;
+    m.erase(id, &negation).map(|_| ())
+}
+
 fn remote_with(url: &str, c: Credentials) -> RemoteMatcher {
     RemoteMatcher::new(url, &params(), c, Path::new(TOKENS))
 }
@@ -316,7 +323,7 @@ fn galleries_survive_restarts() {
         known.insert(id, t.clone());
     }
     let removed = *known.keys().next().unwrap();
-    m.remove(removed).unwrap();
+    remove_as_owner(&m, &key, removed).unwrap();
     known.remove(&removed);
     let before = identify_exact(&m, &key, probe, &known);
     assert_eq!(before.len(), 39);
@@ -326,7 +333,10 @@ fn galleries_survive_restarts() {
     let m = remote_with(&server.url, creds);
     assert_eq!(identify_exact(&m, &key, probe, &known), before);
     assert_eq!(m.list().unwrap().len(), 39);
-    assert!(matches!(m.remove(removed), Err(MatcherError::UnknownId(_))));
+    assert!(matches!(
+        remove_as_owner(&m, &key, removed),
+        Err(MatcherError::UnknownId(_))
+    ));
 
     // Built-in.
     let data = dir.path().join("builtin");
@@ -488,7 +498,7 @@ fn eight_concurrent_clients_get_exact_distances() {
                             mine.push(id);
                         }
                         2 if mine.len() > 1 => {
-                            m.remove(mine.remove(0)).unwrap();
+                            remove_as_owner(&m, &key, mine.remove(0)).unwrap();
                         }
                         2..=6 => {
                             let (probe, ctx) = encrypt_probe(&key, t);
@@ -653,7 +663,9 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
 
     // The other tenant sees nothing of A and cannot touch A's ids.
     assert!(mb.list().unwrap().is_empty());
-    assert!(matches!(mb.remove(a_id), Err(MatcherError::UnknownId(id)) if id == a_id));
+    assert!(
+        matches!(remove_as_owner(&mb, &key, a_id), Err(MatcherError::UnknownId(id)) if id == a_id)
+    );
     assert!(matches!(
         mb.verify(&probe, a_id),
         Err(MatcherError::UnknownId(_))
@@ -669,14 +681,24 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
         0
     );
     let (s, t) = raw(
-        "DELETE",
+        "GET",
         &url,
-        &format!("/v1/templates/{a_id}"),
+        &format!("/v1/templates/{a_id}/block"),
         Some(&b.token),
         b"",
     );
     assert_eq!(s, 404);
     assert!(error_of(&t).contains("no template"));
+    // A plain DELETE cannot remove anything: removal needs the key holder.
+    let (s, t) = raw(
+        "DELETE",
+        &url,
+        &format!("/v1/templates/{a_id}"),
+        Some(&a.token),
+        b"",
+    );
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("key holder"));
 
     // Probe bodies: truncated, garbage, wrong version, wrong parameters, empty.
     let tok = Some(a.token.as_str());

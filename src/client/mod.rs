@@ -25,13 +25,13 @@ use std::time::Instant;
 use thiserror::Error;
 
 use crate::he::{
-    decrypt, encrypt_probe, encrypt_template, EncryptedProbe, HeError, MatchResult, Params,
+    decrypt_block, encrypt_probe, encrypt_template, erasure, EncryptedProbe, HeError, Params,
     SecretKey, Template, TemplateId,
 };
 use crate::labels::{LabelError, LabelKey};
 use crate::matcher::{
-    BuiltinMatcher, Credentials, Enrolled, Matcher, MatcherError, MatcherSpec, RemoteMatcher,
-    Reply, TokenStore, Traffic,
+    BlockSink, BuiltinMatcher, Credentials, Enrolled, Matcher, MatcherError, MatcherSpec,
+    RemoteMatcher, TokenStore, Traffic,
 };
 use crate::ranking::{best_per_person, rank, PersonDistance};
 use crate::vision::VisionError;
@@ -410,50 +410,86 @@ impl Client {
         if ids.is_empty() {
             return Err(ClientError::NoSuchPerson(name.to_string()));
         }
-        self.exchange(template, |probe| {
-            ids.iter()
-                .map(|&id| {
-                    let reply = self.matcher.verify(probe, id)?;
-                    check_ids(&reply.result, &[id])?;
-                    Ok(reply)
-                })
-                .collect()
+        self.exchange(template, Answers::Exactly(&ids), |probe, sink| {
+            let mut traffic = Traffic::default();
+            for &id in &ids {
+                let reply = self.matcher.verify(probe, id)?;
+                traffic += reply.traffic;
+                for block in reply.result.blocks {
+                    sink(block)?;
+                }
+            }
+            Ok((ids.len() as u64, traffic))
         })
     }
 
-    /// Encrypts `template` as a probe, gets the matcher's checked replies from `ask`,
-    /// decrypts and ranks every distance, and times each step: the one sequence verify
-    /// and identify share.
+    /// Encrypts `template` as a probe, has `ask` feed the matcher's result blocks to the
+    /// sink as they arrive, decrypts each at once (so no whole result is ever held),
+    /// checks which templates they answer for, ranks every distance, and times each
+    /// step: the one sequence verify and identify share.
     fn exchange(
         &self,
         template: &Template,
-        ask: impl FnOnce(&EncryptedProbe) -> Result<Vec<Reply>, ClientError>,
+        answers: Answers<'_>,
+        ask: impl FnOnce(&EncryptedProbe, &mut BlockSink<'_>) -> Result<(u64, Traffic), MatcherError>,
     ) -> Result<MatchReport, ClientError> {
         let t = Instant::now();
         let (probe, ctx) = encrypt_probe(&self.key, template);
         let encrypt_ms = ms(t);
         let t = Instant::now();
-        let replies = ask(&probe)?;
-        let match_ms = ms(t);
-        let t = Instant::now();
         let mut distances = Vec::new();
-        let mut traffic = Traffic::default();
-        for r in &replies {
-            distances.extend(decrypt(&self.key, &ctx, &r.result)?);
-            traffic += r.traffic;
-        }
-        let decrypt_ms = ms(t);
-        let results: Vec<&MatchResult> = replies.iter().map(|r| &r.result).collect();
+        let mut seen = BTreeSet::new();
+        let mut blocks = 0usize;
+        let mut decrypting = std::time::Duration::ZERO;
+        let mut failure: Option<ClientError> = None;
+        let asked = ask(&probe, &mut |block| {
+            let d = Instant::now();
+            let decrypted = decrypt_block(&self.key, &ctx, &block, blocks);
+            decrypting += d.elapsed();
+            blocks += 1;
+            match decrypted {
+                Ok(ds) => {
+                    for x in &ds {
+                        if !seen.insert(x.id) {
+                            failure = Some(ClientError::UnexpectedIds(format!(
+                                "template {} appears twice",
+                                x.id
+                            )));
+                            return Err(MatcherError::Cancelled);
+                        }
+                    }
+                    distances.extend(ds);
+                    Ok(())
+                }
+                Err(e) => {
+                    failure = Some(e.into());
+                    Err(MatcherError::Cancelled)
+                }
+            }
+        });
+        let (calls, traffic) = match (asked, failure) {
+            (_, Some(f)) => return Err(f),
+            (Err(e), None) => return Err(e.into()),
+            (Ok(x), None) => x,
+        };
+        answers.check(&seen, &self.names)?;
+        let decrypt_ms = decrypting.as_secs_f64() * 1e3;
+        let match_ms = (ms(t) - decrypt_ms).max(0.0);
         Ok(MatchReport {
             rows: rank(&distances, &self.names, self.params()),
-            calls: replies.len() as u64,
+            calls,
             traffic,
             times: StepTimes {
                 encrypt_ms,
                 match_ms,
                 decrypt_ms,
             },
-            wire: wire_view(&probe, &results, traffic),
+            wire: WireView {
+                sent_bytes: probe.wire_len(),
+                sent_preview: probe.wire_sample(PREVIEW_BYTES),
+                result_blocks: blocks,
+                received_bytes: traffic.received,
+            },
         })
     }
 
@@ -470,25 +506,29 @@ impl Client {
     }
 
     /// 1:N against the templates in the name table, from a shared reference (parallel
-    /// searches); an answer naming other templates is [`ClientError::UnknownIds`].
+    /// searches); an answer naming other templates is [`ClientError::UnknownIds`]. The
+    /// result is streamed and decrypted block by block.
     pub fn identify_known(&self, template: &Template) -> Result<MatchReport, ClientError> {
-        self.exchange(template, |probe| {
-            let reply = self.matcher.identify(probe)?;
-            let unknown: Vec<TemplateId> = result_ids(&reply.result)?
-                .into_iter()
-                .filter(|id| !self.names.contains_key(id))
-                .collect();
-            if !unknown.is_empty() {
-                return Err(ClientError::UnknownIds(unknown));
-            }
-            Ok(vec![reply])
+        self.exchange(template, Answers::Known, |probe, sink| {
+            let streamed = self.matcher.identify_stream(probe, sink)?;
+            Ok((1, streamed.traffic))
         })
     }
 
-    /// Removes the given templates (durably, one by one) and forgets their names.
+    /// Removes the given templates, one by one, so that nothing of them is left: for each,
+    /// fetches the block that holds it, decrypts its slot with the key and sends a fresh
+    /// encryption of its negation, which the matcher adds (durably); the slot then
+    /// decrypts to exactly zero and is reused. Forgets their names.
     pub fn remove_ids(&mut self, ids: &[TemplateId]) -> Result<(), ClientError> {
         for &id in ids {
-            self.matcher.remove(id)?;
+            let removal = self.matcher.removal_block(id)?;
+            if removal.block.slots.get(removal.location.slot) != Some(&Some(id)) {
+                return Err(ClientError::UnexpectedIds(format!(
+                    "asked for the block of template {id}, got another"
+                )));
+            }
+            let negation = erasure(&self.key, &removal.block, removal.location.slot)?;
+            self.matcher.erase(id, &negation)?;
             self.names.remove(&id);
             self.unreadable.retain(|u| *u != id);
         }
@@ -506,42 +546,44 @@ impl Client {
     }
 }
 
-/// What crossed for one request, from the probe itself: its size and a sample of its
-/// body computed without serializing it again (matching serializes it once, if at all).
-fn wire_view(probe: &EncryptedProbe, results: &[&MatchResult], traffic: Traffic) -> WireView {
-    WireView {
-        sent_bytes: probe.wire_len(),
-        sent_preview: probe.wire_sample(PREVIEW_BYTES),
-        result_blocks: results.iter().map(|r| r.blocks.len()).sum(),
-        received_bytes: traffic.received,
-    }
+/// Which templates a result may answer for.
+enum Answers<'a> {
+    /// Exactly these (a verify).
+    Exactly(&'a [TemplateId]),
+    /// Only templates in the name table (an identify).
+    Known,
 }
 
-/// Every template id a result answers for; a duplicate is an error.
-fn result_ids(result: &MatchResult) -> Result<BTreeSet<TemplateId>, ClientError> {
-    let mut ids = BTreeSet::new();
-    for id in result.blocks.iter().flat_map(|b| b.slots.iter().flatten()) {
-        if !ids.insert(*id) {
-            return Err(ClientError::UnexpectedIds(format!(
-                "template {id} appears twice"
-            )));
+impl Answers<'_> {
+    fn check(
+        &self,
+        got: &BTreeSet<TemplateId>,
+        names: &BTreeMap<TemplateId, String>,
+    ) -> Result<(), ClientError> {
+        match self {
+            Answers::Exactly(asked) => {
+                let want: BTreeSet<TemplateId> = asked.iter().copied().collect();
+                if *got != want {
+                    return Err(ClientError::UnexpectedIds(format!(
+                        "asked for {}, got {}",
+                        ids_text(&want.into_iter().collect::<Vec<_>>()),
+                        ids_text(&got.iter().copied().collect::<Vec<_>>())
+                    )));
+                }
+            }
+            Answers::Known => {
+                let unknown: Vec<TemplateId> = got
+                    .iter()
+                    .copied()
+                    .filter(|id| !names.contains_key(id))
+                    .collect();
+                if !unknown.is_empty() {
+                    return Err(ClientError::UnknownIds(unknown));
+                }
+            }
         }
+        Ok(())
     }
-    Ok(ids)
-}
-
-/// A verify result must answer for exactly `asked`.
-fn check_ids(result: &MatchResult, asked: &[TemplateId]) -> Result<(), ClientError> {
-    let got = result_ids(result)?;
-    let want: BTreeSet<TemplateId> = asked.iter().copied().collect();
-    if got != want {
-        return Err(ClientError::UnexpectedIds(format!(
-            "asked for {}, got {}",
-            ids_text(&want.into_iter().collect::<Vec<_>>()),
-            ids_text(&got.into_iter().collect::<Vec<_>>())
-        )));
-    }
-    Ok(())
 }
 
 fn random_id() -> Result<TemplateId, ClientError> {
@@ -576,8 +618,14 @@ mod tests {
         ) -> Result<Traffic, MatcherError> {
             self.inner.enrol(id, t, l)
         }
-        fn remove(&self, id: TemplateId) -> Result<(), MatcherError> {
-            self.inner.remove(id)
+        fn removal_block(
+            &self,
+            id: TemplateId,
+        ) -> Result<crate::matcher::RemovalBlock, MatcherError> {
+            self.inner.removal_block(id)
+        }
+        fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
+            self.inner.erase(id, n)
         }
         fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
             self.lists
@@ -587,12 +635,16 @@ mod tests {
         fn verify(&self, p: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
             let mut r = self.inner.verify(p, id)?;
             if let Some(other) = *self.claim.lock().unwrap() {
-                r.result.blocks[0].slots[0] = Some(other);
+                r.result.blocks[0].entries[0].id = Some(other);
             }
             Ok(r)
         }
-        fn identify(&self, p: &EncryptedProbe) -> Result<Reply, MatcherError> {
-            self.inner.identify(p)
+        fn identify_stream(
+            &self,
+            p: &EncryptedProbe,
+            sink: &mut BlockSink<'_>,
+        ) -> Result<crate::matcher::Streamed, MatcherError> {
+            self.inner.identify_stream(p, sink)
         }
         fn describe(&self) -> String {
             "lying".into()

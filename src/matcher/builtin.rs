@@ -5,8 +5,11 @@
 
 use std::path::Path;
 
-use super::{Enrolled, Galleries, Matcher, MatcherError, Reply, Traffic, DEFAULT_MAX_TEMPLATES};
-use crate::he::{EncryptedProbe, EncryptedTemplate, Params, TemplateId};
+use super::{
+    BlockSink, Enrolled, Galleries, Matcher, MatcherError, RemovalBlock, Reply, Streamed, Traffic,
+    DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK,
+};
+use crate::he::{BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, Params, TemplateId};
 
 /// The tenant every key shared before galleries were bound to keys.
 const LEGACY_TENANT: &str = "local";
@@ -85,8 +88,25 @@ impl Matcher for BuiltinMatcher {
         })
     }
 
-    fn remove(&self, id: TemplateId) -> Result<(), MatcherError> {
-        self.galleries.remove(&self.tenant, id)
+    fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
+        let (location, block) = self.galleries.block_of(&self.tenant, id)?;
+        let traffic = Traffic {
+            sent: 0,
+            received: block.to_bytes().len(),
+        };
+        Ok(RemovalBlock {
+            location,
+            block,
+            traffic,
+        })
+    }
+
+    fn erase(&self, id: TemplateId, negation: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
+        self.galleries.erase(&self.tenant, id, negation)?;
+        Ok(Traffic {
+            sent: negation.wire_len(),
+            received: 0,
+        })
     }
 
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
@@ -98,9 +118,34 @@ impl Matcher for BuiltinMatcher {
         Ok(reply(probe, result))
     }
 
-    fn identify(&self, probe: &EncryptedProbe) -> Result<Reply, MatcherError> {
-        let result = self.galleries.identify(&self.tenant, probe)?;
-        Ok(reply(probe, result))
+    fn identify_stream(
+        &self,
+        probe: &EncryptedProbe,
+        sink: &mut BlockSink<'_>,
+    ) -> Result<Streamed, MatcherError> {
+        let params = *probe.params();
+        let mut streamed = Streamed {
+            blocks: 0,
+            traffic: Traffic {
+                sent: probe.wire_len(),
+                received: MatchResult::max_wire_len(&params, 0),
+            },
+        };
+        self.galleries.identify_chunks(
+            &self.tenant,
+            probe,
+            IDENTIFY_CHUNK,
+            |_| Ok(()),
+            |_, part| {
+                for b in part {
+                    streamed.blocks += 1;
+                    streamed.traffic.received += BlockResult::encoded_len(&params, b.entries.len());
+                    sink(b)?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(streamed)
     }
 
     fn describe(&self) -> String {

@@ -1,6 +1,7 @@
-//! Tenants' encrypted galleries in memory (the core `Gallery`, packed blocks derived at
-//! open), kept in step with the durable [`Store`]: every enrol and remove is committed to
-//! the store before the in-memory gallery changes and before the caller hears back.
+//! Tenants' encrypted galleries in memory (the core `Gallery`: packed blocks only, rebuilt
+//! from the stored blocks at open), kept in step with the durable [`Store`]: every change
+//! is planned against the gallery, committed to the store (block record and slot row, one
+//! transaction), and only then applied in memory, before the caller hears back.
 //!
 //! Shared by the built-in matcher (one tenant per key) and the server (one per bearer
 //! token).
@@ -15,9 +16,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::store::{SlotChange, StoreChange};
 use super::{Enrolled, MatcherError, Store};
 use crate::he::{
-    EncryptedProbe, EncryptedTemplate, Gallery, MatchResult, Params, PreparedProbe, TemplateId,
+    BlockCiphertext, BlockRecord, BlockResult, EncryptedProbe, EncryptedTemplate, Gallery,
+    GalleryBuilder, Location, MatchResult, Params, PreparedProbe, TemplateId,
 };
 use crate::labels::MAX_SEALED_LEN;
 
@@ -53,33 +56,43 @@ fn poisoned<T>(_: T) -> MatcherError {
 }
 
 impl Galleries {
-    /// Opens the store in `dir` and rebuilds every tenant's packed gallery from it.
+    /// Opens the store in `dir` (migrating an older schema) and rebuilds every tenant's
+    /// packed gallery from its stored blocks.
     pub fn open(dir: &Path, params: &Params, max_templates: usize) -> Result<Self, MatcherError> {
         let params = *params;
-        let store = Store::open(dir)?;
-        let mut tenants: HashMap<String, (Gallery, BTreeMap<TemplateId, Vec<u8>>)> = HashMap::new();
-        for (name, _) in store.tenants()? {
-            tenants.insert(name, (Gallery::new(&params), BTreeMap::new()));
-        }
-        for t in store.templates()? {
-            let template = EncryptedTemplate::from_bytes(&t.template, &params)?;
-            let (gallery, labels) = tenants
-                .entry(t.tenant.clone())
-                .or_insert_with(|| (Gallery::new(&params), BTreeMap::new()));
-            gallery.insert(t.id, template)?;
-            labels.insert(t.id, t.label);
+        let store = Store::open_with(dir, &params)?;
+        let mut names: Vec<String> = store.tenants()?.into_iter().map(|(t, _)| t).collect();
+        names.extend(store.gallery_tenants()?);
+        names.sort();
+        names.dedup();
+        let mut tenants = HashMap::new();
+        for name in names {
+            let tenant = Self::load_tenant(&store, &params, &name)?;
+            tenants.insert(name, Arc::new(tenant));
         }
         Ok(Galleries {
             params,
             store,
             max_templates,
-            tenants: RwLock::new(
-                tenants
-                    .into_iter()
-                    .map(|(k, (g, l))| (k, Arc::new(Tenant::new(g, l))))
-                    .collect(),
-            ),
+            tenants: RwLock::new(tenants),
         })
+    }
+
+    /// Rebuilds one tenant's gallery and labels from the store.
+    fn load_tenant(store: &Store, params: &Params, tenant: &str) -> Result<Tenant, MatcherError> {
+        let mut builder = GalleryBuilder::new(params);
+        store.for_each_block_batch(tenant, 1024, |batch| Ok(builder.add(batch)?))?;
+        let mut labels = BTreeMap::new();
+        let mut slots = Vec::new();
+        for s in store.slots_of(tenant)? {
+            slots.push((s.id, s.location));
+            labels.insert(s.id, s.label);
+        }
+        let gallery = builder.finish(slots).map_err(|e| MatcherError::Store {
+            path: store.path().display().to_string(),
+            detail: format!("tenant {tenant}: {e}"),
+        })?;
+        Ok(Tenant::new(gallery, labels))
     }
 
     pub fn params(&self) -> &Params {
@@ -145,13 +158,10 @@ impl Galleries {
         Ok(())
     }
 
-    /// Enrols a template (parameters already checked by parsing) under the caller's id with
-    /// its sealed label.
-    pub fn enrol(
+    fn check_enrolment(
         &self,
-        tenant: &str,
         id: TemplateId,
-        template: EncryptedTemplate,
+        template: &EncryptedTemplate,
         label: &[u8],
     ) -> Result<(), MatcherError> {
         if template.params() != &self.params {
@@ -169,9 +179,22 @@ impl Galleries {
                 max: MAX_SEALED_LEN,
             });
         }
+        Ok(())
+    }
+
+    /// Enrols a template (parameters already checked by parsing) under the caller's id with
+    /// its sealed label.
+    pub fn enrol(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+        template: EncryptedTemplate,
+        label: &[u8],
+    ) -> Result<(), MatcherError> {
+        self.check_enrolment(id, &template, label)?;
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
-        {
+        let change = {
             let g = t.gallery.read().map_err(poisoned)?;
             if g.contains(id) {
                 return Err(MatcherError::DuplicateId(id));
@@ -181,9 +204,22 @@ impl Galleries {
                     max: self.max_templates,
                 });
             }
-        }
-        self.store.insert(tenant, id, &template.to_bytes(), label)?;
-        t.gallery.write().map_err(poisoned)?.insert(id, template)?;
+            g.plan_insert(id, &template)?
+        };
+        let loc = change.location();
+        self.store.commit(
+            tenant,
+            &StoreChange {
+                block: loc.block,
+                record: change.record(),
+                slot: SlotChange::Fill {
+                    id,
+                    slot: loc.slot,
+                    label,
+                },
+            },
+        )?;
+        t.gallery.write().map_err(poisoned)?.apply(change);
         t.labels
             .write()
             .map_err(poisoned)?
@@ -191,14 +227,122 @@ impl Galleries {
         Ok(())
     }
 
-    pub fn remove(&self, tenant: &str, id: TemplateId) -> Result<(), MatcherError> {
+    /// Enrols many templates, `per_commit` to a transaction (bulk loading: benchmarks and
+    /// imports). Each transaction is durable before the next starts; if one fails, the
+    /// tenant is reloaded from the store, so memory never runs ahead of the disk.
+    pub fn enrol_many(
+        &self,
+        tenant: &str,
+        items: Vec<(TemplateId, EncryptedTemplate, Vec<u8>)>,
+        per_commit: usize,
+    ) -> Result<(), MatcherError> {
+        for (id, template, label) in &items {
+            self.check_enrolment(*id, template, label)?;
+        }
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
-        if !t.gallery.read().map_err(poisoned)?.contains(id) {
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let part: Vec<_> = items.by_ref().take(per_commit.max(1)).collect();
+            let outcome = self.enrol_part(tenant, &t, &part);
+            if let Err(e) = outcome {
+                let fresh = Self::load_tenant(&self.store, &self.params, tenant)?;
+                *t.gallery.write().map_err(poisoned)? =
+                    fresh.gallery.into_inner().map_err(poisoned)?;
+                *t.labels.write().map_err(poisoned)? =
+                    fresh.labels.into_inner().map_err(poisoned)?;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn enrol_part(
+        &self,
+        tenant: &str,
+        t: &Tenant,
+        part: &[(TemplateId, EncryptedTemplate, Vec<u8>)],
+    ) -> Result<(), MatcherError> {
+        let mut records: BTreeMap<usize, BlockRecord> = BTreeMap::new();
+        let mut placed: Vec<(TemplateId, Location, &[u8])> = Vec::new();
+        {
+            let mut g = t.gallery.write().map_err(poisoned)?;
+            for (id, template, label) in part {
+                if g.contains(*id) {
+                    return Err(MatcherError::DuplicateId(*id));
+                }
+                if g.len() >= self.max_templates {
+                    return Err(MatcherError::GalleryFull {
+                        max: self.max_templates,
+                    });
+                }
+                let change = g.plan_insert(*id, template)?;
+                let loc = change.location();
+                records.insert(loc.block, g.apply(change));
+                placed.push((*id, loc, label));
+            }
+        }
+        let changes: Vec<StoreChange<'_>> = placed
+            .iter()
+            .map(|&(id, loc, label)| StoreChange {
+                block: loc.block,
+                record: &records[&loc.block],
+                slot: SlotChange::Fill {
+                    id,
+                    slot: loc.slot,
+                    label,
+                },
+            })
+            .collect();
+        self.store.commit_all(tenant, &changes)?;
+        let mut labels = t.labels.write().map_err(poisoned)?;
+        for (id, _, label) in placed {
+            labels.insert(id, label.to_vec());
+        }
+        Ok(())
+    }
+
+    /// The block holding `id`, in full, with the slot: the first step of removal (only the
+    /// key holder can use it; see SECURITY.md).
+    pub fn block_of(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+    ) -> Result<(Location, BlockCiphertext), MatcherError> {
+        let t = self.tenant(tenant)?;
+        let g = t.gallery.read().map_err(poisoned)?;
+        if !g.contains(id) {
             return Err(MatcherError::UnknownId(id));
         }
-        self.store.remove(tenant, id)?;
-        t.gallery.write().map_err(poisoned)?.remove(id)?;
+        Ok(g.block_of(id)?)
+    }
+
+    /// Removes `id` by adding its owner's `negation` into its slot (durably), frees the
+    /// slot and drops the label.
+    pub fn erase(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+        negation: &EncryptedTemplate,
+    ) -> Result<(), MatcherError> {
+        let t = self.tenant(tenant)?;
+        let _writer = t.writer.lock().map_err(poisoned)?;
+        let change = {
+            let g = t.gallery.read().map_err(poisoned)?;
+            if !g.contains(id) {
+                return Err(MatcherError::UnknownId(id));
+            }
+            g.plan_erase(id, negation)?
+        };
+        self.store.commit(
+            tenant,
+            &StoreChange {
+                block: change.location().block,
+                record: change.record(),
+                slot: SlotChange::Free { id },
+            },
+        )?;
+        t.gallery.write().map_err(poisoned)?.apply(change);
         t.labels.write().map_err(poisoned)?.remove(&id);
         Ok(())
     }
@@ -213,6 +357,17 @@ impl Galleries {
                 label: label.clone(),
             })
             .collect())
+    }
+
+    /// Runs `f` on `tenant`'s gallery, read-locked (benchmarks time the core directly).
+    pub fn with_gallery<T>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&Gallery) -> T,
+    ) -> Result<T, MatcherError> {
+        let t = self.tenant(tenant)?;
+        let g = t.gallery.read().map_err(poisoned)?;
+        Ok(f(&g))
     }
 
     pub fn len(&self, tenant: &str) -> Result<usize, MatcherError> {
@@ -241,9 +396,40 @@ impl Galleries {
         tenant: &str,
         probe: &EncryptedProbe,
     ) -> Result<MatchResult, MatcherError> {
+        let mut blocks = Vec::new();
+        self.identify_chunks(
+            tenant,
+            probe,
+            IDENTIFY_CHUNK,
+            |_| Ok(()),
+            |_, mut part| {
+                blocks.append(&mut part);
+                Ok(())
+            },
+        )?;
+        Ok(MatchResult::new(&self.params, blocks))
+    }
+
+    /// 1:N, streamed: `start` hears the number of blocks first and makes the sink's
+    /// state, then `sink` gets the blocks `chunk` at a time, in order; the state is
+    /// returned. The gallery stays read-locked throughout (enrolments wait; listing does
+    /// not).
+    pub fn identify_chunks<S>(
+        &self,
+        tenant: &str,
+        probe: &EncryptedProbe,
+        chunk: usize,
+        start: impl FnOnce(usize) -> Result<S, MatcherError>,
+        mut sink: impl FnMut(&mut S, Vec<BlockResult>) -> Result<(), MatcherError>,
+    ) -> Result<S, MatcherError> {
         let prepared = PreparedProbe::new(probe, &self.params)?;
         let t = self.tenant(tenant)?;
         let g = t.gallery.read().map_err(poisoned)?;
-        Ok(g.identify(&prepared)?)
+        let mut state = start(g.occupied_blocks())?;
+        g.identify_chunks(&prepared, chunk, |part| sink(&mut state, part))?;
+        Ok(state)
     }
 }
+
+/// Blocks computed (in parallel) per chunk of a streamed identify: ~2 MB of results.
+pub const IDENTIFY_CHUNK: usize = 256;

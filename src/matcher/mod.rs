@@ -17,14 +17,18 @@ mod spec;
 mod store;
 
 pub use builtin::BuiltinMatcher;
+pub use galleries::IDENTIFY_CHUNK;
 pub use galleries::{Galleries, DEFAULT_MAX_TEMPLATES};
 pub use remote::{Credentials, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
 pub use spec::{MatcherSpec, SpecError};
-pub use store::{Store, StoredTemplate, STORE_FILE};
+pub use store::{SlotChange, Store, StoreChange, StoredSlot, STORE_FILE};
 
 use thiserror::Error;
 
-use crate::he::{EncryptedProbe, EncryptedTemplate, HeError, MatchResult, TemplateId};
+use crate::he::{
+    BlockCiphertext, BlockResult, EncryptedProbe, EncryptedTemplate, HeError, Location,
+    MatchResult, TemplateId,
+};
 
 /// Bytes that crossed (or, for the built-in matcher, would cross) the boundary to the
 /// matcher in one call, as the matcher implementation itself counted them.
@@ -48,6 +52,25 @@ pub struct Reply {
     pub traffic: Traffic,
 }
 
+/// Receives an identify's result blocks, in order, as they arrive; an error stops the
+/// stream (the matcher returns it).
+pub type BlockSink<'a> = dyn FnMut(BlockResult) -> Result<(), MatcherError> + 'a;
+
+/// What a streamed identify took: the blocks handed to the sink and the bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Streamed {
+    pub blocks: usize,
+    pub traffic: Traffic,
+}
+
+/// The block holding a template, in full, for its owner's removal step.
+#[derive(Debug, Clone)]
+pub struct RemovalBlock {
+    pub location: Location,
+    pub block: BlockCiphertext,
+    pub traffic: Traffic,
+}
+
 /// One enrolled template as the matcher lists it: its id and its encrypted label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrolled {
@@ -67,14 +90,35 @@ pub trait Matcher: Send + Sync {
         template: &EncryptedTemplate,
         label: &[u8],
     ) -> Result<Traffic, MatcherError>;
-    /// Removes a template (durably) and its label.
-    fn remove(&self, id: TemplateId) -> Result<(), MatcherError>;
+    /// Removal, step 1: the full block holding `id` and its slot, for the key holder to
+    /// compute the erasure (`he::erasure`).
+    fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError>;
+    /// Removal, step 2: adds the owner's `negation` into the slot of `id` (durably), which
+    /// then decrypts to zero and is reused; drops the label.
+    fn erase(&self, id: TemplateId, negation: &EncryptedTemplate) -> Result<Traffic, MatcherError>;
     /// Every enrolled template id with its encrypted label, in id order.
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError>;
     /// 1:1: the encrypted distance between the probe and one template.
     fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError>;
-    /// 1:N: the encrypted distances between the probe and every template.
-    fn identify(&self, probe: &EncryptedProbe) -> Result<Reply, MatcherError>;
+    /// 1:N, streamed: the encrypted distances between the probe and every template, block
+    /// by block into `sink`, never the whole result in one buffer.
+    fn identify_stream(
+        &self,
+        probe: &EncryptedProbe,
+        sink: &mut BlockSink<'_>,
+    ) -> Result<Streamed, MatcherError>;
+    /// 1:N into one in-memory result (small galleries, tests).
+    fn identify(&self, probe: &EncryptedProbe) -> Result<Reply, MatcherError> {
+        let mut blocks = Vec::new();
+        let streamed = self.identify_stream(probe, &mut |b| {
+            blocks.push(b);
+            Ok(())
+        })?;
+        Ok(Reply {
+            result: MatchResult::new(probe.params(), blocks),
+            traffic: streamed.traffic,
+        })
+    }
     /// Where this matcher lives, for messages ("built-in store at DIR", "http://...").
     fn describe(&self) -> String;
 }
@@ -93,6 +137,7 @@ impl MatcherError {
             MatcherError::Crypto(HeError::TooLarge { .. }) => codes::TOO_LARGE,
             MatcherError::Crypto(HeError::UnknownTemplate(_)) => codes::UNKNOWN_TEMPLATE,
             MatcherError::Crypto(HeError::DuplicateTemplate(_)) => codes::DUPLICATE_ID,
+            MatcherError::Crypto(HeError::InvalidId(_)) => codes::BAD_ID,
             MatcherError::Crypto(_) => codes::BAD_CIPHERTEXT,
             MatcherError::Unauthorized { .. } => codes::UNAUTHORIZED,
             MatcherError::Busy { .. } => codes::BUSY,
@@ -117,6 +162,7 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const INTERNAL: &str = "internal";
+    pub const ERASE_REQUIRED: &str = "erase_required";
 }
 
 /// Matcher errors; each message says what happened and what to do.
@@ -160,4 +206,6 @@ pub enum MatcherError {
     },
     #[error("token file {path}: {detail}")]
     TokenFile { path: String, detail: String },
+    #[error("the result was not read to the end: its reader stopped")]
+    Cancelled,
 }

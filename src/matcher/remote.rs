@@ -14,11 +14,17 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use ureq::Agent;
 
-use super::{codes, Enrolled, Matcher, MatcherError, Reply, Traffic};
-use crate::he::{EncryptedProbe, EncryptedTemplate, MatchResult, Params, TemplateId};
+use super::{
+    codes, BlockSink, Enrolled, Matcher, MatcherError, RemovalBlock, Reply, Streamed, Traffic,
+};
+use crate::he::{
+    BlockCiphertext, EncryptedProbe, EncryptedTemplate, Location, MatchResult, Params,
+    ResultReader, TemplateId,
+};
 
-/// Largest gallery whose results this client will read (bounds the response size).
-pub const CLIENT_MAX_TEMPLATES: usize = 100_000;
+/// Largest gallery whose results this client will read (bounds the response size; the
+/// result is streamed, so this bounds time, not memory).
+pub const CLIENT_MAX_TEMPLATES: usize = 2_000_000;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -164,6 +170,18 @@ struct ListEntry {
 }
 
 #[derive(Deserialize)]
+struct BlockReply {
+    block_no: usize,
+    slot: usize,
+    block: String,
+}
+
+#[derive(Serialize)]
+struct EraseBody<'a> {
+    negation: &'a str,
+}
+
+#[derive(Deserialize)]
 struct ListReply {
     templates: Vec<ListEntry>,
 }
@@ -239,7 +257,11 @@ impl RemoteMatcher {
         read_ok(&self.url, &self.token_file, resp, limit)
     }
 
-    fn post_probe(&self, path: &str, probe: &EncryptedProbe) -> Result<Reply, MatcherError> {
+    fn post_probe(
+        &self,
+        path: &str,
+        probe: &EncryptedProbe,
+    ) -> Result<(usize, ureq::http::Response<ureq::Body>), MatcherError> {
         let bytes = probe.to_bytes();
         let resp = self
             .agent
@@ -248,16 +270,21 @@ impl RemoteMatcher {
             .content_type("application/octet-stream")
             .send(&bytes[..])
             .map_err(|e| unreachable(&self.url, e))?;
-        let limit = MatchResult::max_wire_len(&self.params, self.max_blocks()) as u64;
-        let body = self.read(resp, limit)?;
-        let result = MatchResult::from_bytes(&body, &self.params, self.max_blocks())?;
-        Ok(Reply {
-            result,
-            traffic: Traffic {
-                sent: bytes.len(),
-                received: body.len(),
-            },
-        })
+        Ok((bytes.len(), resp))
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: usize,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n;
+        Ok(n)
     }
 }
 
@@ -365,15 +392,57 @@ impl Matcher for RemoteMatcher {
         })
     }
 
-    fn remove(&self, id: TemplateId) -> Result<(), MatcherError> {
+    fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
         let resp = self
             .agent
-            .delete(format!("{}/v1/templates/{id}", self.url))
+            .get(format!("{}/v1/templates/{id}/block", self.url))
             .header("authorization", self.auth())
             .call()
             .map_err(|e| unreachable(&self.url, e))?;
-        self.read(resp, SMALL_BODY_LIMIT)?;
-        Ok(())
+        let body = self.read(resp, SMALL_BODY_LIMIT)?;
+        let reply: BlockReply =
+            serde_json::from_slice(&body).map_err(|e| bad_reply(&self.url, e))?;
+        let bytes = B64
+            .decode(reply.block)
+            .map_err(|e| bad_reply(&self.url, e))?;
+        let block = BlockCiphertext::from_bytes(&bytes, &self.params)?;
+        if reply.slot >= self.params.slots_per_block() || block.slots[reply.slot] != Some(id) {
+            return Err(bad_reply(
+                &self.url,
+                format!(
+                    "the block does not hold template {id} in slot {}",
+                    reply.slot
+                ),
+            ));
+        }
+        Ok(RemovalBlock {
+            location: Location {
+                block: reply.block_no,
+                slot: reply.slot,
+            },
+            block,
+            traffic: Traffic {
+                sent: 0,
+                received: body.len(),
+            },
+        })
+    }
+
+    fn erase(&self, id: TemplateId, negation: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
+        let n = B64.encode(negation.to_bytes());
+        let body = serde_json::to_vec(&EraseBody { negation: &n }).expect("erase body serializes");
+        let resp = self
+            .agent
+            .post(format!("{}/v1/templates/{id}/erase", self.url))
+            .header("authorization", self.auth())
+            .content_type("application/json")
+            .send(&body[..])
+            .map_err(|e| unreachable(&self.url, e))?;
+        let reply = self.read(resp, SMALL_BODY_LIMIT)?;
+        Ok(Traffic {
+            sent: body.len(),
+            received: reply.len(),
+        })
     }
 
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
@@ -399,11 +468,60 @@ impl Matcher for RemoteMatcher {
     }
 
     fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
-        self.post_probe(&format!("/v1/verify/{id}"), probe)
+        let (sent, resp) = self.post_probe(&format!("/v1/verify/{id}"), probe)?;
+        let body = self.read(resp, MatchResult::max_wire_len(&self.params, 1) as u64)?;
+        let result = MatchResult::from_bytes(&body, &self.params, 1)?;
+        Ok(Reply {
+            result,
+            traffic: Traffic {
+                sent,
+                received: body.len(),
+            },
+        })
     }
 
-    fn identify(&self, probe: &EncryptedProbe) -> Result<Reply, MatcherError> {
-        self.post_probe("/v1/identify", probe)
+    fn identify_stream(
+        &self,
+        probe: &EncryptedProbe,
+        sink: &mut BlockSink<'_>,
+    ) -> Result<Streamed, MatcherError> {
+        let (sent, mut resp) = self.post_probe("/v1/identify", probe)?;
+        if !resp.status().is_success() {
+            return Err(match self.read(resp, SMALL_BODY_LIMIT) {
+                Err(e) => e,
+                Ok(_) => bad_reply(&self.url, "a non-success status"),
+            });
+        }
+        let limit = MatchResult::max_wire_len(&self.params, self.max_blocks()) as u64;
+        let reader = resp.body_mut().with_config().limit(limit).reader();
+        let mut counting = Counting {
+            inner: reader,
+            count: 0,
+        };
+        let cut = |e: crate::he::HeError, url: &str| match e {
+            crate::he::HeError::Malformed { detail, .. } if detail.starts_with("read failed") => {
+                MatcherError::Unreachable {
+                    url: url.to_string(),
+                    detail: format!("the result stream broke off: {detail}"),
+                }
+            }
+            e => MatcherError::Crypto(e),
+        };
+        let mut reader = ResultReader::new(&mut counting, &self.params, self.max_blocks())
+            .map_err(|e| cut(e, &self.url))?;
+        let mut blocks = 0;
+        while let Some(block) = reader.next_block().map_err(|e| cut(e, &self.url))? {
+            blocks += 1;
+            sink(block)?;
+        }
+        drop(reader);
+        Ok(Streamed {
+            blocks,
+            traffic: Traffic {
+                sent,
+                received: counting.count,
+            },
+        })
     }
 
     fn describe(&self) -> String {

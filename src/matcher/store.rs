@@ -1,13 +1,17 @@
 //! The durable store of encrypted galleries: one redb file (embedded, ACID, crash-safe)
-//! per data directory.
+//! per data directory. Blocks are the unit of storage: no per-template ciphertext is kept.
 //!
-//! Layout (file `DIR/matcher.redb`):
-//! - `templates_v1`: key `(tenant, id)`, value `u32 LE template length || seeded template
-//!   ciphertext (EncryptedTemplate::to_bytes) || encrypted label`.
+//! Layout (file `DIR/matcher.redb`, schema 2):
+//! - `blocks_v2`: key `(tenant, block number)`, value a [`BlockRecord`]: `u8 format (1) ||
+//!   N x u64 summed body || u8 has_base || [N x u64 base mask] || u32 seed count || seeds
+//!   x (u128 seed, u32 shift)`, little-endian. The mask is rebuilt at open from the seeds.
+//! - `slots_v2`: key `(tenant, id)`, value `u64 block || u8 slot || encrypted label`.
 //! - `tenants_v1`: key tenant id, value SHA-256 of the tenant's bearer token (32 bytes).
-//! - `meta_v1`: `schema` = 1.
+//! - `meta_v1`: `schema` = 2.
 //!
-//! Packed blocks are never stored: they are derived at open. Every write is one
+//! Schema 1 (`templates_v1`: one seeded ciphertext per template) is migrated at open, in
+//! one transaction: its templates are packed into blocks exactly as enrolment would, and
+//! the old table is dropped. A newer schema is refused with a message. Every write is one
 //! transaction committed with immediate durability (fsync) before it returns, so a crash
 //! (kill -9, power loss) keeps every acknowledged write and never exposes half of one.
 
@@ -16,29 +20,52 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::MatcherError;
-use crate::he::TemplateId;
+use crate::he::{BlockRecord, EncryptedTemplate, Gallery, Location, MaskSeed, Params, TemplateId};
 
 /// Name of the store file inside a data directory.
 pub const STORE_FILE: &str = "matcher.redb";
 
-const TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("templates_v1");
+const BLOCKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("blocks_v2");
+const SLOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("slots_v2");
+const LEGACY_TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("templates_v1");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants_v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
-const SCHEMA: u64 = 1;
+const SCHEMA: u64 = 2;
+const RECORD_FORMAT: u8 = 1;
 
-/// One stored template: id, seeded ciphertext bytes, encrypted label.
+/// One stored template as listed: tenant, id, where it sits, encrypted label.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredTemplate {
+pub struct StoredSlot {
     pub tenant: String,
     pub id: TemplateId,
-    pub template: Vec<u8>,
+    pub location: Location,
     pub label: Vec<u8>,
+}
+
+/// One change to a tenant's gallery, written in one transaction: a block's new record and
+/// the slot row it fills or frees.
+pub struct StoreChange<'a> {
+    pub block: usize,
+    pub record: &'a BlockRecord,
+    pub slot: SlotChange<'a>,
+}
+
+pub enum SlotChange<'a> {
+    Fill {
+        id: TemplateId,
+        slot: usize,
+        label: &'a [u8],
+    },
+    Free {
+        id: TemplateId,
+    },
 }
 
 /// The redb-backed store.
 pub struct Store {
     db: Database,
     path: PathBuf,
+    params: Params,
 }
 
 impl std::fmt::Debug for Store {
@@ -50,8 +77,14 @@ impl std::fmt::Debug for Store {
 // redb::Error is large; it only lives inside write closures and is converted at once.
 #[allow(clippy::result_large_err)]
 impl Store {
-    /// Opens (or creates) the store in `dir`, creating the directory if needed.
+    /// Opens (or creates, or migrates) the store in `dir` for this build's parameters.
     pub fn open(dir: &Path) -> Result<Store, MatcherError> {
+        Self::open_with(dir, &Params::default())
+    }
+
+    /// Opens (or creates, or migrates) the store in `dir`, creating the directory if
+    /// needed.
+    pub fn open_with(dir: &Path, params: &Params) -> Result<Store, MatcherError> {
         let path = dir.join(STORE_FILE);
         let shown = path.display().to_string();
         let err = |detail: String| MatcherError::Store {
@@ -65,28 +98,57 @@ impl Store {
             },
             e => err(e.to_string()),
         })?;
-        let store = Store { db, path };
-        store
-            .write(|txn| {
-                txn.open_table(TEMPLATES)?;
-                txn.open_table(TENANTS)?;
-                let mut meta = txn.open_table(META)?;
-                let schema = meta.get("schema")?.map(|v| v.value());
-                match schema {
-                    None => {
-                        meta.insert("schema", SCHEMA)?;
-                    }
-                    Some(SCHEMA) => {}
-                    Some(other) => {
-                        return Ok(Err(format!(
-                            "schema version {other}, this build reads {SCHEMA}; upgrade blindface"
-                        )))
-                    }
-                }
-                Ok(Ok(()))
-            })?
-            .map_err(err)?;
+        let store = Store {
+            db,
+            path,
+            params: *params,
+        };
+        store.upgrade().map_err(err)?;
         Ok(store)
+    }
+
+    /// Creates the tables, or migrates schema 1, or refuses a newer schema; a refused or
+    /// failed migration leaves the file untouched (the transaction is aborted).
+    fn upgrade(&self) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        match self.upgrade_in(&txn) {
+            Ok(Ok(())) => txn.commit().map_err(|e| e.to_string()),
+            Ok(Err(refused)) => {
+                txn.abort().ok();
+                Err(refused)
+            }
+            Err(e) => {
+                txn.abort().ok();
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn upgrade_in(&self, txn: &redb::WriteTransaction) -> Result<Result<(), String>, redb::Error> {
+        let params = self.params;
+        {
+            txn.open_table(BLOCKS)?;
+            txn.open_table(SLOTS)?;
+            txn.open_table(TENANTS)?;
+            let mut meta = txn.open_table(META)?;
+            let schema = meta.get("schema")?.map(|v| v.value());
+            match schema {
+                Some(SCHEMA) => return Ok(Ok(())),
+                None | Some(1) => {}
+                Some(other) => {
+                    return Ok(Err(format!(
+                        "schema version {other}, this build reads {SCHEMA} (and migrates 1); upgrade blindface"
+                    )))
+                }
+            }
+            if schema == Some(1) {
+                if let Err(e) = migrate_v1(txn, &params)? {
+                    return Ok(Err(e));
+                }
+            }
+            meta.insert("schema", SCHEMA)?;
+            Ok(Ok(()))
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -111,23 +173,93 @@ impl Store {
         Ok(out)
     }
 
-    /// Every stored template, grouped in (tenant, id) order.
-    pub fn templates(&self) -> Result<Vec<StoredTemplate>, MatcherError> {
+    /// Every stored template's slot and label, in (tenant, id) order.
+    pub fn slots(&self) -> Result<Vec<StoredSlot>, MatcherError> {
+        self.slots_in(None)
+    }
+
+    /// `tenant`'s stored templates, in id order.
+    pub fn slots_of(&self, tenant: &str) -> Result<Vec<StoredSlot>, MatcherError> {
+        self.slots_in(Some(tenant))
+    }
+
+    fn slots_in(&self, tenant: Option<&str>) -> Result<Vec<StoredSlot>, MatcherError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = txn.open_table(TEMPLATES).map_err(|e| self.error(e))?;
+        let table = txn.open_table(SLOTS).map_err(|e| self.error(e))?;
+        let rows = match tenant {
+            Some(t) => table.range((t, 0u64)..=(t, u64::MAX)),
+            None => table.iter(),
+        }
+        .map_err(|e| self.error(e))?;
         let mut out = Vec::new();
-        for row in table.iter().map_err(|e| self.error(e))? {
+        for row in rows {
             let (k, v) = row.map_err(|e| self.error(e))?;
             let (tenant, id) = k.value();
-            let id = TemplateId(id);
-            let (template, label) = split_record(v.value())
-                .ok_or_else(|| self.error("a template record is corrupt"))?;
-            out.push(StoredTemplate {
+            let (location, label) =
+                split_slot(v.value()).ok_or_else(|| self.error("a slot record is corrupt"))?;
+            out.push(StoredSlot {
                 tenant: tenant.to_string(),
-                id,
-                template: template.to_vec(),
+                id: TemplateId(id),
+                location,
                 label: label.to_vec(),
             });
+        }
+        Ok(out)
+    }
+
+    /// Number of stored blocks of `tenant`.
+    pub fn block_count(&self, tenant: &str) -> Result<usize, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
+        let n = table
+            .range((tenant, 0u64)..=(tenant, u64::MAX))
+            .map_err(|e| self.error(e))?
+            .count();
+        Ok(n)
+    }
+
+    /// Hands `tenant`'s block records to `f` in batches of up to `batch`, in block order
+    /// (so a large gallery is never held twice in memory at open).
+    pub fn for_each_block_batch(
+        &self,
+        tenant: &str,
+        batch: usize,
+        mut f: impl FnMut(Vec<(usize, BlockRecord)>) -> Result<(), MatcherError>,
+    ) -> Result<(), MatcherError> {
+        let params = self.params;
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
+        let mut part = Vec::with_capacity(batch);
+        for row in table
+            .range((tenant, 0u64)..=(tenant, u64::MAX))
+            .map_err(|e| self.error(e))?
+        {
+            let (k, v) = row.map_err(|e| self.error(e))?;
+            let block = k.value().1 as usize;
+            let record = decode_record(v.value(), &params)
+                .ok_or_else(|| self.error(format!("block {block} of {tenant} is corrupt")))?;
+            part.push((block, record));
+            if part.len() == batch {
+                f(std::mem::replace(&mut part, Vec::with_capacity(batch)))?;
+            }
+        }
+        if !part.is_empty() {
+            f(part)?;
+        }
+        Ok(())
+    }
+
+    /// Tenants that have blocks or slots (a tenant without a token: the built-in matcher's).
+    pub fn gallery_tenants(&self) -> Result<Vec<String>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(SLOTS).map_err(|e| self.error(e))?;
+        let mut out: Vec<String> = Vec::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (k, _) = row.map_err(|e| self.error(e))?;
+            let tenant = k.value().0;
+            if out.last().map(String::as_str) != Some(tenant) {
+                out.push(tenant.to_string());
+            }
         }
         Ok(out)
     }
@@ -157,47 +289,79 @@ impl Store {
         })
     }
 
-    /// Stores one template and its label (durable on return).
-    pub fn insert(
+    /// Makes one gallery change durable: the block's record and the slot row.
+    pub fn commit(&self, tenant: &str, change: &StoreChange<'_>) -> Result<(), MatcherError> {
+        self.commit_all(tenant, std::slice::from_ref(change))
+    }
+
+    /// Makes several changes durable in one transaction (bulk enrolment); a block changed
+    /// more than once keeps its last record.
+    pub fn commit_all(
         &self,
         tenant: &str,
-        id: TemplateId,
-        template: &[u8],
-        label: &[u8],
+        changes: &[StoreChange<'_>],
     ) -> Result<(), MatcherError> {
-        let len = u32::try_from(template.len()).map_err(|_| self.error("template too large"))?;
-        let mut record = Vec::with_capacity(4 + template.len() + label.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(template);
-        record.extend_from_slice(label);
+        let mut encoded = Vec::with_capacity(changes.len());
+        for (i, c) in changes.iter().enumerate() {
+            let last = !changes[i + 1..].iter().any(|d| d.block == c.block);
+            encoded.push(last.then(|| encode_record(c.record)));
+        }
         self.write(|txn| {
-            txn.open_table(TEMPLATES)?
-                .insert((tenant, id.0), record.as_slice())?;
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let mut slots = txn.open_table(SLOTS)?;
+            for (c, record) in changes.iter().zip(&encoded) {
+                if let Some(record) = record {
+                    blocks.insert((tenant, c.block as u64), record.as_slice())?;
+                }
+                match c.slot {
+                    SlotChange::Fill { id, slot, label } => {
+                        let row = encode_slot(c.block, slot, label);
+                        slots.insert((tenant, id.0), row.as_slice())?;
+                    }
+                    SlotChange::Free { id } => {
+                        slots.remove((tenant, id.0))?;
+                    }
+                }
+            }
             Ok(())
         })
     }
 
-    /// Deletes one template; `false` if it was not there.
-    pub fn remove(&self, tenant: &str, id: TemplateId) -> Result<bool, MatcherError> {
+    /// Replaces the encrypted label of a stored template (tests of tampering use it, as
+    /// anyone with the file could).
+    pub fn set_label(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+        label: &[u8],
+    ) -> Result<(), MatcherError> {
+        let slot = self
+            .slots()?
+            .into_iter()
+            .find(|s| s.tenant == tenant && s.id == id)
+            .ok_or(MatcherError::UnknownId(id))?;
+        let row = encode_slot(slot.location.block, slot.location.slot, label);
         self.write(|txn| {
-            let mut table = txn.open_table(TEMPLATES)?;
-            let existed = table.remove((tenant, id.0))?.is_some();
-            Ok(existed)
+            txn.open_table(SLOTS)?
+                .insert((tenant, id.0), row.as_slice())?;
+            Ok(())
         })
     }
 
-    /// Moves every template (and the token hash, if any) of tenant `from` to `to`, in one
-    /// durable transaction.
+    /// Moves every block and slot (and the token hash, if any) of tenant `from` to `to`,
+    /// in one durable transaction.
     pub fn rename_tenant(&self, from: &str, to: &str) -> Result<(), MatcherError> {
         self.write(|txn| {
-            let mut table = txn.open_table(TEMPLATES)?;
-            let rows: Vec<(u64, Vec<u8>)> = table
-                .range((from, 0u64)..=(from, u64::MAX))?
-                .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
-                .collect::<Result<_, _>>()?;
-            for (id, record) in rows {
-                table.remove((from, id))?;
-                table.insert((to, id), record.as_slice())?;
+            for table in [BLOCKS, SLOTS] {
+                let mut table = txn.open_table(table)?;
+                let rows: Vec<(u64, Vec<u8>)> = table
+                    .range((from, 0u64)..=(from, u64::MAX))?
+                    .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
+                    .collect::<Result<_, _>>()?;
+                for (key, record) in rows {
+                    table.remove((from, key))?;
+                    table.insert((to, key), record.as_slice())?;
+                }
             }
             let mut tenants = txn.open_table(TENANTS)?;
             let hash = tenants.remove(from)?.map(|v| v.value().to_vec());
@@ -209,11 +373,298 @@ impl Store {
     }
 }
 
-fn split_record(v: &[u8]) -> Option<(&[u8], &[u8])> {
+/// Packs schema 1's per-template ciphertexts into blocks (per tenant, in id order, as
+/// enrolment would) and drops the old table. `Err(text)` refuses the store unchanged.
+#[allow(clippy::result_large_err)]
+fn migrate_v1(
+    txn: &redb::WriteTransaction,
+    params: &Params,
+) -> Result<Result<(), String>, redb::Error> {
+    let legacy = txn.open_table(LEGACY_TEMPLATES)?;
+    let mut rows: Vec<(String, u64, Vec<u8>)> = Vec::new();
+    for row in legacy.iter()? {
+        let (k, v) = row?;
+        let (tenant, id) = k.value();
+        rows.push((tenant.to_string(), id, v.value().to_vec()));
+    }
+    drop(legacy);
+    let mut blocks = txn.open_table(BLOCKS)?;
+    let mut slots = txn.open_table(SLOTS)?;
+    let mut i = 0;
+    while i < rows.len() {
+        let tenant = rows[i].0.clone();
+        let mut gallery = Gallery::new(params);
+        let mut touched = std::collections::BTreeSet::new();
+        while i < rows.len() && rows[i].0 == tenant {
+            let (_, id, record) = &rows[i];
+            i += 1;
+            let Some((template, label)) = split_legacy(record) else {
+                return Ok(Err(format!(
+                    "template {id} of {tenant} is corrupt; nothing was migrated"
+                )));
+            };
+            let template = match EncryptedTemplate::from_bytes(template, params) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "template {id} of {tenant}: {e}; nothing was migrated"
+                    )))
+                }
+            };
+            let change = match gallery.plan_insert(TemplateId(*id), &template) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(format!("template {id} of {tenant}: {e}"))),
+            };
+            let loc = change.location();
+            gallery.apply(change);
+            touched.insert(loc.block);
+            slots.insert(
+                (tenant.as_str(), *id),
+                encode_slot(loc.block, loc.slot, label).as_slice(),
+            )?;
+        }
+        for b in touched {
+            let record = gallery.record(b).expect("block exists");
+            blocks.insert(
+                (tenant.as_str(), b as u64),
+                encode_record(&record).as_slice(),
+            )?;
+        }
+    }
+    drop(blocks);
+    drop(slots);
+    txn.delete_table(LEGACY_TEMPLATES)?;
+    Ok(Ok(()))
+}
+
+/// Schema 1's record: `u32 LE template length || template || label`.
+fn split_legacy(v: &[u8]) -> Option<(&[u8], &[u8])> {
     let len = u32::from_le_bytes(v.get(..4)?.try_into().ok()?) as usize;
     let rest = v.get(4..)?;
     if rest.len() < len {
         return None;
     }
     Some(rest.split_at(len))
+}
+
+fn encode_slot(block: usize, slot: usize, label: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(9 + label.len());
+    row.extend_from_slice(&(block as u64).to_le_bytes());
+    row.push(slot as u8);
+    row.extend_from_slice(label);
+    row
+}
+
+fn split_slot(v: &[u8]) -> Option<(Location, &[u8])> {
+    let block = u64::from_le_bytes(v.get(..8)?.try_into().ok()?) as usize;
+    let slot = *v.get(8)? as usize;
+    Some((Location { block, slot }, &v[9..]))
+}
+
+fn encode_record(r: &BlockRecord) -> Vec<u8> {
+    let n = r.body.len();
+    let mut out = Vec::with_capacity(
+        1 + 8 * n + 1 + r.base_mask.as_ref().map_or(0, |m| 8 * m.len()) + 4 + 20 * r.seeds.len(),
+    );
+    out.push(RECORD_FORMAT);
+    for c in &r.body {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    match &r.base_mask {
+        Some(m) => {
+            out.push(1);
+            for c in m {
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&(r.seeds.len() as u32).to_le_bytes());
+    for s in &r.seeds {
+        out.extend_from_slice(&s.seed.to_le_bytes());
+        out.extend_from_slice(&s.shift.to_le_bytes());
+    }
+    out
+}
+
+fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
+    let n = params.polynomial_size;
+    let mut at = 0usize;
+    let mut take = |len: usize| -> Option<&[u8]> {
+        let s = v.get(at..at + len)?;
+        at += len;
+        Some(s)
+    };
+    if take(1)? != [RECORD_FORMAT] {
+        return None;
+    }
+    let words = |b: &[u8]| -> Vec<u64> {
+        b.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect()
+    };
+    let body = words(take(8 * n)?);
+    let base_mask = match take(1)?[0] {
+        0 => None,
+        1 => Some(words(take(8 * n)?)),
+        _ => return None,
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    if count > BlockRecord::seed_limit(params) {
+        return None;
+    }
+    let mut seeds = Vec::with_capacity(count);
+    for _ in 0..count {
+        let seed = u128::from_le_bytes(take(16)?.try_into().ok()?);
+        let shift = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        if shift as usize >= n {
+            return None;
+        }
+        seeds.push(MaskSeed { seed, shift });
+    }
+    if at != v.len() {
+        return None;
+    }
+    Some(BlockRecord {
+        body,
+        base_mask,
+        seeds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::he::{
+        decrypt, encrypt_probe, encrypt_template, synthetic_templates, PreparedProbe, SecretKey,
+    };
+
+    /// Writes a schema-1 store as blindface 0.1 did: one seeded ciphertext per template.
+    fn write_v1(dir: &Path, rows: &[(&str, u64, Vec<u8>, Vec<u8>)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let db = Database::create(dir.join(STORE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(LEGACY_TEMPLATES).unwrap();
+            for (tenant, id, template, label) in rows {
+                let mut record = (template.len() as u32).to_le_bytes().to_vec();
+                record.extend_from_slice(template);
+                record.extend_from_slice(label);
+                t.insert((*tenant, *id), record.as_slice()).unwrap();
+            }
+            txn.open_table(TENANTS).unwrap();
+            txn.open_table(META).unwrap().insert("schema", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_into_blocks_with_identical_distances() {
+        let p = Params::v1();
+        let key = SecretKey::generate(&p);
+        let templates = synthetic_templates(40, 5, &p);
+        let rows: Vec<_> = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let tenant = if i % 2 == 0 { "a" } else { "b" };
+                let label = format!("label {i}").into_bytes();
+                (
+                    tenant,
+                    i as u64 + 1,
+                    encrypt_template(&key, t).to_bytes(),
+                    label,
+                )
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_v1(dir.path(), &rows);
+        let galleries = crate::matcher::Galleries::open(dir.path(), &p, 100).unwrap();
+        assert_eq!(galleries.len("a").unwrap(), 20);
+        assert_eq!(galleries.len("b").unwrap(), 20);
+        let (probe, ctx) = encrypt_probe(&key, &templates[0]);
+        let prepared = PreparedProbe::new(&probe, &p).unwrap();
+        for tenant in ["a", "b"] {
+            let result = galleries
+                .with_gallery(tenant, |g| g.identify(&prepared).unwrap())
+                .unwrap();
+            let d = decrypt(&key, &ctx, &result).unwrap();
+            assert_eq!(d.len(), 20);
+            for x in d {
+                let i = x.id.0 as usize - 1;
+                assert_eq!(x.distance_sq, templates[0].distance_sq(&templates[i]));
+            }
+        }
+        let labels = galleries.list("b").unwrap();
+        assert_eq!(labels[0].label, b"label 1");
+        drop(galleries);
+        // The old table is gone and the schema says so: opening again reads blocks only.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.slots().unwrap().len(), 40);
+        assert_eq!(store.block_count("a").unwrap(), 2);
+        let txn = store.db.begin_read().unwrap();
+        assert!(txn.open_table(LEGACY_TEMPLATES).is_err());
+    }
+
+    #[test]
+    fn a_corrupt_old_store_or_a_newer_schema_is_refused_and_left_untouched() {
+        let p = Params::v1();
+        let key = SecretKey::generate(&p);
+        let good = encrypt_template(&key, &synthetic_templates(1, 1, &p)[0]).to_bytes();
+        let mut bad = good.clone();
+        bad[100] ^= 1;
+        let dir = tempfile::tempdir().unwrap();
+        write_v1(
+            dir.path(),
+            &[("a", 1, good, b"x".to_vec()), ("a", 2, bad, b"y".to_vec())],
+        );
+        let file = dir.path().join(STORE_FILE);
+        let before = std::fs::read(&file).unwrap();
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("template 2 of a") && e.contains("nothing was migrated"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), before, "left as it was");
+
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .write(|txn| {
+                    txn.open_table(META)?.insert("schema", 3)?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("schema version 3") && e.contains("upgrade blindface"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn block_records_round_trip_and_corrupt_ones_are_rejected() {
+        let p = Params::v1();
+        let record = BlockRecord {
+            body: (0..p.polynomial_size as u64).collect(),
+            base_mask: Some(vec![7; p.polynomial_size]),
+            seeds: vec![
+                MaskSeed { seed: 1, shift: 0 },
+                MaskSeed {
+                    seed: u128::MAX,
+                    shift: 129 * 14,
+                },
+            ],
+        };
+        let bytes = encode_record(&record);
+        assert_eq!(decode_record(&bytes, &p), Some(record));
+        for cut in [0, 1, 100, bytes.len() - 1] {
+            assert_eq!(decode_record(&bytes[..cut], &p), None);
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(decode_record(&long, &p), None);
+    }
 }

@@ -7,9 +7,14 @@
 //! - `POST /v1/tenants` -> 201 `{tenant, token}`
 //! - `POST /v1/templates` `{id, template, label}` (id chosen by the app; base64) -> 201 `{id}`
 //! - `GET  /v1/templates` -> `{templates: [{id, label}]}`
-//! - `DELETE /v1/templates/{id}` -> 204
+//! - `GET  /v1/templates/{id}/block` -> `{block, slot}` (block: base64 full ciphertext): the
+//!   first step of removal, for the key holder
+//! - `POST /v1/templates/{id}/erase` `{negation}` (base64 seeded ciphertext) -> 204: adds
+//!   the owner's cancelling ciphertext into the slot and frees it
+//! - `DELETE /v1/templates/{id}` -> 400 `erase_required` (a matcher cannot remove alone)
 //! - `POST /v1/verify/{id}` (probe bytes) -> result bytes
-//! - `POST /v1/identify` (probe bytes) -> result bytes
+//! - `POST /v1/identify` (probe bytes) -> result bytes, streamed (chunked) as the blocks
+//!   are computed: never the whole result in one buffer
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,8 +35,10 @@ use serde_json::json;
 use super::auth::{tenant_of, Tenant};
 use super::{ApiError, AppState};
 use crate::he::{
-    wire::WIRE_VERSION, EncryptedProbe, EncryptedTemplate, MatchResult, TemplateId, PARAMS_VERSION,
+    wire::WIRE_VERSION, BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ResultWriter,
+    TemplateId, PARAMS_VERSION,
 };
+use crate::matcher::MatcherError;
 
 /// Largest enrol body (a seeded template is ~16 KiB, ~22 KiB in base64).
 pub const ENROL_BODY_LIMIT: usize = 64 * 1024;
@@ -50,6 +57,11 @@ pub fn router(state: Shared) -> Router {
             limited(post(enrol), ENROL_BODY_LIMIT).get(list),
         )
         .route("/v1/templates/{id}", delete(remove))
+        .route("/v1/templates/{id}/block", get(removal_block))
+        .route(
+            "/v1/templates/{id}/erase",
+            limited(post(erase), ENROL_BODY_LIMIT),
+        )
         .route("/v1/verify/{id}", limited(post(verify), PROBE_BODY_LIMIT))
         .route("/v1/identify", limited(post(identify), PROBE_BODY_LIMIT))
         .fallback(|| async { ApiError::not_found("no such route; see GET /v1/version") })
@@ -221,13 +233,57 @@ async fn list(State(s): State<Shared>, Tenant(tenant): Tenant) -> Result<Respons
     Ok(Json(body).into_response())
 }
 
-async fn remove(
+async fn remove(id: Result<Path<TemplateId>, PathRejection>) -> Result<Response, ApiError> {
+    path_id(id)?;
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        crate::matcher::codes::ERASE_REQUIRED,
+        "removal needs the key holder: GET /v1/templates/{id}/block, then POST the \
+         cancelling ciphertext to /v1/templates/{id}/erase (blindface does both)",
+    ))
+}
+
+async fn removal_block(
     State(s): State<Shared>,
     Tenant(tenant): Tenant,
     id: Result<Path<TemplateId>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
-    blocking(move || Ok(s.galleries.remove(&tenant, id)?)).await?;
+    let body = blocking(move || {
+        let (loc, block) = s.galleries.block_of(&tenant, id)?;
+        Ok(json!({
+            "block_no": loc.block,
+            "slot": loc.slot,
+            "block": B64.encode(block.to_bytes()),
+        }))
+    })
+    .await?;
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseBody {
+    negation: String,
+}
+
+async fn erase(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    id: Result<Path<TemplateId>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let tenant = tenant_of(&s, &headers)?;
+    let id = path_id(id)?;
+    let req: EraseBody = serde_json::from_slice(&b).map_err(|e| {
+        ApiError::bad_request(format!("expected JSON {{\"negation\": base64}}: {e}"))
+    })?;
+    let bytes = B64
+        .decode(req.negation.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("negation is not valid base64: {e}")))?;
+    let negation = EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?;
+    blocking(move || Ok(s.galleries.erase(&tenant, id, &negation)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -259,10 +315,72 @@ async fn identify(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
-    let r = blocking(move || {
-        let probe = parse_probe(&s, b)?;
-        Ok(result_bytes(s.galleries.identify(&tenant, &probe)?))
+    let probe = blocking({
+        let s = s.clone();
+        move || parse_probe(&s, b)
     })
     .await?;
-    Ok(result_response(r))
+    // The matching thread computes a chunk of blocks at a time and hands each, encoded,
+    // to the response body through a small bounded channel: at most a few chunks are in
+    // memory, and a client that stops reading stops the computation.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    tokio::task::spawn_blocking(move || {
+        let params = *s.galleries.params();
+        let mut first = Some(first_tx);
+        let outcome = s.galleries.identify_chunks(
+            &tenant,
+            &probe,
+            crate::matcher::IDENTIFY_CHUNK,
+            |n| {
+                let mut w = ResultWriter::new(&params, n);
+                let header = w.header();
+                if let Some(f) = first.take() {
+                    let _ = f.send(Ok(()));
+                }
+                tx.blocking_send(Ok(Bytes::from(header)))
+                    .map_err(|_| MatcherError::Cancelled)?;
+                Ok(w)
+            },
+            |w, part| {
+                let mut out = Vec::with_capacity(
+                    part.len() * BlockResult::encoded_len(&params, params.slots_per_block()),
+                );
+                for block in &part {
+                    w.block(block, &mut out);
+                }
+                tx.blocking_send(Ok(Bytes::from(out)))
+                    .map_err(|_| MatcherError::Cancelled)
+            },
+        );
+        match outcome {
+            Ok(w) => {
+                let mut tail = Vec::new();
+                w.finish(&mut tail);
+                let _ = tx.blocking_send(Ok(Bytes::from(tail)));
+            }
+            Err(e) => match first.take() {
+                // Nothing sent yet: the client gets a proper error reply.
+                Some(f) => {
+                    let _ = f.send(Err(ApiError::from(e)));
+                }
+                // Mid-stream: cut the body, which the client sees as a truncated result.
+                None => {
+                    if !matches!(e, MatcherError::Cancelled) {
+                        tracing::warn!(error = %e, "identify failed mid-stream");
+                    }
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+            },
+        }
+    });
+    first_rx
+        .await
+        .map_err(|_| ApiError::internal("the matching thread stopped"))??;
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
