@@ -166,7 +166,10 @@ pub fn eval(
         if let Some(e) = embedding {
             let q = quantise(e.embedding.as_slice(), &params)?;
             clipped_components += q.clipped;
-            gallery.insert(TemplateId(id as u64), encrypt_template(&key, &q.template))?;
+            gallery.insert(
+                TemplateId(id as u64 + 1),
+                &encrypt_template(&key, &q.template),
+            )?;
             templates.insert(id, q.template);
         }
     }
@@ -207,7 +210,7 @@ pub fn eval(
             continue;
         };
         let dq = templates[&x].distance_sq(&templates[&y]);
-        let de = encrypted[&(x, TemplateId(y as u64))];
+        let de = encrypted[&(x, TemplateId(y as u64 + 1))];
         pair_rows.push(Some(rows.len()));
         rows.push(PairDistances {
             line: pair.line,

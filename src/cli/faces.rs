@@ -148,7 +148,7 @@ pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
     // B is enrolled (GLWE), A is the probe (GGSW); the matcher sees only ciphertexts.
     let mut gallery = Gallery::new(&params);
     let id = TemplateId(1);
-    gallery.insert(id, encrypt_template(&key, &tb))?;
+    gallery.insert(id, &encrypt_template(&key, &tb))?;
     let (probe, ctx) = encrypt_probe(&key, &ta);
     let prepared = PreparedProbe::new(&probe, &params)?;
     let result = gallery.verify(&prepared, id)?;
