@@ -31,6 +31,10 @@ const LEGACY_TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants_v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 const SCHEMA: u64 = 2;
+/// redb's page cache: the galleries live in memory already (rebuilt at open), so the
+/// store needs little cache of its own; redb's default (1 GiB) would double the
+/// matcher's memory for a large gallery.
+const CACHE_BYTES: usize = 16 << 20;
 const RECORD_FORMAT: u8 = 1;
 
 /// One stored template as listed: tenant, id, where it sits, encrypted label.
@@ -92,7 +96,10 @@ impl Store {
             detail,
         };
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
-        let db = Database::create(&path).map_err(|e| match e {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => MatcherError::StoreLocked {
                 path: shown.clone(),
             },
@@ -153,6 +160,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Rewrites the file without the free pages left by earlier transactions (after a bulk
+    /// load, or by an operator at a quiet moment); `false` if there was nothing to do.
+    pub fn compact(&mut self) -> Result<bool, MatcherError> {
+        self.db.compact().map_err(|e| self.error(e))
     }
 
     fn error(&self, e: impl std::fmt::Display) -> MatcherError {
