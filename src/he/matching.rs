@@ -12,16 +12,18 @@ use std::collections::{BTreeSet, HashMap};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_mul_assign;
-use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed};
-use tfhe::core_crypto::commons::traits::contiguous_entity_container::ContiguousEntityContainerMut;
+use tfhe::core_crypto::commons::math::random::{CompressionSeed, RandomGenerator, Seed, Uniform};
+use tfhe::core_crypto::commons::traits::contiguous_entity_container::{
+    ContiguousEntityContainer, ContiguousEntityContainerMut,
+};
 use tfhe::core_crypto::fft_impl::fft64::crypto::ggsw::FourierGgswCiphertext;
+use tfhe::core_crypto::fft_impl::fft64::math::polynomial::FourierPolynomial;
 use tfhe::core_crypto::fft_impl::fft64::{c64, ABox};
 use tfhe::core_crypto::prelude::{
     add_external_product_assign_mem_optimized,
-    add_external_product_assign_mem_optimized_requirement,
-    convert_standard_ggsw_ciphertext_to_fourier, decompress_seeded_glwe_ciphertext,
+    add_external_product_assign_mem_optimized_requirement, decompress_seeded_glwe_ciphertext,
     glwe_ciphertext_add_assign, ComputationBuffers, DefaultRandomGenerator, Fft, GlweCiphertext,
-    MonomialDegree, SeededGgswCiphertext, SeededGlweCiphertext,
+    MonomialDegree, Polynomial, SeededGgswCiphertext, SeededGlweCiphertext,
 };
 
 use super::entities::{EncryptedProbe, EncryptedTemplate, TemplateId};
@@ -57,11 +59,64 @@ impl PreparedProbe {
             CompressionSeed::from(Seed(probe.seed)),
             p.modulus(),
         );
-        let standard = seeded.decompress_into_ggsw_ciphertext();
+        let fft = Fft::new(p.poly_size());
         let mut fourier =
             FourierGgswCiphertext::new(p.glwe_size(), p.poly_size(), p.base_log(), p.level_count());
-        convert_standard_ggsw_ciphertext_to_fourier(&standard, &mut fourier);
-        let fft = Fft::new(p.poly_size());
+
+        // The mask generators of the GGSW's rows, forked exactly as tfhe's
+        // `decompress_seeded_ggsw_ciphertext` forks them (one child per level matrix, then one
+        // per row), so each row's mask is the same bytes of tfhe's own AES-CTR stream.
+        let mut root = RandomGenerator::<DefaultRandomGenerator>::new(seeded.compression_seed());
+        let levels = seeded.decompression_fork_config(Uniform);
+        let mut rows = Vec::with_capacity(p.glwe_size().0 * p.decomp_level_count);
+        for (matrix, mut level_gen) in seeded.iter().zip(
+            root.try_fork(
+                levels.children_count(),
+                levels.mask_byte_count_per_child().0,
+            )
+            .expect("fresh generator forks into the GGSW levels"),
+        ) {
+            let config = matrix.decompression_fork_config(Uniform);
+            let children = level_gen
+                .try_fork(
+                    config.children_count(),
+                    config.mask_byte_count_per_child().0,
+                )
+                .expect("level generator forks into its rows");
+            rows.extend(children);
+        }
+
+        // Each row (k mask polynomials from its generator, then its body, which is what the
+        // seeded GGSW stores, N coefficients per row) goes straight to the
+        // Fourier domain, in parallel: no standard GGSW is materialised. The mask bytes are
+        // what ~90% of the time goes to (tfhe-csprng yields them one by one).
+        let n = p.polynomial_size;
+        let k = p.glwe_dimension;
+        let fourier_row = (k + 1) * n / 2;
+        let fft_view = fft.as_view();
+        let stack_bytes = fft_view.forward_scratch().unaligned_bytes_required();
+        fourier
+            .as_mut_view()
+            .data()
+            .par_chunks_exact_mut(fourier_row)
+            .zip(probe.bodies.par_chunks_exact(n))
+            .zip(rows)
+            .for_each_init(
+                || (vec![0u64; k * n], ComputationBuffers::new()),
+                |(mask, buffers), ((out, body), mut gen)| {
+                    gen.fill_slice_with_random_uniform(mask);
+                    buffers.resize(stack_bytes);
+                    let polys = mask.chunks_exact(n).chain([body]);
+                    for (out, poly) in out.chunks_exact_mut(n / 2).zip(polys) {
+                        fft_view.forward_as_torus(
+                            FourierPolynomial { data: out },
+                            Polynomial::from_container(poly),
+                            buffers.stack(),
+                        );
+                    }
+                },
+            );
+
         let scratch_bytes = add_external_product_assign_mem_optimized_requirement::<u64>(
             p.glwe_size(),
             p.poly_size(),
@@ -696,5 +751,106 @@ impl Gallery {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use tfhe::core_crypto::prelude::convert_standard_ggsw_ciphertext_to_fourier;
+
+    use super::*;
+    use crate::he::{decrypt, encrypt_probe, encrypt_template, SecretKey, Template};
+
+    /// The straightforward preparation the optimised one replaced: tfhe's own decompression
+    /// of the whole standard GGSW, then tfhe's own conversion to the Fourier domain.
+    fn prepare_reference(probe: &EncryptedProbe, p: &Params) -> PreparedProbe {
+        let seeded = SeededGgswCiphertext::from_container(
+            probe.bodies.as_slice(),
+            p.glwe_size(),
+            p.poly_size(),
+            p.base_log(),
+            CompressionSeed::from(Seed(probe.seed)),
+            p.modulus(),
+        );
+        let standard = seeded.decompress_into_ggsw_ciphertext();
+        let mut fourier =
+            FourierGgswCiphertext::new(p.glwe_size(), p.poly_size(), p.base_log(), p.level_count());
+        convert_standard_ggsw_ciphertext_to_fourier(&standard, &mut fourier);
+        let fft = Fft::new(p.poly_size());
+        let scratch_bytes = add_external_product_assign_mem_optimized_requirement::<u64>(
+            p.glwe_size(),
+            p.poly_size(),
+            fft.as_view(),
+        )
+        .unaligned_bytes_required();
+        PreparedProbe {
+            params: *p,
+            fourier,
+            fft,
+            scratch_bytes,
+        }
+    }
+
+    fn fourier_bits(probe: &PreparedProbe) -> Vec<(u64, u64)> {
+        probe
+            .fourier
+            .as_view()
+            .data()
+            .iter()
+            .map(|c| (c.re.to_bits(), c.im.to_bits()))
+            .collect()
+    }
+
+    #[test]
+    fn optimised_preparation_is_bit_exact_with_tfhe_decompression_and_conversion() {
+        let p = Params::v1();
+        let key = SecretKey::generate(&p);
+        let mut rng = StdRng::seed_from_u64(13);
+        let q = p.q;
+        let d = p.dim;
+        let mk = |f: &dyn Fn(usize) -> i32| Template::new((0..d).map(f).collect(), &p).unwrap();
+        let mut templates = vec![
+            mk(&|_| q),
+            mk(&|_| -q),
+            mk(&|i| if i % 2 == 0 { q } else { -q }),
+            mk(&|i| if i % 2 == 0 { -q } else { q }),
+            mk(&|_| 0),
+        ];
+        for _ in 0..35 {
+            templates.push(
+                Template::new((0..d).map(|_| rng.random_range(-q..=q)).collect(), &p).unwrap(),
+            );
+        }
+        let mut gallery = Gallery::new(&p);
+        let mut plain = BTreeMap::new();
+        for (i, t) in templates.iter().enumerate() {
+            gallery
+                .insert(TemplateId(i as u64 + 1), &encrypt_template(&key, t))
+                .unwrap();
+            plain.insert(TemplateId(i as u64 + 1), t.clone());
+        }
+        // Probes: the extremes (values +-31) and random ones; fresh seeds for each.
+        for probe_t in templates.iter().take(5).chain(templates.iter().skip(30)) {
+            let (probe, ctx) = encrypt_probe(&key, probe_t);
+            let fast = PreparedProbe::new(&probe, &p).unwrap();
+            let reference = prepare_reference(&probe, &p);
+            assert!(
+                fourier_bits(&fast) == fourier_bits(&reference),
+                "Fourier GGSW differs"
+            );
+            let got = gallery.identify(&fast).unwrap();
+            assert_eq!(got, gallery.identify(&reference).unwrap());
+            let one = gallery.verify(&fast, TemplateId(1)).unwrap();
+            assert_eq!(one, gallery.verify(&reference, TemplateId(1)).unwrap());
+            let distances = decrypt(&key, &ctx, &got).unwrap();
+            assert_eq!(distances.len(), templates.len());
+            for dist in distances {
+                assert_eq!(dist.distance_sq, probe_t.distance_sq(&plain[&dist.id]));
+            }
+        }
     }
 }

@@ -100,11 +100,11 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => MatcherError::StoreLocked {
-                path: shown.clone(),
-            },
-            e => err(e.to_string()),
-        })?;
+                redb::DatabaseError::DatabaseAlreadyOpen => MatcherError::StoreLocked {
+                    path: shown.clone(),
+                },
+                e => err(e.to_string()),
+            })?;
         let store = Store {
             db,
             path,
