@@ -2,7 +2,9 @@
 //! per data directory. Blocks are the unit of storage: no per-template ciphertext is kept.
 //!
 //! Layout (file `DIR/matcher.redb`, schema 2):
-//! - `blocks_v2`: key `(tenant, block number)`, value a [`BlockRecord`]: `u8 format (1) ||
+//! - `blocks_v2`: key `(tenant, block number << 8 | part)`, values the parts (16,320
+//!   bytes, then the rest) of a
+//!   [`BlockRecord`]: `u8 format (1) ||
 //!   N x u64 summed body || u8 has_base || [N x u64 base mask] || u32 seed count || seeds
 //!   x (u128 seed, u32 shift)`, little-endian. The mask is rebuilt at open from the seeds.
 //! - `slots_v2`: key `(tenant, id)`, value `u64 block || u8 slot || encrypted label`.
@@ -224,10 +226,18 @@ impl Store {
     pub fn block_count(&self, tenant: &str) -> Result<usize, MatcherError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
-        let n = table
+        let mut n = 0;
+        let mut last = None;
+        for row in table
             .range((tenant, 0u64)..=(tenant, u64::MAX))
             .map_err(|e| self.error(e))?
-            .count();
+        {
+            let block = row.map_err(|e| self.error(e))?.0.value().1 >> PART_BITS;
+            if last != Some(block) {
+                n += 1;
+                last = Some(block);
+            }
+        }
         Ok(n)
     }
 
@@ -243,19 +253,42 @@ impl Store {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
         let mut part = Vec::with_capacity(batch);
+        // The record of the block being read, assembled from its consecutive parts.
+        let mut current: Option<(u64, Vec<u8>)> = None;
+        let mut finish = |current: Option<(u64, Vec<u8>)>,
+                          part: &mut Vec<(usize, BlockRecord)>|
+         -> Result<(), MatcherError> {
+            if let Some((block, bytes)) = current {
+                let record = decode_record(&bytes, &params)
+                    .ok_or_else(|| self.error(format!("block {block} of {tenant} is corrupt")))?;
+                part.push((block as usize, record));
+                if part.len() == batch {
+                    f(std::mem::replace(part, Vec::with_capacity(batch)))?;
+                }
+            }
+            Ok(())
+        };
         for row in table
             .range((tenant, 0u64)..=(tenant, u64::MAX))
             .map_err(|e| self.error(e))?
         {
             let (k, v) = row.map_err(|e| self.error(e))?;
-            let block = k.value().1 as usize;
-            let record = decode_record(v.value(), &params)
-                .ok_or_else(|| self.error(format!("block {block} of {tenant} is corrupt")))?;
-            part.push((block, record));
-            if part.len() == batch {
-                f(std::mem::replace(&mut part, Vec::with_capacity(batch)))?;
+            let key = k.value().1;
+            let (block, index) = (key >> PART_BITS, key & PART_MASK);
+            match &mut current {
+                Some((b, bytes)) if *b == block && index as usize * PART_BYTES == bytes.len() => {
+                    bytes.extend_from_slice(v.value())
+                }
+                _ if index != 0 => {
+                    return Err(self.error(format!("block {block} of {tenant} is missing a part")))
+                }
+                _ => {
+                    finish(current.take(), &mut part)?;
+                    current = Some((block, v.value().to_vec()));
+                }
             }
         }
+        finish(current.take(), &mut part)?;
         if !part.is_empty() {
             f(part)?;
         }
@@ -324,7 +357,7 @@ impl Store {
             let mut slots = txn.open_table(SLOTS)?;
             for (c, record) in changes.iter().zip(&encoded) {
                 if let Some(record) = record {
-                    blocks.insert((tenant, c.block as u64), record.as_slice())?;
+                    put_record(&mut blocks, tenant, c.block, record)?;
                 }
                 match c.slot {
                     SlotChange::Fill { id, slot, label } => {
@@ -438,10 +471,7 @@ fn migrate_v1(
         }
         for b in touched {
             let record = gallery.record(b).expect("block exists");
-            blocks.insert(
-                (tenant.as_str(), b as u64),
-                encode_record(&record).as_slice(),
-            )?;
+            put_record(&mut blocks, &tenant, b, &encode_record(&record))?;
         }
     }
     drop(blocks);
@@ -472,6 +502,41 @@ fn split_slot(v: &[u8]) -> Option<(Location, &[u8])> {
     let block = u64::from_le_bytes(v.get(..8)?.try_into().ok()?) as usize;
     let slot = *v.get(8)? as usize;
     Some((Location { block, slot }, &v[9..]))
+}
+
+/// A record is stored in parts of at most this many bytes, keyed `block << PART_BITS |
+/// part`: redb gives a leaf larger than a 4 KiB page the next power of two, so a whole
+/// 16.7 KB record took 32 KiB (3.4 KB per template measured at 10,000) and 1 KiB parts
+/// half-filled their pages just the same; a first part that fits a 16 KiB page with its
+/// header, and a small rest, measured 1.7 KB per template (BENCHMARKS.md).
+const PART_BYTES: usize = 16_320;
+const PART_BITS: u32 = 8;
+const PART_MASK: u64 = (1 << PART_BITS) - 1;
+
+type BlockTable<'t> = redb::Table<'t, (&'static str, u64), &'static [u8]>;
+
+/// Writes a block's record as its parts, removing parts a longer earlier record left.
+#[allow(clippy::result_large_err)]
+fn put_record(
+    table: &mut BlockTable<'_>,
+    tenant: &str,
+    block: usize,
+    bytes: &[u8],
+) -> Result<(), redb::Error> {
+    let base = (block as u64) << PART_BITS;
+    let parts = bytes.len().div_ceil(PART_BYTES) as u64;
+    assert!(parts <= PART_MASK, "a record fits in 255 parts");
+    let stale: Vec<u64> = table
+        .range((tenant, base + parts)..=(tenant, base | PART_MASK))?
+        .map(|r| r.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    for key in stale {
+        table.remove((tenant, key))?;
+    }
+    for (i, chunk) in bytes.chunks(PART_BYTES).enumerate() {
+        table.insert((tenant, base + i as u64), chunk)?;
+    }
+    Ok(())
 }
 
 fn encode_record(r: &BlockRecord) -> Vec<u8> {
