@@ -6,7 +6,9 @@
 //! coefficient), not the whole polynomial. Every readout must sit within `Delta / 16` of a
 //! multiple of Delta (fresh results sit within 2^-6 of that bound; a random phase passes
 //! with probability 1/8 per readout), every empty slot must decrypt to exactly 0, and every
-//! distance must lie in its possible range.
+//! distance must lie in its possible range. A block computed from no fresh ciphertext (a
+//! zero mask, or readouts without any noise: a forged, trivial result) is refused
+//! ([`check_fresh`]).
 
 use super::entities::{MatchResult, ProbeContext, TemplateId};
 use super::{HeError, SecretKey};
@@ -69,6 +71,20 @@ pub fn readouts(key: &SecretKey, result: &MatchResult) -> Result<Vec<Vec<Readout
         .collect())
 }
 
+/// Refuses a block that no encryption went into: an all-zero mask (a trivial GLWE, whose
+/// phase is its body), or readouts that all carry exactly zero noise. A fresh result's
+/// readouts carry noise of about 2^33, exactly 0 with probability about 2^-35 each, so
+/// an honest block (15 readouts) never fails this. It cannot catch a forger who runs a
+/// real external product on a template of his choosing (see SECURITY.md).
+fn check_fresh(result: &MatchResult, readouts: &[Vec<Readout>]) -> Result<(), HeError> {
+    for (block, (b, r)) in result.blocks.iter().zip(readouts).enumerate() {
+        if b.mask.iter().all(|&c| c == 0) || r.iter().all(|r| r.noise == 0) {
+            return Err(HeError::NoiselessResult { block });
+        }
+    }
+    Ok(())
+}
+
 /// Decrypts every distance of a result, checking its integrity.
 pub fn decrypt(
     key: &SecretKey,
@@ -79,7 +95,9 @@ pub fn decrypt(
     let bound = 1i64 << (p.delta_log - 4);
     let max_distance = 4 * p.dim as i64 * (p.q as i64) * (p.q as i64);
     let mut out = Vec::with_capacity(result.template_count());
-    for (b, (block, readouts)) in result.blocks.iter().zip(readouts(key, result)?).enumerate() {
+    let decoded = readouts(key, result)?;
+    check_fresh(result, &decoded)?;
+    for (b, (block, readouts)) in result.blocks.iter().zip(decoded).enumerate() {
         for (s, (slot, r)) in block.slots.iter().zip(readouts).enumerate() {
             let bad = HeError::WrongKeyOrCorrupt { block: b, slot: s };
             if r.noise.abs() >= bound {
