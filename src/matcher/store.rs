@@ -6,6 +6,9 @@
 //!   ciphertext (EncryptedTemplate::to_bytes) || encrypted label`.
 //! - `tenants_v1`: key tenant id, value SHA-256 of the tenant's bearer token (32 bytes).
 //! - `meta_v1`: `schema` = 1.
+//! - `invites_v1` (server): key SHA-256 of a one-time registration code, value its
+//!   creation time (Unix seconds); removed in the transaction that registers with it.
+//! - `admin_v1` (server): `token` = SHA-256 of the admin token.
 //!
 //! Packed blocks are never stored: they are derived at open. Every write is one
 //! transaction committed with immediate durability (fsync) before it returns, so a crash
@@ -13,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::MatcherError;
 use crate::he::TemplateId;
@@ -24,6 +27,8 @@ pub const STORE_FILE: &str = "matcher.redb";
 const TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("templates_v1");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants_v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
+const INVITES: TableDefinition<&[u8], u64> = TableDefinition::new("invites_v1");
+const ADMIN: TableDefinition<&str, &[u8]> = TableDefinition::new("admin_v1");
 const SCHEMA: u64 = 1;
 
 /// One stored template: id, seeded ciphertext bytes, encrypted label.
@@ -70,6 +75,8 @@ impl Store {
             .write(|txn| {
                 txn.open_table(TEMPLATES)?;
                 txn.open_table(TENANTS)?;
+                txn.open_table(INVITES)?;
+                txn.open_table(ADMIN)?;
                 let mut meta = txn.open_table(META)?;
                 let schema = meta.get("schema")?.map(|v| v.value());
                 match schema {
@@ -157,6 +164,86 @@ impl Store {
         })
     }
 
+    /// Records a tenant with its token hash, consuming the one-time code whose hash is
+    /// `invite` in the same transaction (`None`: open registration). `false`, with nothing
+    /// changed, if that code is unknown or already used.
+    pub fn register_tenant(
+        &self,
+        tenant: &str,
+        token_hash: &[u8; 32],
+        invite: Option<&[u8; 32]>,
+    ) -> Result<bool, MatcherError> {
+        // A failed check must abort the transaction, so it travels as Ok(false) out of
+        // the closure only after nothing was written.
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let valid = (|| {
+            if let Some(code) = invite {
+                if txn.open_table(INVITES)?.remove(code.as_slice())?.is_none() {
+                    return Ok(false);
+                }
+            }
+            txn.open_table(TENANTS)?
+                .insert(tenant, token_hash.as_slice())?;
+            Ok::<_, redb::Error>(true)
+        })()
+        .map_err(|e| self.error(e))?;
+        if valid {
+            txn.commit().map_err(|e| self.error(e))?;
+        } else {
+            txn.abort().map_err(|e| self.error(e))?;
+        }
+        Ok(valid)
+    }
+
+    /// Records one-time registration codes (their hashes), durably.
+    pub fn add_invites(&self, hashes: &[[u8; 32]], now: u64) -> Result<(), MatcherError> {
+        self.write(|txn| {
+            let mut t = txn.open_table(INVITES)?;
+            for h in hashes {
+                t.insert(h.as_slice(), now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Unused registration codes.
+    pub fn invite_count(&self) -> Result<u64, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let t = txn.open_table(INVITES).map_err(|e| self.error(e))?;
+        t.len().map_err(|e| self.error(e))
+    }
+
+    /// The SHA-256 of the admin token, once one was set.
+    pub fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let t = txn.open_table(ADMIN).map_err(|e| self.error(e))?;
+        let v = t.get("token").map_err(|e| self.error(e))?;
+        v.map(|v| {
+            v.value()
+                .try_into()
+                .map_err(|_| self.error("the admin token record is corrupt"))
+        })
+        .transpose()
+    }
+
+    /// Sets (or replaces) the admin token's hash, durably.
+    pub fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<(), MatcherError> {
+        self.write(|txn| {
+            txn.open_table(ADMIN)?.insert("token", hash.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// A template row's value: `u32 LE length || template || label`.
+    fn record(&self, template: &[u8], label: &[u8]) -> Result<Vec<u8>, MatcherError> {
+        let len = u32::try_from(template.len()).map_err(|_| self.error("template too large"))?;
+        let mut record = Vec::with_capacity(4 + template.len() + label.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(template);
+        record.extend_from_slice(label);
+        Ok(record)
+    }
+
     /// Stores one template and its label (durable on return).
     pub fn insert(
         &self,
@@ -165,14 +252,30 @@ impl Store {
         template: &[u8],
         label: &[u8],
     ) -> Result<(), MatcherError> {
-        let len = u32::try_from(template.len()).map_err(|_| self.error("template too large"))?;
-        let mut record = Vec::with_capacity(4 + template.len() + label.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(template);
-        record.extend_from_slice(label);
+        let record = self.record(template, label)?;
         self.write(|txn| {
             txn.open_table(TEMPLATES)?
                 .insert((tenant, id.0), record.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Stores many templates of one tenant in one durable transaction (bulk import):
+    /// `(id, seeded template bytes, label)` each.
+    pub fn insert_many(
+        &self,
+        tenant: &str,
+        rows: &[(TemplateId, Vec<u8>, Vec<u8>)],
+    ) -> Result<(), MatcherError> {
+        let records = rows
+            .iter()
+            .map(|(id, template, label)| Ok((id.0, self.record(template, label)?)))
+            .collect::<Result<Vec<_>, MatcherError>>()?;
+        self.write(|txn| {
+            let mut t = txn.open_table(TEMPLATES)?;
+            for (id, record) in &records {
+                t.insert((tenant, *id), record.as_slice())?;
+            }
             Ok(())
         })
     }
