@@ -77,6 +77,21 @@ fn https_pins_on_first_use_survives_restart_and_refuses_another_certificate() {
     let server = Server::spawn(&addr, &data, &[], None);
     assert!(server.url.starts_with("https://"), "{}", server.url);
     let printed: Fingerprint = server.fingerprint.as_ref().unwrap().parse().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| {
+            std::fs::metadata(data.join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_eq!(
+            mode("tls-key.pem") & 0o777,
+            0o600,
+            "the private key is owner-only"
+        );
+    }
     let code = invite(&server);
 
     let p = params();
