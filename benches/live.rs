@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
         data_dir: dir.path().to_path_buf(),
         tokens: TokenStore::beside_key(&dir.path().join("k.key")),
     };
-    let mut client = connect(key, &MatcherSpec::Builtin, &at, None).expect("client");
+    let mut client = connect(key, &MatcherSpec::Builtin, &at, &Default::default()).expect("client");
     for (name, f) in [("Obama", "obama.jpg"), ("Biden", "biden.jpg")] {
         let img = load_image(faces.join(f)).unwrap();
         let face = pipeline.detect(&img).unwrap()[0];

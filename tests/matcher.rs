@@ -16,7 +16,9 @@ use blindface::he::{
     SecretKey, Template, TemplateId,
 };
 use blindface::labels::LabelKey;
-use blindface::matcher::{BuiltinMatcher, Credentials, Matcher, MatcherError, RemoteMatcher};
+use blindface::matcher::{
+    BuiltinMatcher, Credentials, Endpoint, Matcher, MatcherError, RemoteMatcher,
+};
 use blindface::vision::{load_image, FacePipeline, SFACE_L2_THRESHOLD};
 
 mod common;
@@ -42,13 +44,22 @@ fn remove_as_owner(m: &dyn Matcher, key: &SecretKey, id: TemplateId) -> Result<(
     m.erase(id, &negation).map(|_| ())
 }
 
+/// A loopback endpoint (plain HTTP, or HTTPS pinned on first use).
+fn endpoint(url: &str) -> Endpoint {
+    Endpoint::new(url, None, false).expect("loopback endpoint")
+}
+
 fn remote_with(url: &str, c: Credentials) -> RemoteMatcher {
-    RemoteMatcher::new(url, &params(), c, Path::new(TOKENS))
+    RemoteMatcher::new(&endpoint(url), &params(), c, Path::new(TOKENS))
+}
+
+/// Registers on an open-registration server.
+fn register(url: &str) -> Credentials {
+    RemoteMatcher::register(&endpoint(url), None).expect("register")
 }
 
 fn remote(url: &str) -> RemoteMatcher {
-    let c = RemoteMatcher::register(url).expect("register");
-    remote_with(url, c)
+    remote_with(url, register(url))
 }
 
 fn builtin(dir: &Path) -> Result<BuiltinMatcher, MatcherError> {
@@ -313,7 +324,7 @@ fn galleries_survive_restarts() {
     // Server.
     let data = dir.path().join("server");
     let server = Server::start(&data, &[]);
-    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let creds = register(&server.url);
     let m = remote_with(&server.url, creds.clone());
     let mut known = BTreeMap::new();
     for (i, t) in templates.iter().enumerate() {
@@ -372,7 +383,7 @@ fn kill9_during_enrolments_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
     let server = Server::start(&data, &[]);
-    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let creds = register(&server.url);
     let acked: Arc<Mutex<BTreeMap<TemplateId, usize>>> = Arc::default();
     let in_flight = Arc::new(Mutex::new(None::<usize>));
     let writer = {
@@ -460,7 +471,7 @@ fn eight_concurrent_clients_get_exact_distances() {
     let pool = synthetic_templates(400, 31, &p);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"), &[]);
-    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let creds = register(&server.url);
     let known: Arc<Mutex<BTreeMap<TemplateId, Template>>> = Arc::default();
     {
         let m = remote_with(&server.url, creds.clone());
@@ -621,8 +632,8 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"), &["--max-templates", "4"]);
     let url = server.url.clone();
-    let a: Credentials = RemoteMatcher::register(&url).unwrap();
-    let b: Credentials = RemoteMatcher::register(&url).unwrap();
+    let a: Credentials = register(&url);
+    let b: Credentials = register(&url);
     assert_ne!(a.token, b.token);
     let ma = remote_with(&url, a.clone());
     let mb = remote_with(&url, b.clone());
@@ -867,7 +878,7 @@ fn list_and_health_answer_while_identifies_and_enrolments_run() {
     let templates = synthetic_templates(600, 61, &p);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server"), &[]);
-    let creds = RemoteMatcher::register(&server.url).unwrap();
+    let creds = register(&server.url);
     let m = remote_with(&server.url, creds.clone());
     for t in &templates[..500] {
         m.enrol_named(&labels, &encrypt_template(&key, t), "x")

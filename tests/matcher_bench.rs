@@ -1,100 +1,121 @@
-//! Loopback benchmark of the remote matcher: identify latency percentiles (one client) and
-//! requests per second (4 clients) against galleries of 100 and 1,500 templates.
+//! Loopback benchmark of the remote matcher: what TLS costs per identify. The same
+//! gallery (100, then 10,000 templates, seeded straight into the store) is served in turn
+//! by a plain-HTTP and a TLS `blindface serve` in the same run; one client measures
+//! identify latency over a kept-alive connection, and for 1:100 also with a new
+//! connection (so a new TLS handshake) per request.
 //! Ignored by default; run with
 //! `cargo test --release --test matcher_bench -- --ignored --nocapture`.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, synthetic_templates, Params, SecretKey, TemplateId,
-};
-use blindface::matcher::{Matcher, RemoteMatcher};
+use blindface::he::{decrypt, encrypt_probe, synthetic_templates, Params, SecretKey};
+use blindface::matcher::{Credentials, Endpoint, Matcher, RemoteMatcher};
 
 mod common;
-use common::Server;
+use common::{seed_gallery, Server};
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
+/// One measurement: round, TLS or not, kept-alive median, new-connection median.
+type Row = (usize, bool, f64, Option<f64>);
+
+fn median_ms(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e3
+}
+
+/// Median identify latency (kept-alive connection) and, if `fresh` > 0, the median with a
+/// new connection per request.
+fn measure(
+    server: &Server,
+    creds: &Credentials,
+    key: &SecretKey,
+    probes: &[(blindface::he::EncryptedProbe, blindface::he::ProbeContext)],
+    n: usize,
+    fresh: usize,
+    size: usize,
+) -> (f64, Option<f64>) {
+    let p = *key.params();
+    let pin = server.fingerprint.as_ref().map(|f| f.parse().unwrap());
+    let tokens = Path::new("tokens.json");
+    let ep = Endpoint::new(&server.url, pin, false).unwrap();
+    let m = RemoteMatcher::new(&ep, &p, creds.clone(), tokens);
+    let r = m.identify(&probes[0].0).unwrap().result;
+    assert_eq!(decrypt(key, &probes[0].1, &r).unwrap().len(), size);
+    let kept: Vec<Duration> = (0..n)
+        .map(|i| {
+            let t = Instant::now();
+            m.identify(&probes[i % probes.len()].0).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    let new_conn = (fresh > 0).then(|| {
+        median_ms(
+            (0..fresh)
+                .map(|i| {
+                    let ep = Endpoint::new(&server.url, pin, false).unwrap();
+                    let m = RemoteMatcher::new(&ep, &p, creds.clone(), tokens);
+                    let t = Instant::now();
+                    m.identify(&probes[i % probes.len()].0).unwrap();
+                    t.elapsed()
+                })
+                .collect(),
+        )
+    });
+    (median_ms(kept), new_conn)
 }
 
 #[test]
 #[ignore]
-fn identify_over_loopback() {
+fn tls_cost_per_identify_over_loopback() {
     let p = Params::v1();
     let key = SecretKey::generate(&p);
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let url = server.url.clone();
-    let creds = RemoteMatcher::register(&url).unwrap();
-    let tokens = dir.path().join("tokens.json");
-    let m = RemoteMatcher::new(&url, &p, creds.clone(), &tokens);
-    let templates = synthetic_templates(1500, 5, &p);
-    let probes: Vec<_> = templates[..50]
+    let templates = synthetic_templates(10_000, 5, &p);
+    let probes: Vec<_> = templates[..20]
         .iter()
         .map(|t| encrypt_probe(&key, t))
         .collect();
-    let mut enrolled = 0;
-    for size in [100usize, 1500] {
-        let start = Instant::now();
-        for (i, t) in templates[enrolled..size].iter().enumerate() {
-            m.enrol(
-                TemplateId((enrolled + i + 1) as u64),
-                &encrypt_template(&key, t),
-                b"bench-label-0000000000000000000000000000000000000",
-            )
-            .unwrap();
+    for (size, n, fresh) in [(100usize, 300usize, 100usize), (10_000, 30, 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = seed_gallery(dir.path(), &key, &templates[..size]);
+        let mut rows: Vec<Row> = Vec::new();
+        // Alternate plain and TLS twice, so drift on a shared machine hits both.
+        for round in 0..2 {
+            for tls in [false, true] {
+                let mut args = vec!["--rate-limit", "0"];
+                if !tls {
+                    args.push("--plain-http");
+                }
+                let server = Server::start_secure(dir.path(), &args);
+                let (kept, new_conn) = measure(&server, &creds, &key, &probes, n, fresh, size);
+                server.stop();
+                rows.push((round, tls, kept, new_conn));
+            }
         }
-        let enrol_ms = start.elapsed().as_secs_f64() * 1e3 / (size - enrolled) as f64;
-        enrolled = size;
-        // Warm up, and check exactness once.
-        let r = m.identify(&probes[0].0).unwrap().result;
-        let t0 = Instant::now();
-        let d = decrypt(&key, &probes[0].1, &r).unwrap();
-        let decrypt_ms = t0.elapsed().as_secs_f64() * 1e3;
-        assert_eq!(d.len(), size);
-        let result_bytes = r.to_bytes().len();
-
-        // Latency, one client.
-        let n = if size <= 100 { 300 } else { 100 };
-        let mut lat: Vec<Duration> = (0..n)
-            .map(|i| {
-                let t = Instant::now();
-                m.identify(&probes[i % probes.len()].0).unwrap();
-                t.elapsed()
-            })
-            .collect();
-        lat.sort();
-
-        // Throughput, 4 clients for 4 seconds.
-        let window = Duration::from_secs(4);
-        let start = Instant::now();
-        let total: usize = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4)
-                .map(|c| {
-                    let (url, creds, probes, tokens) = (&url, creds.clone(), &probes, &tokens);
-                    s.spawn(move || {
-                        let m = RemoteMatcher::new(url, &p, creds, tokens);
-                        let mut k = 0;
-                        while start.elapsed() < window {
-                            m.identify(&probes[(c * 13 + k) % probes.len()].0).unwrap();
-                            k += 1;
-                        }
-                        k
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        let rps = total as f64 / start.elapsed().as_secs_f64();
+        for (round, tls, kept, new_conn) in &rows {
+            println!(
+                "1:{size:<6} round {round} {:<5} identify p50 {kept:.2} ms (kept-alive){}",
+                if *tls { "https" } else { "http" },
+                new_conn
+                    .map(|c| format!(", {c:.2} ms with a new connection"))
+                    .unwrap_or_default()
+            );
+        }
+        let avg = |tls: bool, f: &dyn Fn(&Row) -> f64| {
+            let v: Vec<f64> = rows.iter().filter(|r| r.1 == tls).map(f).collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let (h, s) = (avg(false, &|r| r.2), avg(true, &|r| r.2));
         println!(
-            "gallery {size:>5}: identify p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (1 client, {n} requests); \
-             {rps:.0} req/s (4 clients); result {result_bytes} bytes; app decrypt {decrypt_ms:.2} ms; enrol {enrol_ms:.2} ms each",
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.9),
-            percentile(&lat, 0.99),
-            percentile(&lat, 1.0),
+            "1:{size}: http {h:.2} ms, https {s:.2} ms, ratio {:.3} (+{:.2} ms per identify)",
+            s / h,
+            s - h
         );
+        if fresh > 0 {
+            let (h, s) = (avg(false, &|r| r.3.unwrap()), avg(true, &|r| r.3.unwrap()));
+            println!(
+                "1:{size} new connection each: http {h:.2} ms, https {s:.2} ms, ratio {:.3}",
+                s / h
+            );
+        }
     }
-    drop(server);
 }

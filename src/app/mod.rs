@@ -173,7 +173,7 @@ pub enum Action {
     Refresh,
     Connect {
         spec: MatcherSpec,
-        token: Option<String>,
+        access: crate::client::Access,
     },
     GenerateKey,
     AdoptKey,
@@ -244,6 +244,7 @@ impl BlindfaceApp {
             data_dir: config.data_dir.clone(),
             key_path: config.key_path.clone(),
             matcher: settings.matcher.clone(),
+            insecure_http: settings.insecure_http,
         });
         let (dialog_tx, dialog_rx) = channel();
         let mut app = BlindfaceApp {
@@ -420,11 +421,12 @@ impl BlindfaceApp {
             }
             Action::Remove(ids) => self.worker.send(Command::Remove { ids }),
             Action::Refresh => self.worker.send(Command::Refresh),
-            Action::Connect { spec, token } => {
+            Action::Connect { spec, access } => {
                 self.state.settings.matcher = spec.clone();
+                self.state.settings.insecure_http = access.insecure_http;
                 self.save_settings();
                 self.state.last_match = None;
-                self.worker.send(Command::Connect { spec, token });
+                self.worker.send(Command::Connect { spec, access });
             }
             Action::GenerateKey => self.worker.send(Command::GenerateKey),
             Action::AdoptKey => {
@@ -465,7 +467,10 @@ impl BlindfaceApp {
         }
         if crashed {
             self.worker_restarts += 1;
-            self.worker.restart(self.state.settings.matcher.clone());
+            self.worker.restart(
+                self.state.settings.matcher.clone(),
+                self.state.settings.insecure_http,
+            );
         }
         self.state.matcher_calls = self.worker.match_calls();
         while let Ok((kind, path)) = self.dialog_rx.try_recv() {

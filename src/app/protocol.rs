@@ -9,7 +9,7 @@ use std::time::Instant;
 use image::RgbImage;
 
 use crate::client::keys::KeyError;
-use crate::client::{ClientError, WireView};
+use crate::client::{Access, ClientError, WireView};
 use crate::he::TemplateId;
 use crate::live::TrackId;
 use crate::matcher::{MatcherError, MatcherSpec};
@@ -184,11 +184,9 @@ pub enum Command {
     Remove { ids: Vec<TemplateId> },
     /// List the gallery again.
     Refresh,
-    /// Switch matcher; `token` (remote only) is saved for this key and URL.
-    Connect {
-        spec: MatcherSpec,
-        token: Option<String>,
-    },
+    /// Switch matcher; a typed token (remote only) is saved for this key and URL once it
+    /// works, like a typed fingerprint (the pin).
+    Connect { spec: MatcherSpec, access: Access },
     /// Read a key file as a candidate to replace the current key.
     InspectKey(PathBuf),
     /// Make a fresh key the candidate.

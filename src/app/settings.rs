@@ -1,13 +1,17 @@
-//! Settings: the matcher (built-in, or a remote URL with an optional token) and its
-//! connection state; the secret key (fingerprint, generate, export, import with
-//! confirmation); source options. Saved (debounced) in the platform config directory; a
-//! typed token goes to the client's token store on Connect, never into settings.
+//! Settings: the matcher (built-in, or a remote URL with an optional token, invitation
+//! code and certificate fingerprint) and its connection state; the secret key
+//! (fingerprint, generate, export, import with confirmation); source options. Saved
+//! (debounced) in the platform config directory; a typed token and fingerprint go to the
+//! client's token store once they work, an invitation code is used once: none of them is
+//! ever in settings.
 
 use eframe::egui;
 
 use super::protocol::Connection;
 use super::state::AppState;
 use super::{Action, DialogKind};
+use crate::client::Access;
+use crate::matcher::tls::Fingerprint;
 use crate::matcher::MatcherSpec;
 
 pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
@@ -22,7 +26,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     if remote != was_remote && !remote {
         actions.push(Action::Connect {
             spec: MatcherSpec::Builtin,
-            token: None,
+            access: Access::default(),
         });
     }
     if remote != was_remote && remote {
@@ -47,15 +51,54 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
             )
             .labelled_by(l.id);
         });
+        ui.horizontal(|ui| {
+            let l = ui.label("Invitation");
+            ui.add(
+                egui::TextEdit::singleline(&mut state.remote_invite)
+                    .hint_text("code from the operator, to register")
+                    .desired_width(200.0),
+            )
+            .labelled_by(l.id);
+        });
+        ui.horizontal(|ui| {
+            let l = ui.label("Certificate");
+            ui.add(
+                egui::TextEdit::singleline(&mut state.remote_fingerprint)
+                    .hint_text("SHA-256; empty: pinned on first use")
+                    .desired_width(200.0),
+            )
+            .labelled_by(l.id);
+        });
+        ui.checkbox(
+            &mut state.settings.insecure_http,
+            "Allow plain HTTP beyond this machine (anyone on the network can then read the \
+             token and answer in the matcher's place)",
+        );
         if ui.button("Connect").clicked() {
-            match state.remote_url.parse::<MatcherSpec>() {
-                Ok(spec) => {
-                    let token = std::mem::take(&mut state.remote_token);
-                    actions.push(Action::Connect {
-                        spec,
-                        token: (!token.trim().is_empty()).then_some(token),
-                    });
+            let typed = |s: &mut String| {
+                let s = std::mem::take(s);
+                (!s.trim().is_empty()).then(|| s.trim().to_string())
+            };
+            let fingerprint = match typed(&mut state.remote_fingerprint)
+                .map(|f| f.parse::<Fingerprint>())
+                .transpose()
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    state.error_about(super::protocol::Operation::Connect, e);
+                    return;
                 }
+            };
+            match state.remote_url.parse::<MatcherSpec>() {
+                Ok(spec) => actions.push(Action::Connect {
+                    spec,
+                    access: Access {
+                        token: typed(&mut state.remote_token),
+                        invite: typed(&mut state.remote_invite),
+                        fingerprint,
+                        insecure_http: state.settings.insecure_http,
+                    },
+                }),
                 Err(e) => state.error_about(super::protocol::Operation::Connect, e.to_string()),
             }
         }

@@ -43,6 +43,8 @@ pub struct Settings {
     pub folder_interval_s: f32,
     pub mirror: bool,
     pub show_history: bool,
+    /// Allow plain HTTP to a remote matcher beyond loopback.
+    pub insecure_http: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             folder_interval_s: 3.0,
             mirror: true,
             show_history: true,
+            insecure_http: false,
         }
     }
 }
@@ -238,9 +241,12 @@ pub struct AppState {
     pub started: Instant,
     /// Matcher calls made (verify + identify), read from the worker's counter.
     pub matcher_calls: u64,
-    /// Remote URL and token being edited in Settings (the token is sent once, on Connect).
+    /// Remote URL, token, invitation code and certificate fingerprint being edited in
+    /// Settings (all but the URL are sent once, on Connect).
     pub remote_url: String,
     pub remote_token: String,
+    pub remote_invite: String,
+    pub remote_fingerprint: String,
     /// The MJPEG stream URL being edited in the top bar.
     pub stream_url: String,
 }
@@ -288,6 +294,8 @@ impl AppState {
             matcher_calls: 0,
             remote_url,
             remote_token: String::new(),
+            remote_invite: String::new(),
+            remote_fingerprint: String::new(),
             stream_url: String::new(),
         }
     }

@@ -23,7 +23,7 @@ use super::protocol::{
 };
 use crate::client::face::template_of;
 use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPolicy};
-use crate::client::{connect, Client, Enrolment, Locations};
+use crate::client::{connect, Access, Client, Enrolment, Locations};
 use crate::he::SecretKey;
 use crate::matcher::{MatcherSpec, TokenStore, Traffic};
 use crate::vision::{load_image, Face, FacePipeline};
@@ -35,6 +35,8 @@ pub struct WorkerConfig {
     pub key_path: PathBuf,
     /// The matcher to connect to at start.
     pub matcher: MatcherSpec,
+    /// Whether plain HTTP beyond loopback is allowed (the saved setting).
+    pub insecure_http: bool,
 }
 
 type Repaint = Arc<Mutex<Option<eframe::egui::Context>>>;
@@ -167,6 +169,7 @@ impl Worker {
             },
             key_path: config.key_path.clone(),
             spec: config.matcher.clone(),
+            insecure_http: config.insecure_http,
             client: None,
             spare_key: None,
             key_problem: None,
@@ -187,9 +190,10 @@ impl Worker {
     }
 
     /// A fresh worker with the same configuration (after a crash), connecting to `spec`.
-    pub fn restart(&mut self, spec: MatcherSpec) {
+    pub fn restart(&mut self, spec: MatcherSpec, insecure_http: bool) {
         let mut config = self.config.clone();
         config.matcher = spec;
+        config.insecure_http = insecure_http;
         *self = Self::start(config, self.repaint.clone(), self.match_calls.clone());
     }
 
@@ -265,6 +269,7 @@ struct Inner {
     locations: Locations,
     key_path: PathBuf,
     spec: MatcherSpec,
+    insecure_http: bool,
     /// The connected client (owns the key).
     client: Option<Client>,
     /// The key while no client is connected.
@@ -385,7 +390,7 @@ impl Inner {
                     created: opened.origin == KeyOrigin::Created,
                 }));
                 self.spare_key = Some(opened.key);
-                self.connect(None);
+                self.connect(Access::default());
             }
             Err(e) => {
                 self.key_problem = Some(e.to_string());
@@ -408,7 +413,12 @@ impl Inner {
             .or_else(|| self.spare_key.take())
     }
 
-    fn connect(&mut self, token: Option<String>) {
+    /// Connects with what the user typed (`access`; the saved pin and token otherwise).
+    fn connect(&mut self, access: Access) {
+        let access = Access {
+            insecure_http: self.insecure_http,
+            ..access
+        };
         let Some(key) = self.take_key() else {
             let problem = self.key_problem.clone().unwrap_or_default();
             self.send(Event::Connection(Connection::Failed(
@@ -417,9 +427,19 @@ impl Inner {
             return;
         };
         self.send(Event::Connection(Connection::Connecting));
-        match connect(key, &self.spec, &self.locations, token.as_deref()) {
+        match connect(key, &self.spec, &self.locations, &access) {
             Ok(client) => {
                 let desc = client.describe();
+                if let Some(pin) = client.new_pin() {
+                    self.send(Event::Info {
+                        op: Operation::Connect,
+                        text: format!(
+                            "Pinned the server's TLS certificate on first use: SHA-256 {pin}. \
+                             Compare it with the fingerprint `blindface serve` printed; a \
+                             different certificate will be refused from now on."
+                        ),
+                    });
+                }
                 self.client = Some(client);
                 self.send_gallery();
                 self.send(Event::Connection(Connection::Ready(desc)));
@@ -505,9 +525,10 @@ impl Inner {
                     Err(e) => self.fail(Operation::Gallery, e),
                 }
             }
-            Command::Connect { spec, token } => {
+            Command::Connect { spec, access } => {
                 self.spec = spec;
-                self.connect(token);
+                self.insecure_http = access.insecure_http;
+                self.connect(access);
             }
             Command::InspectKey(path) => match open_key(&path, KeyPolicy::MustExist) {
                 Ok(opened) => {
@@ -618,7 +639,7 @@ impl Inner {
             op: Operation::Key,
             text,
         });
-        self.connect(None);
+        self.connect(Access::default());
     }
 
     fn template(

@@ -1,8 +1,7 @@
-//! `blindface enrol | verify | identify | list | remove | serve`: thin adapters from
+//! `blindface enrol | verify | identify | list | remove`: thin adapters from
 //! arguments to the app-side [`Client`] (which embeds nothing: faces are found and embedded
 //! here through `client::face`) and from its typed results to a table or JSON.
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +13,6 @@ use blindface::client::{connect, Client, ClientError, Locations, MatchReport};
 use blindface::he::{threshold_sq, Template, TemplateId};
 use blindface::matcher::TokenStore;
 use blindface::ranking::PersonDistance;
-use blindface::server::{self, ServerConfig};
 use blindface::vision::{load_image, FacePipeline};
 
 use super::{emit, Globals};
@@ -33,9 +31,24 @@ pub fn locations(globals: &Globals) -> Locations {
 /// The client of the gallery the key owns, on the chosen matcher.
 pub fn client(globals: &Globals) -> Result<Client> {
     let key = open_key(&globals.key, KeyPolicy::MustExist)?.key;
-    let client = connect(key, &globals.matcher, &locations(globals), None).map_err(|e| e.error)?;
+    let client = connect(key, &globals.matcher, &locations(globals), &globals.access)
+        .map_err(|e| e.error)?;
+    if let blindface::matcher::MatcherSpec::Remote { url } = &globals.matcher {
+        tell_new_pin(client.new_pin(), url);
+    }
     client.check_labels()?;
     Ok(client)
+}
+
+/// Shows a certificate pinned on first use (on stderr), for the user to compare.
+pub fn tell_new_pin(pin: Option<blindface::matcher::tls::Fingerprint>, url: &str) {
+    if let Some(f) = pin {
+        eprintln!(
+            "pinned the TLS certificate of {url} on first use: SHA-256 {f}\n  \
+             compare it with the fingerprint `blindface serve` printed; a different \
+             certificate will be refused from now on"
+        );
+    }
 }
 
 /// The face of `image` the user asked for, as a template, with its 1-based number and box.
@@ -312,24 +325,6 @@ pub fn remove(globals: &Globals, name: &str) -> Result<()> {
         )
     });
     Ok(())
-}
-
-pub fn serve(
-    globals: &Globals,
-    addr: SocketAddr,
-    max_templates: usize,
-    max_tenants: usize,
-) -> Result<()> {
-    let data = globals
-        .data
-        .clone()
-        .unwrap_or_else(|| blindface::paths::data_dir().join("server"));
-    server::run(ServerConfig {
-        addr,
-        data,
-        max_templates,
-        max_tenants,
-    })
 }
 
 #[derive(Serialize)]

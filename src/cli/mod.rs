@@ -10,6 +10,7 @@ mod faces;
 mod gallery;
 mod keys;
 mod live;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use blindface::client::Access;
+use blindface::matcher::tls::Fingerprint;
 use blindface::matcher::MatcherSpec;
 use blindface::vision::SFACE_L2_THRESHOLD;
 
@@ -43,7 +46,8 @@ pub struct Cli {
     /// Print one JSON object instead of a table.
     #[arg(long, global = true)]
     json: bool,
-    /// Matcher: `builtin` (in-process, store under --data) or `http://HOST:PORT`.
+    /// Matcher: `builtin` (in-process, store under --data), `https://HOST:PORT` (a
+    /// `blindface serve`), or `http://127.0.0.1:PORT` (loopback).
     #[arg(
         long,
         global = true,
@@ -51,6 +55,24 @@ pub struct Cli {
         value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<MatcherSpec>())
     )]
     matcher: Option<MatcherSpec>,
+    /// The SHA-256 fingerprint the server's certificate must have (as `blindface serve`
+    /// prints it); replaces the one pinned on first use.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SHA256",
+        value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Fingerprint>())
+    )]
+    fingerprint: Option<Fingerprint>,
+    /// A one-time invitation code (from `blindface admin invite`) to register this key's
+    /// gallery on an invite-only server.
+    #[arg(long, global = true, value_name = "CODE")]
+    invite: Option<String>,
+    /// Allow plain HTTP beyond loopback (client) or serving it (`serve --plain-http`):
+    /// tokens and ciphertexts then travel unprotected and anyone on the path can answer
+    /// for the matcher, forcing any verdict.
+    #[arg(long, global = true)]
+    insecure_http: bool,
     /// Data directory of the matcher's store (default: the platform data directory;
     /// `serve` uses its `server` subdirectory).
     #[arg(long, global = true, value_name = "DIR")]
@@ -137,17 +159,13 @@ enum Command {
         #[arg(long)]
         name: String,
     },
-    /// Run the remote matcher (HTTP, loopback by default).
-    Serve {
-        /// Address to listen on (loopback by default; put TLS in front of anything else).
-        #[arg(long, default_value = blindface::server::DEFAULT_ADDR)]
-        addr: std::net::SocketAddr,
-        /// Largest gallery per tenant.
-        #[arg(long, default_value_t = blindface::matcher::DEFAULT_MAX_TEMPLATES)]
-        max_templates: usize,
-        /// Largest number of tenants.
-        #[arg(long, default_value_t = blindface::server::DEFAULT_MAX_TENANTS)]
-        max_tenants: usize,
+    /// Run the remote matcher (HTTPS with a self-signed certificate, loopback by default;
+    /// invite-only registration).
+    Serve(server::ServeArgs),
+    /// Operate a running server (--matcher URL): invitation codes, metrics.
+    Admin {
+        #[command(subcommand)]
+        command: server::AdminCommand,
     },
     /// Where ONNX Runtime, the models, the key and the data directory were found, and what
     /// is missing.
@@ -200,6 +218,8 @@ pub struct Globals {
     /// Whether --matcher was given (the app keeps its saved choice otherwise).
     pub matcher_given: bool,
     pub data: Option<PathBuf>,
+    /// Pin, invitation code and plain-HTTP consent for a remote matcher.
+    pub access: Access,
     /// What the threshold means (calibrated FAR and TAR), when it came from --far.
     pub operating_point: Option<String>,
 }
@@ -243,6 +263,12 @@ pub fn main() -> ExitCode {
         matcher_given: cli.matcher.is_some(),
         matcher: cli.matcher.unwrap_or(MatcherSpec::Builtin),
         data: cli.data,
+        access: Access {
+            token: None,
+            invite: cli.invite,
+            fingerprint: cli.fingerprint,
+            insecure_http: cli.insecure_http,
+        },
     };
     let result = match cli.command {
         None => app::open(&globals, cli.source, app::Start::Idle),
@@ -283,11 +309,8 @@ pub fn main() -> ExitCode {
         Some(Command::Identify { image, face, .. }) => gallery::identify(&globals, &image, face),
         Some(Command::List) => gallery::list(&globals),
         Some(Command::Remove { name }) => gallery::remove(&globals, &name),
-        Some(Command::Serve {
-            addr,
-            max_templates,
-            max_tenants,
-        }) => gallery::serve(&globals, addr, max_templates, max_tenants),
+        Some(Command::Serve(args)) => server::serve(&globals, args),
+        Some(Command::Admin { command }) => server::admin(&globals, command),
         Some(Command::Doctor) => doctor::doctor(&globals),
         Some(Command::Eval {
             pairs,

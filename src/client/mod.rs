@@ -29,8 +29,9 @@ use crate::he::{
     SecretKey, Template, TemplateId,
 };
 use crate::labels::{LabelError, LabelKey};
+use crate::matcher::tls::Fingerprint;
 use crate::matcher::{
-    BlockSink, BuiltinMatcher, Credentials, Enrolled, Matcher, MatcherError, MatcherSpec,
+    BlockSink, BuiltinMatcher, Credentials, Endpoint, Enrolled, Matcher, MatcherError, MatcherSpec,
     RemoteMatcher, TokenStore, Traffic,
 };
 use crate::ranking::{best_per_person, rank, PersonDistance};
@@ -137,6 +138,31 @@ pub struct Enrolment {
     pub wire: WireView,
 }
 
+/// How to reach a remote matcher beyond its URL: what the user typed or passed.
+/// `Debug` shows neither the token nor the invitation code.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// A token (saved for this key and URL once it has worked).
+    pub token: Option<String>,
+    /// A one-time invitation code, to register a new gallery on an invite-only server.
+    pub invite: Option<String>,
+    /// The certificate fingerprint to require (replaces the saved pin once it works).
+    pub fingerprint: Option<Fingerprint>,
+    /// Allow plain HTTP to a host beyond loopback.
+    pub insecure_http: bool,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("invite", &self.invite.as_ref().map(|_| "<redacted>"))
+            .field("fingerprint", &self.fingerprint)
+            .field("insecure_http", &self.insecure_http)
+            .finish()
+    }
+}
+
 /// The key holder's side of one gallery.
 pub struct Client {
     key: SecretKey,
@@ -144,6 +170,7 @@ pub struct Client {
     matcher: Box<dyn Matcher>,
     names: BTreeMap<TemplateId, String>,
     unreadable: Vec<TemplateId>,
+    new_pin: Option<Fingerprint>,
 }
 
 impl std::fmt::Debug for Client {
@@ -164,23 +191,34 @@ const PREVIEW_BYTES: usize = 48;
 
 /// Opens the matcher `spec` names for the gallery `key` owns. Built-in: the key's own
 /// tenant in `at.data_dir` (adopting a gallery enrolled before galleries were bound to keys
-/// if, and only if, this key reads every one of its labels). Remote: `token` if given
-/// (saved for this key), else the token saved for this key and URL, else a legacy token
-/// this key's labels prove to be its own, else a new registration.
+/// if, and only if, this key reads every one of its labels). Remote: the server's
+/// certificate must match `access.fingerprint`, else the pin saved for the URL, else the
+/// first one seen is pinned (trust on first use: [`Client::new_pin`] says so, to show the
+/// user); the gallery is `access.token` if given (saved for this key), else the token
+/// saved for this key and URL, else a legacy token this key's labels prove to be its own,
+/// else a new registration (with `access.invite` on an invite-only server).
 pub fn connect(
     key: SecretKey,
     spec: &MatcherSpec,
     at: &Locations,
-    token: Option<&str>,
+    access: &Access,
 ) -> Result<Client, Box<ConnectError>> {
-    let (matcher, given) = match open_matcher(&key, spec, at, token) {
+    let (matcher, given, endpoint) = match open_matcher(&key, spec, at, access) {
         Ok(m) => m,
         Err(error) => return Err(Box::new(ConnectError { error, key })),
     };
-    let client = Client::new(key, matcher)?;
-    // A token the user typed is kept only once it has proved to work.
-    if let (MatcherSpec::Remote { url }, Some(creds)) = (spec, given) {
-        if let Err(e) = at.tokens.put(url, &client.fingerprint(), &creds) {
+    let mut client = Client::new(key, matcher)?;
+    // A typed token, and a new pin, are kept only once they have proved to work.
+    if let (MatcherSpec::Remote { url }, Some(endpoint)) = (spec, endpoint) {
+        let url = url.as_str();
+        let saved = (|| {
+            if let Some(creds) = given {
+                at.tokens.put(url, &client.fingerprint(), &creds)?;
+            }
+            client.new_pin = remember_pin(&at.tokens, &endpoint)?;
+            Ok::<_, MatcherError>(())
+        })();
+        if let Err(e) = saved {
             return Err(Box::new(ConnectError {
                 error: e.into(),
                 key: client.into_key(),
@@ -188,6 +226,31 @@ pub fn connect(
         }
     }
     Ok(client)
+}
+
+/// Saves the certificate `endpoint` pinned (after a request that worked) if it is not the
+/// saved pin yet; returns it then, for the user to compare.
+pub fn remember_pin(
+    tokens: &TokenStore,
+    endpoint: &Endpoint,
+) -> Result<Option<Fingerprint>, MatcherError> {
+    match endpoint.fingerprint() {
+        Some(f) if tokens.pin(endpoint.url())? != Some(f) => {
+            tokens.set_pin(endpoint.url(), f)?;
+            Ok(Some(f))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The endpoint of a remote `url`: pinned to `access.fingerprint`, else to the pin saved
+/// for it, else to the first certificate seen. Also what the admin commands use.
+pub fn endpoint(url: &str, tokens: &TokenStore, access: &Access) -> Result<Endpoint, MatcherError> {
+    let pin = match access.fingerprint {
+        Some(f) => Some(f),
+        None => tokens.pin(url)?,
+    };
+    Endpoint::new(url, pin, access.insecure_http)
 }
 
 /// A failed [`connect`]: the error, and the key back (nothing else holds it).
@@ -210,13 +273,15 @@ impl std::fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// The matcher, and the typed-in credentials to save once they work.
+/// The matcher, the typed-in credentials to save once they work, and the remote endpoint.
+type Opened = (Box<dyn Matcher>, Option<Credentials>, Option<Endpoint>);
+
 fn open_matcher(
     key: &SecretKey,
     spec: &MatcherSpec,
     at: &Locations,
-    token: Option<&str>,
-) -> Result<(Box<dyn Matcher>, Option<Credentials>), ClientError> {
+    access: &Access,
+) -> Result<Opened, ClientError> {
     let params = *key.params();
     let owner = key.fingerprint();
     let labels = LabelKey::from_secret(key);
@@ -229,12 +294,18 @@ fn open_matcher(
                     m.adopt_legacy_gallery()?;
                 }
             }
-            (Box::new(m), None)
+            (Box::new(m), None, None)
         }
         MatcherSpec::Remote { url } => {
             let store = &at.tokens;
+            let endpoint = endpoint(url, store, access)?;
             let mut given = None;
-            let creds = match token.map(str::trim).filter(|t| !t.is_empty()) {
+            let creds = match access
+                .token
+                .as_deref()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+            {
                 Some(t) => {
                     let c = Credentials {
                         tenant: "(given token)".into(),
@@ -248,7 +319,8 @@ fn open_matcher(
                     None => {
                         let adopted = match store.legacy(url)? {
                             Some(c) => {
-                                let m = RemoteMatcher::new(url, &params, c.clone(), store.path());
+                                let m =
+                                    RemoteMatcher::new(&endpoint, &params, c.clone(), store.path());
                                 let list = m.list()?;
                                 (!list.is_empty() && all_open(&labels, &list)).then_some(c)
                             }
@@ -256,7 +328,7 @@ fn open_matcher(
                         };
                         let c = match adopted {
                             Some(c) => c,
-                            None => RemoteMatcher::register(url)?,
+                            None => RemoteMatcher::register(&endpoint, access.invite.as_deref())?,
                         };
                         store.put(url, &owner, &c)?;
                         c
@@ -264,8 +336,9 @@ fn open_matcher(
                 },
             };
             (
-                Box::new(RemoteMatcher::new(url, &params, creds, store.path())),
+                Box::new(RemoteMatcher::new(&endpoint, &params, creds, store.path())),
                 given,
+                Some(endpoint),
             )
         }
     })
@@ -285,6 +358,7 @@ impl Client {
             matcher,
             names: BTreeMap::new(),
             unreadable: Vec::new(),
+            new_pin: None,
         };
         match c.refresh() {
             Ok(()) => Ok(c),
@@ -314,6 +388,12 @@ impl Client {
 
     pub fn describe(&self) -> String {
         self.matcher.describe()
+    }
+
+    /// The certificate fingerprint this connection pinned on first use (not before): show
+    /// it to the user to compare with the one `blindface serve` printed.
+    pub fn new_pin(&self) -> Option<Fingerprint> {
+        self.new_pin
     }
 
     /// Template id -> name ([`UNREADABLE_NAME`] for labels that do not open).
@@ -697,7 +777,7 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             tokens: TokenStore::beside_key(&dir.path().join("k.key")),
         };
-        let mut c = connect(key, &MatcherSpec::Builtin, &at, None).unwrap();
+        let mut c = connect(key, &MatcherSpec::Builtin, &at, &Access::default()).unwrap();
         let ts = synthetic_templates(3, 9, c.params());
         c.enrol(&ts[0], "Ada").unwrap();
         c.enrol(&ts[1], "Ada").unwrap();

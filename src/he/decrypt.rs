@@ -7,7 +7,9 @@
 //! polynomial. Every readout must sit within `Delta / 16` of a multiple of Delta (fresh
 //! results measured within 2^-4 of that bound, rounding included; a random phase passes
 //! with probability 1/8 per readout), every empty slot must decrypt to exactly 0, and every
-//! distance must lie in its possible range.
+//! distance must lie in its possible range. A block computed from no fresh ciphertext (a
+//! zero mask, or readouts without any noise: a forged, trivial result) is refused
+//! ([`check_fresh`]).
 
 use tfhe::core_crypto::prelude::{decrypt_glwe_ciphertext, GlweCiphertext, PlaintextList};
 
@@ -97,6 +99,25 @@ fn check_params(key: &SecretKey, params: &Params) -> Result<(), HeError> {
     Ok(())
 }
 
+/// Readouts a block needs before "all of them noiseless" counts as forged: a compact
+/// readout is exactly noiseless with probability about 2^-4.7 (noise ~10 units of 2^32),
+/// so a 1:1 block (one readout) could be honest, while 8 or more (an identify block has
+/// 15) are honest with probability below 2^-37.
+const NOISELESS_READOUTS: usize = 8;
+
+/// Refuses a block that no encryption went into: an all-zero mask (a trivial GLWE, whose
+/// phase is its body), or at least [`NOISELESS_READOUTS`] readouts that all carry exactly
+/// zero noise. It cannot catch a forger who runs a real external product on a template of
+/// his choosing (see SECURITY.md): only TLS pinning keeps others from answering.
+fn check_fresh(block: &BlockResult, readouts: &[Readout], b: usize) -> Result<(), HeError> {
+    if block.mask.iter().all(|&c| c == 0)
+        || (readouts.len() >= NOISELESS_READOUTS && readouts.iter().all(|r| r.noise == 0))
+    {
+        return Err(HeError::NoiselessResult { block: b });
+    }
+    Ok(())
+}
+
 /// Integrity bound on a readout's noise: Delta / 16.
 pub fn noise_bound(params: &Params) -> i64 {
     1i64 << (params.delta_log - 4)
@@ -115,7 +136,9 @@ pub fn decrypt_block(
     let bound = noise_bound(p);
     let max_distance = 4 * p.dim as i64 * (p.q as i64) * (p.q as i64);
     let mut out = Vec::with_capacity(block.entries.len());
-    for (e, r) in block.entries.iter().zip(block_readouts(key, block)?) {
+    let decoded = block_readouts(key, block)?;
+    check_fresh(block, &decoded, b)?;
+    for (e, r) in block.entries.iter().zip(decoded) {
         let bad = HeError::WrongKeyOrCorrupt {
             block: b,
             slot: e.slot as usize,

@@ -35,6 +35,8 @@ pub enum HeError {
     Checksum { what: &'static str },
     #[error("decryption failed its integrity check (block {block}, slot {slot}): the result was made for another key, or was corrupted or tampered with")]
     WrongKeyOrCorrupt { block: usize, slot: usize },
+    #[error("the matcher's answer was not computed from fresh ciphertexts (block {block} carries no encryption noise): it was forged, by the matcher or by someone answering in its place; it was refused")]
+    NoiselessResult { block: usize },
     #[error("no template with id {0} in the gallery")]
     UnknownTemplate(crate::he::TemplateId),
     #[error("template id {0} is out of range (ids lie in [1, 2^53))")]

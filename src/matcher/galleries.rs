@@ -11,9 +11,15 @@
 //! in-memory insert or subtraction; `labels` is separate, so listing never waits for a
 //! long identify or an fsync. A poisoned lock is [`MatcherError::Poisoned`] (the server's
 //! 500), never a client error.
+//!
+//! Memory: every template and registered tenant is charged what it holds in memory
+//! ([`Galleries::bytes_per_template`], the one place that cost is written down, and
+//! [`Galleries::bytes_per_tenant`]) against [`Quotas`]; an enrolment or registration
+//! that would exceed a quota or the global budget is refused before anything changes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::store::{SlotChange, StoreChange};
@@ -26,6 +32,28 @@ use crate::labels::MAX_SEALED_LEN;
 
 /// Default bound on the number of templates per tenant.
 pub const DEFAULT_MAX_TEMPLATES: usize = 10_000;
+
+/// What each tenant, and all of them together, may hold in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Templates per tenant.
+    pub max_templates: usize,
+    /// Bytes per tenant ([`Galleries::bytes_per_template`] each).
+    pub max_tenant_bytes: u64,
+    /// Bytes for every tenant and template together.
+    pub memory_budget: u64,
+}
+
+impl Quotas {
+    /// Only the per-tenant template count is bounded (the built-in matcher).
+    pub fn templates_only(max_templates: usize) -> Quotas {
+        Quotas {
+            max_templates,
+            max_tenant_bytes: u64::MAX,
+            memory_budget: u64::MAX,
+        }
+    }
+}
 
 struct Tenant {
     writer: Mutex<()>,
@@ -47,7 +75,9 @@ impl Tenant {
 pub struct Galleries {
     params: Params,
     store: Store,
-    max_templates: usize,
+    quotas: Quotas,
+    /// Bytes charged against `quotas.memory_budget` (reserved before a write).
+    used: AtomicU64,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
 }
 
@@ -59,6 +89,12 @@ impl Galleries {
     /// Opens the store in `dir` (migrating an older schema) and rebuilds every tenant's
     /// packed gallery from its stored blocks.
     pub fn open(dir: &Path, params: &Params, max_templates: usize) -> Result<Self, MatcherError> {
+        Self::open_with(dir, params, Quotas::templates_only(max_templates))
+    }
+
+    /// [`Galleries::open`] with byte quotas too. What the store already holds is charged
+    /// in full, even beyond the budget (nothing is dropped); new writes are then refused.
+    pub fn open_with(dir: &Path, params: &Params, quotas: Quotas) -> Result<Self, MatcherError> {
         let params = *params;
         let store = Store::open_with(dir, &params)?;
         let mut names: Vec<String> = store.tenants()?.into_iter().map(|(t, _)| t).collect();
@@ -70,10 +106,18 @@ impl Galleries {
             let tenant = Self::load_tenant(&store, &params, &name)?;
             tenants.insert(name, Arc::new(tenant));
         }
+        let registered = store.tenants()?.len() as u64;
+        let templates: usize = tenants
+            .values()
+            .map(|t| t.labels.read().map_or(0, |l| l.len()))
+            .sum();
+        let used =
+            registered * bytes_per_tenant(&params) + templates as u64 * bytes_per_template(&params);
         Ok(Galleries {
             params,
             store,
-            max_templates,
+            quotas,
+            used: AtomicU64::new(used),
             tenants: RwLock::new(tenants),
         })
     }
@@ -104,7 +148,77 @@ impl Galleries {
     }
 
     pub fn max_templates(&self) -> usize {
-        self.max_templates
+        self.quotas.max_templates
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Memory one enrolled template costs the matcher, in bytes: the one formula quotas
+    /// and the budget use.
+    pub fn bytes_per_template(&self) -> u64 {
+        bytes_per_template(&self.params)
+    }
+
+    /// Memory one registered tenant costs before its first template.
+    pub fn bytes_per_tenant(&self) -> u64 {
+        bytes_per_tenant(&self.params)
+    }
+
+    /// Bytes charged against the memory budget.
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Templates of every tenant.
+    pub fn template_count(&self) -> usize {
+        self.tenants
+            .read()
+            .map(|m| {
+                m.values()
+                    .map(|t| t.labels.read().map(|l| l.len()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Charges `bytes` against the budget, or refuses with nothing charged.
+    fn reserve(&self, bytes: u64) -> Result<(), MatcherError> {
+        let budget = self.quotas.memory_budget;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= budget)
+            })
+            .map(|_| ())
+            .map_err(|_| MatcherError::MemoryBudget { budget })
+    }
+
+    fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Registers a tenant durably, within the memory budget, consuming the one-time code
+    /// whose hash is `invite` (`None`: open registration); `false` if that code is unknown
+    /// or used, with nothing changed.
+    pub fn register_tenant(
+        &self,
+        tenant: &str,
+        token_hash: &[u8; 32],
+        invite: Option<&[u8; 32]>,
+    ) -> Result<bool, MatcherError> {
+        let cost = self.bytes_per_tenant();
+        self.reserve(cost)?;
+        match self.store.register_tenant(tenant, token_hash, invite) {
+            Ok(true) => {
+                self.ensure_tenant(tenant)?;
+                Ok(true)
+            }
+            other => {
+                self.release(cost);
+                other
+            }
+        }
     }
 
     /// Makes sure a tenant exists in memory (the store learns of it at its first template
@@ -199,15 +313,23 @@ impl Galleries {
             if g.contains(id) {
                 return Err(MatcherError::DuplicateId(id));
             }
-            if g.len() >= self.max_templates {
+            if g.len() >= self.quotas.max_templates {
                 return Err(MatcherError::GalleryFull {
-                    max: self.max_templates,
+                    max: self.quotas.max_templates,
+                });
+            }
+            let cost = self.bytes_per_template();
+            if (g.len() as u64 + 1).saturating_mul(cost) > self.quotas.max_tenant_bytes {
+                return Err(MatcherError::TenantQuota {
+                    max_bytes: self.quotas.max_tenant_bytes,
                 });
             }
             g.plan_insert(id, &template)?
         };
         let loc = change.location();
-        self.store.commit(
+        let cost = self.bytes_per_template();
+        self.reserve(cost)?;
+        let committed = self.store.commit(
             tenant,
             &StoreChange {
                 block: loc.block,
@@ -218,7 +340,11 @@ impl Galleries {
                     label,
                 },
             },
-        )?;
+        );
+        if let Err(e) = committed {
+            self.release(cost);
+            return Err(e);
+        }
         t.gallery.write().map_err(poisoned)?.apply(change);
         t.labels
             .write()
@@ -257,7 +383,23 @@ impl Galleries {
         Ok(())
     }
 
+    /// One transaction of [`Galleries::enrol_many`], charged against the budget first.
     fn enrol_part(
+        &self,
+        tenant: &str,
+        t: &Tenant,
+        part: &[(TemplateId, EncryptedTemplate, Vec<u8>)],
+    ) -> Result<(), MatcherError> {
+        let cost = self.bytes_per_template() * part.len() as u64;
+        self.reserve(cost)?;
+        let outcome = self.enrol_part_reserved(tenant, t, part);
+        if outcome.is_err() {
+            self.release(cost);
+        }
+        outcome
+    }
+
+    fn enrol_part_reserved(
         &self,
         tenant: &str,
         t: &Tenant,
@@ -271,9 +413,9 @@ impl Galleries {
                 if g.contains(*id) {
                     return Err(MatcherError::DuplicateId(*id));
                 }
-                if g.len() >= self.max_templates {
+                if g.len() >= self.quotas.max_templates {
                     return Err(MatcherError::GalleryFull {
-                        max: self.max_templates,
+                        max: self.quotas.max_templates,
                     });
                 }
                 let change = g.plan_insert(*id, template)?;
@@ -342,6 +484,7 @@ impl Galleries {
                 slot: SlotChange::Free { id },
             },
         )?;
+        self.release(self.bytes_per_template());
         t.gallery.write().map_err(poisoned)?.apply(change);
         t.labels.write().map_err(poisoned)?.remove(&id);
         Ok(())
@@ -433,3 +576,31 @@ impl Galleries {
 
 /// Blocks computed (in parallel) per chunk of a streamed identify: ~2 MB of results.
 pub const IDENTIFY_CHUNK: usize = 256;
+
+/// Memory of one enrolled template: its share of a packed block ((k + 1) polynomials per
+/// `slots_per_block` templates, the only ciphertext kept), its seed in the block's
+/// record, the largest sealed label, and map and slot-table entries. A freed slot's
+/// block stays allocated until the slot is reused; this charges templates, not blocks.
+fn bytes_per_template(p: &Params) -> u64 {
+    let poly = (p.polynomial_size * 8) as u64;
+    let block_share = ((p.glwe_dimension as u64 + 1) * poly).div_ceil(p.slots_per_block() as u64);
+    block_share + 32 + MAX_SEALED_LEN as u64 + 128
+}
+
+/// Memory of one registered tenant without templates: its maps, locks and token entry.
+fn bytes_per_tenant(_p: &Params) -> u64 {
+    1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_costs_what_the_gallery_holds() {
+        let b = bytes_per_template(&Params::v1());
+        // 2,185 bytes of block + seed + label + entries: ~2.6 KB (measured resident
+        // memory per template: BENCHMARKS.md).
+        assert!((2_400..2_800).contains(&b), "{b}");
+    }
+}

@@ -15,11 +15,11 @@ mod galleries;
 mod remote;
 mod spec;
 mod store;
+pub mod tls;
 
 pub use builtin::BuiltinMatcher;
-pub use galleries::IDENTIFY_CHUNK;
-pub use galleries::{Galleries, DEFAULT_MAX_TEMPLATES};
-pub use remote::{Credentials, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
+pub use galleries::{Galleries, Quotas, DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK};
+pub use remote::{Credentials, Endpoint, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
 pub use spec::{MatcherSpec, SpecError};
 pub use store::{SlotChange, Store, StoreChange, StoredSlot, STORE_FILE};
 
@@ -132,6 +132,10 @@ impl MatcherError {
             MatcherError::DuplicateId(_) => codes::DUPLICATE_ID,
             MatcherError::BadId(_) => codes::BAD_ID,
             MatcherError::GalleryFull { .. } => codes::GALLERY_FULL,
+            MatcherError::TenantQuota { .. } => codes::TENANT_QUOTA,
+            MatcherError::MemoryBudget { .. } => codes::MEMORY_BUDGET,
+            MatcherError::InviteRequired { .. } => codes::INVITE_REQUIRED,
+            MatcherError::InviteInvalid { .. } => codes::INVITE_INVALID,
             MatcherError::LabelTooLarge { .. } => codes::LABEL_TOO_LARGE,
             MatcherError::BadInput { .. } => codes::BAD_INPUT,
             MatcherError::Crypto(HeError::TooLarge { .. }) => codes::TOO_LARGE,
@@ -141,6 +145,7 @@ impl MatcherError {
             MatcherError::Crypto(_) => codes::BAD_CIPHERTEXT,
             MatcherError::Unauthorized { .. } => codes::UNAUTHORIZED,
             MatcherError::Busy { .. } => codes::BUSY,
+            MatcherError::AdminUnauthorized { .. } => codes::ADMIN_UNAUTHORIZED,
             _ => codes::INTERNAL,
         }
     }
@@ -158,7 +163,22 @@ pub mod codes {
     pub const TOO_LARGE: &str = "too_large";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const TENANT_LIMIT: &str = "tenant_limit";
+    /// 503: every identify slot and its queue are taken; retry after `retry_after` s.
     pub const BUSY: &str = "busy";
+    /// 429: this tenant's request rate is above the server's limit.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// 408: the request (body and work) took longer than the server allows.
+    pub const TIMEOUT: &str = "timeout";
+    /// 409: the tenant's byte quota would be exceeded (`max` = bytes).
+    pub const TENANT_QUOTA: &str = "tenant_quota";
+    /// 507: the server's memory budget would be exceeded (`max` = bytes).
+    pub const MEMORY_BUDGET: &str = "memory_budget";
+    /// 403: this server registers tenants with an invitation code only.
+    pub const INVITE_REQUIRED: &str = "invite_required";
+    /// 403: the invitation code is unknown or was used already.
+    pub const INVITE_INVALID: &str = "invite_invalid";
+    /// 401: an admin route without the right admin token.
+    pub const ADMIN_UNAUTHORIZED: &str = "admin_unauthorized";
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const INTERNAL: &str = "internal";
@@ -196,8 +216,31 @@ pub enum MatcherError {
         token_file: String,
         message: String,
     },
-    #[error("the matcher at {url} is busy ({message}); try again in a moment")]
-    Busy { url: String, message: String },
+    #[error("the matcher at {url} is busy ({message}); try again in {} s", retry_after.unwrap_or(1))]
+    Busy {
+        url: String,
+        message: String,
+        /// Seconds the server asked us to wait (its `Retry-After`).
+        retry_after: Option<u64>,
+    },
+    #[error("the gallery has reached its byte quota ({max_bytes} bytes of encrypted templates); remove some with `blindface remove` or ask the operator to raise --max-tenant-bytes")]
+    TenantQuota { max_bytes: u64 },
+    #[error("the matcher's memory budget ({budget} bytes) is used up; nothing was changed. Ask its operator to raise --memory-budget")]
+    MemoryBudget { budget: u64 },
+    #[error("the matcher at {url} registers galleries by invitation only: ask its operator for a code (`blindface admin invite`) and connect with --invite CODE")]
+    InviteRequired { url: String },
+    #[error("the matcher at {url} refused the invitation code: it is unknown or was used already; ask its operator for a new one")]
+    InviteInvalid { url: String },
+    #[error("the matcher at {url} refused the admin token ({message}); use the token `blindface serve` printed on its first start, or restart it with --new-admin-token")]
+    AdminUnauthorized { url: String, message: String },
+    #[error("refusing plain HTTP to {url}: the bearer token and every ciphertext would cross the network unprotected, and anyone on the path could answer in the matcher's place and force any verdict. Use https://, an SSH tunnel to 127.0.0.1, or pass --insecure-http if you accept that")]
+    InsecureHttp { url: String },
+    #[error("the matcher at {url} presented a different TLS certificate (SHA-256 {presented}) than the one pinned for it ({pinned}): someone may be intercepting the connection, or the server's certificate was replaced. Nothing was sent. If its operator confirms the new fingerprint, connect with --fingerprint {presented}")]
+    CertificateChanged {
+        url: String,
+        pinned: String,
+        presented: String,
+    },
     #[error("the matcher at {url} answered {status}: {message}")]
     Remote {
         url: String,

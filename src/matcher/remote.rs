@@ -1,10 +1,14 @@
-//! The remote matcher: the [`Matcher`] interface over HTTP to `blindface serve`
-//! (blocking `ureq` client with connect and overall timeouts, bounded response sizes).
-//! Server errors are mapped by their machine-readable `code`, never by their text.
+//! The remote matcher: the [`Matcher`] interface over HTTPS (or loopback HTTP) to
+//! `blindface serve` (blocking `ureq` client with connect and overall timeouts, bounded
+//! response sizes). An [`Endpoint`] is one server URL with its certificate pin
+//! ([`super::tls`]); plain HTTP beyond loopback is refused unless explicitly allowed.
+//! Server errors are mapped by their machine-readable `code`, never by their text; 429 and
+//! 503 become [`MatcherError::Busy`] with the server's `Retry-After`.
 //!
 //! Credentials (tenant and bearer token) are kept in one place, the [`TokenStore`]: the
 //! file `<key>.matcher.json` (mode 0600) beside the key, one entry per (server URL, key
-//! fingerprint), so a new or imported key never reuses another key's gallery.
+//! fingerprint), so a new or imported key never reuses another key's gallery. The same
+//! file holds each HTTPS server's pinned certificate fingerprint.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,8 +16,11 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, TcpConnector};
 use ureq::Agent;
 
+use super::tls::{Fingerprint, Pin, PinnedTlsConnector};
 use super::{
     codes, BlockSink, Enrolled, Matcher, MatcherError, RemovalBlock, Reply, Streamed, Traffic,
 };
@@ -29,6 +36,8 @@ pub const CLIENT_MAX_TEMPLATES: usize = 2_000_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const SMALL_BODY_LIMIT: u64 = 64 << 20;
+/// Pooled connections are dropped before the server's shortest default idle timeout.
+const MAX_IDLE: Duration = Duration::from_secs(5);
 
 /// A tenant's access to one server. `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +71,9 @@ struct TokenFile {
     /// The first format: one token per URL, whatever the key (kept until adopted).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     servers: std::collections::BTreeMap<String, Credentials>,
+    /// HTTPS server URL -> pinned certificate fingerprint (`AB:CD:...`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pins: std::collections::BTreeMap<String, String>,
 }
 
 /// The one place remote tokens are kept.
@@ -122,6 +134,24 @@ impl TokenStore {
         Ok(self.read()?.servers.get(&normalise(url)).cloned())
     }
 
+    /// The certificate fingerprint pinned for `url`, if any.
+    pub fn pin(&self, url: &str) -> Result<Option<Fingerprint>, MatcherError> {
+        match self.read()?.pins.get(&normalise(url)) {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|e| self.error(format!("pin for {url}: {e}"))),
+        }
+    }
+
+    /// Pins `fingerprint` for `url` (replacing any earlier pin).
+    pub fn set_pin(&self, url: &str, fingerprint: Fingerprint) -> Result<(), MatcherError> {
+        let mut file = self.read()?;
+        file.pins.insert(normalise(url), fingerprint.to_string());
+        self.write(&file)
+    }
+
     /// Saves (or replaces) the credentials of `owner`'s gallery on `url`; a legacy entry
     /// with the same token is dropped (it has been adopted).
     pub fn put(&self, url: &str, owner: &str, creds: &Credentials) -> Result<(), MatcherError> {
@@ -153,7 +183,23 @@ struct ErrorBody {
     #[serde(default)]
     id: Option<TemplateId>,
     #[serde(default)]
-    max: Option<usize>,
+    max: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RegisterBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invite: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct InviteRequest {
+    count: usize,
+}
+
+#[derive(Deserialize)]
+struct InviteReply {
+    codes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -186,23 +232,136 @@ struct ListReply {
     templates: Vec<ListEntry>,
 }
 
-/// HTTP client of a `blindface serve` matcher.
-pub struct RemoteMatcher {
+/// One server: its URL, the agent that reaches it and, for `https://`, the certificate
+/// pin every connection is checked against. Clones share the pin.
+#[derive(Clone)]
+pub struct Endpoint {
     url: String,
-    credentials: Credentials,
-    token_file: String,
+    pin: Option<Pin>,
     agent: Agent,
-    params: Params,
 }
 
-fn agent() -> Agent {
-    Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(REQUEST_TIMEOUT))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("pin", &self.fingerprint())
+            .finish()
+    }
+}
+
+/// Whether `url` (`http://HOST[:PORT]...`) names a loopback host.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Endpoint {
+    /// `url` with `pin` (`https://` only: the fingerprint to require, or `None` to adopt
+    /// the first certificate seen). Plain `http://` is refused beyond loopback unless
+    /// `insecure_http`.
+    pub fn new(
+        url: &str,
+        pin: Option<Fingerprint>,
+        insecure_http: bool,
+    ) -> Result<Endpoint, MatcherError> {
+        let url = normalise(url);
+        let pin = if url.starts_with("https://") {
+            Some(pin.map(Pin::known).unwrap_or_else(Pin::first_use))
+        } else if is_loopback(&url) || insecure_http {
+            None
+        } else {
+            return Err(MatcherError::InsecureHttp { url });
+        };
+        let config = Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_idle_age(MAX_IDLE)
+            .build();
+        let tls = PinnedTlsConnector::new(pin.as_ref().unwrap_or(&Pin::first_use()));
+        let connector = ().chain(TcpConnector::default()).chain(tls);
+        Ok(Endpoint {
+            url,
+            pin,
+            agent: Agent::with_parts(config, connector, DefaultResolver::default()),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The pinned certificate (after the first connection, for a first-use pin); `None`
+    /// for plain HTTP.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.pin.as_ref().and_then(Pin::fingerprint)
+    }
+
+    /// A transport error, or the refused certificate that caused it.
+    fn unreachable(&self, e: ureq::Error) -> MatcherError {
+        if let (Some(pinned), Some(presented)) =
+            (self.fingerprint(), self.pin.as_ref().and_then(Pin::refused))
+        {
+            return MatcherError::CertificateChanged {
+                url: self.url.clone(),
+                pinned: pinned.to_string(),
+                presented: presented.to_string(),
+            };
+        }
+        MatcherError::Unreachable {
+            url: self.url.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Asks for `count` one-time registration codes with the server's admin token.
+    pub fn create_invites(
+        &self,
+        admin_token: &str,
+        count: usize,
+    ) -> Result<Vec<String>, MatcherError> {
+        let body = serde_json::to_vec(&InviteRequest { count }).expect("request serializes");
+        let resp = self
+            .agent
+            .post(format!("{}/v1/admin/invites", self.url))
+            .header("authorization", format!("Bearer {}", admin_token.trim()))
+            .content_type("application/json")
+            .send(&body[..])
+            .map_err(|e| self.unreachable(e))?;
+        let body = read_ok(self, "the token file", resp, SMALL_BODY_LIMIT)?;
+        let reply: InviteReply = serde_json::from_slice(&body).map_err(|e| bad_reply(self, e))?;
+        Ok(reply.codes)
+    }
+
+    /// `GET /metrics` with the admin token: the Prometheus text.
+    pub fn metrics(&self, admin_token: &str) -> Result<String, MatcherError> {
+        let resp = self
+            .agent
+            .get(format!("{}/metrics", self.url))
+            .header("authorization", format!("Bearer {}", admin_token.trim()))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let body = read_ok(self, "the token file", resp, SMALL_BODY_LIMIT)?;
+        String::from_utf8(body).map_err(|e| bad_reply(self, e))
+    }
+}
+
+/// HTTP client of a `blindface serve` matcher.
+pub struct RemoteMatcher {
+    endpoint: Endpoint,
+    credentials: Credentials,
+    token_file: String,
+    params: Params,
 }
 
 fn normalise(url: &str) -> String {
@@ -211,30 +370,46 @@ fn normalise(url: &str) -> String {
 
 impl RemoteMatcher {
     /// A client with known credentials; `token_file` is named in messages.
-    pub fn new(url: &str, params: &Params, credentials: Credentials, token_file: &Path) -> Self {
+    pub fn new(
+        endpoint: &Endpoint,
+        params: &Params,
+        credentials: Credentials,
+        token_file: &Path,
+    ) -> Self {
         RemoteMatcher {
-            url: normalise(url),
+            endpoint: endpoint.clone(),
             credentials,
             token_file: token_file.display().to_string(),
-            agent: agent(),
             params: *params,
         }
     }
 
-    /// Registers a new tenant on the server and returns its credentials.
-    pub fn register(url: &str) -> Result<Credentials, MatcherError> {
-        let url = normalise(url);
-        let agent = agent();
-        let resp = agent
-            .post(format!("{url}/v1/tenants"))
-            .send_empty()
-            .map_err(|e| unreachable(&url, e))?;
-        let body = read_ok(&url, "the token file", resp, SMALL_BODY_LIMIT)?;
-        serde_json::from_slice(&body).map_err(|e| bad_reply(&url, e))
+    /// Registers a new tenant on the server (with an invitation code, unless the server
+    /// has open registration) and returns its credentials.
+    pub fn register(
+        endpoint: &Endpoint,
+        invite: Option<&str>,
+    ) -> Result<Credentials, MatcherError> {
+        let body = serde_json::to_vec(&RegisterBody {
+            invite: invite.map(str::trim).filter(|c| !c.is_empty()),
+        })
+        .expect("registration serializes");
+        let resp = endpoint
+            .agent
+            .post(format!("{}/v1/tenants", endpoint.url))
+            .content_type("application/json")
+            .send(&body[..])
+            .map_err(|e| endpoint.unreachable(e))?;
+        let body = read_ok(endpoint, "the token file", resp, SMALL_BODY_LIMIT)?;
+        serde_json::from_slice(&body).map_err(|e| bad_reply(endpoint, e))
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        &self.endpoint.url
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -254,7 +429,15 @@ impl RemoteMatcher {
         resp: ureq::http::Response<ureq::Body>,
         limit: u64,
     ) -> Result<Vec<u8>, MatcherError> {
-        read_ok(&self.url, &self.token_file, resp, limit)
+        read_ok(&self.endpoint, &self.token_file, resp, limit)
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> MatcherError {
+        self.endpoint.unreachable(e)
+    }
+
+    fn agent(&self) -> &Agent {
+        &self.endpoint.agent
     }
 
     fn post_probe(
@@ -264,12 +447,12 @@ impl RemoteMatcher {
     ) -> Result<(usize, ureq::http::Response<ureq::Body>), MatcherError> {
         let bytes = probe.to_bytes();
         let resp = self
-            .agent
-            .post(format!("{}{path}", self.url))
+            .agent()
+            .post(format!("{}{path}", self.url()))
             .header("authorization", self.auth())
             .content_type("application/octet-stream")
             .send(&bytes[..])
-            .map_err(|e| unreachable(&self.url, e))?;
+            .map_err(|e| self.unreachable(e))?;
         Ok((bytes.len(), resp))
     }
 }
@@ -288,20 +471,19 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
     }
 }
 
-fn unreachable(url: &str, e: ureq::Error) -> MatcherError {
-    MatcherError::Unreachable {
-        url: url.to_string(),
-        detail: e.to_string(),
-    }
-}
-
 fn read_ok(
-    url: &str,
+    endpoint: &Endpoint,
     token_file: &str,
     mut resp: ureq::http::Response<ureq::Body>,
     limit: u64,
 ) -> Result<Vec<u8>, MatcherError> {
+    let url = endpoint.url();
     let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let body = resp
         .body_mut()
         .with_config()
@@ -314,11 +496,18 @@ fn read_ok(
     if (200..300).contains(&status) {
         return Ok(body);
     }
-    Err(map_error(url, token_file, status, &body))
+    Err(map_error(url, token_file, status, retry_after, &body))
 }
 
-/// A server error reply to the matching [`MatcherError`], by its code.
-fn map_error(url: &str, token_file: &str, status: u16, body: &[u8]) -> MatcherError {
+/// A server error reply to the matching [`MatcherError`], by its code (429 and 503 are
+/// busy whatever their body: a proxy in front may send them too).
+fn map_error(
+    url: &str,
+    token_file: &str,
+    status: u16,
+    retry_after: Option<u64>,
+    body: &[u8],
+) -> MatcherError {
     let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
     let message = parsed
         .as_ref()
@@ -336,11 +525,33 @@ fn map_error(url: &str, token_file: &str, status: u16, body: &[u8]) -> MatcherEr
         (codes::DUPLICATE_ID, Some(id)) => MatcherError::DuplicateId(id),
         (codes::BAD_ID, Some(id)) => MatcherError::BadId(id),
         (codes::GALLERY_FULL, _) => MatcherError::GalleryFull {
-            max: parsed.and_then(|b| b.max).unwrap_or(0),
+            max: parsed.and_then(|b| b.max).unwrap_or(0) as usize,
         },
-        (codes::BUSY, _) => MatcherError::Busy {
+        (codes::TENANT_QUOTA, _) => MatcherError::TenantQuota {
+            max_bytes: parsed.and_then(|b| b.max).unwrap_or(0),
+        },
+        (codes::MEMORY_BUDGET, _) => MatcherError::MemoryBudget {
+            budget: parsed.and_then(|b| b.max).unwrap_or(0),
+        },
+        (codes::INVITE_REQUIRED, _) => MatcherError::InviteRequired {
+            url: url.to_string(),
+        },
+        (codes::INVITE_INVALID, _) => MatcherError::InviteInvalid {
+            url: url.to_string(),
+        },
+        (codes::ADMIN_UNAUTHORIZED, _) => MatcherError::AdminUnauthorized {
             url: url.to_string(),
             message,
+        },
+        (codes::BUSY | codes::RATE_LIMITED, _) => MatcherError::Busy {
+            url: url.to_string(),
+            message,
+            retry_after,
+        },
+        _ if status == 429 || status == 503 => MatcherError::Busy {
+            url: url.to_string(),
+            message,
+            retry_after,
         },
         _ if status == 401 => MatcherError::Unauthorized {
             url: url.to_string(),
@@ -355,9 +566,9 @@ fn map_error(url: &str, token_file: &str, status: u16, body: &[u8]) -> MatcherEr
     }
 }
 
-fn bad_reply(url: &str, e: impl std::fmt::Display) -> MatcherError {
+fn bad_reply(endpoint: &Endpoint, e: impl std::fmt::Display) -> MatcherError {
     MatcherError::Remote {
-        url: url.to_string(),
+        url: endpoint.url().to_string(),
         status: 200,
         message: format!("unexpected reply: {e}"),
     }
@@ -379,12 +590,12 @@ impl Matcher for RemoteMatcher {
         })
         .expect("enrol body serializes");
         let resp = self
-            .agent
-            .post(format!("{}/v1/templates", self.url))
+            .agent()
+            .post(format!("{}/v1/templates", self.url()))
             .header("authorization", self.auth())
             .content_type("application/json")
             .send(&body[..])
-            .map_err(|e| unreachable(&self.url, e))?;
+            .map_err(|e| self.unreachable(e))?;
         let reply = self.read(resp, SMALL_BODY_LIMIT)?;
         Ok(Traffic {
             sent: body.len(),
@@ -394,21 +605,21 @@ impl Matcher for RemoteMatcher {
 
     fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
         let resp = self
-            .agent
-            .get(format!("{}/v1/templates/{id}/block", self.url))
+            .agent()
+            .get(format!("{}/v1/templates/{id}/block", self.url()))
             .header("authorization", self.auth())
             .call()
-            .map_err(|e| unreachable(&self.url, e))?;
+            .map_err(|e| self.unreachable(e))?;
         let body = self.read(resp, SMALL_BODY_LIMIT)?;
         let reply: BlockReply =
-            serde_json::from_slice(&body).map_err(|e| bad_reply(&self.url, e))?;
+            serde_json::from_slice(&body).map_err(|e| bad_reply(&self.endpoint, e))?;
         let bytes = B64
             .decode(reply.block)
-            .map_err(|e| bad_reply(&self.url, e))?;
+            .map_err(|e| bad_reply(&self.endpoint, e))?;
         let block = BlockCiphertext::from_bytes(&bytes, &self.params)?;
         if reply.slot >= self.params.slots_per_block() || block.slots[reply.slot] != Some(id) {
             return Err(bad_reply(
-                &self.url,
+                &self.endpoint,
                 format!(
                     "the block does not hold template {id} in slot {}",
                     reply.slot
@@ -432,12 +643,12 @@ impl Matcher for RemoteMatcher {
         let n = B64.encode(negation.to_bytes());
         let body = serde_json::to_vec(&EraseBody { negation: &n }).expect("erase body serializes");
         let resp = self
-            .agent
-            .post(format!("{}/v1/templates/{id}/erase", self.url))
+            .agent()
+            .post(format!("{}/v1/templates/{id}/erase", self.url()))
             .header("authorization", self.auth())
             .content_type("application/json")
             .send(&body[..])
-            .map_err(|e| unreachable(&self.url, e))?;
+            .map_err(|e| self.unreachable(e))?;
         let reply = self.read(resp, SMALL_BODY_LIMIT)?;
         Ok(Traffic {
             sent: body.len(),
@@ -447,21 +658,23 @@ impl Matcher for RemoteMatcher {
 
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
         let resp = self
-            .agent
-            .get(format!("{}/v1/templates", self.url))
+            .agent()
+            .get(format!("{}/v1/templates", self.url()))
             .header("authorization", self.auth())
             .call()
-            .map_err(|e| unreachable(&self.url, e))?;
+            .map_err(|e| self.unreachable(e))?;
         let body = self.read(resp, SMALL_BODY_LIMIT)?;
         let reply: ListReply =
-            serde_json::from_slice(&body).map_err(|e| bad_reply(&self.url, e))?;
+            serde_json::from_slice(&body).map_err(|e| bad_reply(&self.endpoint, e))?;
         reply
             .templates
             .into_iter()
             .map(|e| {
                 Ok(Enrolled {
                     id: e.id,
-                    label: B64.decode(e.label).map_err(|e| bad_reply(&self.url, e))?,
+                    label: B64
+                        .decode(e.label)
+                        .map_err(|e| bad_reply(&self.endpoint, e))?,
                 })
             })
             .collect()
@@ -489,7 +702,7 @@ impl Matcher for RemoteMatcher {
         if !resp.status().is_success() {
             return Err(match self.read(resp, SMALL_BODY_LIMIT) {
                 Err(e) => e,
-                Ok(_) => bad_reply(&self.url, "a non-success status"),
+                Ok(_) => bad_reply(&self.endpoint, "a non-success status"),
             });
         }
         let limit = MatchResult::max_wire_len(&self.params, self.max_blocks()) as u64;
@@ -508,9 +721,9 @@ impl Matcher for RemoteMatcher {
             e => MatcherError::Crypto(e),
         };
         let mut reader = ResultReader::new(&mut counting, &self.params, self.max_blocks())
-            .map_err(|e| cut(e, &self.url))?;
+            .map_err(|e| cut(e, self.url()))?;
         let mut blocks = 0;
-        while let Some(block) = reader.next_block().map_err(|e| cut(e, &self.url))? {
+        while let Some(block) = reader.next_block().map_err(|e| cut(e, self.url()))? {
             blocks += 1;
             sink(block)?;
         }
@@ -525,7 +738,10 @@ impl Matcher for RemoteMatcher {
     }
 
     fn describe(&self) -> String {
-        format!("remote matcher {}", self.url)
+        match self.endpoint.fingerprint() {
+            Some(f) => format!("remote matcher {} (certificate SHA-256 {f})", self.url()),
+            None => format!("remote matcher {}", self.url()),
+        }
     }
 }
 
@@ -539,23 +755,100 @@ mod tests {
             "u",
             "f",
             404,
+            None,
             br#"{"error": "anything at all", "code": "unknown_template", "id": 7}"#,
         );
         assert!(matches!(e, MatcherError::UnknownId(TemplateId(7))));
         // The old text-matching path is gone: English text alone maps to nothing special.
-        let e = map_error("u", "f", 404, br#"{"error": "no template with id 7 in x"}"#);
+        let e = map_error(
+            "u",
+            "f",
+            404,
+            None,
+            br#"{"error": "no template with id 7 in x"}"#,
+        );
         assert!(matches!(e, MatcherError::Remote { status: 404, .. }));
         let e = map_error(
             "u",
             "f",
             409,
+            None,
             br#"{"error": "x", "code": "gallery_full", "max": 4}"#,
         );
         assert!(matches!(e, MatcherError::GalleryFull { max: 4 }));
-        let e = map_error("u", "f", 503, br#"{"error": "x", "code": "busy"}"#);
-        assert!(matches!(e, MatcherError::Busy { .. }));
-        let e = map_error("u", "f", 401, b"not json");
+        let e = map_error("u", "f", 503, Some(3), br#"{"error": "x", "code": "busy"}"#);
+        assert!(matches!(
+            e,
+            MatcherError::Busy {
+                retry_after: Some(3),
+                ..
+            }
+        ));
+        let e = map_error("u", "f", 429, Some(1), b"from a proxy");
+        assert!(matches!(
+            e,
+            MatcherError::Busy {
+                retry_after: Some(1),
+                ..
+            }
+        ));
+        let e = map_error(
+            "u",
+            "f",
+            507,
+            None,
+            br#"{"error": "x", "code": "memory_budget", "max": 9}"#,
+        );
+        assert!(matches!(e, MatcherError::MemoryBudget { budget: 9 }));
+        let e = map_error("u", "f", 401, None, b"not json");
         assert!(matches!(e, MatcherError::Unauthorized { .. }));
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_needs_consent() {
+        for ok in [
+            "http://127.0.0.1:1",
+            "http://localhost:7878/",
+            "http://[::1]:9",
+            "https://example.org:1",
+        ] {
+            assert!(Endpoint::new(ok, None, false).is_ok(), "{ok}");
+        }
+        for far in [
+            "http://192.168.1.5:7878",
+            "http://example.org",
+            "http://[2001:db8::1]:1",
+        ] {
+            assert!(
+                matches!(
+                    Endpoint::new(far, None, false),
+                    Err(MatcherError::InsecureHttp { .. })
+                ),
+                "{far}"
+            );
+            assert!(Endpoint::new(far, None, true).is_ok());
+        }
+    }
+
+    #[test]
+    fn pins_live_beside_the_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::beside_key(&dir.path().join("k.key"));
+        let f = Fingerprint::of(b"cert");
+        assert_eq!(store.pin("https://h:1").unwrap(), None);
+        store.set_pin("https://h:1/", f).unwrap();
+        assert_eq!(store.pin("https://h:1").unwrap(), Some(f));
+        store
+            .put(
+                "https://h:1",
+                "fp",
+                &Credentials {
+                    tenant: "t".into(),
+                    token: "x".into(),
+                },
+            )
+            .unwrap();
+        assert_eq!(store.pin("https://h:1").unwrap(), Some(f), "kept by put");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Which matcher to use, parsed once: `builtin` (in-process, local store) or
-//! `http://HOST:PORT` (a `blindface serve`). `--matcher` and the app's saved settings both
+//! `https://HOST:PORT` / `http://HOST:PORT` (a `blindface serve`; whether plain HTTP may be
+//! used is the endpoint's rule, `super::Endpoint`). `--matcher` and the app's saved settings both
 //! hold this type, so the rules live here only.
 
 use std::fmt;
@@ -13,15 +14,13 @@ use thiserror::Error;
 pub enum MatcherSpec {
     /// In-process matcher with its store in the data directory.
     Builtin,
-    /// `blindface serve` at `url` (normalised: no trailing slash).
+    /// `blindface serve` at `url` (`https://` or `http://`, normalised: no trailing slash).
     Remote { url: String },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {
-    #[error("this build speaks plain HTTP only; reach a remote matcher through an SSH tunnel or a local TLS proxy and use http://127.0.0.1:PORT")]
-    Https,
-    #[error("the matcher must be `builtin` or `http://HOST:PORT`, not `{0}`")]
+    #[error("the matcher must be `builtin`, `https://HOST:PORT` or `http://HOST:PORT`, not `{0}`")]
     Invalid(String),
 }
 
@@ -33,10 +32,10 @@ impl FromStr for MatcherSpec {
         if s.eq_ignore_ascii_case("builtin") {
             return Ok(MatcherSpec::Builtin);
         }
-        if s.starts_with("https://") {
-            return Err(SpecError::Https);
-        }
-        match s.strip_prefix("http://") {
+        match s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+        {
             Some(rest) if !rest.trim_end_matches('/').is_empty() && !rest.contains(' ') => {
                 Ok(MatcherSpec::Remote {
                     url: s.trim_end_matches('/').to_string(),
@@ -70,8 +69,20 @@ mod tests {
                 url: "http://127.0.0.1:7878".into()
             })
         );
-        assert_eq!("https://x:1".parse::<MatcherSpec>(), Err(SpecError::Https));
-        for bad in ["", "http://", "ftp://x", "127.0.0.1:7878", "http://a b"] {
+        assert_eq!(
+            "https://x:1/".parse(),
+            Ok(MatcherSpec::Remote {
+                url: "https://x:1".into()
+            })
+        );
+        for bad in [
+            "",
+            "http://",
+            "https://",
+            "ftp://x",
+            "127.0.0.1:7878",
+            "http://a b",
+        ] {
             assert!(
                 matches!(bad.parse::<MatcherSpec>(), Err(SpecError::Invalid(_))),
                 "{bad:?}"

@@ -10,6 +10,9 @@
 //! - `slots_v2`: key `(tenant, id)`, value `u64 block || u8 slot || encrypted label`.
 //! - `tenants_v1`: key tenant id, value SHA-256 of the tenant's bearer token (32 bytes).
 //! - `meta_v1`: `schema` = 2.
+//! - `invites_v1` (server): key SHA-256 of a one-time registration code, value its
+//!   creation time (Unix seconds); removed in the transaction that registers with it.
+//! - `admin_v1` (server): `token` = SHA-256 of the admin token.
 //!
 //! Schema 1 (`templates_v1`: one seeded ciphertext per template) is migrated at open, in
 //! one transaction: its templates are packed into blocks exactly as enrolment would, and
@@ -19,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::MatcherError;
 use crate::he::{BlockRecord, EncryptedTemplate, Gallery, Location, MaskSeed, Params, TemplateId};
@@ -32,6 +35,8 @@ const SLOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("slots_v
 const LEGACY_TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("templates_v1");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants_v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
+const INVITES: TableDefinition<&[u8], u64> = TableDefinition::new("invites_v1");
+const ADMIN: TableDefinition<&str, &[u8]> = TableDefinition::new("admin_v1");
 const SCHEMA: u64 = 2;
 /// redb's page cache: the galleries live in memory already (rebuilt at open), so the
 /// store needs little cache of its own; redb's default (1 GiB) would double the
@@ -139,6 +144,8 @@ impl Store {
             txn.open_table(BLOCKS)?;
             txn.open_table(SLOTS)?;
             txn.open_table(TENANTS)?;
+            txn.open_table(INVITES)?;
+            txn.open_table(ADMIN)?;
             let mut meta = txn.open_table(META)?;
             let schema = meta.get("schema")?.map(|v| v.value());
             match schema {
@@ -331,6 +338,76 @@ impl Store {
         self.write(|txn| {
             txn.open_table(TENANTS)?
                 .insert(tenant, token_hash.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Records a tenant with its token hash, consuming the one-time code whose hash is
+    /// `invite` in the same transaction (`None`: open registration). `false`, with nothing
+    /// changed, if that code is unknown or already used.
+    pub fn register_tenant(
+        &self,
+        tenant: &str,
+        token_hash: &[u8; 32],
+        invite: Option<&[u8; 32]>,
+    ) -> Result<bool, MatcherError> {
+        // A failed check must abort the transaction, so it travels as Ok(false) out of
+        // the closure only after nothing was written.
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let valid = (|| {
+            if let Some(code) = invite {
+                if txn.open_table(INVITES)?.remove(code.as_slice())?.is_none() {
+                    return Ok(false);
+                }
+            }
+            txn.open_table(TENANTS)?
+                .insert(tenant, token_hash.as_slice())?;
+            Ok::<_, redb::Error>(true)
+        })()
+        .map_err(|e| self.error(e))?;
+        if valid {
+            txn.commit().map_err(|e| self.error(e))?;
+        } else {
+            txn.abort().map_err(|e| self.error(e))?;
+        }
+        Ok(valid)
+    }
+
+    /// Records one-time registration codes (their hashes), durably.
+    pub fn add_invites(&self, hashes: &[[u8; 32]], now: u64) -> Result<(), MatcherError> {
+        self.write(|txn| {
+            let mut t = txn.open_table(INVITES)?;
+            for h in hashes {
+                t.insert(h.as_slice(), now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Unused registration codes.
+    pub fn invite_count(&self) -> Result<u64, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let t = txn.open_table(INVITES).map_err(|e| self.error(e))?;
+        t.len().map_err(|e| self.error(e))
+    }
+
+    /// The SHA-256 of the admin token, once one was set.
+    pub fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let t = txn.open_table(ADMIN).map_err(|e| self.error(e))?;
+        let v = t.get("token").map_err(|e| self.error(e))?;
+        v.map(|v| {
+            v.value()
+                .try_into()
+                .map_err(|_| self.error("the admin token record is corrupt"))
+        })
+        .transpose()
+    }
+
+    /// Sets (or replaces) the admin token's hash, durably.
+    pub fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<(), MatcherError> {
+        self.write(|txn| {
+            txn.open_table(ADMIN)?.insert("token", hash.as_slice())?;
             Ok(())
         })
     }

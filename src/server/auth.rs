@@ -1,5 +1,7 @@
 //! Tenant authentication: random 32-byte bearer tokens from the OS; the server keeps only
 //! their SHA-256 (in the store and in memory) and maps a presented token to its tenant.
+//! Registration needs a one-time invitation code unless the server runs with open
+//! registration; every authenticated request passes the tenant's rate limit here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,7 +12,16 @@ use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState};
-use crate::matcher::{MatcherError, Store};
+use crate::matcher::{codes, Galleries, MatcherError, Store};
+
+/// Who may register a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone who reaches the server (demos).
+    Open,
+    /// Holders of a one-time code from `blindface admin invite`.
+    InviteOnly,
+}
 
 /// Token hashes -> tenant ids. Lookups take the read lock for a hash-map probe only;
 /// registration serialises on `registering` (held across the store's fsync, on a blocking
@@ -35,22 +46,45 @@ impl Tokens {
             .unwrap_or_default()
     }
 
-    /// Creates a tenant (durably) unless `max` tenants exist; returns (tenant, token).
-    pub fn register(&self, store: &Store, max: usize) -> Result<(String, String), ApiError> {
+    /// Creates a tenant (durably, within the memory budget, consuming `invite` when the
+    /// server is invite-only) unless `max` tenants exist; returns (tenant, token).
+    pub fn register(
+        &self,
+        galleries: &Galleries,
+        max: usize,
+        registration: Registration,
+        invite: Option<&str>,
+    ) -> Result<(String, String), ApiError> {
         fn poisoned<T>(_: T) -> ApiError {
             ApiError::from(MatcherError::Poisoned)
         }
+        let forbidden =
+            |code, message: &str| ApiError::new(axum::http::StatusCode::FORBIDDEN, code, message);
+        let invite_hash =
+            match (registration, invite) {
+                (Registration::Open, _) => None,
+                (Registration::InviteOnly, Some(code)) => Some(hash_token(code)),
+                (Registration::InviteOnly, None) => return Err(forbidden(
+                    codes::INVITE_REQUIRED,
+                    "this server registers galleries by invitation only: send {\"invite\": CODE}",
+                )),
+            };
         let _one_at_a_time = self.registering.lock().map_err(poisoned)?;
         if self.by_hash.read().map_err(poisoned)?.len() >= max {
             return Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,
-                crate::matcher::codes::TENANT_LIMIT,
+                codes::TENANT_LIMIT,
                 format!("this server already has its maximum of {max} tenants; ask its operator to raise --max-tenants"),
             ));
         }
         let (tenant, token) = new_tenant()?;
         let hash = hash_token(&token);
-        store.add_tenant(&tenant, &hash)?;
+        if !galleries.register_tenant(&tenant, &hash, invite_hash.as_ref())? {
+            return Err(forbidden(
+                codes::INVITE_INVALID,
+                "unknown or already used invitation code",
+            ));
+        }
         self.by_hash
             .write()
             .map_err(poisoned)?
@@ -68,14 +102,39 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// `n` random bytes from the OS, hex-encoded.
+pub fn random_hex(n: usize) -> Result<String, String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| format!("random generator failed: {e}"))?;
+    Ok(hex::encode(b))
+}
+
 /// A fresh tenant id (16 random bytes, hex) and token (32 random bytes, hex).
 pub fn new_tenant() -> Result<(String, String), ApiError> {
-    let mut id = [0u8; 16];
-    let mut token = [0u8; 32];
-    getrandom::fill(&mut id)
-        .and_then(|_| getrandom::fill(&mut token))
-        .map_err(|e| ApiError::internal(format!("random generator failed: {e}")))?;
-    Ok((hex::encode(id), hex::encode(token)))
+    Ok((
+        random_hex(16).map_err(ApiError::internal)?,
+        random_hex(32).map_err(ApiError::internal)?,
+    ))
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing `Authorization: Bearer TOKEN` header; register with POST /v1/tenants",
+            )
+        })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| {
+            ApiError::unauthorized("malformed Authorization header; expected `Bearer TOKEN`")
+        })
 }
 
 /// The authenticated tenant of a request.
@@ -92,28 +151,15 @@ impl FromRequestParts<Arc<AppState>> for Tenant {
     }
 }
 
-/// The tenant a request's bearer token belongs to. Routes with a body call this after
-/// reading the (bounded) body, so a client still sending it hears the 401 instead of a
-/// broken pipe.
+/// The tenant a request's bearer token belongs to, within its rate limit. Routes with a
+/// body call this after reading the (bounded) body, so a client still sending it hears
+/// the 401 instead of a broken pipe.
 pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing `Authorization: Bearer TOKEN` header; register with POST /v1/tenants",
-            )
-        })?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or_else(|| {
-            ApiError::unauthorized("malformed Authorization header; expected `Bearer TOKEN`")
-        })?;
-    state
+    let token = bearer(headers)?;
+    let tenant = state
         .auth
         .lookup(token)
-        .ok_or_else(|| ApiError::unauthorized("unknown token"))
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+    state.limits.rate.check(&tenant)?;
+    Ok(tenant)
 }

@@ -1,7 +1,9 @@
-//! Error replies: JSON `{"error": "...", "code": "..."}` (plus `id` or `max` where the
-//! code carries one) with the status that fits: 4xx for the client's mistakes, 500 only for
-//! the server's own failures (including a poisoned lock), which are logged. Clients map the
-//! `code` (see `crate::matcher::codes`), never the text.
+//! Error replies: JSON `{"error": "...", "code": "..."}` (plus `id`, `max` or
+//! `retry_after` where the code carries one) with the status that fits: 4xx for the
+//! client's mistakes, 429/503 (with `Retry-After`) under load, 507 when the memory budget
+//! is used up, 500 only for the server's own failures (including a poisoned lock), which
+//! are logged. Clients map the `code` (see `crate::matcher::codes`), never the text. The
+//! code also travels in the response's extensions ([`ErrorCode`]) for the metrics.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,8 +18,14 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub id: Option<TemplateId>,
-    pub max: Option<usize>,
+    pub max: Option<u64>,
+    /// Seconds to wait before retrying (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
+
+/// The `code` of an error reply, for the metrics middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -27,6 +35,20 @@ impl ApiError {
             message: message.into(),
             id: None,
             max: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 or 503 with a retry hint.
+    pub fn busy(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after: u64,
+    ) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(status, code, message)
         }
     }
 
@@ -63,7 +85,10 @@ impl From<MatcherError> for ApiError {
         };
         let status = match &e {
             MatcherError::UnknownId(_) => StatusCode::NOT_FOUND,
-            MatcherError::DuplicateId(_) | MatcherError::GalleryFull { .. } => StatusCode::CONFLICT,
+            MatcherError::DuplicateId(_)
+            | MatcherError::GalleryFull { .. }
+            | MatcherError::TenantQuota { .. } => StatusCode::CONFLICT,
+            MatcherError::MemoryBudget { .. } => StatusCode::INSUFFICIENT_STORAGE,
             MatcherError::LabelTooLarge { .. } | MatcherError::Crypto(HeError::TooLarge { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -81,7 +106,9 @@ impl From<MatcherError> for ApiError {
             _ => None,
         };
         let max = match &e {
-            MatcherError::GalleryFull { max } => Some(*max),
+            MatcherError::GalleryFull { max } => Some(*max as u64),
+            MatcherError::TenantQuota { max_bytes } => Some(*max_bytes),
+            MatcherError::MemoryBudget { budget } => Some(*budget),
             _ => None,
         };
         ApiError {
@@ -90,6 +117,7 @@ impl From<MatcherError> for ApiError {
             message: e.to_string(),
             id,
             max,
+            retry_after: None,
         }
     }
 }
@@ -112,7 +140,20 @@ impl IntoResponse for ApiError {
         if let Some(max) = self.max {
             body["max"] = serde_json::json!(max);
         }
-        (self.status, Json(body)).into_response()
+        let mut resp = match self.retry_after {
+            Some(s) => {
+                body["retry_after"] = serde_json::json!(s);
+                (
+                    self.status,
+                    [(axum::http::header::RETRY_AFTER, s.to_string())],
+                    Json(body),
+                )
+                    .into_response()
+            }
+            None => (self.status, Json(body)).into_response(),
+        };
+        resp.extensions_mut().insert(ErrorCode(self.code));
+        resp
     }
 }
 

@@ -1,37 +1,99 @@
-//! `blindface serve`: the remote matcher, the encrypted core behind HTTP (axum + tokio).
+//! `blindface serve`: the remote matcher, the encrypted core behind HTTPS (axum + tokio +
+//! rustls).
 //!
-//! Binds to loopback by default, keeps each tenant's encrypted gallery in memory backed by
-//! the durable store (`crate::matcher::Store`), authenticates tenants by bearer token,
-//! bounds every input, logs structurally (tracing) and shuts down gracefully on Ctrl-C or
-//! SIGTERM. Routes are in `routes`, authentication in `auth`, error replies in `error`.
+//! Binds to loopback by default and speaks TLS with a self-signed certificate created on
+//! first start (or the operator's), whose fingerprint clients pin; plain HTTP only on
+//! loopback or when explicitly allowed. Keeps each tenant's encrypted gallery in memory
+//! backed by the durable store (`crate::matcher::Store`) within per-tenant quotas and a
+//! global memory budget, registers tenants by one-time invitation code (or openly, for
+//! demos), authenticates them by bearer token, bounds every input and all work (body
+//! limits, header and request timeouts, a per-tenant rate, a cap on concurrent matching),
+//! exports Prometheus metrics, logs structurally (tracing) without tokens, names or
+//! ciphertexts, and shuts down gracefully on Ctrl-C or SIGTERM.
+//!
+//! Routes are in `routes`, the accept loop in `listen`, authentication in `auth`, the
+//! admin token and invitations in `admin`, work bounds in `limits`, metrics and the
+//! request log in `metrics`, the certificate in `tls`, error replies in `error`.
 
+mod admin;
 mod auth;
 mod error;
+mod limits;
+mod listen;
+mod metrics;
 mod routes;
+mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::matcher::Galleries;
+use crate::matcher::{Galleries, Quotas};
 
+pub use auth::Registration;
 pub use error::ApiError;
+pub use tls::{TlsSource, SELF_SIGNED_CERT, SELF_SIGNED_KEY};
 
 /// Default listening address (loopback only).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
 /// Default bound on the number of tenants.
 pub const DEFAULT_MAX_TENANTS: usize = 1_000;
+/// Default bytes per tenant (about 14,000 templates at today's layout).
+pub const DEFAULT_MAX_TENANT_BYTES: u64 = 256 << 20;
+/// Default memory budget for every tenant together.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
+
+/// How the server bounds its work.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkLimits {
+    /// Time to finish the TLS handshake and each request's headers (and the longest a
+    /// keep-alive connection may idle).
+    pub header_timeout: Duration,
+    /// Time for a whole request, body and work included.
+    pub request_timeout: Duration,
+    /// Requests per second per tenant (0: unlimited), and the burst allowed.
+    pub rate_per_second: f64,
+    pub rate_burst: u32,
+    /// Verifies and identifies running at once, and waiting beyond those.
+    pub max_matching: usize,
+    pub match_queue: usize,
+    /// Open connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for WorkLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        WorkLimits {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            rate_per_second: 20.0,
+            rate_burst: 40,
+            max_matching: cores,
+            match_queue: 4 * cores,
+            max_connections: 1024,
+        }
+    }
+}
 
 /// What `blindface serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub addr: SocketAddr,
     pub data: PathBuf,
-    pub max_templates: usize,
+    pub quotas: Quotas,
     pub max_tenants: usize,
+    /// `None`: plain HTTP (loopback only unless `insecure_http`).
+    pub tls: Option<TlsSource>,
+    pub insecure_http: bool,
+    pub registration: Registration,
+    /// Replace the admin token (printing the new one).
+    pub new_admin_token: bool,
+    pub limits: WorkLimits,
 }
 
 /// Shared server state.
@@ -39,10 +101,15 @@ pub(crate) struct AppState {
     pub galleries: Galleries,
     pub auth: auth::Tokens,
     pub max_tenants: usize,
+    pub registration: Registration,
+    pub admin_hash: [u8; 32],
+    pub limits: limits::Limits,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
-/// Opens the store, binds, prints `listening on http://ADDR` on stdout and serves until
-/// Ctrl-C or SIGTERM.
+/// Opens the store, sets up TLS and the admin token, binds, prints the certificate
+/// fingerprint, a new admin token (only when created) and `listening on https://ADDR` on
+/// stdout, and serves until Ctrl-C or SIGTERM.
 pub fn run(config: ServerConfig) -> Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -51,21 +118,55 @@ pub fn run(config: ServerConfig) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let galleries = Galleries::open(&config.data, &crate::he::Params::v1(), config.max_templates)?;
+    if config.tls.is_none() && !config.addr.ip().is_loopback() && !config.insecure_http {
+        bail!(
+            "refusing to serve plain HTTP on {}: tokens, ciphertexts and answers would cross the \
+             network unprotected, and anyone on the path could answer for this matcher (forcing \
+             any verdict). Drop --plain-http (TLS is the default), or add --insecure-http if you \
+             accept that",
+            config.addr
+        );
+    }
+    let galleries = Galleries::open_with(&config.data, &crate::he::Params::v1(), config.quotas)?;
     let auth = auth::Tokens::load(galleries.store())?;
     for tenant in auth.tenants() {
         galleries.ensure_tenant(&tenant)?;
     }
+    let (admin_hash, new_admin) = admin::admin_token(galleries.store(), config.new_admin_token)?;
+    let tls = match &config.tls {
+        None => None,
+        Some(source) => {
+            let names = (!config.addr.ip().is_unspecified())
+                .then(|| config.addr.ip().to_string())
+                .into_iter()
+                .collect::<Vec<_>>();
+            Some(tls::load(source, &config.data, &names)?)
+        }
+    };
     tracing::info!(
         store = %galleries.store().path().display(),
         tenants = galleries.tenant_count(),
-        max_templates = config.max_templates,
+        templates = galleries.template_count(),
+        max_templates = config.quotas.max_templates,
+        bytes_per_template = galleries.bytes_per_template(),
+        memory_used = galleries.used_bytes(),
+        memory_budget = config.quotas.memory_budget,
+        registration = ?config.registration,
         "store opened"
     );
+    let l = config.limits;
+    let metrics = Arc::new(metrics::Metrics::new());
     let state = Arc::new(AppState {
         galleries,
         auth,
         max_tenants: config.max_tenants,
+        registration: config.registration,
+        admin_hash,
+        limits: limits::Limits {
+            rate: limits::RateLimiter::new(l.rate_per_second, l.rate_burst),
+            matching: limits::MatchSlots::new(l.max_matching, l.match_queue),
+        },
+        metrics: metrics.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -81,16 +182,41 @@ pub fn run(config: ServerConfig) -> Result<()> {
                 )
             })?;
         let local = listener.local_addr()?;
-        if !local.ip().is_loopback() {
-            tracing::warn!(%local, "listening beyond loopback: put TLS in front of this server");
+        let mut out = std::io::stdout().lock();
+        if let Some(t) = &tls {
+            writeln!(
+                out,
+                "TLS certificate SHA-256 {} ({}{}); clients pin it on first use: compare it with what they show",
+                t.fingerprint,
+                t.cert_path.display(),
+                if t.created { ", created now" } else { "" }
+            )?;
+        } else if !local.ip().is_loopback() {
+            tracing::warn!(%local, "plain HTTP beyond loopback (--insecure-http): tokens and answers travel unprotected");
         }
-        println!("blindface matcher listening on http://{local}");
-        std::io::stdout().flush().ok();
-        tracing::info!(%local, "listening");
-        axum::serve(listener, routes::router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving")?;
+        if let Some(token) = &new_admin {
+            writeln!(
+                out,
+                "admin token (shown once; only its hash is kept): {token}"
+            )?;
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        writeln!(out, "blindface matcher listening on {scheme}://{local}")?;
+        out.flush().ok();
+        drop(out);
+        tracing::info!(%local, scheme, "listening");
+        listen::serve(
+            listener,
+            tls.map(|t| t.config),
+            routes::router(state, l.request_timeout),
+            listen::ConnLimits {
+                header_timeout: l.header_timeout,
+                max_connections: l.max_connections,
+            },
+            metrics,
+            shutdown_signal(),
+        )
+        .await;
         tracing::info!("shut down cleanly");
         Ok(())
     })

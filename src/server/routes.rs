@@ -4,7 +4,9 @@
 //! checksum) before any heavy work; matching runs on blocking threads, off the executor.
 //!
 //! - `GET  /v1/health`, `GET /v1/version`
-//! - `POST /v1/tenants` -> 201 `{tenant, token}`
+//! - `POST /v1/tenants` `{invite}` (unless registration is open) -> 201 `{tenant, token}`
+//! - `POST /v1/admin/invites` `{count}` (admin token) -> 201 `{codes}`
+//! - `GET  /metrics` (admin token) -> Prometheus text
 //! - `POST /v1/templates` `{id, template, label}` (id chosen by the app; base64) -> 201 `{id}`
 //! - `GET  /v1/templates` -> `{templates: [{id, label}]}`
 //! - `GET  /v1/templates/{id}/block` -> `{block, slot}` (block: base64 full ciphertext): the
@@ -15,9 +17,13 @@
 //! - `POST /v1/verify/{id}` (probe bytes) -> result bytes
 //! - `POST /v1/identify` (probe bytes) -> result bytes, streamed (chunked) as the blocks
 //!   are computed: never the whole result in one buffer
+//!
+//! Verify and identify take a matching slot first (503 when every slot and the queue are
+//! taken); every authenticated route passes the tenant's rate limit (429); every request
+//! has a deadline (408) and is counted and logged by `metrics::observe`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -33,7 +39,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{tenant_of, Tenant};
-use super::{ApiError, AppState};
+use super::{admin, limits, metrics, ApiError, AppState};
 use crate::he::{
     wire::WIRE_VERSION, BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ResultWriter,
     TemplateId, PARAMS_VERSION,
@@ -47,11 +53,16 @@ pub const PROBE_BODY_LIMIT: usize = 512 * 1024;
 
 type Shared = Arc<AppState>;
 
-pub fn router(state: Shared) -> Router {
+pub fn router(state: Shared, request_timeout: Duration) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/version", get(version))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/tenants", limited(post(create_tenant), 1024))
+        .route(
+            "/v1/admin/invites",
+            limited(post(admin::create_invites), 1024),
+        )
         .route(
             "/v1/templates",
             limited(post(enrol), ENROL_BODY_LIMIT).get(list),
@@ -72,7 +83,14 @@ pub fn router(state: Shared) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(middleware::from_fn(log_requests))
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            limits::request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
         .with_state(state)
 }
 
@@ -101,21 +119,6 @@ async fn check_length(State(max): State<usize>, req: Request, next: Next) -> Res
     next.run(req).await
 }
 
-async fn log_requests(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    tracing::info!(
-        %method,
-        path,
-        status = resp.status().as_u16(),
-        ms = format_args!("{:.2}", start.elapsed().as_secs_f64() * 1e3),
-        "request"
-    );
-    resp
-}
-
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|r| {
         let status = r.status();
@@ -140,7 +143,7 @@ fn path_id(p: Result<Path<TemplateId>, PathRejection>) -> Result<TemplateId, Api
 }
 
 /// Runs CPU-heavy or blocking (fsync) work off the async executor.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -172,11 +175,32 @@ async fn version() -> Json<serde_json::Value> {
     }))
 }
 
-async fn create_tenant(State(s): State<Shared>) -> Result<Response, ApiError> {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    #[serde(default)]
+    invite: Option<String>,
+}
+
+async fn create_tenant(
+    State(s): State<Shared>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let req: RegisterBody = if b.is_empty() {
+        RegisterBody::default()
+    } else {
+        serde_json::from_slice(&b).map_err(|e| {
+            ApiError::bad_request(format!("expected JSON {{\"invite\": CODE}}: {e}"))
+        })?
+    };
     let (tenant, token) = blocking(move || {
-        let (tenant, token) = s.auth.register(s.galleries.store(), s.max_tenants)?;
-        s.galleries.ensure_tenant(&tenant)?;
-        Ok((tenant, token))
+        s.auth.register(
+            &s.galleries,
+            s.max_tenants,
+            s.registration,
+            req.invite.as_deref(),
+        )
     })
     .await?;
     tracing::info!(tenant, "tenant registered");
@@ -300,7 +324,9 @@ async fn verify(
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
     let id = path_id(id)?;
+    let slot = s.limits.matching.enter().await?;
     let r = blocking(move || {
+        let _slot = slot;
         let probe = parse_probe(&s, b)?;
         Ok(result_bytes(s.galleries.verify(&tenant, &probe, id)?))
     })
@@ -315,6 +341,7 @@ async fn identify(
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
+    let slot = s.limits.matching.enter().await?;
     let probe = blocking({
         let s = s.clone();
         move || parse_probe(&s, b)
@@ -326,6 +353,8 @@ async fn identify(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     tokio::task::spawn_blocking(move || {
+        // The matching slot is held until the last block is computed.
+        let _slot = slot;
         let params = *s.galleries.params();
         let mut first = Some(first_tx);
         let outcome = s.galleries.identify_chunks(

@@ -1,0 +1,96 @@
+//! The operator's side of the server: one admin token (32 random bytes, printed once when
+//! it is created, only its SHA-256 kept in the store) that creates one-time registration
+//! codes (`POST /v1/admin/invites`) and reads `/metrics`. Codes are 16 random bytes, hex;
+//! the store keeps their hashes and drops each in the transaction that uses it.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{bearer, hash_token, random_hex};
+use super::{ApiError, AppState};
+use crate::matcher::{codes, MatcherError, Store};
+
+/// Most codes one request creates.
+pub const MAX_INVITES_PER_REQUEST: usize = 100;
+
+/// The admin token's hash, creating a token first if there is none (or `rotate`); the new
+/// token is returned so it can be printed, once.
+pub fn admin_token(
+    store: &Store,
+    rotate: bool,
+) -> Result<([u8; 32], Option<String>), MatcherError> {
+    if let (Some(hash), false) = (store.admin_token_hash()?, rotate) {
+        return Ok((hash, None));
+    }
+    let token = random_hex(32).map_err(|e| MatcherError::BadInput {
+        what: "random generator",
+        detail: e,
+    })?;
+    let hash = hash_token(&token);
+    store.set_admin_token_hash(&hash)?;
+    Ok((hash, Some(token)))
+}
+
+/// Passes requests bearing the admin token only.
+pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers) {
+        Ok(token) if hash_token(token) == state.admin_hash => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::ADMIN_UNAUTHORIZED,
+            "this route needs `Authorization: Bearer ADMIN_TOKEN` (printed by `blindface serve` when it created the token)",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteRequest {
+    #[serde(default = "one")]
+    count: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `POST /v1/admin/invites` `{count}` -> 201 `{codes: [...]}`.
+pub async fn create_invites(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &headers)?;
+    let req: InviteRequest = if body.is_empty() {
+        InviteRequest { count: 1 }
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("expected JSON {{\"count\": N}}: {e}")))?
+    };
+    if !(1..=MAX_INVITES_PER_REQUEST).contains(&req.count) {
+        return Err(ApiError::bad_request(format!(
+            "count must lie in [1, {MAX_INVITES_PER_REQUEST}]"
+        )));
+    }
+    let codes = super::routes::blocking(move || {
+        let codes = (0..req.count)
+            .map(|_| random_hex(16).map_err(ApiError::internal))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hashes: Vec<[u8; 32]> = codes.iter().map(|c| hash_token(c)).collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        s.galleries.store().add_invites(&hashes, now)?;
+        Ok(codes)
+    })
+    .await?;
+    tracing::info!(count = codes.len(), "invitation codes created");
+    Ok((StatusCode::CREATED, Json(json!({ "codes": codes }))).into_response())
+}

@@ -1,0 +1,176 @@
+//! Bounded work per request: a per-tenant request rate (token bucket), a cap on
+//! concurrent matching with a short admission queue, and the whole-request timeout. Each
+//! refuses at once with a status the client can act on (429 or 503 with `Retry-After`,
+//! 408) instead of queueing without bound. Connection-level bounds (header-read and TLS
+//! handshake timeouts, the connection cap) are in `listen`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::ApiError;
+use crate::matcher::codes;
+
+/// The per-request bounds the routes share.
+pub struct Limits {
+    pub rate: RateLimiter,
+    pub matching: MatchSlots,
+}
+
+/// Token buckets by tenant: `per_second` requests on average, bursts of `burst`.
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `per_second` 0 turns the limit off.
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        RateLimiter {
+            per_second,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `tenant`'s bucket, or says how long to wait (429). Only
+    /// authenticated tenants have buckets, so the map is bounded by the tenant count.
+    pub fn check(&self, tenant: &str) -> Result<(), ApiError> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .map_err(|_| ApiError::from(crate::matcher::MatcherError::Poisoned))?;
+        let (tokens, at) = buckets
+            .entry(tenant.to_string())
+            .or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64;
+        Err(ApiError::busy(
+            StatusCode::TOO_MANY_REQUESTS,
+            codes::RATE_LIMITED,
+            format!(
+                "more than {} requests per second from this gallery",
+                self.per_second
+            ),
+            wait,
+        ))
+    }
+}
+
+/// At most `running` verifies and identifies at once, `queued` more waiting; beyond that,
+/// 503 at once.
+pub struct MatchSlots {
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+}
+
+/// Held for as long as the matching runs (moved into its blocking closure).
+pub struct MatchPermit {
+    _admitted: OwnedSemaphorePermit,
+    _running: OwnedSemaphorePermit,
+}
+
+impl MatchSlots {
+    pub fn new(running: usize, queued: usize) -> Self {
+        let running = running.max(1);
+        MatchSlots {
+            running: Arc::new(Semaphore::new(running)),
+            admitted: Arc::new(Semaphore::new(running + queued)),
+        }
+    }
+
+    /// A slot to match in, after waiting in the queue if there is room in it.
+    pub async fn enter(&self) -> Result<MatchPermit, ApiError> {
+        let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
+            ApiError::busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::BUSY,
+                "every matching slot and its queue are taken",
+                1,
+            )
+        })?;
+        let running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("matching slots closed"))?;
+        Ok(MatchPermit {
+            _admitted: admitted,
+            _running: running,
+        })
+    }
+}
+
+/// Ends any request that takes longer than the limit (reading its body included) with
+/// 408; matching already started finishes on its blocking thread, holding its slot.
+pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            codes::TIMEOUT,
+            format!(
+                "the request took longer than the server's {} s limit",
+                limit.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_asks_to_wait() {
+        let r = RateLimiter::new(1.0, 3);
+        for _ in 0..3 {
+            r.check("a").unwrap();
+        }
+        let e = r.check("a").unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, Some(1))
+        );
+        r.check("b").unwrap();
+        RateLimiter::new(0.0, 1).check("a").unwrap();
+    }
+
+    #[tokio::test]
+    async fn matching_beyond_slots_and_queue_is_refused_at_once() {
+        let slots = MatchSlots::new(1, 1);
+        let first = slots.enter().await.unwrap();
+        let queued = tokio::spawn({
+            let running = slots.running.clone();
+            let admitted = slots.admitted.clone();
+            async move { MatchSlots { running, admitted }.enter().await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let e = slots.enter().await.err().expect("refused");
+        assert_eq!(
+            (e.status, e.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        drop(first);
+        queued.await.unwrap().unwrap();
+    }
+}

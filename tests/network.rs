@@ -1,0 +1,754 @@
+//! The remote matcher as it runs on a network (issue 11), against the real `blindface
+//! serve` process on 127.0.0.1: HTTPS with certificate pinning (first use, restart, a
+//! different certificate refused), plain HTTP refused beyond loopback, invite-only
+//! registration, quotas and the memory budget, slowloris connections closed by the header
+//! timeout, overload answered or refused (429/503) with exact distances and counted
+//! metrics, logs without secrets, and a forged (noiseless) result refused by the app.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use blindface::client::{connect, Access, Client, ClientError, Locations};
+use blindface::he::{
+    decrypt, encrypt_probe, encrypt_template, synthetic_templates, BlockResult, EncryptedProbe,
+    EncryptedTemplate, HeError, Params, SecretKey, TemplateId,
+};
+use blindface::matcher::tls::Fingerprint;
+use blindface::matcher::{
+    BlockSink, BuiltinMatcher, Credentials, Endpoint, Enrolled, Galleries, Matcher, MatcherError,
+    MatcherSpec, RemoteMatcher, RemovalBlock, Reply, Streamed, TokenStore, Traffic,
+};
+
+mod common;
+use common::{seed_gallery, Server, BIN};
+
+fn params() -> Params {
+    Params::v1()
+}
+
+fn locations(dir: &Path) -> Locations {
+    Locations {
+        data_dir: dir.join("builtin"),
+        tokens: TokenStore::beside_key(&dir.join("me.key")),
+    }
+}
+
+fn remote(url: &str) -> MatcherSpec {
+    MatcherSpec::Remote { url: url.into() }
+}
+
+/// An endpoint pinned to what the server printed.
+fn pinned(server: &Server) -> Endpoint {
+    let pin = server.fingerprint.as_ref().map(|f| f.parse().unwrap());
+    Endpoint::new(&server.url, pin, false).unwrap()
+}
+
+fn invite(server: &Server) -> String {
+    let admin = server.admin_token.as_ref().expect("a new admin token");
+    pinned(server).create_invites(admin, 1).unwrap().remove(0)
+}
+
+/// One value of a Prometheus text exposition (`name{labels}`), 0 if absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// HTTPS end to end through the app-side client: the certificate is pinned on first use
+/// (and matches what the server printed), enrol and identify are exact, a restart with the
+/// same certificate needs nothing new, and another server with another certificate on the
+/// same address is refused, by the library and by the CLI, saying why.
+#[test]
+fn https_pins_on_first_use_survives_restart_and_refuses_another_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let addr = Server::free_addr();
+    let server = Server::spawn(&addr, &data, &[], None);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let printed: Fingerprint = server.fingerprint.as_ref().unwrap().parse().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| {
+            std::fs::metadata(data.join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_eq!(
+            mode("tls-key.pem") & 0o777,
+            0o600,
+            "the private key is owner-only"
+        );
+    }
+    let code = invite(&server);
+
+    let p = params();
+    let key = SecretKey::generate(&p);
+    key.save(&dir.path().join("me.key"), false).unwrap();
+    let at = locations(dir.path());
+    let spec = remote(&server.url);
+    let access = Access {
+        invite: Some(code),
+        ..Access::default()
+    };
+    let mut client = connect(key, &spec, &at, &access).unwrap();
+    assert_eq!(client.new_pin(), Some(printed), "pinned on first use");
+    assert_eq!(at.tokens.pin(&server.url).unwrap(), Some(printed));
+    assert!(client.describe().contains(&printed.to_string()));
+    let ts = synthetic_templates(3, 11, &p);
+    for (t, name) in ts.iter().zip(["Ada", "Grace", "Hedy"]) {
+        client.enrol(t, name).unwrap();
+    }
+    let r = client.identify(&ts[1]).unwrap();
+    assert_eq!(r.rows.len(), 3);
+    assert_eq!(
+        (r.rows[0].name.as_str(), r.rows[0].distance_sq),
+        ("Grace", 0)
+    );
+    for row in &r.rows {
+        let i = ["Ada", "Grace", "Hedy"]
+            .iter()
+            .position(|n| *n == row.name)
+            .unwrap();
+        assert_eq!(row.distance_sq, ts[1].distance_sq(&ts[i]));
+    }
+    let key = client.into_key();
+    server.stop();
+
+    // Same data directory, same address: same certificate, no new admin token.
+    let server = Server::spawn(&addr, &data, &[], None);
+    assert_eq!(
+        server.fingerprint.as_deref(),
+        Some(printed.to_string().as_str())
+    );
+    assert_eq!(server.admin_token, None, "the admin token is printed once");
+    let client = connect(key, &spec, &at, &Access::default()).unwrap();
+    assert_eq!(client.new_pin(), None);
+    assert_eq!(client.names().len(), 3);
+    assert_eq!(
+        client.identify_known(&ts[2]).unwrap().rows[0].distance_sq,
+        0
+    );
+    let key = client.into_key();
+    server.stop();
+
+    // Another server (another certificate) on the same address: refused, and why.
+    let other = Server::spawn(&addr, &dir.path().join("impostor"), &[], None);
+    let presented: Fingerprint = other.fingerprint.as_ref().unwrap().parse().unwrap();
+    assert_ne!(presented, printed);
+    let e = connect(key, &spec, &at, &Access::default()).unwrap_err();
+    match &e.error {
+        ClientError::Matcher(MatcherError::CertificateChanged {
+            pinned,
+            presented: p2,
+            ..
+        }) => {
+            assert_eq!(pinned, &printed.to_string());
+            assert_eq!(p2, &presented.to_string());
+        }
+        other => panic!("expected a certificate refusal, got {other:?}"),
+    }
+    assert!(e.error.to_string().contains("different TLS certificate"));
+    assert_eq!(
+        at.tokens.pin(&server_url(&addr)).unwrap(),
+        Some(printed),
+        "pin kept"
+    );
+    let out = Command::new(BIN)
+        .args(["--key"])
+        .arg(dir.path().join("me.key"))
+        .args(["--matcher", &other.url, "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("presented a different TLS certificate")
+            && stderr.contains(&presented.to_string()),
+        "{stderr}"
+    );
+    // Told the new fingerprint explicitly, the client accepts it and goes on to HTTP (this
+    // other server does not know our token, which shows the handshake passed).
+    let key = e.key;
+    let access = Access {
+        fingerprint: Some(presented),
+        ..Access::default()
+    };
+    let e = connect(key, &spec, &at, &access).unwrap_err();
+    assert!(
+        matches!(
+            e.error,
+            ClientError::Matcher(MatcherError::Unauthorized { .. })
+        ),
+        "{:?}",
+        e.error
+    );
+}
+
+fn server_url(addr: &str) -> String {
+    format!("https://{addr}")
+}
+
+/// Plain HTTP beyond loopback: the client refuses without --insecure-http, and the server
+/// refuses to serve it without --insecure-http; both say what it would give up.
+#[test]
+fn plain_http_beyond_loopback_is_refused_without_insecure_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("me.key");
+    assert!(Command::new(BIN)
+        .arg("--key")
+        .arg(&key)
+        .arg("keygen")
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(BIN)
+        .arg("--key")
+        .arg(&key)
+        .args(["--matcher", "http://192.0.2.7:7878", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing plain HTTP to http://192.0.2.7:7878")
+            && stderr.contains("--insecure-http"),
+        "{stderr}"
+    );
+    assert!(matches!(
+        Endpoint::new("http://192.0.2.7:7878", None, false),
+        Err(MatcherError::InsecureHttp { .. })
+    ));
+    let out = Command::new(BIN)
+        .args(["serve", "--plain-http", "--addr", "0.0.0.0:0", "--data"])
+        .arg(dir.path().join("server"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to serve plain HTTP") && stderr.contains("--insecure-http"),
+        "{stderr}"
+    );
+}
+
+/// Invite-only by default: no code, a wrong code, a used code are refused (403, with
+/// their codes); a fresh code works exactly once; only the admin token creates codes or
+/// reads the metrics.
+#[test]
+fn registration_needs_a_code_and_a_code_works_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_secure(&dir.path().join("server"), &[]);
+    let admin = server.admin_token.clone().unwrap();
+    let ep = pinned(&server);
+    assert!(matches!(
+        RemoteMatcher::register(&ep, None),
+        Err(MatcherError::InviteRequired { .. })
+    ));
+    assert!(matches!(
+        RemoteMatcher::register(&ep, Some("0123456789abcdef")),
+        Err(MatcherError::InviteInvalid { .. })
+    ));
+    let codes = ep.create_invites(&admin, 2).unwrap();
+    assert_eq!(codes.len(), 2);
+    assert_ne!(codes[0], codes[1]);
+    let a = RemoteMatcher::register(&ep, Some(&codes[0])).unwrap();
+    assert!(matches!(
+        RemoteMatcher::register(&ep, Some(&codes[0])),
+        Err(MatcherError::InviteInvalid { .. })
+    ));
+    let b = RemoteMatcher::register(&ep, Some(&codes[1])).unwrap();
+    assert_ne!(a.token, b.token);
+    // Only the admin token makes codes or reads metrics; a tenant's token does not.
+    assert!(matches!(
+        ep.create_invites(&a.token, 1),
+        Err(MatcherError::AdminUnauthorized { .. })
+    ));
+    assert!(matches!(
+        ep.metrics(&a.token),
+        Err(MatcherError::AdminUnauthorized { .. })
+    ));
+    let m = ep.metrics(&admin).unwrap();
+    assert_eq!(metric(&m, "blindface_tenants"), 2.0);
+    assert_eq!(
+        metric(&m, r#"blindface_rejected_total{code="invite_invalid"}"#),
+        2.0
+    );
+    assert_eq!(
+        metric(&m, r#"blindface_rejected_total{code="invite_required"}"#),
+        1.0
+    );
+    // The same through the CLI: `admin invite` prints a code that registers a gallery.
+    let key = dir.path().join("me.key");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--key")
+            .arg(&key)
+            .args(["--matcher", &server.url])
+            .args(args)
+            .env("BLINDFACE_ADMIN_TOKEN", &admin)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(run(&["keygen"]).0);
+    let (ok, stdout, stderr) = run(&["--json", "admin", "invite"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("pinned the TLS certificate"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let code = v["codes"][0].as_str().unwrap().to_string();
+    let (ok, _, stderr) = run(&["list"]);
+    assert!(!ok && stderr.contains("invitation only"), "{stderr}");
+    let (ok, _, stderr) = run(&["--invite", &code, "list"]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(&["list"]);
+    assert!(ok, "the saved token works from now on: {stderr}");
+    assert_eq!(
+        metric(&ep.metrics(&admin).unwrap(), "blindface_tenants"),
+        3.0
+    );
+}
+
+/// Per-tenant byte quota and the global memory budget: the refused enrolment or
+/// registration gets its documented error and changes nothing, also after a restart;
+/// removing a template makes room again.
+#[test]
+fn quotas_and_the_memory_budget_refuse_with_their_errors_and_change_nothing() {
+    let p = params();
+    let probe_dir = tempfile::tempdir().unwrap();
+    let per = Galleries::open(probe_dir.path(), &p, 10)
+        .unwrap()
+        .bytes_per_template();
+    let per_tenant = Galleries::open(probe_dir.path().join("b").as_path(), &p, 10)
+        .unwrap()
+        .bytes_per_tenant();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let budget = 2 * per_tenant + 5 * per;
+    let args = [
+        "--max-tenant-bytes".to_string(),
+        (3 * per).to_string(),
+        "--memory-budget".to_string(),
+        budget.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&data, &args);
+    let ep = pinned(&server);
+    let key = SecretKey::generate(&p);
+    let ts = synthetic_templates(8, 3, &p);
+    let ct: Vec<EncryptedTemplate> = ts.iter().map(|t| encrypt_template(&key, t)).collect();
+    let a = RemoteMatcher::new(
+        &ep,
+        &p,
+        RemoteMatcher::register(&ep, None).unwrap(),
+        Path::new("t"),
+    );
+    let b = RemoteMatcher::new(
+        &ep,
+        &p,
+        RemoteMatcher::register(&ep, None).unwrap(),
+        Path::new("t"),
+    );
+    for i in 0..3 {
+        a.enrol(TemplateId(i + 1), &ct[i as usize], b"label")
+            .unwrap();
+    }
+    match a.enrol(TemplateId(4), &ct[3], b"label") {
+        Err(MatcherError::TenantQuota { max_bytes }) => assert_eq!(max_bytes, 3 * per),
+        other => panic!("expected the tenant quota, got {other:?}"),
+    }
+    assert_eq!(a.list().unwrap().len(), 3, "nothing changed");
+    b.enrol(TemplateId(10), &ct[4], b"label").unwrap();
+    b.enrol(TemplateId(11), &ct[5], b"label").unwrap();
+    match b.enrol(TemplateId(12), &ct[6], b"label") {
+        Err(MatcherError::MemoryBudget { budget: got }) => assert_eq!(got, budget),
+        other => panic!("expected the memory budget, got {other:?}"),
+    }
+    match RemoteMatcher::register(&ep, None) {
+        Err(MatcherError::MemoryBudget { .. }) => {}
+        other => panic!("registration beyond the budget: {other:?}"),
+    }
+    assert_eq!(b.list().unwrap().len(), 2, "nothing changed");
+    // The refusals are documented codes with their status.
+    let admin = server.admin_token.clone().unwrap();
+    let m = ep.metrics(&admin).unwrap();
+    assert_eq!(metric(&m, "blindface_templates"), 5.0);
+    assert_eq!(metric(&m, "blindface_tenants"), 2.0);
+    assert_eq!(metric(&m, "blindface_memory_used_bytes"), budget as f64);
+    assert_eq!(
+        metric(
+            &m,
+            r#"blindface_requests_total{route="/v1/templates",status="409"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, r#"blindface_rejected_total{code="memory_budget"}"#),
+        2.0
+    );
+    assert_eq!(
+        metric(&m, r#"blindface_rejected_total{code="tenant_quota"}"#),
+        1.0
+    );
+    // After a restart: the same state, the same refusals.
+    server.stop();
+    let server = Server::start(&data, &args);
+    let ep = pinned(&server);
+    let b = RemoteMatcher::new(&ep, &p, b.credentials().clone(), Path::new("t"));
+    let a = RemoteMatcher::new(&ep, &p, a.credentials().clone(), Path::new("t"));
+    assert!(matches!(
+        b.enrol(TemplateId(12), &ct[6], b"label"),
+        Err(MatcherError::MemoryBudget { .. })
+    ));
+    assert_eq!((a.list().unwrap().len(), b.list().unwrap().len()), (3, 2));
+    // Removing one frees its bytes for anyone.
+    let r = a.removal_block(TemplateId(1)).unwrap();
+    let negation = blindface::he::erasure(&key, &r.block, r.location.slot).unwrap();
+    a.erase(TemplateId(1), &negation).unwrap();
+    b.enrol(TemplateId(12), &ct[6], b"label").unwrap();
+    assert_eq!(b.list().unwrap().len(), 3);
+}
+
+/// Reads until the server closes the connection; false if it is still open at `limit`.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true, // reset: closed
+        }
+    }
+}
+
+/// Slowloris: 300 connections that never finish their headers (plain HTTP) and 100 that
+/// never start their TLS handshake are all closed after the header timeout, counted in
+/// the metrics, and the server still answers.
+#[test]
+fn half_open_connections_are_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    for tls in [false, true] {
+        let mut args = vec!["--header-timeout", "1"];
+        if !tls {
+            args.push("--plain-http");
+        }
+        let server = Server::start_secure(&dir.path().join(format!("s{tls}")), &args);
+        let host = server.url.split("://").nth(1).unwrap().to_string();
+        let n = if tls { 100 } else { 300 };
+        let started = Instant::now();
+        let mut conns: Vec<TcpStream> = (0..n)
+            .map(|_| {
+                let mut s = TcpStream::connect(&host).unwrap();
+                if !tls {
+                    s.write_all(b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Le")
+                        .unwrap();
+                }
+                s
+            })
+            .collect();
+        let still_open = conns
+            .iter_mut()
+            .map(|s| closed_within(s, Duration::from_secs(6)))
+            .filter(|closed| !closed)
+            .count();
+        assert_eq!(still_open, 0, "tls {tls}: half-open connections left open");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "closed before the timeout: {took:?}"
+        );
+        let m = pinned(&server)
+            .metrics(server.admin_token.as_ref().unwrap())
+            .unwrap();
+        let code = if tls {
+            "tls_handshake_timeout"
+        } else {
+            "header_timeout"
+        };
+        assert_eq!(
+            metric(&m, &format!(r#"blindface_rejected_total{{code="{code}"}}"#)),
+            n as f64,
+            "{m}"
+        );
+    }
+}
+
+/// Overload: 32 concurrent clients (one tenant, two identifies each) against a
+/// 10,000-template gallery with two matching slots, a queue of eight and 10 requests/s:
+/// every request gets an answer or a 429/503 with a retry hint, never a hang or a crash;
+/// every answered distance is exact; /metrics counts them all.
+#[test]
+fn overload_is_answered_or_refused_and_every_answer_is_exact() {
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(10_000, 21, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let creds = seed_gallery(&data, &key, &templates);
+    let server = Server::start_secure(&data, &["--max-matching", "2", "--rate-limit", "10"]);
+    let ep = pinned(&server);
+    let probes: Vec<_> = (0..8)
+        .map(|i| {
+            let t = &templates[i * 997];
+            let (probe, ctx) = encrypt_probe(&key, t);
+            (probe, ctx, t.clone())
+        })
+        .collect();
+    let (answered, busy) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..32 {
+            let (ep, creds, probes, key, templates) = (&ep, &creds, &probes, &key, &templates);
+            let (answered, busy) = (&answered, &busy);
+            s.spawn(move || {
+                let m = RemoteMatcher::new(ep, &p, creds.clone(), Path::new("t"));
+                for k in 0..2 {
+                    let (probe, ctx, t) = &probes[(c + k) % probes.len()];
+                    match m.identify(probe) {
+                        Ok(reply) => {
+                            let d = decrypt(key, ctx, &reply.result).unwrap();
+                            assert_eq!(d.len(), 10_000);
+                            for x in d {
+                                let want = t.distance_sq(&templates[x.id.0 as usize - 1]);
+                                assert_eq!(x.distance_sq, want, "id {}", x.id);
+                            }
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(MatcherError::Busy { retry_after, .. }) => {
+                            assert!(retry_after.is_some_and(|s| s >= 1));
+                            busy.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("client {c}: neither an answer nor busy: {e}"),
+                    }
+                }
+            });
+        }
+    });
+    let (answered, busy) = (answered.into_inner(), busy.into_inner());
+    assert_eq!(answered + busy, 64);
+    assert!(answered >= 2, "some answers: {answered}");
+    assert!(busy >= 1, "some refusals under this load: {busy}");
+    assert!(started.elapsed() < Duration::from_secs(120), "no hang");
+    let mut child = server;
+    assert!(
+        child.child.try_wait().unwrap().is_none(),
+        "the server is alive"
+    );
+    let m = ep.metrics(child.admin_token.as_ref().unwrap()).unwrap();
+    let route = |status: u16| {
+        metric(
+            &m,
+            &format!(r#"blindface_requests_total{{route="/v1/identify",status="{status}"}}"#),
+        ) as usize
+    };
+    assert_eq!(route(200), answered, "{m}");
+    assert_eq!(route(429) + route(503), busy, "{m}");
+    let rejected = metric(&m, r#"blindface_rejected_total{code="rate_limited"}"#)
+        + metric(&m, r#"blindface_rejected_total{code="busy"}"#);
+    assert_eq!(rejected as usize, busy);
+    assert_eq!(metric(&m, "blindface_templates"), 10_000.0);
+    assert_eq!(
+        metric(
+            &m,
+            r#"blindface_request_seconds_count{route="/v1/identify"}"#
+        ) as usize,
+        64
+    );
+    // Still serving after the storm.
+    let m2 = RemoteMatcher::new(&ep, &p, creds.clone(), Path::new("t"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(m2.list().unwrap().len(), 10_000);
+    child.child.kill().ok();
+}
+
+/// The server's log (stderr, at debug level) holds request lines, but no token, admin
+/// token, invitation code, label or ciphertext bytes.
+#[test]
+fn server_logs_hold_no_tokens_names_or_ciphertext_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let server = Server::spawn("127.0.0.1:0", &dir.path().join("server"), &[], Some(&log));
+    let admin = server.admin_token.clone().unwrap();
+    let ep = pinned(&server);
+    let code = ep.create_invites(&admin, 1).unwrap().remove(0);
+    let creds = RemoteMatcher::register(&ep, Some(&code)).unwrap();
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let labels = blindface::labels::LabelKey::from_secret(&key);
+    let m = RemoteMatcher::new(&ep, &p, creds.clone(), Path::new("t"));
+    let t = &synthetic_templates(1, 4, &p)[0];
+    let ct = encrypt_template(&key, t);
+    let id = TemplateId(77);
+    let label = labels.seal("Margaret Hamilton", id).unwrap();
+    m.enrol(id, &ct, &label).unwrap();
+    m.list().unwrap();
+    let (probe, _) = encrypt_probe(&key, t);
+    m.identify(&probe).unwrap();
+    m.verify(&probe, id).unwrap();
+    let bad = RemoteMatcher::new(
+        &ep,
+        &p,
+        Credentials {
+            tenant: "x".into(),
+            token: "not-a-real-token-but-secret-looking".into(),
+        },
+        Path::new("t"),
+    );
+    assert!(bad.list().is_err());
+    ep.metrics(&admin).unwrap();
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("/v1/identify") && text.contains("request"),
+        "{text}"
+    );
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ct_bytes = ct.to_bytes();
+    for secret in [
+        creds.token.clone(),
+        admin.clone(),
+        code.clone(),
+        "not-a-real-token-but-secret-looking".into(),
+        "Margaret".into(),
+        b64.encode(&label),
+        b64.encode(&ct_bytes[..48]),
+        hex::encode(&ct_bytes[32..64]),
+        hex::encode(&probe.to_bytes()[32..64]),
+    ] {
+        assert!(!text.contains(&secret), "the log holds {secret}");
+    }
+}
+
+/// A matcher (or someone answering in its place) that returns trivial results: zero mask
+/// and noiseless readouts, so every distance decodes to ||probe||^2, under the threshold
+/// for any normalised face.
+struct Forger {
+    inner: BuiltinMatcher,
+}
+
+impl Forger {
+    fn forge(&self, mut r: Reply) -> Reply {
+        for b in &mut r.result.blocks {
+            forge_block(b);
+        }
+        r
+    }
+}
+
+fn forge_block(b: &mut BlockResult) {
+    b.mask.iter_mut().for_each(|c| *c = 0);
+    b.entries.iter_mut().for_each(|e| e.readout = 0);
+}
+
+impl Matcher for Forger {
+    fn enrol(
+        &self,
+        id: TemplateId,
+        t: &EncryptedTemplate,
+        l: &[u8],
+    ) -> Result<Traffic, MatcherError> {
+        self.inner.enrol(id, t, l)
+    }
+    fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
+        self.inner.removal_block(id)
+    }
+    fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
+        self.inner.erase(id, n)
+    }
+    fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
+        self.inner.list()
+    }
+    fn verify(&self, p: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
+        Ok(self.forge(self.inner.verify(p, id)?))
+    }
+    fn identify_stream(
+        &self,
+        p: &EncryptedProbe,
+        sink: &mut BlockSink<'_>,
+    ) -> Result<Streamed, MatcherError> {
+        self.inner.identify_stream(p, &mut |mut b| {
+            forge_block(&mut b);
+            sink(b)
+        })
+    }
+    fn describe(&self) -> String {
+        "forger".into()
+    }
+}
+
+/// An all-zero forged result is refused by the app (verify and identify), with the typed
+/// error; the honest result of the same request decrypts.
+#[test]
+fn an_all_zero_forged_result_is_rejected_by_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let ts = synthetic_templates(2, 8, &p);
+    // The honest path first, through the same core.
+    let honest = BuiltinMatcher::open(&dir.path().join("h"), &p, "owner").unwrap();
+    honest
+        .enrol(TemplateId(1), &encrypt_template(&key, &ts[0]), b"l")
+        .unwrap();
+    let (probe, ctx) = encrypt_probe(&key, &ts[1]);
+    let r = honest.identify(&probe).unwrap().result;
+    assert_eq!(
+        decrypt(&key, &ctx, &r).unwrap()[0].distance_sq,
+        ts[1].distance_sq(&ts[0])
+    );
+    // The same result made trivial: refused by decryption...
+    let mut forged = r.clone();
+    forge_block(&mut forged.blocks[0]);
+    assert!(matches!(
+        decrypt(&key, &ctx, &forged),
+        Err(HeError::NoiselessResult { block: 0 })
+    ));
+    // ...and by the app-side client, for verify and identify.
+    let forger = Forger {
+        inner: BuiltinMatcher::open(&dir.path().join("f"), &p, "owner").unwrap(),
+    };
+    let mut client = Client::new(key, Box::new(forger))
+        .map_err(|e| e.error)
+        .unwrap();
+    client.enrol(&ts[0], "Ada").unwrap();
+    for e in [
+        client.identify(&ts[1]).unwrap_err(),
+        client.verify(&ts[1], "Ada").unwrap_err(),
+    ] {
+        assert!(
+            matches!(e, ClientError::Crypto(HeError::NoiselessResult { .. })),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("forged"));
+    }
+}
