@@ -455,6 +455,22 @@ impl RemoteMatcher {
             .map_err(|e| self.unreachable(e))?;
         Ok((bytes.len(), resp))
     }
+
+    /// POSTs a small JSON body with the tenant's token; the bytes both ways.
+    fn post_json(&self, path: &str, body: &[u8]) -> Result<Traffic, MatcherError> {
+        let resp = self
+            .agent()
+            .post(format!("{}{path}", self.url()))
+            .header("authorization", self.auth())
+            .content_type("application/json")
+            .send(body)
+            .map_err(|e| self.unreachable(e))?;
+        let reply = self.read(resp, SMALL_BODY_LIMIT)?;
+        Ok(Traffic {
+            sent: body.len(),
+            received: reply.len(),
+        })
+    }
 }
 
 /// Counts the bytes read through it.
@@ -589,18 +605,7 @@ impl Matcher for RemoteMatcher {
             label: &l,
         })
         .expect("enrol body serializes");
-        let resp = self
-            .agent()
-            .post(format!("{}/v1/templates", self.url()))
-            .header("authorization", self.auth())
-            .content_type("application/json")
-            .send(&body[..])
-            .map_err(|e| self.unreachable(e))?;
-        let reply = self.read(resp, SMALL_BODY_LIMIT)?;
-        Ok(Traffic {
-            sent: body.len(),
-            received: reply.len(),
-        })
+        self.post_json("/v1/templates", &body)
     }
 
     fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
@@ -642,18 +647,7 @@ impl Matcher for RemoteMatcher {
     fn erase(&self, id: TemplateId, negation: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
         let n = B64.encode(negation.to_bytes());
         let body = serde_json::to_vec(&EraseBody { negation: &n }).expect("erase body serializes");
-        let resp = self
-            .agent()
-            .post(format!("{}/v1/templates/{id}/erase", self.url()))
-            .header("authorization", self.auth())
-            .content_type("application/json")
-            .send(&body[..])
-            .map_err(|e| self.unreachable(e))?;
-        let reply = self.read(resp, SMALL_BODY_LIMIT)?;
-        Ok(Traffic {
-            sent: body.len(),
-            received: reply.len(),
-        })
+        self.post_json(&format!("/v1/templates/{id}/erase"), &body)
     }
 
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
