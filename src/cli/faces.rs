@@ -9,8 +9,8 @@ use serde::Serialize;
 use blindface::client::face::{choose_face, embed_face, FaceSelection};
 use blindface::client::keys::{open_key, KeyOrigin, KeyPolicy};
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, threshold_sq, to_float_l2, Gallery, PreparedProbe,
-    Template, TemplateId,
+    decrypt_for, encrypt_probe, encrypt_template, threshold_sq, to_float_l2, Gallery,
+    PreparedProbe, Template, TemplateId,
 };
 use blindface::vision::{load_image, Embedding, Face, FacePipeline};
 
@@ -152,7 +152,7 @@ pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
     let (probe, ctx) = encrypt_probe(&key, &ta);
     let prepared = PreparedProbe::new(&probe, &params)?;
     let result = gallery.verify(&prepared, id)?;
-    let distance = decrypt(&key, &ctx, &result)?[0].distance_sq;
+    let distance = decrypt_for(&key, &ctx, &result, id)?.distance_sq;
     let quantised = ta.distance_sq(&tb);
 
     let l2 = ea.l2(&eb);

@@ -25,13 +25,13 @@ use std::time::Instant;
 use thiserror::Error;
 
 use crate::he::{
-    decrypt_block, encrypt_probe, encrypt_template, erasure, EncryptedProbe, HeError, Params,
-    SecretKey, Template, TemplateId,
+    decrypt_block, encrypt_probe, encrypt_template, erasure, BlockResult, EncryptedProbe, HeError,
+    Params, SecretKey, Template, TemplateId,
 };
 use crate::labels::{LabelError, LabelKey};
 use crate::matcher::tls::Fingerprint;
 use crate::matcher::{
-    BlockSink, BuiltinMatcher, Credentials, Endpoint, Enrolled, Matcher, MatcherError, MatcherSpec,
+    BuiltinMatcher, Credentials, Endpoint, Enrolled, Matcher, MatcherError, MatcherSpec,
     RemoteMatcher, TokenStore, Traffic,
 };
 use crate::ranking::{best_per_person, rank, PersonDistance};
@@ -496,7 +496,7 @@ impl Client {
                 let reply = self.matcher.verify(probe, id)?;
                 traffic += reply.traffic;
                 for block in reply.result.blocks {
-                    sink(block)?;
+                    sink(block, Some(id))?;
                 }
             }
             Ok((ids.len() as u64, traffic))
@@ -511,7 +511,7 @@ impl Client {
         &self,
         template: &Template,
         answers: Answers<'_>,
-        ask: impl FnOnce(&EncryptedProbe, &mut BlockSink<'_>) -> Result<(u64, Traffic), MatcherError>,
+        ask: impl FnOnce(&EncryptedProbe, &mut Answer<'_>) -> Result<(u64, Traffic), MatcherError>,
     ) -> Result<MatchReport, ClientError> {
         let t = Instant::now();
         let (probe, ctx) = encrypt_probe(&self.key, template);
@@ -522,30 +522,46 @@ impl Client {
         let mut blocks = 0usize;
         let mut decrypting = std::time::Duration::ZERO;
         let mut failure: Option<ClientError> = None;
-        let asked = ask(&probe, &mut |block| {
+        let asked = ask(&probe, &mut |block, only| {
             let d = Instant::now();
             let decrypted = decrypt_block(&self.key, &ctx, &block, blocks);
             decrypting += d.elapsed();
             blocks += 1;
-            match decrypted {
-                Ok(ds) => {
-                    for x in &ds {
-                        if !seen.insert(x.id) {
-                            failure = Some(ClientError::UnexpectedIds(format!(
-                                "template {} appears twice",
-                                x.id
-                            )));
-                            return Err(MatcherError::Cancelled);
-                        }
-                    }
-                    distances.extend(ds);
-                    Ok(())
+            let mut fail = |e: ClientError| {
+                failure = Some(e);
+                Err(MatcherError::Cancelled)
+            };
+            let ds = match decrypted {
+                Ok(ds) => ds,
+                Err(e) => return fail(e.into()),
+            };
+            // Every readout of the block was checked; a 1:1 keeps the asked one only.
+            let mut in_block = BTreeSet::new();
+            if let Some(x) = ds.iter().find(|x| !in_block.insert(x.id)) {
+                return fail(ClientError::UnexpectedIds(format!(
+                    "template {} appears twice",
+                    x.id
+                )));
+            }
+            let kept: Vec<_> = match only {
+                Some(id) if !in_block.contains(&id) => {
+                    return fail(ClientError::UnexpectedIds(format!(
+                        "asked for {id}, got a block without it"
+                    )))
                 }
-                Err(e) => {
-                    failure = Some(e.into());
-                    Err(MatcherError::Cancelled)
+                Some(id) => ds.into_iter().filter(|x| x.id == id).collect(),
+                None => ds,
+            };
+            for x in &kept {
+                if !seen.insert(x.id) {
+                    return fail(ClientError::UnexpectedIds(format!(
+                        "template {} appears twice",
+                        x.id
+                    )));
                 }
             }
+            distances.extend(kept);
+            Ok(())
         });
         let (calls, traffic) = match (asked, failure) {
             (_, Some(f)) => return Err(f),
@@ -590,7 +606,9 @@ impl Client {
     /// result is streamed and decrypted block by block.
     pub fn identify_known(&self, template: &Template) -> Result<MatchReport, ClientError> {
         self.exchange(template, Answers::Known, |probe, sink| {
-            let streamed = self.matcher.identify_stream(probe, sink)?;
+            let streamed = self
+                .matcher
+                .identify_stream(probe, &mut |b| sink(b, None))?;
             Ok((1, streamed.traffic))
         })
     }
@@ -625,6 +643,10 @@ impl Client {
         Ok(ids)
     }
 }
+
+/// Receives each result block with the template a 1:1 asked for (`None`: an identify,
+/// every template counts).
+type Answer<'a> = dyn FnMut(BlockResult, Option<TemplateId>) -> Result<(), MatcherError> + 'a;
 
 /// Which templates a result may answer for.
 enum Answers<'a> {
@@ -722,7 +744,7 @@ mod tests {
         fn identify_stream(
             &self,
             p: &EncryptedProbe,
-            sink: &mut BlockSink<'_>,
+            sink: &mut crate::matcher::BlockSink<'_>,
         ) -> Result<crate::matcher::Streamed, MatcherError> {
             self.inner.identify_stream(p, sink)
         }

@@ -175,6 +175,20 @@ pub fn decrypt(
     Ok(out)
 }
 
+/// Decrypts a 1:1 result (every readout of the block is checked) and returns the distance
+/// of the template asked for; a result without it is [`HeError::UnknownTemplate`].
+pub fn decrypt_for(
+    key: &SecretKey,
+    probe: &ProbeContext,
+    result: &MatchResult,
+    id: TemplateId,
+) -> Result<Distance, HeError> {
+    decrypt(key, probe, result)?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or(HeError::UnknownTemplate(id))
+}
+
 /// Decrypts a whole gallery block (every coefficient, decoded), checking that each sits
 /// within the integrity bound of a multiple of Delta. For the owner's removal and audits.
 pub fn decrypt_gallery_block(

@@ -731,14 +731,19 @@ impl Gallery {
         Ok(MatchResult::new(&self.params, blocks))
     }
 
-    /// 1:1: one external product with the template's block, reading only its slot.
+    /// 1:1: one external product with the template's block. Every slot's readout is
+    /// returned (the app keeps the asked one), so that decryption checks all 15 against
+    /// the noise bound and the empty slots against zero: a 1:1 answered for another key
+    /// then fails with probability about 1 - 2^-60, where one readout alone would pass
+    /// with probability about 1/16.
     pub fn verify(&self, probe: &PreparedProbe, id: TemplateId) -> Result<MatchResult, HeError> {
         self.check_probe(probe)?;
         let loc = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
         let mut buffers = ComputationBuffers::new();
+        let block = &self.blocks[loc.block];
         let block = probe.block_result(
-            &self.blocks[loc.block].ct,
-            std::iter::once((loc.slot, Some(id))),
+            &block.ct,
+            block.slots.iter().copied().enumerate(),
             &mut buffers,
         );
         Ok(MatchResult::new(&self.params, vec![block]))

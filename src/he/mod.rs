@@ -24,8 +24,8 @@ mod synthetic;
 pub mod wire;
 
 pub use decrypt::{
-    block_readouts, decrypt, decrypt_block, decrypt_gallery_block, erasure, noise_bound, readouts,
-    Distance, Readout,
+    block_readouts, decrypt, decrypt_block, decrypt_for, decrypt_gallery_block, erasure,
+    noise_bound, readouts, Distance, Readout,
 };
 pub use encrypt::{encrypt_probe, encrypt_template};
 pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext, TemplateId};

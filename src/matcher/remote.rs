@@ -721,7 +721,6 @@ impl Matcher for RemoteMatcher {
             blocks += 1;
             sink(block)?;
         }
-        drop(reader);
         Ok(Streamed {
             blocks,
             traffic: Traffic {

@@ -762,6 +762,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn a_corrupt_old_store_or_a_newer_schema_is_refused_and_left_untouched() {
         let p = Params::v1();
         let key = SecretKey::generate(&p);
