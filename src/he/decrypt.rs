@@ -101,8 +101,8 @@ fn check_params(key: &SecretKey, params: &Params) -> Result<(), HeError> {
 
 /// Readouts a block needs before "all of them noiseless" counts as forged: a compact
 /// readout is exactly noiseless with probability about 2^-4.7 (noise ~10 units of 2^32),
-/// so a 1:1 block (one readout) could be honest, while 8 or more (an identify block has
-/// 15) are honest with probability below 2^-37.
+/// so a block of a few readouts could be honest, while 8 or more (every block the
+/// matcher sends has 15) are honest with probability below 2^-37.
 const NOISELESS_READOUTS: usize = 8;
 
 /// Refuses a block that no encryption went into: an all-zero mask (a trivial GLWE, whose
