@@ -221,24 +221,37 @@ pub struct BlockCiphertext {
     pub slots: Vec<Option<TemplateId>>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct BlockWire {
     mask: Vec<u64>,
     body: Vec<u64>,
     slots: Vec<Option<TemplateId>>,
 }
 
+/// Serializes exactly like [`BlockWire`], without copying the ciphertext.
+#[derive(Serialize)]
+struct BlockWireRef<'a> {
+    mask: &'a [u64],
+    body: &'a [u64],
+    slots: &'a [Option<TemplateId>],
+}
+
 impl BlockCiphertext {
+    fn wire(&self) -> BlockWireRef<'_> {
+        BlockWireRef {
+            mask: &self.mask,
+            body: &self.body,
+            slots: &self.slots,
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
-        wire::encode(
-            Kind::Block,
-            &self.params,
-            &BlockWire {
-                mask: self.mask.clone(),
-                body: self.body.clone(),
-                slots: self.slots.clone(),
-            },
-        )
+        wire::encode(Kind::Block, &self.params, &self.wire())
+    }
+
+    /// `to_bytes().len()`, without serializing.
+    pub fn wire_len(&self) -> usize {
+        wire::encoded_len(&self.params, &self.wire())
     }
 
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {

@@ -92,7 +92,7 @@ impl Matcher for BuiltinMatcher {
         let (location, block) = self.galleries.block_of(&self.tenant, id)?;
         let traffic = Traffic {
             sent: 0,
-            received: block.to_bytes().len(),
+            received: block.wire_len(),
         };
         Ok(RemovalBlock {
             location,

@@ -97,7 +97,9 @@ impl Galleries {
     pub fn open_with(dir: &Path, params: &Params, quotas: Quotas) -> Result<Self, MatcherError> {
         let params = *params;
         let store = Store::open_with(dir, &params)?;
-        let mut names: Vec<String> = store.tenants()?.into_iter().map(|(t, _)| t).collect();
+        let registered_tenants = store.tenants()?;
+        let registered = registered_tenants.len() as u64;
+        let mut names: Vec<String> = registered_tenants.into_iter().map(|(t, _)| t).collect();
         names.extend(store.gallery_tenants()?);
         names.sort();
         names.dedup();
@@ -106,7 +108,6 @@ impl Galleries {
             let tenant = Self::load_tenant(&store, &params, &name)?;
             tenants.insert(name, Arc::new(tenant));
         }
-        let registered = store.tenants()?.len() as u64;
         let templates: usize = tenants
             .values()
             .map(|t| t.labels.read().map_or(0, |l| l.len()))

@@ -424,11 +424,14 @@ impl Store {
         tenant: &str,
         changes: &[StoreChange<'_>],
     ) -> Result<(), MatcherError> {
-        let mut encoded = Vec::with_capacity(changes.len());
-        for (i, c) in changes.iter().enumerate() {
-            let last = !changes[i + 1..].iter().any(|d| d.block == c.block);
-            encoded.push(last.then(|| encode_record(c.record)));
-        }
+        // Only each block's last change is written: find it in one pass from the end.
+        let mut written = std::collections::HashSet::new();
+        let mut encoded: Vec<Option<Vec<u8>>> = changes
+            .iter()
+            .rev()
+            .map(|c| written.insert(c.block).then(|| encode_record(c.record)))
+            .collect();
+        encoded.reverse();
         self.write(|txn| {
             let mut blocks = txn.open_table(BLOCKS)?;
             let mut slots = txn.open_table(SLOTS)?;
@@ -458,17 +461,21 @@ impl Store {
         id: TemplateId,
         label: &[u8],
     ) -> Result<(), MatcherError> {
-        let slot = self
-            .slots()?
-            .into_iter()
-            .find(|s| s.tenant == tenant && s.id == id)
-            .ok_or(MatcherError::UnknownId(id))?;
-        let row = encode_slot(slot.location.block, slot.location.slot, label);
-        self.write(|txn| {
-            txn.open_table(SLOTS)?
-                .insert((tenant, id.0), row.as_slice())?;
-            Ok(())
-        })
+        let found = self.write(|txn| {
+            let mut table = txn.open_table(SLOTS)?;
+            let location = table
+                .get((tenant, id.0))?
+                .and_then(|v| split_slot(v.value()).map(|(loc, _)| loc));
+            if let Some(loc) = location {
+                let row = encode_slot(loc.block, loc.slot, label);
+                table.insert((tenant, id.0), row.as_slice())?;
+            }
+            Ok(location.is_some())
+        })?;
+        if !found {
+            return Err(MatcherError::UnknownId(id));
+        }
+        Ok(())
     }
 
     /// Moves every block and slot (and the token hash, if any) of tenant `from` to `to`,
