@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_monic_monomial_mul_assign;
-use tfhe::core_crypto::commons::math::random::{CompressionSeed, RandomGenerator, Seed, Uniform};
+use tfhe::core_crypto::commons::math::random::{CompressionSeed, Seed, Uniform};
 use tfhe::core_crypto::commons::traits::contiguous_entity_container::{
     ContiguousEntityContainer, ContiguousEntityContainerMut,
 };
@@ -21,12 +21,12 @@ use tfhe::core_crypto::fft_impl::fft64::math::polynomial::FourierPolynomial;
 use tfhe::core_crypto::fft_impl::fft64::{c64, ABox};
 use tfhe::core_crypto::prelude::{
     add_external_product_assign_mem_optimized,
-    add_external_product_assign_mem_optimized_requirement, decompress_seeded_glwe_ciphertext,
-    glwe_ciphertext_add_assign, ComputationBuffers, DefaultRandomGenerator, Fft, GlweCiphertext,
-    MonomialDegree, Polynomial, SeededGgswCiphertext, SeededGlweCiphertext,
+    add_external_product_assign_mem_optimized_requirement, glwe_ciphertext_add_assign,
+    ComputationBuffers, Fft, GlweCiphertext, MonomialDegree, Polynomial, SeededGgswCiphertext,
 };
 
 use super::entities::{EncryptedProbe, EncryptedTemplate, TemplateId};
+use super::mask;
 use super::result::{switch_modulus, BlockResult, MatchResult, SlotReadout};
 use super::wire::{self, Kind};
 use super::{HeError, Params};
@@ -63,33 +63,29 @@ impl PreparedProbe {
         let mut fourier =
             FourierGgswCiphertext::new(p.glwe_size(), p.poly_size(), p.base_log(), p.level_count());
 
-        // The mask generators of the GGSW's rows, forked exactly as tfhe's
-        // `decompress_seeded_ggsw_ciphertext` forks them (one child per level matrix, then one
-        // per row), so each row's mask is the same bytes of tfhe's own AES-CTR stream.
-        let mut root = RandomGenerator::<DefaultRandomGenerator>::new(seeded.compression_seed());
-        let levels = seeded.decompression_fork_config(Uniform);
-        let mut rows = Vec::with_capacity(p.glwe_size().0 * p.decomp_level_count);
-        for (matrix, mut level_gen) in seeded.iter().zip(
-            root.try_fork(
-                levels.children_count(),
-                levels.mask_byte_count_per_child().0,
-            )
-            .expect("fresh generator forks into the GGSW levels"),
-        ) {
-            let config = matrix.decompression_fork_config(Uniform);
-            let children = level_gen
-                .try_fork(
-                    config.children_count(),
-                    config.mask_byte_count_per_child().0,
-                )
-                .expect("level generator forks into its rows");
-            rows.extend(children);
-        }
+        // Where each GGSW row's mask starts in the seed's stream: tfhe's
+        // `decompress_seeded_ggsw_ciphertext` forks one generator per level matrix, then one
+        // per row, each taking the next `mask_byte_count_per_child` bytes; the fork configs
+        // are tfhe's own, only the bytes come from `mask::fill` (bit-exact, tested).
+        let level_bytes = seeded
+            .decompression_fork_config(Uniform)
+            .mask_byte_count_per_child()
+            .0 as u64;
+        let row_bytes = seeded
+            .iter()
+            .next()
+            .expect("a GGSW has at least one level")
+            .decompression_fork_config(Uniform)
+            .mask_byte_count_per_child()
+            .0 as u64;
+        let glwe_size = p.glwe_size().0;
+        let row_offset = |row: usize| {
+            (row / glwe_size) as u64 * level_bytes + (row % glwe_size) as u64 * row_bytes
+        };
 
-        // Each row (k mask polynomials from its generator, then its body, which is what the
-        // seeded GGSW stores, N coefficients per row) goes straight to the
-        // Fourier domain, in parallel: no standard GGSW is materialised. The mask bytes are
-        // what ~90% of the time goes to (tfhe-csprng yields them one by one).
+        // Each row (k mask polynomials from the stream, then its body, which is what the
+        // seeded GGSW stores, N coefficients per row) goes straight to the Fourier domain,
+        // in parallel: no standard GGSW is materialised.
         let n = p.polynomial_size;
         let k = p.glwe_dimension;
         let fourier_row = (k + 1) * n / 2;
@@ -100,11 +96,11 @@ impl PreparedProbe {
             .data()
             .par_chunks_exact_mut(fourier_row)
             .zip(probe.bodies.par_chunks_exact(n))
-            .zip(rows)
+            .enumerate()
             .for_each_init(
                 || (vec![0u64; k * n], ComputationBuffers::new()),
-                |(mask, buffers), ((out, body), mut gen)| {
-                    gen.fill_slice_with_random_uniform(mask);
+                |(mask, buffers), (row, (out, body))| {
+                    mask::fill(probe.seed, row_offset(row), mask);
                     buffers.resize(stack_bytes);
                     let polys = mask.chunks_exact(n).chain([body]);
                     for (out, poly) in out.chunks_exact_mut(n / 2).zip(polys) {
@@ -274,15 +270,22 @@ impl BlockCiphertext {
 
 /// Expands a seeded ciphertext into a full GLWE ciphertext in slot 0.
 fn expand(seed: u128, body: &[u64], p: &Params) -> Glwe {
-    let seeded = SeededGlweCiphertext::from_container(
-        body,
-        p.glwe_size(),
-        CompressionSeed::from(Seed(seed)),
-        p.modulus(),
-    );
     let mut out = GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus());
-    decompress_seeded_glwe_ciphertext::<_, _, _, DefaultRandomGenerator>(&mut out, &seeded);
+    mask::fill(seed, 0, out.get_mut_mask().as_mut());
+    out.get_mut_body().as_mut().copy_from_slice(body);
     out
+}
+
+/// `acc += x * X^shift` (negacyclic, one polynomial of N coefficients).
+fn add_shifted(acc: &mut [u64], x: &[u64], shift: usize) {
+    let n = acc.len();
+    let (low, high) = x.split_at(n - shift);
+    for (a, &c) in acc[shift..].iter_mut().zip(low) {
+        *a = a.wrapping_add(c);
+    }
+    for (a, &c) in acc[..shift].iter_mut().zip(high) {
+        *a = a.wrapping_sub(c);
+    }
 }
 
 /// `ct * X^shift` (negacyclic), every polynomial.
@@ -479,10 +482,24 @@ impl Gallery {
         if let Some(base) = &r.base_mask {
             block.ct.get_mut_mask().as_mut().copy_from_slice(base);
         }
-        let zeros = vec![0u64; n];
+        let mut mask = vec![0u64; n * p.glwe_dimension];
         for s in &r.seeds {
-            let mask = shifted(expand(s.seed, &zeros, p), s.shift as usize);
-            add_into(block.ct.get_mut_mask().as_mut(), mask.get_mask().as_ref());
+            if s.shift as usize >= n {
+                return Err(HeError::Malformed {
+                    what: "stored block",
+                    detail: format!("seed shift {} beyond the block", s.shift),
+                });
+            }
+            mask::fill(s.seed, 0, &mut mask);
+            for (acc, poly) in block
+                .ct
+                .get_mut_mask()
+                .as_mut()
+                .chunks_exact_mut(n)
+                .zip(mask.chunks_exact(n))
+            {
+                add_shifted(acc, poly, s.shift as usize);
+            }
         }
         block.base_mask = r.base_mask.map(Vec::into_boxed_slice);
         block.seeds = r.seeds;
@@ -821,6 +838,24 @@ mod tests {
             .iter()
             .map(|c| (c.re.to_bits(), c.im.to_bits()))
             .collect()
+    }
+
+    #[test]
+    fn add_shifted_is_the_negacyclic_monomial_product() {
+        let p = Params::v1();
+        let n = p.polynomial_size;
+        let mut rng = StdRng::seed_from_u64(5);
+        for shift in [0, 1, p.slot_width(), 14 * p.slot_width(), n / 2, n - 1] {
+            let x: Vec<u64> = (0..n).map(|_| rng.random()).collect();
+            let acc0: Vec<u64> = (0..n).map(|_| rng.random()).collect();
+            let mut fast = acc0.clone();
+            add_shifted(&mut fast, &x, shift);
+            let mut poly = Polynomial::from_container(x.clone());
+            polynomial_wrapping_monic_monomial_mul_assign(&mut poly, MonomialDegree(shift));
+            let mut reference = acc0.clone();
+            add_into(&mut reference, poly.as_ref());
+            assert_eq!(fast, reference, "shift {shift}");
+        }
     }
 
     #[test]

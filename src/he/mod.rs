@@ -16,6 +16,7 @@ mod entities;
 mod error;
 mod keys;
 pub mod layout;
+mod mask;
 mod matching;
 mod params;
 mod quantise;
