@@ -14,7 +14,7 @@ use blindface::he::{
     decrypt_block, encrypt_probe, encrypt_template, synthetic_template, BlockResult, MatchResult,
     Params, PreparedProbe, SecretKey, TemplateId,
 };
-use blindface::matcher::{Galleries, Store, IDENTIFY_CHUNK, STORE_FILE};
+use blindface::matcher::{Galleries, Store, StoreUsage, IDENTIFY_CHUNK, STORE_FILE};
 
 use super::{emit, Globals};
 
@@ -37,8 +37,14 @@ struct BenchOutput {
     server_bytes_per_template: Option<f64>,
     /// Size of the store file after enrolling and compacting, per template.
     store_bytes_per_template: f64,
-    /// The same before compaction (free pages of the bulk transactions included).
+    /// Disk space the compacted store file takes (Unix: blocks allocated; redb grows its
+    /// file by doubling, and the unwritten end of the file takes no space).
+    store_disk_bytes_per_template: Option<f64>,
+    /// The store file's length before compaction (free pages of the bulk transactions).
     store_bytes_per_template_uncompacted: f64,
+    /// redb's accounting of the compacted store: allocated pages, and per table the bytes
+    /// stored, indexed and left unused in its pages.
+    store_usage: StoreUsage,
     store_open_ms: f64,
     result_bytes: usize,
     result_bytes_per_template: f64,
@@ -68,9 +74,24 @@ const LABEL_BYTES: usize = 4 + 24 + 13 + 16;
 /// Templates encrypted (in parallel) and committed per store transaction.
 const BATCH: usize = 15 * 200;
 
-/// Template ids start at 1 (0 is not a valid id); template `i` is synthetic number `i`.
+/// Ids are spread over [1, 2^53) like the app's random ones (so the store's slot table
+/// sees inserts in random order, as in real use): template `i` is synthetic number `i`
+/// and gets id `(i + 1) * ID_MULTIPLIER mod 2^53`, a bijection that never gives 0.
+const ID_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+const ID_MASK: u64 = (1 << 53) - 1;
+
 fn id_of(i: usize) -> TemplateId {
-    TemplateId(i as u64 + 1)
+    TemplateId((i as u64 + 1).wrapping_mul(ID_MULTIPLIER) & ID_MASK)
+}
+
+/// The synthetic number of an [`id_of`] id.
+fn index_of(id: TemplateId) -> u64 {
+    // The multiplier's inverse mod 2^64 (Newton's iteration), hence mod 2^53.
+    let mut inverse = ID_MULTIPLIER;
+    for _ in 0..6 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(ID_MULTIPLIER.wrapping_mul(inverse)));
+    }
+    (id.0.wrapping_mul(inverse) & ID_MASK) - 1
 }
 
 pub fn bench(globals: &Globals, n: usize) -> Result<()> {
@@ -104,8 +125,13 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
     let enrol_total_s = started.elapsed().as_secs_f64();
     let store_file = dir.path().join(STORE_FILE);
     let store_bytes_uncompacted = std::fs::metadata(&store_file)?.len();
-    Store::open_with(dir.path(), &params)?.compact()?;
+    let store_usage = {
+        let mut store = Store::open_with(dir.path(), &params)?;
+        store.compact()?;
+        store.usage()?
+    };
     let store_bytes = std::fs::metadata(&store_file)?.len();
+    let store_disk_bytes = disk_bytes(&store_file)?;
 
     // Re-open: the time to load, and the memory the gallery holds.
     let idle = resident_bytes();
@@ -161,7 +187,7 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
                 decrypting += t.elapsed();
                 block_no += 1;
                 for d in distances {
-                    let plain = synthetic_template(d.id.0 - 1, SEED, &params);
+                    let plain = synthetic_template(index_of(d.id), SEED, &params);
                     exact &= d.distance_sq == probe_t.distance_sq(&plain);
                     checked += 1;
                 }
@@ -190,7 +216,9 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
         template_bytes,
         server_bytes_per_template,
         store_bytes_per_template: store_bytes as f64 / n as f64,
+        store_disk_bytes_per_template: store_disk_bytes.map(|b| b as f64 / n as f64),
         store_bytes_per_template_uncompacted: store_bytes_uncompacted as f64 / n as f64,
+        store_usage,
         store_open_ms,
         result_bytes,
         result_bytes_per_template: result_bytes as f64 / n as f64,
@@ -207,7 +235,7 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
              \x20 match 1:1              {:>9.3} ms\n\
              \x20 match 1:{:<6}         {:>9.3} ms   ({:.3} ms on 1 thread)\n\
              \x20 decrypt 1:{:<6}       {:>9.3} ms   (result {} bytes, {:.0} per template)\n\
-             \x20 memory per template    {}   (store {:.0} bytes compacted, {:.0} before; open {:.0} ms)\n\
+             \x20 memory per template    {}   (store file {:.0} bytes compacted, {:.0} before, on disk {}; open {:.0} ms)\n\
              \x20 identify peak memory   {}\n\
              \x20 every distance exact   {}\n",
             out.gallery,
@@ -231,6 +259,7 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
             opt(out.server_bytes_per_template, "bytes"),
             out.store_bytes_per_template,
             out.store_bytes_per_template_uncompacted,
+            opt(out.store_disk_bytes_per_template, "bytes"),
             out.store_open_ms,
             opt(out.identify_peak_mb, "MB"),
             if out.exact { "yes" } else { "NO" }
@@ -241,6 +270,21 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
         "decrypted distances differ from the plaintext computation"
     );
     Ok(())
+}
+
+/// Bytes of disk a file takes (Unix), as `du` counts them.
+fn disk_bytes(path: &std::path::Path) -> Result<Option<u64>> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(Some(meta.blocks() * 512))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(None)
+    }
 }
 
 /// Resident set size of this process, after returning freed heap to the OS (Linux).
@@ -273,4 +317,20 @@ fn status_field(name: &str) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_ids_are_valid_distinct_and_map_back() {
+        let mut seen = std::collections::HashSet::new();
+        for i in (0..100_000).chain([999_999, 5_000_000]) {
+            let id = id_of(i);
+            assert!(id.is_valid(), "{id}");
+            assert!(seen.insert(id));
+            assert_eq!(index_of(id), i as u64);
+        }
+    }
 }

@@ -185,6 +185,8 @@ pub struct MaskSeed {
 /// What the store keeps of one block, enough to rebuild it exactly without any
 /// per-template ciphertext: the summed body, and the mask as the seeds summed into it
 /// since the last dense snapshot (`base_mask`, written once the seeds would outweigh it).
+/// Every body coefficient is a multiple of 2^(64 - [`Params::body_bits`]) (see
+/// [`round_body`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockRecord {
     pub body: Vec<u64>,
@@ -194,9 +196,9 @@ pub struct BlockRecord {
 
 impl BlockRecord {
     /// Seeds a record holds before its mask is stored densely instead: the point where
-    /// the seeds' bytes (20 each) would pass the mask's (8 per coefficient).
+    /// the seeds' bytes (18 each on disk) would pass the mask's (8 per coefficient).
     pub fn seed_limit(params: &Params) -> usize {
-        params.polynomial_size * 8 / 20
+        params.polynomial_size * 8 / 18
     }
 }
 
@@ -274,6 +276,20 @@ fn expand(seed: u128, body: &[u64], p: &Params) -> Glwe {
     mask::fill(seed, 0, out.get_mut_mask().as_mut());
     out.get_mut_body().as_mut().copy_from_slice(body);
     out
+}
+
+/// Rounds a body coefficient to the nearest multiple of 2^(64 - [`Params::body_bits`]),
+/// exactly as the external product's decomposition rounds its input (half up).
+///
+/// Every addend's body is rounded once as it is packed, so a block's body is a sum of
+/// such multiples and stays one (the store keeps its top `body_bits` only, 5.5 bytes a
+/// coefficient instead of 8). The rounding adds at most 2^19 to each coefficient of the
+/// template's phase, once, the same order as what the decomposition already discards;
+/// the noise it adds to a readout is measured in tests/he_core.rs.
+pub(crate) fn round_body(x: u64, p: &Params) -> u64 {
+    let low = 64 - p.body_bits();
+    let half = 1u64 << (low - 1);
+    x.wrapping_add(half) & !((1u64 << low) - 1)
 }
 
 /// `acc += x * X^shift` (negacyclic, one polynomial of N coefficients).
@@ -477,6 +493,12 @@ impl Gallery {
                 detail: "wrong dimensions".into(),
             });
         }
+        if r.body.iter().any(|&c| round_body(c, p) != c) {
+            return Err(HeError::Malformed {
+                what: "stored block",
+                detail: "body beyond the stored precision".into(),
+            });
+        }
         let mut block = Block::empty(p);
         block.ct.get_mut_body().as_mut().copy_from_slice(&r.body);
         if let Some(base) = &r.base_mask {
@@ -630,7 +652,10 @@ impl Gallery {
     ) -> Change {
         let p = &self.params;
         let shift = location.slot * p.slot_width();
-        let addend = shifted(expand(ct.seed, &ct.body, p), shift);
+        let mut addend = shifted(expand(ct.seed, &ct.body, p), shift);
+        for c in addend.get_mut_body().as_mut() {
+            *c = round_body(*c, p);
+        }
         let seed = MaskSeed {
             seed: ct.seed,
             shift: shift as u32,

@@ -32,6 +32,7 @@ pub use encrypt::{encrypt_probe, encrypt_template};
 pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext, TemplateId};
 pub use error::HeError;
 pub use keys::SecretKey;
+pub(crate) use matching::round_body;
 pub use matching::{
     BlockCiphertext, BlockRecord, Change, Gallery, GalleryBuilder, Location, MaskSeed,
     PreparedProbe,

@@ -87,6 +87,14 @@ impl Params {
         j * self.slot_width() + self.dim
     }
 
+    /// Bits of each block coefficient the external product reads: the gadget
+    /// decomposition keeps the top `decomp_base_log * decomp_level_count` bits and rounds
+    /// the rest away. The gallery stores block bodies at this precision (see
+    /// `matching::round_body`).
+    pub fn body_bits(&self) -> u32 {
+        (self.decomp_base_log * self.decomp_level_count) as u32
+    }
+
     /// The plaintext scaling factor Delta.
     pub fn delta(&self) -> u64 {
         1u64 << self.delta_log

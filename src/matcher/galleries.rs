@@ -8,8 +8,8 @@
 //!
 //! Locking, per tenant: `writer` serialises enrol/remove (and is the only lock held while
 //! the store fsyncs); `gallery` is read-locked by matching and write-locked only for the
-//! in-memory insert or subtraction; `labels` is separate, so listing never waits for a
-//! long identify or an fsync. A poisoned lock is [`MatcherError::Poisoned`] (the server's
+//! in-memory insert or subtraction. Labels are not held in memory: listing reads them
+//! from the store, so it never waits for a long identify or an fsync. A poisoned lock is [`MatcherError::Poisoned`] (the server's
 //! 500), never a client error.
 //!
 //! Memory: every template and registered tenant is charged what it holds in memory
@@ -58,16 +58,18 @@ impl Quotas {
 struct Tenant {
     writer: Mutex<()>,
     gallery: RwLock<Gallery>,
-    labels: RwLock<BTreeMap<TemplateId, Vec<u8>>>,
 }
 
 impl Tenant {
-    fn new(gallery: Gallery, labels: BTreeMap<TemplateId, Vec<u8>>) -> Self {
+    fn new(gallery: Gallery) -> Self {
         Tenant {
             writer: Mutex::new(()),
             gallery: RwLock::new(gallery),
-            labels: RwLock::new(labels),
         }
+    }
+
+    fn len(&self) -> Result<usize, MatcherError> {
+        Ok(self.gallery.read().map_err(poisoned)?.len())
     }
 }
 
@@ -108,10 +110,7 @@ impl Galleries {
             let tenant = Self::load_tenant(&store, &params, &name)?;
             tenants.insert(name, Arc::new(tenant));
         }
-        let templates: usize = tenants
-            .values()
-            .map(|t| t.labels.read().map_or(0, |l| l.len()))
-            .sum();
+        let templates: usize = tenants.values().map(|t| t.len().unwrap_or(0)).sum();
         let used =
             registered * bytes_per_tenant(&params) + templates as u64 * bytes_per_template(&params);
         Ok(Galleries {
@@ -123,21 +122,20 @@ impl Galleries {
         })
     }
 
-    /// Rebuilds one tenant's gallery and labels from the store.
+    /// Rebuilds one tenant's gallery from the store (labels stay there: [`Galleries::list`]
+    /// reads them).
     fn load_tenant(store: &Store, params: &Params, tenant: &str) -> Result<Tenant, MatcherError> {
         let mut builder = GalleryBuilder::new(params);
         store.for_each_block_batch(tenant, 1024, |batch| Ok(builder.add(batch)?))?;
-        let mut labels = BTreeMap::new();
-        let mut slots = Vec::new();
-        for s in store.slots_of(tenant)? {
-            slots.push((s.id, s.location));
-            labels.insert(s.id, s.label);
-        }
+        let slots = store
+            .slots_of(tenant)?
+            .into_iter()
+            .map(|s| (s.id, s.location));
         let gallery = builder.finish(slots).map_err(|e| MatcherError::Store {
             path: store.path().display().to_string(),
             detail: format!("tenant {tenant}: {e}"),
         })?;
-        Ok(Tenant::new(gallery, labels))
+        Ok(Tenant::new(gallery))
     }
 
     pub fn params(&self) -> &Params {
@@ -176,11 +174,7 @@ impl Galleries {
     pub fn template_count(&self) -> usize {
         self.tenants
             .read()
-            .map(|m| {
-                m.values()
-                    .map(|t| t.labels.read().map(|l| l.len()).unwrap_or(0))
-                    .sum()
-            })
+            .map(|m| m.values().map(|t| t.len().unwrap_or(0)).sum())
             .unwrap_or(0)
     }
 
@@ -227,7 +221,7 @@ impl Galleries {
     pub fn ensure_tenant(&self, tenant: &str) -> Result<(), MatcherError> {
         let mut map = self.tenants.write().map_err(poisoned)?;
         map.entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(Tenant::new(Gallery::new(&self.params), BTreeMap::new())));
+            .or_insert_with(|| Arc::new(Tenant::new(Gallery::new(&self.params))));
         Ok(())
     }
 
@@ -240,7 +234,7 @@ impl Galleries {
     pub fn has_templates(&self, tenant: &str) -> Result<bool, MatcherError> {
         let map = self.tenants.read().map_err(poisoned)?;
         match map.get(tenant) {
-            Some(t) => Ok(!t.labels.read().map_err(poisoned)?.is_empty()),
+            Some(t) => Ok(t.len()? > 0),
             None => Ok(false),
         }
     }
@@ -257,10 +251,7 @@ impl Galleries {
     /// whose owner was recorded under an older tenant name. `to` must be empty.
     pub fn rename_tenant(&self, from: &str, to: &str) -> Result<(), MatcherError> {
         let mut map = self.tenants.write().map_err(poisoned)?;
-        if map
-            .get(to)
-            .is_some_and(|t| t.labels.read().is_ok_and(|l| !l.is_empty()))
-        {
+        if map.get(to).is_some_and(|t| t.len().is_ok_and(|n| n > 0)) {
             return Err(MatcherError::BadInput {
                 what: "tenant",
                 detail: format!("{to} already has templates"),
@@ -347,10 +338,6 @@ impl Galleries {
             return Err(e);
         }
         t.gallery.write().map_err(poisoned)?.apply(change);
-        t.labels
-            .write()
-            .map_err(poisoned)?
-            .insert(id, label.to_vec());
         Ok(())
     }
 
@@ -376,8 +363,6 @@ impl Galleries {
                 let fresh = Self::load_tenant(&self.store, &self.params, tenant)?;
                 *t.gallery.write().map_err(poisoned)? =
                     fresh.gallery.into_inner().map_err(poisoned)?;
-                *t.labels.write().map_err(poisoned)? =
-                    fresh.labels.into_inner().map_err(poisoned)?;
                 return Err(e);
             }
         }
@@ -437,12 +422,7 @@ impl Galleries {
                 },
             })
             .collect();
-        self.store.commit_all(tenant, &changes)?;
-        let mut labels = t.labels.write().map_err(poisoned)?;
-        for (id, _, label) in placed {
-            labels.insert(id, label.to_vec());
-        }
-        Ok(())
+        self.store.commit_all(tenant, &changes)
     }
 
     /// The block holding `id`, in full, with the slot: the first step of removal (only the
@@ -487,18 +467,20 @@ impl Galleries {
         )?;
         self.release(self.bytes_per_template());
         t.gallery.write().map_err(poisoned)?.apply(change);
-        t.labels.write().map_err(poisoned)?.remove(&id);
         Ok(())
     }
 
+    /// `tenant`'s templates with their encrypted labels, in id order, read from the store
+    /// (labels are not kept in memory; the read sees the last committed change and waits
+    /// for no lock).
     pub fn list(&self, tenant: &str) -> Result<Vec<Enrolled>, MatcherError> {
-        let t = self.tenant(tenant)?;
-        let labels = t.labels.read().map_err(poisoned)?;
-        Ok(labels
-            .iter()
-            .map(|(&id, label)| Enrolled {
-                id,
-                label: label.clone(),
+        Ok(self
+            .store
+            .slots_of(tenant)?
+            .into_iter()
+            .map(|s| Enrolled {
+                id: s.id,
+                label: s.label,
             })
             .collect())
     }
@@ -515,9 +497,7 @@ impl Galleries {
     }
 
     pub fn len(&self, tenant: &str) -> Result<usize, MatcherError> {
-        let t = self.tenant(tenant)?;
-        let n = t.labels.read().map_err(poisoned)?.len();
-        Ok(n)
+        self.tenant(tenant)?.len()
     }
 
     pub fn verify(
@@ -585,7 +565,9 @@ pub const IDENTIFY_CHUNK: usize = 256;
 fn bytes_per_template(p: &Params) -> u64 {
     let poly = (p.polynomial_size * 8) as u64;
     let block_share = ((p.glwe_dimension as u64 + 1) * poly).div_ceil(p.slots_per_block() as u64);
-    block_share + 32 + MAX_SEALED_LEN as u64 + 128
+    // Its seed (32 bytes in memory), its slot (16) and its slot-table entry (~48 with the
+    // hash table's spare room); the label stays in the store.
+    block_share + 32 + 16 + 48
 }
 
 /// Memory of one registered tenant without templates: its maps, locks and token entry.
@@ -600,8 +582,8 @@ mod tests {
     #[test]
     fn a_template_costs_what_the_gallery_holds() {
         let b = bytes_per_template(&Params::v1());
-        // 2,185 bytes of block + seed + label + entries: ~2.6 KB (measured resident
-        // memory per template: BENCHMARKS.md).
-        assert!((2_400..2_800).contains(&b), "{b}");
+        // 2,185 bytes of block + seed + slot + entry: ~2.3 KB (measured resident memory
+        // per template: BENCHMARKS.md).
+        assert!((2_250..2_400).contains(&b), "{b}");
     }
 }

@@ -21,7 +21,7 @@ pub use builtin::BuiltinMatcher;
 pub use galleries::{Galleries, Quotas, DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK};
 pub use remote::{Credentials, Endpoint, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
 pub use spec::{MatcherSpec, SpecError};
-pub use store::{SlotChange, Store, StoreChange, StoredSlot, STORE_FILE};
+pub use store::{SlotChange, Store, StoreChange, StoreUsage, StoredSlot, TableUsage, STORE_FILE};
 
 use thiserror::Error;
 

@@ -2,11 +2,11 @@
 //! per data directory. Blocks are the unit of storage: no per-template ciphertext is kept.
 //!
 //! Layout (file `DIR/matcher.redb`, schema 2):
-//! - `blocks_v2`: key `(tenant, block number << 8 | part)`, values the parts (16,320
-//!   bytes, then the rest) of a
-//!   [`BlockRecord`]: `u8 format (1) ||
-//!   N x u64 summed body || u8 has_base || [N x u64 base mask] || u32 seed count || seeds
-//!   x (u128 seed, u32 shift)`, little-endian. The mask is rebuilt at open from the seeds.
+//! - `blocks_v2`: key `(tenant, block number << 8 | part)`, values the parts (3,860
+//!   bytes each, the last shorter) of a [`BlockRecord`]: `u8 format (2) || N x 44-bit
+//!   summed body (two in 11 bytes) || u8 has_base || [N x u64 base mask] || u32 seed
+//!   count || seeds x (u128 seed, u16 shift)`, little-endian. The mask is rebuilt at open
+//!   from the seeds. Format 1 (64-bit body, u32 shifts) is still read.
 //! - `slots_v2`: key `(tenant, id)`, value `u64 block || u8 slot || encrypted label`.
 //! - `tenants_v1`: key tenant id, value SHA-256 of the tenant's bearer token (32 bytes).
 //! - `meta_v1`: `schema` = 2.
@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::MatcherError;
-use crate::he::{BlockRecord, EncryptedTemplate, Gallery, Location, MaskSeed, Params, TemplateId};
+use crate::he::{
+    round_body, BlockRecord, EncryptedTemplate, Gallery, Location, MaskSeed, Params, TemplateId,
+};
 
 /// Name of the store file inside a data directory.
 pub const STORE_FILE: &str = "matcher.redb";
@@ -42,7 +44,12 @@ const SCHEMA: u64 = 2;
 /// store needs little cache of its own; redb's default (1 GiB) would double the
 /// matcher's memory for a large gallery.
 const CACHE_BYTES: usize = 16 << 20;
-const RECORD_FORMAT: u8 = 1;
+/// Block records written by this build: 44-bit bodies, 16-bit shifts.
+const RECORD_FORMAT: u8 = 2;
+/// Block records of the first block layout (read, rounded, rewritten on change).
+const RECORD_FORMAT_V1: u8 = 1;
+/// A seed on disk: the u128 seed and its u16 shift.
+const SEED_BYTES: usize = 18;
 
 /// One stored template as listed: tenant, id, where it sits, encrypted label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +58,25 @@ pub struct StoredSlot {
     pub id: TemplateId,
     pub location: Location,
     pub label: Vec<u8>,
+}
+
+/// Where a store's bytes go (redb's own accounting), for `blindface bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StoreUsage {
+    /// Pages redb has allocated, in bytes (the file may be longer: free space).
+    pub allocated_bytes: u64,
+    pub blocks: TableUsage,
+    pub slots: TableUsage,
+}
+
+/// One table's bytes: what was stored (keys and values), its index and metadata, and
+/// what its pages hold unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TableUsage {
+    pub stored_bytes: u64,
+    pub metadata_bytes: u64,
+    pub fragmented_bytes: u64,
+    pub leaf_pages: u64,
 }
 
 /// One change to a tenant's gallery, written in one transaction: a block's new record and
@@ -193,6 +219,32 @@ impl Store {
         let out = f(&txn).map_err(|e| self.error(e))?;
         txn.commit().map_err(|e| self.error(e))?;
         Ok(out)
+    }
+
+    /// How the store's pages are used.
+    pub fn usage(&self) -> Result<StoreUsage, MatcherError> {
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let allocated_bytes = txn
+            .stats()
+            .map(|s| s.allocated_pages() * s.page_size() as u64)
+            .map_err(|e| self.error(e))?;
+        let table = |def| -> Result<TableUsage, MatcherError> {
+            let t = txn.open_table(def).map_err(|e| self.error(e))?;
+            let s = t.stats().map_err(|e| self.error(e))?;
+            Ok(TableUsage {
+                stored_bytes: s.stored_bytes(),
+                metadata_bytes: s.metadata_bytes(),
+                fragmented_bytes: s.fragmented_bytes(),
+                leaf_pages: s.leaf_pages(),
+            })
+        };
+        let usage = StoreUsage {
+            allocated_bytes,
+            blocks: table(BLOCKS)?,
+            slots: table(SLOTS)?,
+        };
+        txn.abort().map_err(|e| self.error(e))?;
+        Ok(usage)
     }
 
     /// Every stored template's slot and label, in (tenant, id) order.
@@ -429,7 +481,11 @@ impl Store {
         let mut encoded: Vec<Option<Vec<u8>>> = changes
             .iter()
             .rev()
-            .map(|c| written.insert(c.block).then(|| encode_record(c.record)))
+            .map(|c| {
+                written
+                    .insert(c.block)
+                    .then(|| encode_record(c.record, &self.params))
+            })
             .collect();
         encoded.reverse();
         self.write(|txn| {
@@ -555,7 +611,7 @@ fn migrate_v1(
         }
         for b in touched {
             let record = gallery.record(b).expect("block exists");
-            put_record(&mut blocks, &tenant, b, &encode_record(&record))?;
+            put_record(&mut blocks, &tenant, b, &encode_record(&record, params))?;
         }
     }
     drop(blocks);
@@ -589,11 +645,12 @@ fn split_slot(v: &[u8]) -> Option<(Location, &[u8])> {
 }
 
 /// A record is stored in parts of at most this many bytes, keyed `block << PART_BITS |
-/// part`: redb gives a leaf larger than a 4 KiB page the next power of two, so a whole
-/// 16.7 KB record took 32 KiB (3.4 KB per template measured at 10,000) and 1 KiB parts
-/// half-filled their pages just the same; a first part that fits a 16 KiB page with its
-/// header, and a small rest, measured 1.7 KB per template (BENCHMARKS.md).
-const PART_BYTES: usize = 16_320;
+/// part`, so that each part with its key fills one 4 KiB redb page alone: redb gives a
+/// leaf larger than a page the next power of two (a whole record took 32 KiB), and small
+/// entries inserted in order half-fill their pages. A full block's format-2 record
+/// (11,540 bytes) is three parts, 12 KiB on disk; the ~230 bytes a page has beside its
+/// part hold the key (a tenant id of up to ~200 bytes) and the leaf header.
+const PART_BYTES: usize = 3_860;
 const PART_BITS: u32 = 8;
 const PART_MASK: u64 = (1 << PART_BITS) - 1;
 
@@ -623,15 +680,48 @@ fn put_record(
     Ok(())
 }
 
-fn encode_record(r: &BlockRecord) -> Vec<u8> {
+/// Packs a body (each coefficient a multiple of 2^(64 - body_bits)) as its top
+/// `body_bits` = 44 bits, two coefficients in 11 bytes.
+fn pack_body(body: &[u64], params: &Params, out: &mut Vec<u8>) {
+    let low = 64 - params.body_bits();
+    debug_assert_eq!(params.body_bits(), 44, "the packing below is for 44 bits");
+    for pair in body.chunks_exact(2) {
+        debug_assert!(pair.iter().all(|c| c & ((1 << low) - 1) == 0));
+        let v = (pair[0] >> low) as u128 | ((pair[1] >> low) as u128) << 44;
+        out.extend_from_slice(&v.to_le_bytes()[..11]);
+    }
+}
+
+fn unpack_body(bytes: &[u8], params: &Params) -> Vec<u64> {
+    let low = 64 - params.body_bits();
+    let mut body = Vec::with_capacity(bytes.len() / 11 * 2);
+    for chunk in bytes.chunks_exact(11) {
+        let mut b = [0u8; 16];
+        b[..11].copy_from_slice(chunk);
+        let v = u128::from_le_bytes(b);
+        let mask = (1u128 << 44) - 1;
+        body.push(((v & mask) as u64) << low);
+        body.push((((v >> 44) & mask) as u64) << low);
+    }
+    body
+}
+
+/// Bytes of a packed body of `n` coefficients.
+fn packed_body_len(n: usize) -> usize {
+    n / 2 * 11
+}
+
+fn encode_record(r: &BlockRecord, params: &Params) -> Vec<u8> {
     let n = r.body.len();
     let mut out = Vec::with_capacity(
-        1 + 8 * n + 1 + r.base_mask.as_ref().map_or(0, |m| 8 * m.len()) + 4 + 20 * r.seeds.len(),
+        1 + packed_body_len(n)
+            + 1
+            + r.base_mask.as_ref().map_or(0, |m| 8 * m.len())
+            + 4
+            + SEED_BYTES * r.seeds.len(),
     );
     out.push(RECORD_FORMAT);
-    for c in &r.body {
-        out.extend_from_slice(&c.to_le_bytes());
-    }
+    pack_body(&r.body, params, &mut out);
     match &r.base_mask {
         Some(m) => {
             out.push(1);
@@ -644,11 +734,14 @@ fn encode_record(r: &BlockRecord) -> Vec<u8> {
     out.extend_from_slice(&(r.seeds.len() as u32).to_le_bytes());
     for s in &r.seeds {
         out.extend_from_slice(&s.seed.to_le_bytes());
-        out.extend_from_slice(&s.shift.to_le_bytes());
+        out.extend_from_slice(&(s.shift as u16).to_le_bytes());
     }
     out
 }
 
+/// Decodes a record of format 2 (this build's) or 1 (64-bit body, 32-bit shifts; its
+/// body is rounded to the stored precision as it is read, the one-time rounding a
+/// format-1 block gets; the record is rewritten as format 2 at its next change).
 fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
     let n = params.polynomial_size;
     let mut at = 0usize;
@@ -657,15 +750,20 @@ fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
         at += len;
         Some(s)
     };
-    if take(1)? != [RECORD_FORMAT] {
-        return None;
-    }
+    let format = take(1)?[0];
     let words = |b: &[u8]| -> Vec<u64> {
         b.chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect()
     };
-    let body = words(take(8 * n)?);
+    let body = match format {
+        RECORD_FORMAT => unpack_body(take(packed_body_len(n))?, params),
+        RECORD_FORMAT_V1 => words(take(8 * n)?)
+            .into_iter()
+            .map(|c| round_body(c, params))
+            .collect(),
+        _ => return None,
+    };
     let base_mask = match take(1)?[0] {
         0 => None,
         1 => Some(words(take(8 * n)?)),
@@ -678,7 +776,11 @@ fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
     let mut seeds = Vec::with_capacity(count);
     for _ in 0..count {
         let seed = u128::from_le_bytes(take(16)?.try_into().ok()?);
-        let shift = u32::from_le_bytes(take(4)?.try_into().ok()?);
+        let shift = if format == RECORD_FORMAT {
+            u16::from_le_bytes(take(2)?.try_into().ok()?) as u32
+        } else {
+            u32::from_le_bytes(take(4)?.try_into().ok()?)
+        };
         if shift as usize >= n {
             return None;
         }
@@ -696,6 +798,9 @@ fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
     use super::*;
     use crate::he::{
         decrypt, encrypt_probe, encrypt_template, synthetic_templates, PreparedProbe, SecretKey,
@@ -810,24 +915,87 @@ mod tests {
     #[test]
     fn block_records_round_trip_and_corrupt_ones_are_rejected() {
         let p = Params::v1();
-        let record = BlockRecord {
-            body: (0..p.polynomial_size as u64).collect(),
-            base_mask: Some(vec![7; p.polynomial_size]),
-            seeds: vec![
-                MaskSeed { seed: 1, shift: 0 },
-                MaskSeed {
-                    seed: u128::MAX,
-                    shift: 129 * 14,
-                },
-            ],
-        };
-        let bytes = encode_record(&record);
-        assert_eq!(decode_record(&bytes, &p), Some(record));
-        for cut in [0, 1, 100, bytes.len() - 1] {
-            assert_eq!(decode_record(&bytes[..cut], &p), None);
+        let n = p.polynomial_size;
+        let low = 64 - p.body_bits();
+        let mut rng = StdRng::seed_from_u64(3);
+        // Bodies at the stored precision, including both ends of the 44 bits.
+        let mut body: Vec<u64> = (0..n).map(|_| round_body(rng.random(), &p)).collect();
+        body[0] = 0;
+        body[1] = u64::MAX << low;
+        body[2] = 1 << low;
+        body[n - 1] = 1 << 63;
+        for base_mask in [None, Some((0..n).map(|_| rng.random()).collect())] {
+            let record = BlockRecord {
+                body: body.clone(),
+                base_mask,
+                seeds: vec![
+                    MaskSeed { seed: 1, shift: 0 },
+                    MaskSeed {
+                        seed: u128::MAX,
+                        shift: 129 * 14,
+                    },
+                ],
+            };
+            let bytes = encode_record(&record, &p);
+            assert_eq!(decode_record(&bytes, &p), Some(record.clone()));
+            for cut in [0, 1, 100, bytes.len() - 1] {
+                assert_eq!(decode_record(&bytes[..cut], &p), None);
+            }
+            let mut long = bytes.clone();
+            long.push(0);
+            assert_eq!(decode_record(&long, &p), None);
+            let mut unknown = bytes.clone();
+            unknown[0] = 9;
+            assert_eq!(decode_record(&unknown, &p), None);
         }
-        let mut long = bytes.clone();
-        long.push(0);
-        assert_eq!(decode_record(&long, &p), None);
+        // A full block of 15 seeds is three parts of one page each.
+        let full = BlockRecord {
+            body,
+            base_mask: None,
+            seeds: (0..15)
+                .map(|i| MaskSeed {
+                    seed: i,
+                    shift: i as u32 * 129,
+                })
+                .collect(),
+        };
+        assert_eq!(encode_record(&full, &p).len().div_ceil(PART_BYTES), 3);
+    }
+
+    /// The first block layout's encoding (64-bit body, u32 shifts), as earlier builds wrote it.
+    fn encode_record_v1(r: &BlockRecord) -> Vec<u8> {
+        let mut out = vec![RECORD_FORMAT_V1];
+        for c in &r.body {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+        out.push(0);
+        out.extend_from_slice(&(r.seeds.len() as u32).to_le_bytes());
+        for s in &r.seeds {
+            out.extend_from_slice(&s.seed.to_le_bytes());
+            out.extend_from_slice(&s.shift.to_le_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_format_1_record_is_read_with_its_body_rounded_and_rewritten_as_format_2() {
+        let p = Params::v1();
+        let mut rng = StdRng::seed_from_u64(4);
+        let old = BlockRecord {
+            body: (0..p.polynomial_size).map(|_| rng.random()).collect(),
+            base_mask: None,
+            seeds: vec![MaskSeed {
+                seed: rng.random(),
+                shift: 129 * 3,
+            }],
+        };
+        let read = decode_record(&encode_record_v1(&old), &p).unwrap();
+        assert_eq!(read.seeds, old.seeds);
+        for (r, o) in read.body.iter().zip(&old.body) {
+            assert_eq!(*r, round_body(*o, &p));
+            let err = r.wrapping_sub(*o) as i64;
+            assert!(err.unsigned_abs() <= 1 << (63 - p.body_bits()), "{err}");
+        }
+        assert_eq!(decode_record(&encode_record(&read, &p), &p), Some(read));
     }
 }
