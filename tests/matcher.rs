@@ -782,6 +782,35 @@ fn bad_requests_get_clear_4xx_and_change_nothing() {
     let (s, t) = enrol(body.to_string().as_bytes());
     assert_eq!(s, 413);
     assert!(error_of(&t).contains("label"));
+    // Move bodies: not JSON, a probe as the fresh template, another tenant's id.
+    let mv = |id: TemplateId, token: &str, body: &[u8]| {
+        raw(
+            "POST",
+            &url,
+            &format!("/v1/templates/{id}/move"),
+            Some(token),
+            body,
+        )
+    };
+    let (s, t) = mv(a_id, &a.token, b"{}");
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("expected JSON"), "{t}");
+    let ct = b64.encode(encrypt_template(&key, &templates[0]).to_bytes());
+    let body = serde_json::json!({"negation": ct, "template": b64.encode(&probe_bytes[..1000])});
+    let (s, t) = mv(a_id, &a.token, body.to_string().as_bytes());
+    assert_eq!(s, 400);
+    assert!(error_of(&t).contains("encrypted template"), "{t}");
+    let body = serde_json::json!({"negation": ct, "template": ct});
+    let (s, t) = mv(a_id, &b.token, body.to_string().as_bytes());
+    assert_eq!(s, 404, "{t}");
+    assert!(matches!(
+        mb.relocate(
+            a_id,
+            &encrypt_template(&key, &templates[0]),
+            &encrypt_template(&key, &templates[0])
+        ),
+        Err(MatcherError::UnknownId(_))
+    ));
     // Bad ids and routes.
     let (s, t) = raw("DELETE", &url, "/v1/templates/abc", tok, b"");
     assert_eq!(s, 400);
@@ -932,4 +961,87 @@ fn list_and_health_answer_while_identifies_and_enrolments_run() {
         "only {overlapped} of 40 answers overlapped the load"
     );
     server.stop();
+}
+
+/// Every decrypted distance of an identify through the client, by id, each checked
+/// against the plaintext.
+fn client_distances(
+    client: &blindface::client::Client,
+    probe: &Template,
+    known: &BTreeMap<TemplateId, Template>,
+) -> BTreeMap<TemplateId, i64> {
+    let report = client.identify_known(probe).expect("identify");
+    let got: BTreeMap<TemplateId, i64> =
+        report.rows.iter().map(|r| (r.id, r.distance_sq)).collect();
+    assert_eq!(got.len(), known.len());
+    for (id, t) in known {
+        assert_eq!(got[id], probe.distance_sq(t), "id {id}");
+    }
+    got
+}
+
+/// Re-packing with no key on the matcher: after removing two templates in three, the
+/// templates of the higher blocks move into the free slots of the lower ones (the client
+/// re-encrypts each), the emptied trailing blocks are dropped, every distance stays
+/// exact, a second run has nothing to move, and it all survives a restart. Over HTTP
+/// (the move route) and built in.
+#[test]
+fn repacking_moves_templates_down_and_drops_the_emptied_blocks() {
+    let p = params();
+    let templates = synthetic_templates(75, 31, &p);
+    let probe = templates[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = Server::start(&data, &[]);
+    let creds = register(&server.url);
+    let builtin_dir = dir.path().join("builtin");
+    let mut kept = Vec::new();
+    for remote in [true, false] {
+        let matcher: Box<dyn Matcher> = if remote {
+            Box::new(remote_with(&server.url, creds.clone()))
+        } else {
+            Box::new(builtin(&builtin_dir).unwrap())
+        };
+        let mut client = blindface::client::Client::new(SecretKey::generate(&p), matcher).unwrap();
+        let ids: Vec<TemplateId> = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| client.enrol(t, &format!("person {i}")).unwrap().id)
+            .collect();
+        let gone: Vec<TemplateId> = (0..75).filter(|i| i % 3 != 0).map(|i| ids[i]).collect();
+        client.remove_ids(&gone).unwrap();
+        let known: BTreeMap<TemplateId, Template> = (0..75)
+            .filter(|i| i % 3 == 0)
+            .map(|i| (ids[i], templates[i].clone()))
+            .collect();
+        let before = client_distances(&client, &probe, &known);
+
+        let r = client.repack().unwrap();
+        assert_eq!((r.templates, r.blocks_before, r.blocks_after), (25, 5, 2));
+        // The kept templates of blocks 2 to 4 (indices 30, 33, ..., 72) moved.
+        assert_eq!(r.moved, 15);
+        assert_eq!(client_distances(&client, &probe, &known), before);
+        let again = client.repack().unwrap();
+        assert_eq!((again.moved, again.blocks_after), (0, 2));
+        // The names stayed with their templates.
+        for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            assert_eq!(client.names()[id], format!("person {i}"));
+        }
+        kept.push(known.len());
+    }
+    // After a restart: the same two blocks, the same distances.
+    server.stop();
+    let server = Server::start(&data, &[]);
+    let m = remote_with(&server.url, creds);
+    assert_eq!(
+        m.list().unwrap().iter().map(|e| e.location.block).max(),
+        Some(1)
+    );
+    drop(m);
+    let b = builtin(&builtin_dir).unwrap();
+    assert_eq!(
+        b.list().unwrap().iter().map(|e| e.location.block).max(),
+        Some(1)
+    );
+    assert_eq!(b.list().unwrap().len(), kept[1]);
 }

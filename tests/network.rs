@@ -686,6 +686,14 @@ impl Matcher for Forger {
     fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
         self.inner.erase(id, n)
     }
+    fn relocate(
+        &self,
+        id: TemplateId,
+        n: &EncryptedTemplate,
+        f: &EncryptedTemplate,
+    ) -> Result<blindface::matcher::Relocated, MatcherError> {
+        self.inner.relocate(id, n, f)
+    }
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
         self.inner.list()
     }

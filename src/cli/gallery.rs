@@ -328,6 +328,41 @@ pub fn remove(globals: &Globals, name: &str) -> Result<()> {
 }
 
 #[derive(Serialize)]
+struct RepackOutput {
+    templates: usize,
+    moved: usize,
+    blocks_before: usize,
+    blocks_after: usize,
+    bytes_sent: usize,
+}
+
+pub fn repack(globals: &Globals) -> Result<()> {
+    let mut client = client(globals)?;
+    let r = client.repack()?;
+    let out = RepackOutput {
+        templates: r.templates,
+        moved: r.moved,
+        blocks_before: r.blocks_before,
+        blocks_after: r.blocks_after,
+        bytes_sent: r.traffic.sent,
+    };
+    emit(globals, &out, || {
+        if out.moved == 0 {
+            format!(
+                "nothing to move: {} template(s) already fill the fewest blocks ({})\n",
+                out.templates, out.blocks_after
+            )
+        } else {
+            format!(
+                "moved {} of {} template(s): {} block(s) -> {} (each move re-encrypted with your key, sent {} bytes)\n",
+                out.moved, out.templates, out.blocks_before, out.blocks_after, out.bytes_sent
+            )
+        }
+    });
+    Ok(())
+}
+
+#[derive(Serialize)]
 struct FolderEnrolOutput {
     folder: String,
     matcher: String,

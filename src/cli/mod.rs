@@ -159,6 +159,10 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Re-pack a gallery that removals left sparse: move templates out of the highest
+    /// blocks into free slots of lower ones (your key re-encrypts them; the matcher still
+    /// holds none), so matching and storage cost only the blocks needed.
+    Repack,
     /// Run the remote matcher (HTTPS with a self-signed certificate, loopback by default;
     /// invite-only registration).
     Serve(server::ServeArgs),
@@ -309,6 +313,7 @@ pub fn main() -> ExitCode {
         Some(Command::Identify { image, face, .. }) => gallery::identify(&globals, &image, face),
         Some(Command::List) => gallery::list(&globals),
         Some(Command::Remove { name }) => gallery::remove(&globals, &name),
+        Some(Command::Repack) => gallery::repack(&globals),
         Some(Command::Serve(args)) => server::serve(&globals, args),
         Some(Command::Admin { command }) => server::admin(&globals, command),
         Some(Command::Doctor) => doctor::doctor(&globals),

@@ -25,14 +25,14 @@ use std::time::Instant;
 use thiserror::Error;
 
 use crate::he::{
-    decrypt_block, encrypt_probe, encrypt_template, erasure, BlockResult, EncryptedProbe, HeError,
-    Params, SecretKey, Template, TemplateId,
+    decrypt_block, encrypt_probe, encrypt_template, erasure, relocation, BlockResult,
+    EncryptedProbe, HeError, Params, SecretKey, Template, TemplateId,
 };
 use crate::labels::{LabelError, LabelKey};
 use crate::matcher::tls::Fingerprint;
 use crate::matcher::{
     BuiltinMatcher, Credentials, Endpoint, Enrolled, Matcher, MatcherError, MatcherSpec,
-    RemoteMatcher, TokenStore, Traffic,
+    RemoteMatcher, RemovalBlock, TokenStore, Traffic,
 };
 use crate::ranking::{best_per_person, rank, PersonDistance};
 use crate::vision::VisionError;
@@ -102,6 +102,17 @@ pub struct WireView {
     /// Result blocks received (0 for an enrolment).
     pub result_blocks: usize,
     pub received_bytes: usize,
+}
+
+/// What [`Client::repack`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repacked {
+    pub templates: usize,
+    pub moved: usize,
+    /// Blocks spanned (highest occupied block + 1) before and after.
+    pub blocks_before: usize,
+    pub blocks_after: usize,
+    pub traffic: Traffic,
 }
 
 /// The outcome of a verify or identify.
@@ -619,18 +630,69 @@ impl Client {
     /// decrypts to exactly zero and is reused. Forgets their names.
     pub fn remove_ids(&mut self, ids: &[TemplateId]) -> Result<(), ClientError> {
         for &id in ids {
-            let removal = self.matcher.removal_block(id)?;
-            if removal.block.slots.get(removal.location.slot) != Some(&Some(id)) {
-                return Err(ClientError::UnexpectedIds(format!(
-                    "asked for the block of template {id}, got another"
-                )));
-            }
+            let removal = self.block_holding(id)?;
             let negation = erasure(&self.key, &removal.block, removal.location.slot)?;
             self.matcher.erase(id, &negation)?;
             self.names.remove(&id);
             self.unreadable.retain(|u| *u != id);
         }
         Ok(())
+    }
+
+    /// The block holding `id`, checked to say so.
+    fn block_holding(&self, id: TemplateId) -> Result<RemovalBlock, ClientError> {
+        let removal = self.matcher.removal_block(id)?;
+        if removal.block.slots.get(removal.location.slot) != Some(&Some(id)) {
+            return Err(ClientError::UnexpectedIds(format!(
+                "asked for the block of template {id}, got another"
+            )));
+        }
+        Ok(removal)
+    }
+
+    /// Re-packs a gallery that removals left sparse, with no key on the matcher: the
+    /// templates in blocks beyond the fewest that can hold them all are moved, highest
+    /// first, into free slots of lower blocks. For each block to empty, the block is
+    /// fetched once and each of its templates decrypted; the matcher gets, per template,
+    /// a fresh encryption of it and one of its negation, and applies both as one durable
+    /// change (so an interruption loses nothing, and running again continues). Trailing
+    /// blocks left empty are dropped, in memory and on disk.
+    pub fn repack(&mut self) -> Result<Repacked, ClientError> {
+        let listed = self.matcher.list()?;
+        let span = |l: &[Enrolled]| l.iter().map(|e| e.location.block + 1).max().unwrap_or(0);
+        let blocks_before = span(&listed);
+        let needed = listed.len().div_ceil(self.key.params.slots_per_block());
+        let mut movers: BTreeMap<usize, Vec<TemplateId>> = BTreeMap::new();
+        for e in listed.iter().filter(|e| e.location.block >= needed) {
+            movers.entry(e.location.block).or_default().push(e.id);
+        }
+        let mut moved = 0;
+        let mut traffic = Traffic::default();
+        for ids in movers.values().rev() {
+            // Cancelling one slot leaves the others' plaintexts as they were: one fetch
+            // serves the whole block.
+            let removal = self.block_holding(ids[0])?;
+            traffic += removal.traffic;
+            for &id in ids {
+                let Some(slot) = removal.block.slots.iter().position(|s| *s == Some(id)) else {
+                    return Err(ClientError::UnexpectedIds(format!(
+                        "template {id} is listed in block {} but not in it",
+                        removal.location.block
+                    )));
+                };
+                let (negation, fresh) = relocation(&self.key, &removal.block, slot)?;
+                let r = self.matcher.relocate(id, &negation, &fresh)?;
+                traffic += r.traffic;
+                moved += usize::from(r.to.is_some());
+            }
+        }
+        Ok(Repacked {
+            templates: listed.len(),
+            moved,
+            blocks_before,
+            blocks_after: span(&self.matcher.list()?),
+            traffic,
+        })
     }
 
     /// Removes every template of `name`; returns their ids.
@@ -728,6 +790,14 @@ mod tests {
         }
         fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
             self.inner.erase(id, n)
+        }
+        fn relocate(
+            &self,
+            id: TemplateId,
+            n: &EncryptedTemplate,
+            f: &EncryptedTemplate,
+        ) -> Result<crate::matcher::Relocated, MatcherError> {
+            self.inner.relocate(id, n, f)
         }
         fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
             self.lists

@@ -238,6 +238,34 @@ pub fn erasure(
     block: &BlockCiphertext,
     slot: usize,
 ) -> Result<EncryptedTemplate, HeError> {
+    let packed = slot_template(key, block, slot)?;
+    let negation: Vec<i64> = packed.iter().map(|&v| -v).collect();
+    Ok(encrypt::encrypt_polynomial(key, &negation))
+}
+
+/// The owner's step of re-packing (moving a template out of a sparse block): the
+/// [`erasure`] of the template in `slot`, and a fresh encryption of the same template for
+/// the slot it moves to.
+pub fn relocation(
+    key: &SecretKey,
+    block: &BlockCiphertext,
+    slot: usize,
+) -> Result<(EncryptedTemplate, EncryptedTemplate), HeError> {
+    let packed = slot_template(key, block, slot)?;
+    let negation: Vec<i64> = packed.iter().map(|&v| -v).collect();
+    Ok((
+        encrypt::encrypt_polynomial(key, &negation),
+        encrypt::encrypt_polynomial(key, &packed),
+    ))
+}
+
+/// The packed template in `slot` of `block`, as a polynomial in slot 0, checked to be
+/// well-formed.
+fn slot_template(
+    key: &SecretKey,
+    block: &BlockCiphertext,
+    slot: usize,
+) -> Result<Vec<i64>, HeError> {
     let p = &key.params;
     let values = decrypt_gallery_block(key, block)?;
     let w = p.slot_width();
@@ -258,9 +286,7 @@ pub fn erasure(
     if window[0] != norm {
         return Err(bad);
     }
-    let mut negation = vec![0i64; p.polynomial_size];
-    for (n, &v) in negation.iter_mut().zip(window) {
-        *n = -v;
-    }
-    Ok(encrypt::encrypt_polynomial(key, &negation))
+    let mut packed = vec![0i64; p.polynomial_size];
+    packed[..w].copy_from_slice(window);
+    Ok(packed)
 }

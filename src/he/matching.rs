@@ -363,6 +363,9 @@ pub struct Change {
     /// The block's record once the change is applied.
     record: BlockRecord,
     new_block: bool,
+    /// Set when the change empties the gallery's last occupied block: the blocks from this
+    /// number on are all empty and are dropped (the store deletes their records).
+    drop_from: Option<usize>,
 }
 
 impl Change {
@@ -374,6 +377,20 @@ impl Change {
     pub fn record(&self) -> &BlockRecord {
         &self.record
     }
+
+    /// Blocks from this number on are empty once the change is applied and are dropped:
+    /// the store deletes their records in the same transaction.
+    pub fn drop_from(&self) -> Option<usize> {
+        self.drop_from
+    }
+}
+
+/// A template's move out of a sparse block (re-packing), planned as two changes committed
+/// together: the erasure of its old slot, and its fresh encryption into a free slot of a
+/// lower-numbered block.
+pub struct Move {
+    pub erase: Change,
+    pub fill: Change,
 }
 
 /// Rebuilds a gallery from stored blocks, batch by batch (block numbers 0..n in any
@@ -465,7 +482,8 @@ impl GalleryBuilder {
 /// Invariants: `index[id] == loc` iff `blocks[loc.block].slots[loc.slot] == Some(id)`;
 /// a slot that is `None` holds an encryption of zero (it never held a template, or its
 /// template was cancelled by its owner); block numbers never change (an emptied block is
-/// reused, never renumbered), so the store's block keys stay valid.
+/// reused, never renumbered; only a trailing run of empty blocks is dropped), so the
+/// store's block keys stay valid.
 pub struct Gallery {
     params: Params,
     index: HashMap<TemplateId, Location>,
@@ -640,7 +658,52 @@ impl Gallery {
     ) -> Result<Change, HeError> {
         self.check_template(negation)?;
         let location = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
-        Ok(self.plan(location, Effect::Free(id), negation, false))
+        let mut change = self.plan(location, Effect::Free(id), negation, false);
+        let b = location.block;
+        let empties = self.blocks[b].occupied() == 1;
+        if empties && self.blocks[b + 1..].iter().all(|x| x.occupied() == 0) {
+            let first = self.blocks[..b]
+                .iter()
+                .rposition(|x| x.occupied() > 0)
+                .map_or(0, |last| last + 1);
+            change.drop_from = Some(first);
+        }
+        Ok(change)
+    }
+
+    /// Plans moving `id` into the first free slot of a block numbered below its own
+    /// (re-packing a sparse gallery with no key on the matcher): `negation` cancels its
+    /// old slot as in [`Gallery::plan_erase`], `fresh` is its owner's new encryption of the
+    /// same template (both from `super::relocation`). `None` when no lower block has room
+    /// (the template is already as low as it can go).
+    pub fn plan_move(
+        &self,
+        id: TemplateId,
+        negation: &EncryptedTemplate,
+        fresh: &EncryptedTemplate,
+    ) -> Result<Option<Move>, HeError> {
+        self.check_template(fresh)?;
+        let mut erase = self.plan_erase(id, negation)?;
+        let from = erase.location.block;
+        let Some(&block) = self.with_room.range(..from).next() else {
+            return Ok(None);
+        };
+        let slot = self.blocks[block]
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .expect("blocks in with_room have a free slot");
+        let fill = self.plan(Location { block, slot }, Effect::Fill(id), fresh, false);
+        // The target may itself be an empty block of the trailing run the erasure drops:
+        // it is occupied after the move, so only the blocks behind it go.
+        erase.drop_from = erase.drop_from.map(|first| first.max(block + 1));
+        Ok(Some(Move { erase, fill }))
+    }
+
+    /// Applies a planned move (after both records are durable, in one transaction).
+    pub fn apply_move(&mut self, m: Move) {
+        self.apply(m.erase);
+        self.apply(m.fill);
     }
 
     fn plan(
@@ -692,6 +755,7 @@ impl Gallery {
             seed,
             record,
             new_block,
+            drop_from: None,
         }
     }
 
@@ -705,6 +769,7 @@ impl Gallery {
             seed,
             record,
             new_block,
+            drop_from,
         } = change;
         if new_block {
             assert_eq!(b, self.blocks.len(), "planned against this gallery");
@@ -732,6 +797,11 @@ impl Gallery {
             self.with_room.insert(b);
         } else {
             self.with_room.remove(&b);
+        }
+        if let Some(first) = drop_from {
+            debug_assert!(self.blocks[first..].iter().all(|x| x.occupied() == 0));
+            self.blocks.truncate(first);
+            self.with_room.split_off(&first);
         }
         record
     }
@@ -863,6 +933,80 @@ mod tests {
             .iter()
             .map(|c| (c.re.to_bits(), c.im.to_bits()))
             .collect()
+    }
+
+    #[test]
+    fn moves_fill_lower_blocks_and_trailing_empty_blocks_are_dropped() {
+        use crate::he::{decrypt_gallery_block, erasure, relocation};
+        let p = Params::v1();
+        let m = p.slots_per_block();
+        let key = SecretKey::generate(&p);
+        let templates = crate::he::synthetic_templates(3 * m, 21, &p);
+        let mut g = Gallery::new(&p);
+        let mut plain = BTreeMap::new();
+        for (i, t) in templates.iter().enumerate() {
+            let id = TemplateId(i as u64 + 1);
+            g.insert(id, &encrypt_template(&key, t)).unwrap();
+            plain.insert(id, t.clone());
+        }
+        let remove = |g: &mut Gallery, plain: &mut BTreeMap<TemplateId, Template>, id| {
+            let (loc, block) = g.block_of(id).unwrap();
+            g.erase(id, &erasure(&key, &block, loc.slot).unwrap())
+                .unwrap();
+            plain.remove(&id);
+        };
+        // Empty block 1 entirely, and all but one of block 2: block 1 stays (block 2
+        // behind it is occupied), nothing is dropped.
+        for i in m..3 * m - 1 {
+            remove(&mut g, &mut plain, TemplateId(i as u64 + 1));
+        }
+        assert_eq!(g.block_count(), 3);
+        assert_eq!(g.occupied_blocks(), 2);
+        // Block 0 is full, so the last template moves into the empty block 1, and block 2
+        // (now empty, last) is dropped; block 1 is not.
+        let last = TemplateId(3 * m as u64);
+        let (loc, block) = g.block_of(last).unwrap();
+        let (negation, fresh) = relocation(&key, &block, loc.slot).unwrap();
+        let mv = g.plan_move(last, &negation, &fresh).unwrap().unwrap();
+        assert_eq!(mv.fill.location(), Location { block: 1, slot: 0 });
+        assert_eq!(mv.erase.drop_from(), Some(2));
+        g.apply_move(mv);
+        assert_eq!(g.block_count(), 2);
+        assert_eq!(g.location(last), Some(Location { block: 1, slot: 0 }));
+        // Every slot decrypts to its template or to zeros; the moved one is exact.
+        for b in 0..2 {
+            let id = if b == 0 { TemplateId(1) } else { last };
+            let (_, block) = g.block_of(id).unwrap();
+            let values = decrypt_gallery_block(&key, &block).unwrap();
+            for (slot, owner) in block.slots.iter().enumerate() {
+                let w = &values[slot * p.slot_width()..(slot + 1) * p.slot_width()];
+                match owner {
+                    None => assert!(w.iter().all(|&v| v == 0), "block {b} slot {slot}"),
+                    Some(id) => {
+                        let t = &plain[id];
+                        let norm: i64 = t.values().iter().map(|&v| (v as i64).pow(2)).sum();
+                        assert_eq!(w[0], norm, "block {b} slot {slot}");
+                    }
+                }
+            }
+        }
+        // Nothing lower has room for a template of block 0: no move.
+        let (loc, block) = g.block_of(TemplateId(1)).unwrap();
+        let (negation, fresh) = relocation(&key, &block, loc.slot).unwrap();
+        assert!(g
+            .plan_move(TemplateId(1), &negation, &fresh)
+            .unwrap()
+            .is_none());
+        // Removing the last template of the last block drops it.
+        remove(&mut g, &mut plain, last);
+        assert_eq!(g.block_count(), 1);
+        let (probe, ctx) = encrypt_probe(&key, &templates[0]);
+        let prepared = PreparedProbe::new(&probe, &p).unwrap();
+        let got = decrypt(&key, &ctx, &g.identify(&prepared).unwrap()).unwrap();
+        assert_eq!(got.len(), plain.len());
+        for d in got {
+            assert_eq!(d.distance_sq, templates[0].distance_sq(&plain[&d.id]));
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use decrypt::{
     block_readouts, decrypt, decrypt_block, decrypt_for, decrypt_gallery_block, erasure,
-    noise_bound, readouts, Distance, Readout,
+    noise_bound, readouts, relocation, Distance, Readout,
 };
 pub use encrypt::{encrypt_probe, encrypt_template};
 pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext, TemplateId};
@@ -34,7 +34,7 @@ pub use error::HeError;
 pub use keys::SecretKey;
 pub(crate) use matching::round_body;
 pub use matching::{
-    BlockCiphertext, BlockRecord, Change, Gallery, GalleryBuilder, Location, MaskSeed,
+    BlockCiphertext, BlockRecord, Change, Gallery, GalleryBuilder, Location, MaskSeed, Move,
     PreparedProbe,
 };
 pub use params::{Params, PARAMS_VERSION};

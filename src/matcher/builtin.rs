@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use super::{
-    BlockSink, Enrolled, Galleries, Matcher, MatcherError, RemovalBlock, Reply, Streamed, Traffic,
-    DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK,
+    BlockSink, Enrolled, Galleries, Matcher, MatcherError, Relocated, RemovalBlock, Reply,
+    Streamed, Traffic, DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK,
 };
 use crate::he::{BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, Params, TemplateId};
 
@@ -106,6 +106,22 @@ impl Matcher for BuiltinMatcher {
         Ok(Traffic {
             sent: negation.wire_len(),
             received: 0,
+        })
+    }
+
+    fn relocate(
+        &self,
+        id: TemplateId,
+        negation: &EncryptedTemplate,
+        fresh: &EncryptedTemplate,
+    ) -> Result<Relocated, MatcherError> {
+        let to = self.galleries.relocate(&self.tenant, id, negation, fresh)?;
+        Ok(Relocated {
+            to,
+            traffic: Traffic {
+                sent: negation.wire_len() + fresh.wire_len(),
+                received: 0,
+            },
         })
     }
 

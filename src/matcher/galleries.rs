@@ -331,6 +331,7 @@ impl Galleries {
                     slot: loc.slot,
                     label,
                 },
+                drop_from: None,
             },
         );
         if let Err(e) = committed {
@@ -420,6 +421,7 @@ impl Galleries {
                     slot: loc.slot,
                     label,
                 },
+                drop_from: None,
             })
             .collect();
         self.store.commit_all(tenant, &changes)
@@ -463,11 +465,66 @@ impl Galleries {
                 block: change.location().block,
                 record: change.record(),
                 slot: SlotChange::Free { id },
+                drop_from: change.drop_from(),
             },
         )?;
         self.release(self.bytes_per_template());
         t.gallery.write().map_err(poisoned)?.apply(change);
         Ok(())
+    }
+
+    /// Moves `id` into the first free slot of a lower-numbered block (re-packing, with
+    /// its owner's `negation` and `fresh` encryption from `he::relocation`): the erasure,
+    /// the fill, the slot row (label kept) and any trailing blocks left empty are one
+    /// durable transaction. `None` (nothing changed) when no lower block has room.
+    pub fn relocate(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+        negation: &EncryptedTemplate,
+        fresh: &EncryptedTemplate,
+    ) -> Result<Option<Location>, MatcherError> {
+        let t = self.tenant(tenant)?;
+        let _writer = t.writer.lock().map_err(poisoned)?;
+        let planned = {
+            let g = t.gallery.read().map_err(poisoned)?;
+            if !g.contains(id) {
+                return Err(MatcherError::UnknownId(id));
+            }
+            g.plan_move(id, negation, fresh)?
+        };
+        let Some(planned) = planned else {
+            return Ok(None);
+        };
+        let label = self
+            .store
+            .slot(tenant, id)?
+            .ok_or(MatcherError::UnknownId(id))?
+            .label;
+        let to = planned.fill.location();
+        self.store.commit_all(
+            tenant,
+            &[
+                StoreChange {
+                    block: planned.erase.location().block,
+                    record: planned.erase.record(),
+                    slot: SlotChange::Free { id },
+                    drop_from: planned.erase.drop_from(),
+                },
+                StoreChange {
+                    block: to.block,
+                    record: planned.fill.record(),
+                    slot: SlotChange::Fill {
+                        id,
+                        slot: to.slot,
+                        label: &label,
+                    },
+                    drop_from: None,
+                },
+            ],
+        )?;
+        t.gallery.write().map_err(poisoned)?.apply_move(planned);
+        Ok(Some(to))
     }
 
     /// `tenant`'s templates with their encrypted labels, in id order, read from the store
@@ -481,6 +538,7 @@ impl Galleries {
             .map(|s| Enrolled {
                 id: s.id,
                 label: s.label,
+                location: s.location,
             })
             .collect())
     }

@@ -77,6 +77,16 @@ pub struct Enrolled {
     pub id: TemplateId,
     /// The app-encrypted name (opaque to the matcher).
     pub label: Vec<u8>,
+    /// The block and slot it sits in (what re-packing plans from).
+    pub location: Location,
+}
+
+/// What a re-packing move did: the slot the template now sits in (`None`: no block
+/// below its own had room, nothing changed) and the bytes it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relocated {
+    pub to: Option<Location>,
+    pub traffic: Traffic,
 }
 
 /// What every matcher offers. Implementations are `Send + Sync` and synchronous; call them
@@ -96,7 +106,17 @@ pub trait Matcher: Send + Sync {
     /// Removal, step 2: adds the owner's `negation` into the slot of `id` (durably), which
     /// then decrypts to zero and is reused; drops the label.
     fn erase(&self, id: TemplateId, negation: &EncryptedTemplate) -> Result<Traffic, MatcherError>;
-    /// Every enrolled template id with its encrypted label, in id order.
+    /// Re-packing: moves `id` into the first free slot of a lower-numbered block, in one
+    /// durable step, with its owner's `negation` (cancelling the old slot) and `fresh`
+    /// encryption of the same template (`he::relocation`); trailing blocks left empty are
+    /// dropped. The label stays.
+    fn relocate(
+        &self,
+        id: TemplateId,
+        negation: &EncryptedTemplate,
+        fresh: &EncryptedTemplate,
+    ) -> Result<Relocated, MatcherError>;
+    /// Every enrolled template id with its encrypted label and slot, in id order.
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError>;
     /// 1:1: the encrypted distance between the probe and one template.
     fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError>;

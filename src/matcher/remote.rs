@@ -22,7 +22,8 @@ use ureq::Agent;
 
 use super::tls::{Fingerprint, Pin, PinnedTlsConnector};
 use super::{
-    codes, BlockSink, Enrolled, Matcher, MatcherError, RemovalBlock, Reply, Streamed, Traffic,
+    codes, BlockSink, Enrolled, Matcher, MatcherError, Relocated, RemovalBlock, Reply, Streamed,
+    Traffic,
 };
 use crate::he::{
     BlockCiphertext, EncryptedProbe, EncryptedTemplate, Location, MatchResult, Params,
@@ -213,6 +214,21 @@ struct EnrolBody<'a> {
 struct ListEntry {
     id: TemplateId,
     label: String,
+    block_no: usize,
+    slot: usize,
+}
+
+#[derive(Serialize)]
+struct MoveBody<'a> {
+    negation: &'a str,
+    template: &'a str,
+}
+
+#[derive(Deserialize)]
+struct MoveReply {
+    moved: bool,
+    block_no: Option<usize>,
+    slot: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -643,6 +659,41 @@ impl Matcher for RemoteMatcher {
         self.post_json(&format!("/v1/templates/{id}/erase"), &body)
     }
 
+    fn relocate(
+        &self,
+        id: TemplateId,
+        negation: &EncryptedTemplate,
+        fresh: &EncryptedTemplate,
+    ) -> Result<Relocated, MatcherError> {
+        let n = B64.encode(negation.to_bytes());
+        let t = B64.encode(fresh.to_bytes());
+        let body = serde_json::to_vec(&MoveBody {
+            negation: &n,
+            template: &t,
+        })
+        .expect("move body serializes");
+        let resp = self
+            .agent()
+            .post(format!("{}/v1/templates/{id}/move", self.url()))
+            .header("authorization", self.auth())
+            .content_type("application/json")
+            .send(&body[..])
+            .map_err(|e| self.unreachable(e))?;
+        let reply = self.read(resp, SMALL_BODY_LIMIT)?;
+        let traffic = Traffic {
+            sent: body.len(),
+            received: reply.len(),
+        };
+        let r: MoveReply =
+            serde_json::from_slice(&reply).map_err(|e| bad_reply(&self.endpoint, e))?;
+        let to = match (r.moved, r.block_no, r.slot) {
+            (true, Some(block), Some(slot)) => Some(Location { block, slot }),
+            (false, _, _) => None,
+            _ => return Err(bad_reply(&self.endpoint, "a move reply without its slot")),
+        };
+        Ok(Relocated { to, traffic })
+    }
+
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
         let resp = self
             .agent()
@@ -662,6 +713,10 @@ impl Matcher for RemoteMatcher {
                     label: B64
                         .decode(e.label)
                         .map_err(|e| bad_reply(&self.endpoint, e))?,
+                    location: Location {
+                        block: e.block_no,
+                        slot: e.slot,
+                    },
                 })
             })
             .collect()

@@ -85,6 +85,9 @@ pub struct StoreChange<'a> {
     pub block: usize,
     pub record: &'a BlockRecord,
     pub slot: SlotChange<'a>,
+    /// Blocks from this number on are deleted after this change (the gallery dropped its
+    /// trailing empty blocks: [`crate::he::Change::drop_from`]).
+    pub drop_from: Option<usize>,
 }
 
 pub enum SlotChange<'a> {
@@ -281,6 +284,23 @@ impl Store {
         Ok(out)
     }
 
+    /// One stored template's slot row, if it is stored.
+    pub fn slot(&self, tenant: &str, id: TemplateId) -> Result<Option<StoredSlot>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(SLOTS).map_err(|e| self.error(e))?;
+        let Some(v) = table.get((tenant, id.0)).map_err(|e| self.error(e))? else {
+            return Ok(None);
+        };
+        let (location, label) =
+            split_slot(v.value()).ok_or_else(|| self.error("a slot record is corrupt"))?;
+        Ok(Some(StoredSlot {
+            tenant: tenant.to_string(),
+            id,
+            location,
+            label: label.to_vec(),
+        }))
+    }
+
     /// Number of stored blocks of `tenant`.
     pub fn block_count(&self, tenant: &str) -> Result<usize, MatcherError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
@@ -469,8 +489,9 @@ impl Store {
         self.commit_all(tenant, std::slice::from_ref(change))
     }
 
-    /// Makes several changes durable in one transaction (bulk enrolment); a block changed
-    /// more than once keeps its last record.
+    /// Makes several changes durable in one transaction (bulk enrolment, a move); a block
+    /// changed more than once keeps its last record. A change's `drop_from` deletes those
+    /// blocks after its own record is written; no later change may touch them.
     pub fn commit_all(
         &self,
         tenant: &str,
@@ -502,6 +523,15 @@ impl Store {
                     }
                     SlotChange::Free { id } => {
                         slots.remove((tenant, id.0))?;
+                    }
+                }
+                if let Some(first) = c.drop_from {
+                    let stale: Vec<u64> = blocks
+                        .range((tenant, (first as u64) << PART_BITS)..=(tenant, u64::MAX))?
+                        .map(|r| r.map(|(k, _)| k.value().1))
+                        .collect::<Result<_, _>>()?;
+                    for key in stale {
+                        blocks.remove((tenant, key))?;
                     }
                 }
             }

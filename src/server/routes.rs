@@ -73,6 +73,10 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
             "/v1/templates/{id}/erase",
             limited(post(erase), ENROL_BODY_LIMIT),
         )
+        .route(
+            "/v1/templates/{id}/move",
+            limited(post(relocate), 2 * ENROL_BODY_LIMIT),
+        )
         .route("/v1/verify/{id}", limited(post(verify), PROBE_BODY_LIMIT))
         .route("/v1/identify", limited(post(identify), PROBE_BODY_LIMIT))
         .fallback(|| async { ApiError::not_found("no such route; see GET /v1/version") })
@@ -249,7 +253,14 @@ async fn list(State(s): State<Shared>, Tenant(tenant): Tenant) -> Result<Respons
         let entries = s.galleries.list(&tenant)?;
         let templates: Vec<_> = entries
             .iter()
-            .map(|e| json!({ "id": e.id, "label": B64.encode(&e.label) }))
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "label": B64.encode(&e.label),
+                    "block_no": e.location.block,
+                    "slot": e.location.slot,
+                })
+            })
             .collect();
         Ok(json!({ "count": templates.len(), "templates": templates }))
     })
@@ -309,6 +320,45 @@ async fn erase(
     let negation = EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?;
     blocking(move || Ok(s.galleries.erase(&tenant, id, &negation)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    negation: String,
+    template: String,
+}
+
+/// Re-packing: the owner's erasure of the old slot and fresh encryption for the new one,
+/// applied as one durable change; answers where the template now sits (`moved: false`
+/// when no lower block had room, nothing changed).
+async fn relocate(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    id: Result<Path<TemplateId>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(b)?;
+    let tenant = tenant_of(&s, &headers)?;
+    let id = path_id(id)?;
+    let req: MoveBody = serde_json::from_slice(&b).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected JSON {{\"negation\": base64, \"template\": base64}}: {e}"
+        ))
+    })?;
+    let decode = |what: &str, text: &str| {
+        B64.decode(text.as_bytes())
+            .map_err(|e| ApiError::bad_request(format!("{what} is not valid base64: {e}")))
+    };
+    let params = *s.galleries.params();
+    let negation = EncryptedTemplate::from_bytes(&decode("negation", &req.negation)?, &params)?;
+    let fresh = EncryptedTemplate::from_bytes(&decode("template", &req.template)?, &params)?;
+    let to = blocking(move || Ok(s.galleries.relocate(&tenant, id, &negation, &fresh)?)).await?;
+    Ok(Json(match to {
+        Some(loc) => json!({ "moved": true, "block_no": loc.block, "slot": loc.slot }),
+        None => json!({ "moved": false }),
+    })
+    .into_response())
 }
 
 fn parse_probe(s: &AppState, b: Bytes) -> Result<EncryptedProbe, ApiError> {
