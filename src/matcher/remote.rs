@@ -474,6 +474,11 @@ impl RemoteMatcher {
 
     /// POSTs a small JSON body with the tenant's token; the bytes both ways.
     fn post_json(&self, path: &str, body: &[u8]) -> Result<Traffic, MatcherError> {
+        self.post_json_reply(path, body).map(|(traffic, _)| traffic)
+    }
+
+    /// POSTs a JSON body; the reply's bytes, with the traffic.
+    fn post_json_reply(&self, path: &str, body: &[u8]) -> Result<(Traffic, Vec<u8>), MatcherError> {
         let resp = self
             .agent()
             .post(format!("{}{path}", self.url()))
@@ -482,10 +487,11 @@ impl RemoteMatcher {
             .send(body)
             .map_err(|e| self.unreachable(e))?;
         let reply = self.read(resp, SMALL_BODY_LIMIT)?;
-        Ok(Traffic {
+        let traffic = Traffic {
             sent: body.len(),
             received: reply.len(),
-        })
+        };
+        Ok((traffic, reply))
     }
 }
 
@@ -672,18 +678,7 @@ impl Matcher for RemoteMatcher {
             template: &t,
         })
         .expect("move body serializes");
-        let resp = self
-            .agent()
-            .post(format!("{}/v1/templates/{id}/move", self.url()))
-            .header("authorization", self.auth())
-            .content_type("application/json")
-            .send(&body[..])
-            .map_err(|e| self.unreachable(e))?;
-        let reply = self.read(resp, SMALL_BODY_LIMIT)?;
-        let traffic = Traffic {
-            sent: body.len(),
-            received: reply.len(),
-        };
+        let (traffic, reply) = self.post_json_reply(&format!("/v1/templates/{id}/move"), &body)?;
         let r: MoveReply =
             serde_json::from_slice(&reply).map_err(|e| bad_reply(&self.endpoint, e))?;
         let to = match (r.moved, r.block_no, r.slot) {

@@ -235,14 +235,10 @@ async fn enrol(
             "expected JSON {{\"id\": integer, \"template\": base64, \"label\": base64}}: {e}"
         ))
     })?;
-    let template_bytes = B64
-        .decode(req.template.as_bytes())
-        .map_err(|e| ApiError::bad_request(format!("template is not valid base64: {e}")))?;
+    let template = template_field("template", &req.template, &s)?;
     let label = B64
         .decode(req.label.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("label is not valid base64: {e}")))?;
-    let params = *s.galleries.params();
-    let template = EncryptedTemplate::from_bytes(&template_bytes, &params)?;
     let id = req.id;
     blocking(move || Ok(s.galleries.enrol(&tenant, id, template, &label)?)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
@@ -296,6 +292,14 @@ async fn removal_block(
     Ok(Json(body).into_response())
 }
 
+/// An encrypted template sent as the base64 JSON field `what`, parsed and checked.
+fn template_field(what: &str, text: &str, s: &AppState) -> Result<EncryptedTemplate, ApiError> {
+    let bytes = B64
+        .decode(text.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("{what} is not valid base64: {e}")))?;
+    Ok(EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EraseBody {
@@ -314,10 +318,7 @@ async fn erase(
     let req: EraseBody = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"negation\": base64}}: {e}"))
     })?;
-    let bytes = B64
-        .decode(req.negation.as_bytes())
-        .map_err(|e| ApiError::bad_request(format!("negation is not valid base64: {e}")))?;
-    let negation = EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?;
+    let negation = template_field("negation", &req.negation, &s)?;
     blocking(move || Ok(s.galleries.erase(&tenant, id, &negation)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -346,13 +347,8 @@ async fn relocate(
             "expected JSON {{\"negation\": base64, \"template\": base64}}: {e}"
         ))
     })?;
-    let decode = |what: &str, text: &str| {
-        B64.decode(text.as_bytes())
-            .map_err(|e| ApiError::bad_request(format!("{what} is not valid base64: {e}")))
-    };
-    let params = *s.galleries.params();
-    let negation = EncryptedTemplate::from_bytes(&decode("negation", &req.negation)?, &params)?;
-    let fresh = EncryptedTemplate::from_bytes(&decode("template", &req.template)?, &params)?;
+    let negation = template_field("negation", &req.negation, &s)?;
+    let fresh = template_field("template", &req.template, &s)?;
     let to = blocking(move || Ok(s.galleries.relocate(&tenant, id, &negation, &fresh)?)).await?;
     Ok(Json(match to {
         Some(loc) => json!({ "moved": true, "block_no": loc.block, "slot": loc.slot }),
