@@ -855,3 +855,53 @@ fn enrol_folder_enrols_everyone_and_lists_what_it_skipped() {
     names.sort();
     assert_eq!(names, ["Barack Obama", "Barack Obama", "Joe Biden"]);
 }
+
+#[test]
+fn repack_after_removals_needs_fewer_blocks_and_keeps_the_gallery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, data) = (tmp.path().join("k.key"), tmp.path().join("data"));
+    assert!(run_with(&["keygen"], &key, &data).status.success());
+    let dir = tmp.path().join("people");
+    std::fs::create_dir(&dir).unwrap();
+    // 17 templates: two blocks of 15.
+    for i in 1..=9 {
+        std::fs::copy(
+            faces().join("biden.jpg"),
+            dir.join(format!("Joe_Biden_{i:04}.jpg")),
+        )
+        .unwrap();
+    }
+    for i in 1..=8 {
+        std::fs::copy(
+            faces().join("obama.jpg"),
+            dir.join(format!("Barack_Obama_{i:04}.jpg")),
+        )
+        .unwrap();
+    }
+    let v = json(&run_with(
+        &["enrol", "--folder", dir.to_str().unwrap(), "--json"],
+        &key,
+        &data,
+    ));
+    assert_eq!(v["enrolled"], 17, "{v}");
+    assert!(run_with(&["remove", "--name", "Joe Biden"], &key, &data)
+        .status
+        .success());
+    let r = json(&run_with(&["repack", "--json"], &key, &data));
+    assert_eq!(r["templates"], 8, "{r}");
+    assert_eq!(r["blocks_after"], 1, "{r}");
+    assert!(r["moved"].as_u64().unwrap() <= 8, "{r}");
+    let again = run_with(&["repack"], &key, &data);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains("nothing to move") && text.contains("(1)"),
+        "{text}"
+    );
+    let id = json(&run_with(
+        &["identify", &face("obama2.jpg"), "--json"],
+        &key,
+        &data,
+    ));
+    assert_eq!(id["compared"], 8, "{id}");
+    assert_eq!(id["identified"], "Barack Obama", "{id}");
+}

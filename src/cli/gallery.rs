@@ -354,8 +354,12 @@ pub fn repack(globals: &Globals) -> Result<()> {
             )
         } else {
             format!(
-                "moved {} of {} template(s): {} block(s) -> {} (each move re-encrypted with your key, sent {} bytes)\n",
-                out.moved, out.templates, out.blocks_before, out.blocks_after, out.bytes_sent
+                "moved {} of {} template(s): {} block(s) -> {} (each re-encrypted with your key; {:.1} KiB sent)\n",
+                out.moved,
+                out.templates,
+                out.blocks_before,
+                out.blocks_after,
+                out.bytes_sent as f64 / 1024.0
             )
         }
     });
