@@ -9,8 +9,8 @@
 //! Locking, per tenant: `writer` serialises enrol/remove (and is the only lock held while
 //! the store fsyncs); `gallery` is read-locked by matching and write-locked only for the
 //! in-memory insert or subtraction. Labels are not held in memory: listing reads them
-//! from the store, so it never waits for a long identify or an fsync. A poisoned lock is [`MatcherError::Poisoned`] (the server's
-//! 500), never a client error.
+//! from the store, so it never waits for a long identify or an fsync. A poisoned lock is
+//! [`MatcherError::Poisoned`] (the server's 500), never a client error.
 //!
 //! Memory: every template and registered tenant is charged what it holds in memory
 //! ([`Galleries::bytes_per_template`], the one place that cost is written down, and

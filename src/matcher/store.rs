@@ -526,13 +526,8 @@ impl Store {
                     }
                 }
                 if let Some(first) = c.drop_from {
-                    let stale: Vec<u64> = blocks
-                        .range((tenant, (first as u64) << PART_BITS)..=(tenant, u64::MAX))?
-                        .map(|r| r.map(|(k, _)| k.value().1))
-                        .collect::<Result<_, _>>()?;
-                    for key in stale {
-                        blocks.remove((tenant, key))?;
-                    }
+                    let from = (first as u64) << PART_BITS;
+                    blocks.retain_in((tenant, from)..=(tenant, u64::MAX), |_, _| false)?;
                 }
             }
             Ok(())
@@ -697,13 +692,10 @@ fn put_record(
     let base = (block as u64) << PART_BITS;
     let parts = bytes.len().div_ceil(PART_BYTES) as u64;
     assert!(parts <= PART_MASK, "a record fits in 255 parts");
-    let stale: Vec<u64> = table
-        .range((tenant, base + parts)..=(tenant, base | PART_MASK))?
-        .map(|r| r.map(|(k, _)| k.value().1))
-        .collect::<Result<_, _>>()?;
-    for key in stale {
-        table.remove((tenant, key))?;
-    }
+    table.retain_in(
+        (tenant, base + parts)..=(tenant, base | PART_MASK),
+        |_, _| false,
+    )?;
     for (i, chunk) in bytes.chunks(PART_BYTES).enumerate() {
         table.insert((tenant, base + i as u64), chunk)?;
     }
