@@ -905,3 +905,235 @@ fn repack_after_removals_needs_fewer_blocks_and_keeps_the_gallery() {
     assert_eq!(id["compared"], 8, "{id}");
     assert_eq!(id["identified"], "Barack Obama", "{id}");
 }
+
+/// `verify` says its verdict through the exit status too: 0 verified, 1 not verified
+/// (with the same table or JSON), 2 an error (nothing decided).
+#[test]
+fn verify_exits_1_when_not_verified_and_2_on_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, data) = (tmp.path().join("k.key"), tmp.path().join("data"));
+    assert!(run_with(&["keygen"], &key, &data).status.success());
+    let out = run_with(
+        &["enrol", "--name", "Obama", &face("obama.jpg")],
+        &key,
+        &data,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let yes = run_with(
+        &["verify", "--name", "Obama", &face("obama2.jpg")],
+        &key,
+        &data,
+    );
+    assert_eq!(yes.status.code(), Some(0), "{}", stderr(&yes));
+    assert!(String::from_utf8_lossy(&yes.stdout).contains("verified as: Obama"));
+
+    let no = run_with(
+        &["verify", "--name", "Obama", &face("biden.jpg")],
+        &key,
+        &data,
+    );
+    assert_eq!(no.status.code(), Some(1), "{}", stderr(&no));
+    assert!(
+        stderr(&no).is_empty(),
+        "not verified is no error: {}",
+        stderr(&no)
+    );
+    let text = String::from_utf8_lossy(&no.stdout);
+    assert!(text.contains("nobody within the threshold"), "{text}");
+    let no = run_with(
+        &["verify", "--name", "Obama", &face("biden.jpg"), "--json"],
+        &key,
+        &data,
+    );
+    assert_eq!(no.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&no.stdout).expect("JSON all the same");
+    assert_eq!(v["identified"], serde_json::Value::Null);
+    assert_eq!(v["matches"][0]["same_person"], false);
+
+    for (args, why) in [
+        (
+            ["verify", "--name", "Nobody", &face("obama2.jpg")],
+            "blindface list",
+        ),
+        (
+            ["verify", "--name", "Obama", "/no/such/photo.jpg"],
+            "photo.jpg",
+        ),
+    ] {
+        let err = run_with(&args, &key, &data);
+        assert_eq!(err.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&err).starts_with("error: ") && stderr(&err).contains(why));
+    }
+    // Errors of other commands exit 2 too, like clap's usage errors.
+    let out = run(&["detect", "/no/such/photo.jpg"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["verify", "--no-such-option"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+
+    let help = run(&["verify", "--help"], tmp.path());
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Exit status: 0 verified, 1 not verified"),
+        "{help}"
+    );
+}
+
+const CLIENT_OPTIONS: [&str; 8] = [
+    "--source",
+    "--invite",
+    "--matcher",
+    "--fingerprint",
+    "--key",
+    "--threshold",
+    "--far",
+    "--json",
+];
+
+/// `serve` shows and takes only server options; clients take theirs before or after the
+/// subcommand, also below `admin`.
+#[test]
+fn serve_takes_server_options_only_and_clients_take_theirs_anywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = || Command::new(env!("CARGO_BIN_EXE_blindface"));
+    let out = bin().args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for server in [
+        "--addr",
+        "--plain-http",
+        "--max-templates",
+        "--data",
+        "--insecure-http",
+    ] {
+        assert!(help.contains(server), "{server} missing:\n{help}");
+    }
+    for client in CLIENT_OPTIONS {
+        assert!(!help.contains(client), "{client} in serve --help:\n{help}");
+    }
+    let out = bin().args(["verify", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for client in CLIENT_OPTIONS {
+        assert!(help.contains(client), "{client} missing from verify --help");
+    }
+    // Given to serve, before or after it: refused, saying which.
+    for args in [
+        &["serve", "--matcher", "builtin"][..],
+        &["--source", "x.jpg", "serve"][..],
+        &["--json", "serve"][..],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        let option = args.iter().find(|a| a.starts_with("--")).unwrap();
+        assert!(err.contains(option), "{args:?}: {err}");
+    }
+
+    // Client options before or after the subcommand mean the same.
+    let (key, data) = (tmp.path().join("k.key"), tmp.path().join("data"));
+    let key = key.to_str().unwrap();
+    let data = data.to_str().unwrap();
+    assert!(bin()
+        .args(["--key", key, "keygen"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let before = bin()
+        .args(["--key", key, "--json", "--data", data, "list"])
+        .output()
+        .unwrap();
+    let after = bin()
+        .args(["list", "--key", key, "--json", "--data", data])
+        .output()
+        .unwrap();
+    assert_eq!(json(&before), json(&after));
+    assert_eq!(json(&after)["count"], 0);
+    // Below `admin` too: the option is taken (the server is what is missing).
+    let out = bin()
+        .args(["admin", "invite", "--admin-token", "t", "--key", key])
+        .args(["--matcher", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: ") && !err.contains("unexpected argument"),
+        "{err}"
+    );
+}
+
+/// `list` and `identify` keep their columns with names in any script: a CJK character or
+/// an emoji takes two terminal columns.
+#[test]
+fn tables_align_names_with_wide_characters() {
+    use unicode_width::UnicodeWidthStr;
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, data) = (tmp.path().join("k.key"), tmp.path().join("data"));
+    assert!(run_with(&["keygen"], &key, &data).status.success());
+    let names = ["Obama", "王小明", "Zoë 😀"];
+    for (name, img) in names.iter().zip(["obama.jpg", "biden.jpg", "obama3.jpg"]) {
+        let out = run_with(&["enrol", "--name", name, &face(img)], &key, &data);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The column after the name starts at the same terminal column on every row.
+    let column_of = |text: &str, marker: &str| -> Vec<usize> {
+        text.lines()
+            .filter(|l| names.iter().any(|n| l.starts_with(&format!("  {n} "))))
+            .map(|l| l[..l.find(marker).unwrap()].width())
+            .collect()
+    };
+    let out = run_with(&["list"], &key, &data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let columns = column_of(&text, " id ");
+    assert_eq!(columns.len(), 3, "{text}");
+    assert!(
+        columns.iter().all(|&c| c == columns[0]),
+        "{columns:?}\n{text}"
+    );
+    let out = run_with(&["identify", &face("obama2.jpg")], &key, &data);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let columns = column_of(&text, " L2 ");
+    assert_eq!(columns.len(), 3, "{text}");
+    assert!(
+        columns.iter().all(|&c| c == columns[0]),
+        "{columns:?}\n{text}"
+    );
+}
+
+/// The server's log has no terminal colour codes when stderr is a pipe or a file.
+#[test]
+fn server_log_has_no_colours_when_stderr_is_not_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blindface"))
+        .args(["serve", "--plain-http", "--addr", "127.0.0.1:0", "--data"])
+        .arg(tmp.path().join("server"))
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("store opened") && log.contains("shut down cleanly"),
+        "{log}"
+    );
+    assert!(!log.contains("\x1b["), "colour codes in {log:?}");
+}

@@ -15,7 +15,10 @@ use blindface::matcher::TokenStore;
 use blindface::ranking::PersonDistance;
 use blindface::vision::{load_image, FacePipeline};
 
-use super::{emit, Globals};
+use super::{emit, pad, Globals, Outcome};
+
+/// Width of the name column of `list`, `verify` and `identify`, in terminal columns.
+const NAME_COLUMN: usize = 24;
 
 /// Where the built-in store and the remote tokens live.
 pub fn locations(globals: &Globals) -> Locations {
@@ -221,8 +224,8 @@ fn print_matches(globals: &Globals, out: &MatchesOutput, what: &str) {
         }
         for m in &out.matches {
             s += &format!(
-                "  {:<24} L2 {:.4}  {}\n",
-                m.name,
+                "  {} L2 {:.4}  {}\n",
+                pad(&m.name, NAME_COLUMN),
                 m.l2,
                 if m.same_person {
                     "same person"
@@ -235,7 +238,8 @@ fn print_matches(globals: &Globals, out: &MatchesOutput, what: &str) {
     });
 }
 
-pub fn verify(globals: &Globals, name: &str, image: &Path, face: Option<usize>) -> Result<()> {
+/// Verified or not (the exit status says it too); an error when nothing was decided.
+pub fn verify(globals: &Globals, name: &str, image: &Path, face: Option<usize>) -> Result<Outcome> {
     let client = client(globals)?;
     if client.ids_of(name).is_empty() {
         bail!("nobody called {name:?} is enrolled; `blindface list` shows who is");
@@ -246,7 +250,11 @@ pub fn verify(globals: &Globals, name: &str, image: &Path, face: Option<usize>) 
     let rows = report.rows.clone();
     let out = matches_output(globals, image, &client, &report, rows, (number, found));
     print_matches(globals, &out, "verified as");
-    Ok(())
+    Ok(if out.identified.is_some() {
+        Outcome::Done
+    } else {
+        Outcome::NotVerified
+    })
 }
 
 pub fn identify(globals: &Globals, image: &Path, face: Option<usize>) -> Result<()> {
@@ -292,7 +300,7 @@ pub fn list(globals: &Globals) -> Result<()> {
     emit(globals, &out, || {
         let mut s = format!("{} template(s) in the {}\n", out.count, out.matcher);
         for t in &out.templates {
-            s += &format!("  {:<24} id {}\n", t.name, t.id);
+            s += &format!("  {} id {}\n", pad(&t.name, NAME_COLUMN), t.id);
         }
         s
     });

@@ -1,6 +1,7 @@
-//! Command line: argument parsing (clap), dispatch, and the shared output conventions
-//! (a readable table by default, one JSON object with `--json`, one-line errors with a
-//! non-zero exit).
+//! Command line: argument parsing (clap; the client options are not `serve`'s), dispatch,
+//! and the shared output conventions (a readable table by default, name columns in
+//! terminal columns (`pad`), one JSON object with `--json`, one-line errors with exit
+//! status 2; `verify` exits 1 when the face is not the person's).
 
 mod app;
 mod bench;
@@ -15,8 +16,10 @@ mod server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
+use unicode_width::UnicodeWidthStr;
 
 use blindface::client::Access;
 use blindface::matcher::tls::Fingerprint;
@@ -30,44 +33,13 @@ use blindface::vision::SFACE_L2_THRESHOLD;
     about = "Face verification and identification where the matcher is blind.",
     long_about = "Face verification and identification where the matcher is blind: faces are \
                   embedded locally, encrypted with TFHE, and matched without the matcher ever \
-                  seeing a face, an embedding or a distance."
+                  seeing a face, an embedding or a distance.",
+    after_help = "Exit status: 0 success; 1 `verify` ran and the face is not the person's; \
+                  2 an error (a one-line message on stderr)."
 )]
 pub struct Cli {
-    /// Secret key file (default: the platform data directory).
-    #[arg(long, global = true, value_name = "PATH")]
-    key: Option<PathBuf>,
-    /// Same-person threshold on the L2 distance of normalised embeddings.
-    #[arg(long, global = true, default_value_t = SFACE_L2_THRESHOLD, value_name = "L2")]
-    threshold: f32,
-    /// Instead of --threshold: the false accept rate to operate at (e.g. 0.001), resolved
-    /// through the shipped LFW View 1 DevTrain calibration.
-    #[arg(long, global = true, value_name = "RATE", conflicts_with = "threshold")]
-    far: Option<f64>,
-    /// Print one JSON object instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Matcher: `builtin` (in-process, store under --data), `https://HOST:PORT` (a
-    /// `blindface serve`), or `http://127.0.0.1:PORT` (loopback).
-    #[arg(
-        long,
-        global = true,
-        value_name = "builtin|URL",
-        value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<MatcherSpec>())
-    )]
-    matcher: Option<MatcherSpec>,
-    /// The SHA-256 fingerprint the server's certificate must have (as `blindface serve`
-    /// prints it); replaces the one pinned on first use.
-    #[arg(
-        long,
-        global = true,
-        value_name = "SHA256",
-        value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Fingerprint>())
-    )]
-    fingerprint: Option<Fingerprint>,
-    /// A one-time invitation code (from `blindface admin invite`) to register this key's
-    /// gallery on an invite-only server.
-    #[arg(long, global = true, value_name = "CODE")]
-    invite: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Allow plain HTTP beyond loopback (client) or serving it (`serve --plain-http`):
     /// tokens and ciphertexts then travel unprotected and anyone on the path can answer
     /// for the matcher, forcing any verdict.
@@ -77,11 +49,93 @@ pub struct Cli {
     /// `serve` uses its `server` subdirectory).
     #[arg(long, global = true, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// The app's source: an image or a folder of images (shown in turn) instead of the camera.
-    #[arg(long, global = true, value_name = "PATH")]
-    source: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The options of the app and every client command, not of `serve`: taken before the
+/// subcommand (here, where they are not global) or after it (`command` adds them, global,
+/// to every subcommand but `serve`).
+#[derive(Args)]
+struct ClientArgs {
+    /// Secret key file (default: the platform data directory).
+    #[arg(long, value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// Same-person threshold on the L2 distance of normalised embeddings.
+    #[arg(long, default_value_t = SFACE_L2_THRESHOLD, value_name = "L2")]
+    threshold: f32,
+    /// Instead of --threshold: the false accept rate to operate at (e.g. 0.001), resolved
+    /// through the shipped LFW View 1 DevTrain calibration.
+    #[arg(long, value_name = "RATE", conflicts_with = "threshold")]
+    far: Option<f64>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Matcher: `builtin` (in-process, store under --data), `https://HOST:PORT` (a
+    /// `blindface serve`), or `http://127.0.0.1:PORT` (loopback).
+    #[arg(
+        long,
+        value_name = "builtin|URL",
+        value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<MatcherSpec>())
+    )]
+    matcher: Option<MatcherSpec>,
+    /// The SHA-256 fingerprint the server's certificate must have (as `blindface serve`
+    /// prints it); replaces the one pinned on first use.
+    #[arg(
+        long,
+        value_name = "SHA256",
+        value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Fingerprint>())
+    )]
+    fingerprint: Option<Fingerprint>,
+    /// A one-time invitation code (from `blindface admin invite`) to register this key's
+    /// gallery on an invite-only server.
+    #[arg(long, value_name = "CODE")]
+    invite: Option<String>,
+    /// The app's source: an image or a folder of images (shown in turn) instead of the camera.
+    #[arg(long, value_name = "PATH")]
+    source: Option<PathBuf>,
+}
+
+/// The name of the one subcommand that takes no client option.
+const SERVE: &str = "serve";
+
+/// The command line: `Cli`'s, with the client options also after every subcommand but
+/// `serve` (global there, so `admin invite --matcher URL` works too). Values given after
+/// the subcommand reach `Cli` as clap hands global values up.
+fn command() -> clap::Command {
+    let client: Vec<clap::Arg> = client_args().into_iter().map(|a| a.global(true)).collect();
+    <Cli as CommandFactory>::command().mut_subcommands(|sc| {
+        if sc.get_name() == SERVE {
+            sc
+        } else {
+            sc.args(client.iter().cloned())
+        }
+    })
+}
+
+/// `ClientArgs` as clap arguments.
+fn client_args() -> Vec<clap::Arg> {
+    ClientArgs::augment_args(clap::Command::new("client"))
+        .get_arguments()
+        .cloned()
+        .collect()
+}
+
+/// Refuses a client option given before `serve` (after it, clap refuses it already).
+fn refuse_client_options_for_serve(cmd: &mut clap::Command, matches: &clap::ArgMatches) {
+    if matches.subcommand_name() != Some(SERVE) {
+        return;
+    }
+    for arg in client_args() {
+        if matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
+            let long = arg.get_long().unwrap_or_default();
+            cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("--{long} is a client option; `blindface serve` does not take it"),
+            )
+            .exit();
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -128,6 +182,9 @@ enum Command {
     },
     /// Verify the largest face of IMAGE (or --face N) against the person enrolled as NAME
     /// (1:1).
+    ///
+    /// Exit status: 0 verified, 1 not verified (the face is not NAME's at the threshold),
+    /// 2 an error (nothing was decided).
     Verify {
         #[arg(long)]
         name: String,
@@ -242,81 +299,109 @@ fn resolve_far(far: f64) -> anyhow::Result<(f32, String)> {
     ))
 }
 
+/// How a command that ran to the end exits.
+pub enum Outcome {
+    /// Exit 0.
+    Done,
+    /// `verify` decided the face is not the person's: exit 1.
+    NotVerified,
+}
+
+/// Exit status of `verify` when the face is not the person's.
+const EXIT_NOT_VERIFIED: u8 = 1;
+/// Exit status of an error (clap's usage errors use 2 too).
+const EXIT_ERROR: u8 = 2;
+
 pub fn main() -> ExitCode {
-    let matches = <Cli as clap::CommandFactory>::command().get_matches();
-    let threshold_given =
-        matches.value_source("threshold") == Some(clap::parser::ValueSource::CommandLine);
+    let mut cmd = command();
+    let matches = cmd.get_matches_mut();
+    refuse_client_options_for_serve(&mut cmd, &matches);
+    let threshold_given = matches.value_source("threshold") == Some(ValueSource::CommandLine);
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    let (threshold, operating_point) = match cli.far.map(resolve_far) {
-        None => (cli.threshold, None),
-        Some(Ok((t, p))) => (t, Some(p)),
-        Some(Err(e)) => {
+    match run(cli, threshold_given) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::NotVerified) => ExitCode::from(EXIT_NOT_VERIFIED),
+        Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
+            ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// Builds the `Globals` once and runs the command.
+fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
+    let client = cli.client;
+    let (threshold, operating_point) = match client.far.map(resolve_far).transpose()? {
+        None => (client.threshold, None),
+        Some((t, p)) => (t, Some(p)),
     };
     let globals = Globals {
-        key: cli.key.unwrap_or_else(blindface::paths::default_key_path),
+        key: client
+            .key
+            .unwrap_or_else(blindface::paths::default_key_path),
         threshold,
         threshold_given: threshold_given || operating_point.is_some(),
         operating_point,
-        json: cli.json,
-        matcher_given: cli.matcher.is_some(),
-        matcher: cli.matcher.unwrap_or(MatcherSpec::Builtin),
+        json: client.json,
+        matcher_given: client.matcher.is_some(),
+        matcher: client.matcher.unwrap_or(MatcherSpec::Builtin),
         data: cli.data,
         access: Access {
             token: None,
-            invite: cli.invite,
-            fingerprint: cli.fingerprint,
+            invite: client.invite,
+            fingerprint: client.fingerprint,
             insecure_http: cli.insecure_http,
         },
     };
-    let result = match cli.command {
-        None => app::open(&globals, cli.source, app::Start::Idle),
+    let source = client.source;
+    match cli.command {
+        None => app::open(&globals, source, app::Start::Idle)?,
         Some(Command::App { identify, live }) => app::open(
             &globals,
-            cli.source,
+            source,
             match (identify, live) {
                 (_, true) => app::Start::Live,
                 (true, _) => app::Start::Identify,
                 _ => app::Start::Idle,
             },
-        ),
-        Some(Command::Detect { image }) => faces::detect(&globals, &image),
-        Some(Command::Compare { image_a, image_b }) => faces::compare(&globals, &image_a, &image_b),
-        Some(Command::Keygen { force }) => keys::keygen(&globals, force),
-        Some(Command::Bench { gallery }) => bench::bench(&globals, gallery),
+        )?,
+        Some(Command::Detect { image }) => faces::detect(&globals, &image)?,
+        Some(Command::Compare { image_a, image_b }) => {
+            faces::compare(&globals, &image_a, &image_b)?
+        }
+        Some(Command::Keygen { force }) => keys::keygen(&globals, force)?,
+        Some(Command::Bench { gallery }) => bench::bench(&globals, gallery)?,
         Some(Command::Enrol {
             folder: Some(dir), ..
-        }) => gallery::enrol_folder(&globals, &dir),
+        }) => gallery::enrol_folder(&globals, &dir)?,
         Some(Command::Enrol {
             name: Some(name),
             image: Some(image),
             face,
             ..
-        }) => gallery::enrol(&globals, &name, &image, face),
+        }) => gallery::enrol(&globals, &name, &image, face)?,
         Some(Command::Enrol { .. }) => {
             unreachable!("clap requires a name and an image, or --folder")
         }
         Some(Command::Verify { name, image, face }) => {
-            gallery::verify(&globals, &name, &image, face)
+            return gallery::verify(&globals, &name, &image, face)
         }
         Some(Command::Identify {
             image,
             all_faces: true,
             frames,
             ..
-        }) => live::identify_all(&globals, &image.to_string_lossy(), frames),
-        Some(Command::Identify { image, face, .. }) => gallery::identify(&globals, &image, face),
-        Some(Command::List) => gallery::list(&globals),
-        Some(Command::Remove { name }) => gallery::remove(&globals, &name),
-        Some(Command::Repack) => gallery::repack(&globals),
-        Some(Command::Serve(args)) => server::serve(&globals, args),
-        Some(Command::Admin { command }) => server::admin(&globals, command),
-        Some(Command::Doctor) => doctor::doctor(&globals),
+        }) => live::identify_all(&globals, &image.to_string_lossy(), frames)?,
+        Some(Command::Identify { image, face, .. }) => gallery::identify(&globals, &image, face)?,
+        Some(Command::List) => gallery::list(&globals)?,
+        Some(Command::Remove { name }) => gallery::remove(&globals, &name)?,
+        Some(Command::Repack) => gallery::repack(&globals)?,
+        Some(Command::Serve(args)) => server::serve(&globals, args)?,
+        Some(Command::Admin { command }) => server::admin(&globals, command)?,
+        Some(Command::Doctor) => doctor::doctor(&globals)?,
         Some(Command::Eval {
             pairs,
             images,
@@ -348,21 +433,15 @@ pub fn main() -> ExitCode {
                     &settings,
                     report.as_deref(),
                     calibrate.as_deref(),
-                ),
-                (None, None, Some(dir)) => eval::identify(&globals, &dir, &settings),
-                _ => Err(anyhow::anyhow!(
-                    "eval needs either --pairs FILE --images DIR, or --identify DIR"
-                )),
+                )?,
+                (None, None, Some(dir)) => eval::identify(&globals, &dir, &settings)?,
+                _ => {
+                    anyhow::bail!("eval needs either --pairs FILE --images DIR, or --identify DIR")
+                }
             }
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
     }
+    Ok(Outcome::Done)
 }
 
 /// Prints `value` as JSON, or `table` otherwise.
@@ -374,5 +453,35 @@ pub fn emit<T: Serialize>(globals: &Globals, value: &T, table: impl FnOnce() -> 
         );
     } else {
         print!("{}", table());
+    }
+}
+
+/// `text` left-aligned in `width` terminal columns, as `{:<width}` does for ASCII, with
+/// wide characters (CJK, emoji) counted as the two columns a terminal gives them; text
+/// wider than `width` is kept whole. Every table column holding names goes through here.
+pub fn pad(text: &str, width: usize) -> String {
+    let used = UnicodeWidthStr::width(text);
+    format!("{text}{}", " ".repeat(width.saturating_sub(used)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_counts_terminal_columns() {
+        assert_eq!(pad("Obama", 8), "Obama   ");
+        // CJK: two columns a character, so "王小明" fills 6 of 8.
+        assert_eq!(pad("王小明", 8), "王小明  ");
+        assert_eq!(pad("Zoë 😀", 8), "Zoë 😀  ");
+        // What `{:<8}` would do: pad by characters, one column short per wide one.
+        assert_eq!(format!("{:<8}", "王小明"), "王小明     ");
+        // Every row ends its name column at the same terminal column.
+        for name in ["Obama", "王小明", "Zoë 😀", "👩🏽‍💻 Ada", "ｆｕｌｌ"] {
+            assert_eq!(UnicodeWidthStr::width(pad(name, 12).as_str()), 12, "{name}");
+        }
+        // Longer than the column: kept whole, nothing added.
+        assert_eq!(pad("김정은 김여정", 4), "김정은 김여정");
+        assert_eq!(pad("", 3), "   ");
     }
 }

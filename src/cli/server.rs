@@ -2,6 +2,7 @@
 //! `blindface admin` (the operator's commands against a running server: invitation codes,
 //! metrics), which reach it through the same pinned endpoint as every client.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -93,7 +94,22 @@ fn seconds(s: Option<f64>, default: Duration) -> Duration {
     s.map_or(default, |s| Duration::from_secs_f64(s.max(0.001)))
 }
 
+/// The server's log: stderr, filtered by `RUST_LOG` (default `info`), in colour only when
+/// stderr is a terminal (never escape codes in a log file or a pipe). The library never
+/// sets up logging itself: the edge does, here.
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 pub fn serve(globals: &Globals, a: ServeArgs) -> Result<()> {
+    init_logging();
     let data = globals
         .data
         .clone()
