@@ -18,6 +18,17 @@
 //! threshold ([`Calibration::at_threshold`]) and to find the equal error rate
 //! ([`Calibration::eer`]). Its numbers are estimates on public figures' news photos; a
 //! camera in a dim room is another population.
+//!
+//! Those are 1:1 (verification) rates: one face compared with one person. Identification
+//! compares a face with everyone enrolled and names the closest person within the
+//! threshold, so a stranger (someone not enrolled) gets a name when any one of `people`
+//! comparisons accepts them. With each comparison accepting a stranger with probability
+//! FAR, independently, the false positive identification rate is
+//! [`fpir`]`(FAR, people) = 1 - (1 - FAR)^people`: at the default 1.128 (FAR 1/1,100) about
+//! 1 in 44 strangers with 25 people enrolled, 65% with 1,165 (BENCHMARKS.md measured 63%
+//! on LFW). [`Calibration::identification_at`] describes a threshold for a gallery size and
+//! [`Calibration::threshold_for_fpir`] chooses one; a 1:1 calibration of 1,100 impostor
+//! pairs resolves FPIR 1% for up to 11 people ([`Calibration::max_people_for_fpir`]).
 
 use std::sync::OnceLock;
 
@@ -140,6 +151,115 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// False positive identification rate: the share of strangers (people not enrolled) who
+/// get a name when each is compared with `people` enrolled people and each comparison
+/// accepts a stranger with probability `far`, independently: `1 - (1 - far)^people`.
+///
+/// Computed as `-expm1(people * ln_1p(-far))`, accurate at tiny FAR where `1 - (1 - far)`
+/// would cancel. Nobody enrolled: 0 (nobody to be named as); one person: `far` itself.
+/// `far` is clamped to [0, 1].
+pub fn fpir(far: f64, people: u64) -> f64 {
+    let far = far.clamp(0.0, 1.0);
+    match people {
+        0 => 0.0,
+        1 => far,
+        _ if far >= 1.0 => 1.0,
+        n => -(n as f64 * (-far).ln_1p()).exp_m1(),
+    }
+}
+
+/// The 1:1 FAR at which `people` comparisons give an FPIR of `fpir`: the inverse of
+/// [`fpir`], `1 - (1 - fpir)^(1 / people)`. `people` must be at least 1 (0 gives NaN);
+/// `fpir` is clamped to [0, 1].
+pub fn far_for_fpir(fpir: f64, people: u64) -> f64 {
+    let fpir = fpir.clamp(0.0, 1.0);
+    match people {
+        0 => f64::NAN,
+        1 => fpir,
+        _ if fpir >= 1.0 => 1.0,
+        n => -((-fpir).ln_1p() / n as f64).exp_m1(),
+    }
+}
+
+/// "12.3%" with precision to match the size: whole percent from 10%, one decimal from 1%,
+/// two below.
+fn percent(rate: f64) -> String {
+    let p = 100.0 * rate;
+    if p >= 10.0 {
+        format!("{p:.0}%")
+    } else if p >= 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// What one threshold means for identification against a gallery of `people` distinct
+/// people, estimated from a 1:1 calibration with [`fpir`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct IdentificationPoint {
+    /// The 1:1 rates at the grid threshold (its `threshold` is the one used).
+    pub pair: OperatingPoint,
+    /// Distinct people enrolled.
+    pub people: u64,
+    /// Share of strangers who get a name: `fpir(pair.far, people)`.
+    pub fpir: f64,
+}
+
+impl IdentificationPoint {
+    /// The grid threshold (L2).
+    pub fn threshold(&self) -> f32 {
+        self.pair.threshold
+    }
+
+    /// The FPIR of the smallest FAR the calibration can tell (one impostor pair accepted):
+    /// the bound to quote when no impostor pair was accepted at this threshold.
+    pub fn fpir_resolution(&self) -> f64 {
+        fpir(1.0 / self.pair.impostor.max(1) as f64, self.people)
+    }
+
+    /// N in "about 1 in N strangers gets a name" (1 / FPIR, rounded); `None` with nobody
+    /// enrolled or when no impostor pair was accepted (then below
+    /// [`fpir_resolution`](Self::fpir_resolution)).
+    pub fn one_in_n_strangers(&self) -> Option<u64> {
+        (self.people > 0 && self.pair.impostor_accepted > 0 && self.fpir > 0.0)
+            .then(|| (1.0 / self.fpir).round() as u64)
+    }
+
+    /// One sentence for people: "With 25 people enrolled, about 1 in 44 strangers gets a
+    /// name (2.2%)", "With 1,165 people enrolled, about 65% of strangers get a name", or
+    /// "Nobody is enrolled yet, so no stranger can get a name".
+    pub fn describe(&self) -> String {
+        if self.people == 0 {
+            return "Nobody is enrolled yet, so no stranger can get a name".into();
+        }
+        let who = if self.people == 1 {
+            "With 1 person enrolled".to_string()
+        } else {
+            format!("With {} people enrolled", thousands(self.people))
+        };
+        match self.one_in_n_strangers() {
+            None => format!(
+                "{who}, fewer than about 1 in {} strangers gets a name (no stranger pair of {} \
+                 was accepted)",
+                thousands((1.0 / self.fpir_resolution()).round() as u64),
+                thousands(self.pair.impostor)
+            ),
+            Some(_) if self.fpir >= 0.5 => {
+                format!(
+                    "{who}, about {} of strangers get a name",
+                    percent(self.fpir)
+                )
+            }
+            Some(n) => format!(
+                "{who}, about 1 in {} strangers gets a name ({})",
+                thousands(n),
+                percent(self.fpir)
+            ),
+        }
+    }
+}
+
 /// Calibration problems: a bad file, or a question the calibration cannot answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CalibrationError {
@@ -158,6 +278,23 @@ pub enum CalibrationError {
         far: f64,
         impostor: u64,
         min_far: f64,
+    },
+    #[error("FPIR {fpir} is not a rate: give a number above 0 and at most 1, e.g. 0.01 for 1%")]
+    FpirNotARate { fpir: f64 },
+    #[error("nobody is enrolled: no stranger can get a name at any threshold")]
+    NobodyEnrolled,
+    #[error(
+        "FPIR {fpir} with {people} people is below what this calibration can resolve: it \
+         has {impostor} impostor pairs, so its smallest non-zero FAR is 1/{impostor}, which \
+         with {people} people is already an FPIR of {min_fpir:.6}; it can answer this for \
+         up to {max_people} people (or calibrate on more impostor pairs)"
+    )]
+    FpirBelowResolution {
+        fpir: f64,
+        people: u64,
+        impostor: u64,
+        min_fpir: f64,
+        max_people: u64,
     },
 }
 
@@ -405,6 +542,77 @@ impl Calibration {
             .fold(&self.points[0], |b, p| if gap(p) < gap(b) { p } else { b });
         self.operating_point(best)
     }
+
+    /// What the grid threshold nearest `threshold` (as [`at_threshold`](Self::at_threshold))
+    /// means when a face is compared with `people` distinct enrolled people.
+    pub fn identification_at(&self, threshold: f32, people: u64) -> IdentificationPoint {
+        let pair = self.at_threshold(threshold);
+        IdentificationPoint {
+            pair,
+            people,
+            fpir: fpir(pair.far, people),
+        }
+    }
+
+    /// The largest gallery for which this calibration can resolve an FPIR of `target`: the
+    /// most people for whom one accepted impostor pair ([`min_far`](Self::min_far)) still
+    /// gives an FPIR of at most `target` (0 if not even one; `u64::MAX` for a target of 1).
+    pub fn max_people_for_fpir(&self, target: f64) -> u64 {
+        if !(target.is_finite() && target > 0.0) || self.impostor == 0 {
+            return 0;
+        }
+        if target >= 1.0 {
+            return u64::MAX;
+        }
+        let min_far = self.min_far();
+        // The closed form, then corrected by the same function the answers use.
+        let mut n = ((-target).ln_1p() / (-min_far).ln_1p()).floor().max(0.0) as u64;
+        while fpir(min_far, n + 1) <= target {
+            n += 1;
+        }
+        while n > 0 && fpir(min_far, n) > target {
+            n -= 1;
+        }
+        n
+    }
+
+    /// The most accepting grid threshold whose FPIR with `people` distinct enrolled people
+    /// is at most `target`: "FPIR 1% for this gallery" is `threshold_for_fpir(0.01, n)`.
+    /// With one person it is [`threshold_for_far`](Self::threshold_for_far). Errors: a
+    /// target outside (0, 1], nobody enrolled, or a target the calibration cannot resolve
+    /// for that many people (see [`max_people_for_fpir`](Self::max_people_for_fpir)).
+    pub fn threshold_for_fpir(
+        &self,
+        target: f64,
+        people: u64,
+    ) -> Result<IdentificationPoint, CalibrationError> {
+        if !(target.is_finite() && target > 0.0 && target <= 1.0) {
+            return Err(CalibrationError::FpirNotARate { fpir: target });
+        }
+        if people == 0 {
+            return Err(CalibrationError::NobodyEnrolled);
+        }
+        let min_fpir = fpir(self.min_far(), people);
+        // FPIR is non-decreasing along the grid (FAR is): the last point within the target.
+        let n = self
+            .points
+            .partition_point(|p| fpir(p.far, people) <= target);
+        if self.impostor == 0 || min_fpir > target || n == 0 {
+            return Err(CalibrationError::FpirBelowResolution {
+                fpir: target,
+                people,
+                impostor: self.impostor,
+                min_fpir,
+                max_people: self.max_people_for_fpir(target),
+            });
+        }
+        let pair = self.operating_point(&self.points[n - 1]);
+        Ok(IdentificationPoint {
+            pair,
+            people,
+            fpir: fpir(pair.far, people),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -618,5 +826,209 @@ mod tests {
         // The default threshold is a grid point.
         let d = c.at_threshold(SFACE_L2_THRESHOLD);
         assert!((d.threshold - SFACE_L2_THRESHOLD).abs() < 1e-6);
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * b.abs().max(1e-300)
+    }
+
+    #[test]
+    fn fpir_edge_cases_and_tiny_far() {
+        for far in [0.0, 1e-9, 0.001, 0.3, 1.0] {
+            assert_eq!(fpir(far, 0), 0.0, "nobody enrolled: nobody to be named as");
+            assert_eq!(fpir(far, 1), far, "one person: the 1:1 FAR");
+        }
+        assert_eq!(fpir(0.0, 1000), 0.0);
+        assert_eq!(fpir(1.0, 2), 1.0);
+        assert_eq!((fpir(-0.5, 3), fpir(1.5, 3)), (0.0, 1.0), "clamped");
+        // 1 - (1 - 0.2)^2 = 0.36; 1 - 0.8^3 = 0.488.
+        assert!(close(fpir(0.2, 2), 0.36) && close(fpir(0.2, 3), 0.488));
+        // Tiny FAR: 1 - (1 - 1e-12)^1000 = 1e-9 - C(1000, 2) 1e-24 + ... = 9.99999999500500e-10
+        // (the next term, C(1000, 3) 1e-36, is below f64's precision here). Computing
+        // 1 - (1 - far)^n directly would be wrong from the 5th digit (1 - 1e-12 rounds).
+        let want = 1e-9 - 499_500.0 * 1e-24;
+        assert!(
+            close(fpir(1e-12, 1000), want),
+            "{} vs {want}",
+            fpir(1e-12, 1000)
+        );
+        // far_for_fpir inverts fpir.
+        for (far, n) in [(1e-12, 1000), (0.001, 25), (0.2, 2), (0.05, 1)] {
+            assert!(close(far_for_fpir(fpir(far, n), n), far), "{far} {n}");
+        }
+        assert!(far_for_fpir(0.01, 0).is_nan());
+        assert_eq!(far_for_fpir(1.0, 7), 1.0);
+    }
+
+    #[test]
+    fn fpir_on_the_shipped_calibration_matches_hand_computed_values() {
+        let c = Calibration::lfw_devtrain().unwrap();
+        // The grid point of the default threshold (assets/calibration-lfw-devtrain.json):
+        // {"threshold":1.128,"threshold_sq":9981,"impostor_accepted":1,"far":1/1100, ...}.
+        let at = c.at_threshold(1.128);
+        assert_eq!((at.impostor_accepted, at.impostor), (1, 1100));
+        // 1 - (1099/1100)^n, by hand (exact fractions, then to decimals):
+        //   n = 1: 1/1100 = 0.000909090909...
+        //   n = 2: 2199/1210000 = 0.00181735537190...
+        //   n = 25: 0.0224810582597869 (1 in 44.48)
+        //   n = 1165: 0.653396084891252 (BENCHMARKS.md measured 62.85% of LFW strangers)
+        let hand = [
+            (1, 1.0 / 1100.0),
+            (2, 2199.0 / 1_210_000.0),
+            (25, 0.022_481_058_259_786_9),
+            (1165, 0.653_396_084_891_252),
+        ];
+        for (n, want) in hand {
+            let got = c.identification_at(1.128, n);
+            assert!(close(got.fpir, want), "{n}: {} vs {want}", got.fpir);
+            assert_eq!(got.pair, at);
+            assert_eq!(got.people, n);
+        }
+        assert_eq!(c.identification_at(1.128, 0).fpir, 0.0);
+        // FPIR 1% with 25 people needs a 1:1 FAR of 1 - 0.99^(1/25) = 0.000401932637567
+        // (1 in 2,488): below the calibration's 1/1100.
+        assert!(close(far_for_fpir(0.01, 25), 0.000_401_932_637_566_937_4));
+    }
+
+    #[test]
+    fn identification_is_described_for_the_gallery_size() {
+        let c = Calibration::lfw_devtrain().unwrap();
+        let say = |t: f32, n: u64| c.identification_at(t, n).describe();
+        assert_eq!(
+            say(1.128, 0),
+            "Nobody is enrolled yet, so no stranger can get a name"
+        );
+        // 1/FAR = 1100; 0.0909%.
+        assert_eq!(
+            say(1.128, 1),
+            "With 1 person enrolled, about 1 in 1,100 strangers gets a name (0.09%)"
+        );
+        // 1210000/2199 = 550.25; 0.1817%.
+        assert_eq!(
+            say(1.128, 2),
+            "With 2 people enrolled, about 1 in 550 strangers gets a name (0.18%)"
+        );
+        // 1/0.022481 = 44.48; 2.248%.
+        assert_eq!(
+            say(1.128, 25),
+            "With 25 people enrolled, about 1 in 44 strangers gets a name (2.2%)"
+        );
+        assert_eq!(
+            say(1.128, 1165),
+            "With 1,165 people enrolled, about 65% of strangers get a name"
+        );
+        assert_eq!(
+            c.identification_at(1.128, 25).one_in_n_strangers(),
+            Some(44)
+        );
+        // At 1.0 no impostor pair was accepted: quote the resolution, 1 in 44 for 25.
+        assert_eq!(c.at_threshold(1.0).impostor_accepted, 0);
+        assert_eq!(c.identification_at(1.0, 25).one_in_n_strangers(), None);
+        assert_eq!(
+            say(1.0, 25),
+            "With 25 people enrolled, fewer than about 1 in 44 strangers gets a name \
+             (no stranger pair of 1,100 was accepted)"
+        );
+        assert_eq!(percent(0.653), "65%");
+        assert_eq!(percent(0.022_48), "2.2%");
+        assert_eq!(percent(0.000_909), "0.09%");
+    }
+
+    #[test]
+    fn threshold_for_fpir_on_the_shipped_calibration_matches_hand_computed_values() {
+        let c = Calibration::lfw_devtrain().unwrap();
+        // The grid points where the impostor count steps (from the asset):
+        // 1.138: 1, 1.140: 2, 1.154: 3, 1.156: 4, 1.166: 5, 1.168: 6, 1.178: 8, 1.180: 12.
+        for (t, ia) in [
+            (1.138, 1),
+            (1.14, 2),
+            (1.154, 3),
+            (1.156, 4),
+            (1.166, 5),
+            (1.168, 6),
+            (1.178, 8),
+            (1.18, 12),
+        ] {
+            assert_eq!(c.at_threshold(t).impostor_accepted, ia, "{t}");
+        }
+        let pick = |n: u64| c.threshold_for_fpir(0.01, n).unwrap();
+        // 1 person: FPIR = FAR; 8/1100 = 0.727% <= 1% < 12/1100 = 1.09%: 1.178, as FAR 1%.
+        let one = pick(1);
+        assert!((one.threshold() - 1.178).abs() < 1e-6, "{one:?}");
+        assert_eq!(one.pair, c.threshold_for_far(0.01).unwrap());
+        assert_eq!(one.fpir, 8.0 / 1100.0);
+        // 2 people: 1 - (1095/1100)^2 = 439/48400 = 0.907% <= 1%, while 6 impostors give
+        // 1 - (1094/1100)^2 = 1.088%: the last point with 5, 1.166.
+        let two = pick(2);
+        assert!((two.threshold() - 1.166).abs() < 1e-6, "{two:?}");
+        assert_eq!(two.pair.impostor_accepted, 5);
+        assert!(close(two.fpir, 439.0 / 48400.0), "{}", two.fpir);
+        assert_eq!(
+            two.describe(),
+            "With 2 people enrolled, about 1 in 110 strangers gets a name (0.91%)"
+        );
+        // 3 people: 3 impostors give 0.816%, 4 give 1.087%: 1.154.
+        let three = pick(3);
+        assert!((three.threshold() - 1.154).abs() < 1e-6, "{three:?}");
+        assert_eq!(three.pair.impostor_accepted, 3);
+        // 11 people: one impostor gives 1 - (1099/1100)^11 = 0.9955% <= 1%: 1.138 (FAR 0.1%).
+        let eleven = pick(11);
+        assert!((eleven.threshold() - 1.138).abs() < 1e-6, "{eleven:?}");
+        assert!(close(eleven.fpir, 0.009_954_669_196_379_768));
+        // 12 people: one impostor is already 1.085%: beyond what 1,100 pairs resolve.
+        assert_eq!(c.max_people_for_fpir(0.01), 11);
+        match c.threshold_for_fpir(0.01, 12).unwrap_err() {
+            CalibrationError::FpirBelowResolution {
+                fpir: t,
+                people,
+                impostor,
+                min_fpir,
+                max_people,
+            } => {
+                assert_eq!((t, people, impostor, max_people), (0.01, 12, 1100, 11));
+                assert!(close(min_fpir, 0.010_854_710_406_201_241), "{min_fpir}");
+            }
+            e => panic!("{e}"),
+        }
+        assert!(c
+            .threshold_for_fpir(0.01, 25)
+            .unwrap_err()
+            .to_string()
+            .contains("up to 11 people"));
+    }
+
+    #[test]
+    fn threshold_for_fpir_errors_are_typed() {
+        let c = Calibration::lfw_devtrain().unwrap();
+        for t in [0.0, -0.01, 1.5, f64::NAN, f64::INFINITY] {
+            assert!(
+                matches!(
+                    c.threshold_for_fpir(t, 3),
+                    Err(CalibrationError::FpirNotARate { .. })
+                ),
+                "{t}"
+            );
+        }
+        assert_eq!(
+            c.threshold_for_fpir(0.01, 0),
+            Err(CalibrationError::NobodyEnrolled)
+        );
+        // A target of 1 takes the whole grid, whatever the gallery.
+        assert_eq!(c.threshold_for_fpir(1.0, 500).unwrap().threshold(), 2.0);
+        assert_eq!(c.max_people_for_fpir(1.0), u64::MAX);
+        assert_eq!(c.max_people_for_fpir(0.0), 0);
+        // The small calibration (5 impostors at 1.05, 1.2, 1.3, 1.4, 1.5), 2 people:
+        // 1 impostor, 1 - 0.8^2 = 0.36 <= 0.5 < 1 - 0.6^2 = 0.64: stops below 1.2.
+        let (s, _) = small();
+        let op = s.threshold_for_fpir(0.5, 2).unwrap();
+        assert!((op.threshold() - 1.198).abs() < 1e-6, "{op:?}");
+        assert!(close(op.fpir, 0.36));
+        // 0.3 < 0.36: unresolvable for 2, fine for 1 (FAR 0.2); ln 0.7 / ln 0.8 = 1.6.
+        assert_eq!(s.max_people_for_fpir(0.3), 1);
+        assert!(matches!(
+            s.threshold_for_fpir(0.3, 2),
+            Err(CalibrationError::FpirBelowResolution { max_people: 1, .. })
+        ));
+        assert!((s.threshold_for_fpir(0.3, 1).unwrap().threshold() - 1.198).abs() < 1e-6);
     }
 }

@@ -1,17 +1,107 @@
 //! The threshold: a slider in float L2 units whose verdicts are recomputed at once from the
 //! already decrypted distances (no new matcher call), and charts of the distances against
 //! the threshold line, match in green and no match in red, with a history of recent bests.
+//!
+//! What the value means comes from the shipped calibration: in Verify, the 1:1 rates (how
+//! often a stranger is accepted as the chosen person); in Identify and Live, where a face is
+//! compared with everyone, the share of strangers who get a name with the number of people
+//! enrolled now (FPIR, [`crate::calibration::fpir`]).
 
-use eframe::egui::{self, Color32};
+use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points};
 
+use super::match_panel;
+use super::protocol::MatchMode;
 use super::state::{is_match, AppState, TrackLabel, THRESHOLD_RANGE};
 use super::Action;
-use crate::calibration::Calibration;
+use crate::calibration::{far_for_fpir, Calibration, CalibrationError, OperatingPoint};
 use crate::vision::SFACE_L2_THRESHOLD;
 
 const GREEN: Color32 = Color32::from_rgb(40, 170, 70);
 const RED: Color32 = Color32::from_rgb(210, 60, 50);
+
+/// The FPIR the identification preset aims at.
+pub const FPIR_PRESET: f64 = 0.01;
+
+/// The identification preset's button.
+pub const FPIR_PRESET_LABEL: &str = "FPIR 1% for this gallery";
+
+/// Hover text of the gallery sentence: what FPIR is, for an audience.
+const FPIR_EXPLAINED: &str = "Identify and Live compare a face with everyone enrolled and \
+    name the closest person within the threshold. A stranger (someone not enrolled) gets a \
+    name if any one of those comparisons accepts them, so the more people enrolled, the more \
+    chances. This share of strangers is the FPIR (false positive identification rate): \
+    1 - (1 - FAR)^people, where FAR (false accept rate) is how often one comparison with one \
+    person accepts a stranger, measured on 1,100 stranger pairs of LFW View 1 (news photos of \
+    public figures). An estimate: your camera and lighting are another population.";
+
+/// Hover text of the 1:1 sentence.
+const FAR_EXPLAINED: &str = "One comparison of a face with one person, as Verify does. FAR \
+    (false accept rate): how often a stranger is accepted as that person. The second figure: \
+    how often the real person is accepted. Measured on LFW View 1's 2,200 pairs (news photos \
+    of public figures); your camera and lighting are another population.";
+
+/// Whether the threshold decides identification (a face compared with everyone): Live, or
+/// the match panel set to everyone.
+pub fn identifying(state: &AppState) -> bool {
+    state.live || match_panel::current_mode(state) == MatchMode::Identify
+}
+
+/// The label of a face's bar in the live chart: the name when it is a match, "? NAME" (its
+/// closest person) when nobody is within the threshold, so bars stay distinguishable.
+pub fn bar_label(label: &TrackLabel) -> String {
+    match label {
+        TrackLabel::Match { name, .. } => name.clone(),
+        TrackLabel::NoMatch { closest, .. } => format!("? {closest}"),
+        other => other.text(),
+    }
+}
+
+/// The 1:1 meaning of a preset or a threshold in one hover line.
+fn pair_hover(p: &OperatingPoint) -> String {
+    format!("L2 {:.3}, one comparison: {}.", p.threshold, p.describe())
+}
+
+/// The gallery meaning of a threshold, for hover text.
+fn gallery_hover(cal: &Calibration, threshold: f32, people: u64) -> String {
+    format!("{}.", cal.identification_at(threshold, people).describe())
+}
+
+/// Why the FPIR preset cannot be offered, in words for people.
+fn fpir_unavailable(cal: &Calibration, error: &CalibrationError, people: u64) -> String {
+    match error {
+        CalibrationError::NobodyEnrolled => "Enrol someone first: with nobody enrolled no \
+             stranger can get a name, at any threshold."
+            .into(),
+        CalibrationError::FpirBelowResolution {
+            impostor,
+            max_people,
+            ..
+        } => {
+            let needed = far_for_fpir(FPIR_PRESET, people);
+            let none_accepted = cal
+                .points
+                .iter()
+                .take_while(|p| p.impostor_accepted == 0)
+                .last()
+                .map(|p| {
+                    format!(
+                        " At L2 {:.3} and below it accepted none of them.",
+                        p.threshold
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "With {people} people enrolled, 1 stranger in 100 would need each comparison \
+                 to accept fewer than 1 stranger in {:.0}. The LFW calibration has {impostor} \
+                 stranger pairs: enough to tell this for up to {max_people} people, not \
+                 more.{none_accepted}",
+                1.0 / needed
+            )
+        }
+        e => e.to_string(),
+    }
+}
 
 /// What the slider's value means in error rates (the shipped LFW View 1 DevTrain
 /// calibration), and presets that move the slider to calibrated operating points.
@@ -19,34 +109,101 @@ fn calibration_ui(ui: &mut egui::Ui, state: &mut AppState) {
     let Ok(cal) = Calibration::lfw_devtrain() else {
         return;
     };
-    let here = cal.at_threshold(state.settings.threshold);
-    ui.add(
-        egui::Label::new(format!(
-            "At {:.3}: {} (LFW View 1).",
-            state.settings.threshold,
-            here.describe()
-        ))
-        .wrap(),
-    );
-    ui.horizontal_wrapped(|ui| {
+    let identifying = identifying(state);
+    let people = state.names().len() as u64;
+    let gallery_line = |t: f32| {
+        if identifying {
+            format!("\n{}", gallery_hover(cal, t, people))
+        } else {
+            String::new()
+        }
+    };
+    // Fixed rows (no wrapping): a button never moves between the press and the release.
+    ui.horizontal(|ui| {
         ui.label("Presets:");
-        let presets = [
-            ("Equal error rate", Some(cal.eer())),
-            ("FAR 1%", cal.threshold_for_far(0.01).ok()),
-            ("FAR 0.1%", cal.threshold_for_far(0.001).ok()),
-        ];
-        for (name, point) in presets {
-            if let Some(p) = point {
-                if ui
-                    .small_button(name)
-                    .on_hover_text(format!("L2 {:.3}: {}", p.threshold, p.describe()))
-                    .clicked()
-                {
-                    state.settings.threshold = p.threshold;
-                }
+        let eer = cal.eer();
+        if ui
+            .small_button("Equal error rate")
+            .on_hover_text(format!(
+                "Strangers are wrongly accepted as often as the right person is wrongly \
+                 rejected, in one comparison. {}{}",
+                pair_hover(&eer),
+                gallery_line(eer.threshold)
+            ))
+            .clicked()
+        {
+            state.settings.threshold = eer.threshold;
+        }
+        if let Ok(p) = cal.threshold_for_far(0.001) {
+            if ui
+                .small_button("FAR 0.1%")
+                .on_hover_text(format!(
+                    "The loosest threshold at which one comparison accepts at most 1 stranger \
+                     in 1,000: stricter than the equal error rate. {}{}",
+                    pair_hover(&p),
+                    gallery_line(p.threshold)
+                ))
+                .clicked()
+            {
+                state.settings.threshold = p.threshold;
             }
         }
     });
+    ui.horizontal(|ui| {
+        let fpir = cal.threshold_for_fpir(FPIR_PRESET, people);
+        let button = egui::Button::new(FPIR_PRESET_LABEL).small();
+        let response = ui.add_enabled(identifying && fpir.is_ok(), button);
+        let response = match (&fpir, identifying) {
+            (_, false) => response.on_disabled_hover_text(
+                "For Identify and Live, which compare a face with everyone enrolled. Verify \
+                 compares with one person: use the presets beside it.",
+            ),
+            (Ok(p), true) => response.on_hover_text(format!(
+                "The loosest threshold at which at most 1 stranger in 100 gets a name with the \
+                 {} enrolled now. {}\n{}. Enrolling more people raises this share: click again \
+                 after.",
+                if people == 1 {
+                    "1 person".to_string()
+                } else {
+                    format!("{people} people")
+                },
+                pair_hover(&p.pair),
+                p.describe(),
+            )),
+            (Err(e), true) => response.on_disabled_hover_text(fpir_unavailable(cal, e, people)),
+        };
+        if response.clicked() {
+            if let Ok(p) = fpir {
+                state.settings.threshold = p.threshold();
+            }
+        }
+    });
+    // What the value means, below the buttons: its length varies, nothing under it moves
+    // with it that a pointer could be on.
+    let threshold = state.settings.threshold;
+    let here = cal.at_threshold(threshold);
+    if identifying {
+        let id = cal.identification_at(threshold, people);
+        ui.add(egui::Label::new(RichText::new(format!("{}.", id.describe())).strong()).wrap())
+            .on_hover_text(FPIR_EXPLAINED);
+        ui.add(
+            egui::Label::new(format!(
+                "One comparison at {threshold:.3}: {} (LFW View 1).",
+                here.describe()
+            ))
+            .wrap(),
+        )
+        .on_hover_text(FAR_EXPLAINED);
+    } else {
+        ui.add(
+            egui::Label::new(format!(
+                "At {threshold:.3}: {} (LFW View 1).",
+                here.describe()
+            ))
+            .wrap(),
+        )
+        .on_hover_text(FAR_EXPLAINED);
+    }
 }
 
 /// One arrow-key or drag step of the threshold.
@@ -90,6 +247,9 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     }
     let threshold = state.settings.threshold as f64;
     ui.label("Same person when the distance is at or below the line.");
+    if state.live {
+        ui.label("One bar per face in view. \"? Name\": nobody is within the line; Name is the closest person.");
+    }
 
     // Live mode charts each face in view (its best match); otherwise the last match.
     let rows: Vec<(String, i64, f32)> = if state.live {
@@ -97,10 +257,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
             .tracker
             .visible()
             .filter_map(|t| {
-                let shown = match TrackLabel::of(t, threshold as f32) {
-                    TrackLabel::Match { name, .. } => name,
-                    _ => "unknown".into(),
-                };
+                let shown = bar_label(&TrackLabel::of(t, threshold as f32));
                 t.best().map(|b| (shown, b.distance_sq, b.l2))
             })
             .collect()
@@ -188,5 +345,25 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                     HLine::new("threshold", threshold).color(Color32::from_rgb(90, 140, 255)),
                 );
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_bars_say_whose_closest() {
+        let m = TrackLabel::Match {
+            name: "Obama".into(),
+            l2: 0.4,
+        };
+        let n = TrackLabel::NoMatch {
+            closest: "Biden".into(),
+            l2: 1.3,
+        };
+        assert_eq!(bar_label(&m), "Obama");
+        assert_eq!(bar_label(&n), "? Biden");
+        assert_eq!(bar_label(&TrackLabel::Pending), TrackLabel::Pending.text());
     }
 }
