@@ -401,6 +401,11 @@ impl Client {
         self.matcher.describe()
     }
 
+    /// Whether the matcher answers now.
+    pub fn health(&self) -> Result<(), ClientError> {
+        Ok(self.matcher.health()?)
+    }
+
     /// The certificate fingerprint this connection pinned on first use (not before): show
     /// it to the user to compare with the one `blindface serve` printed.
     pub fn new_pin(&self) -> Option<Fingerprint> {

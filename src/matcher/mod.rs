@@ -13,14 +13,14 @@
 mod builtin;
 mod galleries;
 mod remote;
-mod spec;
+pub mod spec;
 mod store;
 pub mod tls;
 
 pub use builtin::BuiltinMatcher;
 pub use galleries::{Galleries, Quotas, DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK};
 pub use remote::{Credentials, Endpoint, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
-pub use spec::{MatcherSpec, SpecError};
+pub use spec::{default_remote_url, MatcherSpec, SpecError};
 pub use store::{SlotChange, Store, StoreChange, StoreUsage, StoredSlot, TableUsage, STORE_FILE};
 
 use thiserror::Error;
@@ -141,6 +141,10 @@ pub trait Matcher: Send + Sync {
     }
     /// Where this matcher lives, for messages ("built-in store at DIR", "http://...").
     fn describe(&self) -> String;
+    /// Whether the matcher answers now (a cheap request; the built-in one always does).
+    fn health(&self) -> Result<(), MatcherError> {
+        Ok(())
+    }
 }
 
 impl MatcherError {
@@ -230,6 +234,8 @@ pub enum MatcherError {
     Store { path: String, detail: String },
     #[error("cannot reach the matcher at {url}: {detail}; is `blindface serve` running there?")]
     Unreachable { url: String, detail: String },
+    #[error("the server at {url} speaks HTTPS, not plain HTTP: use {https_url}")]
+    SpeaksHttps { url: String, https_url: String },
     #[error("the matcher at {url} rejected our access token ({message}); delete {token_file} to register again")]
     Unauthorized {
         url: String,

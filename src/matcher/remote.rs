@@ -334,6 +334,14 @@ impl Endpoint {
                 presented: presented.to_string(),
             };
         }
+        // A TLS server answers a plain HTTP request with a TLS alert, which reads as a
+        // broken HTTP reply: say what to do instead.
+        if let (ureq::Error::Protocol(_), Some(rest)) = (&e, self.url.strip_prefix("http://")) {
+            return MatcherError::SpeaksHttps {
+                url: self.url.clone(),
+                https_url: format!("https://{rest}"),
+            };
+        }
         MatcherError::Unreachable {
             url: self.url.clone(),
             detail: e.to_string(),
@@ -771,6 +779,15 @@ impl Matcher for RemoteMatcher {
                 received: counting.count,
             },
         })
+    }
+
+    fn health(&self) -> Result<(), MatcherError> {
+        let resp = self
+            .agent()
+            .get(format!("{}/v1/health", self.url()))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.read(resp, SMALL_BODY_LIMIT).map(|_| ())
     }
 
     fn describe(&self) -> String {

@@ -10,6 +10,15 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A matcher choice.
+/// Where `blindface serve` listens by default (loopback only), and so where the app looks
+/// for a remote matcher first.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+
+/// The URL of a default `blindface serve` (it speaks HTTPS unless told otherwise).
+pub fn default_remote_url() -> String {
+    format!("https://{DEFAULT_ADDR}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MatcherSpec {
     /// In-process matcher with its store in the data directory.

@@ -38,8 +38,8 @@ pub use auth::Registration;
 pub use error::ApiError;
 pub use tls::{TlsSource, SELF_SIGNED_CERT, SELF_SIGNED_KEY};
 
-/// Default listening address (loopback only).
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+/// Default listening address (loopback only): the one both ends read.
+pub use crate::matcher::spec::DEFAULT_ADDR;
 /// Default bound on the number of tenants.
 pub const DEFAULT_MAX_TENANTS: usize = 1_000;
 /// Default bytes per tenant (about 14,000 templates at today's layout).
@@ -111,13 +111,6 @@ pub(crate) struct AppState {
 /// fingerprint, a new admin token (only when created) and `listening on https://ADDR` on
 /// stdout, and serves until Ctrl-C or SIGTERM.
 pub fn run(config: ServerConfig) -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     if config.tls.is_none() && !config.addr.ip().is_loopback() && !config.insecure_http {
         bail!(
             "refusing to serve plain HTTP on {}: tokens, ciphertexts and answers would cross the \
