@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use blindface::client::face::template_of;
+use blindface::client::face::embed_face;
 use blindface::client::Client;
 use blindface::frames::MjpegStream;
 use blindface::he::threshold_sq;
@@ -60,10 +60,11 @@ impl Live<'_> {
         let faces = self.pipeline.detect(img)?;
         for id in self.tracker.update(&faces, Instant::now()) {
             let face = self.tracker.get(id).expect("just tracked").face;
-            let template = template_of(&self.pipeline, img, &face, self.client.params())?;
-            let report = self.client.identify(&template)?;
+            let embedded = embed_face(&self.pipeline, img, &face, self.client.params())?;
+            let report = self.client.identify(&embedded.template)?;
             self.calls += report.calls;
-            self.tracker.matched(id, report.best_per_person());
+            self.tracker
+                .matched(id, report.best_per_person(), embedded.embedding);
         }
         let limit = threshold_sq(self.globals.threshold, self.client.params());
         let mut faces: Vec<FaceOut> = self
