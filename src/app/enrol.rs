@@ -3,12 +3,23 @@
 //! them) enrolled as one person, whose verdict then uses their best template. The shots,
 //! and after enrolment the crops with a confirmation, are shown. While the name field has
 //! focus a folder source holds the face on screen, and the preview marks the face that
-//! will be enrolled.
+//! will be enrolled. The name stops at [`MAX_NAME_BYTES`] as it is typed or pasted.
 
 use eframe::egui;
 
 use super::state::{shot_prompt, AppState, SHOTS};
 use super::{texture, Action, Textures};
+use crate::labels::MAX_NAME_BYTES;
+
+/// Cuts `text` to at most `max` bytes, at a character boundary (never half a UTF-8
+/// character). The name field calls it after every change, so a name stops at the limit
+/// the label sealing enforces instead of being refused at enrolment.
+pub fn limit_bytes(text: &mut String, max: usize) {
+    if text.len() > max {
+        let end = text.floor_char_boundary(max);
+        text.truncate(end);
+    }
+}
 
 pub fn ui(
     ui: &mut egui::Ui,
@@ -25,12 +36,29 @@ pub fn ui(
                     .hint_text("e.g. Ada Lovelace")
                     .desired_width(180.0),
             )
-            .labelled_by(l.id);
+            .labelled_by(l.id)
+            .on_hover_text(format!(
+                "Any script; up to {MAX_NAME_BYTES} bytes of UTF-8 (the encrypted label's \
+                 limit): typing stops there"
+            ));
+        if r.changed() {
+            limit_bytes(&mut state.enrol_name, MAX_NAME_BYTES);
+        }
         state.typing_name = r.has_focus();
         if r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
             actions.push(Action::Enrol);
         }
     });
+    // One line of guidance, always there (never appearing with focus, so nothing below it
+    // moves under the pointer), on one line whatever its text.
+    let hint = if state.shots.len() >= SHOTS {
+        "All shots taken: Enrol them, or Clear shots.".to_string()
+    } else if state.shots.is_empty() && !state.typing_name {
+        "Type a name, then Capture & enrol (or Capture shot for several).".to_string()
+    } else {
+        shot_prompt(state.shots.len(), state.camera_source).to_string()
+    };
+    ui.add(egui::Label::new(egui::RichText::new(hint).weak()).truncate());
     let idle = !state.busy_enrol;
     ui.horizontal_wrapped(|ui| {
         if ui
@@ -72,9 +100,6 @@ pub fn ui(
                 }
             }
         });
-        if state.shots.len() < SHOTS {
-            ui.add(egui::Label::new(shot_prompt(state.shots.len())).wrap());
-        }
         ui.horizontal(|ui| {
             let label = format!(
                 "Enrol {} shot(s) as {}",
@@ -92,8 +117,6 @@ pub fn ui(
                 actions.push(Action::ClearShots);
             }
         });
-    } else if state.typing_name {
-        ui.add(egui::Label::new(shot_prompt(0)).wrap());
     }
     if let Some(c) = &state.last_enrol {
         let key = c.ids.first().copied().unwrap_or_default();
@@ -113,16 +136,52 @@ pub fn ui(
             }
         });
         // Wraps within the panel instead of widening it.
-        let ids: Vec<String> = c.ids.iter().map(|i| i.to_string()).collect();
         ui.add(
             egui::Label::new(format!(
-                "Enrolled {} ({} template(s), id {}): the matcher stores only ciphertexts and \
-                 the encrypted name.",
+                "Enrolled {} ({} template(s)): the matcher stores only ciphertexts and the \
+                 encrypted name.",
                 c.name,
                 c.ids.len(),
-                ids.join(", ")
             ))
             .wrap(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_bytes_never_splits_a_character() {
+        let mut ascii = "a".repeat(323);
+        limit_bytes(&mut ascii, MAX_NAME_BYTES);
+        assert_eq!(ascii.len(), MAX_NAME_BYTES);
+
+        // 3-byte CJK: 256 = 85 * 3 + 1, so 85 characters (255 bytes) fit.
+        let mut cjk = "王".repeat(100);
+        limit_bytes(&mut cjk, MAX_NAME_BYTES);
+        assert_eq!(cjk.len(), 255);
+        assert_eq!(cjk.chars().count(), 85);
+
+        // 4-byte emoji after one ASCII byte: 1 + 63 * 4 = 253, the 64th would end at 257.
+        let mut emoji = format!("x{}", "😀".repeat(70));
+        limit_bytes(&mut emoji, MAX_NAME_BYTES);
+        assert_eq!(emoji.len(), 253);
+        assert!(emoji.ends_with('😀'));
+
+        // 2-byte Latin ending exactly at the limit: kept whole.
+        let mut accents = "é".repeat(128);
+        limit_bytes(&mut accents, MAX_NAME_BYTES);
+        assert_eq!(accents.len(), 256);
+
+        // Short text is untouched; every result is a name the sealing accepts.
+        let mut short = "Zoë 王 😀".to_string();
+        limit_bytes(&mut short, MAX_NAME_BYTES);
+        assert_eq!(short, "Zoë 王 😀");
+        for mut s in [ascii, cjk, emoji, accents] {
+            limit_bytes(&mut s, 10);
+            assert!(s.len() <= 10 && std::str::from_utf8(s.as_bytes()).is_ok());
+        }
     }
 }

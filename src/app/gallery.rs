@@ -1,17 +1,38 @@
-//! The gallery: enrolled names (decrypted app-side) with their template count, and removal.
+//! The gallery: enrolled names (decrypted app-side) with their template count, and removal
+//! after a confirmation that names the person and the number of templates (erasure is
+//! final). While the matcher is not connected the panel says so instead of listing a
+//! gallery it cannot vouch for. Rows never move under the pointer: nothing above the list
+//! appears or disappears with focus (see `enrol.rs`).
 
 use eframe::egui;
 
-use super::state::AppState;
+use super::protocol::Connection;
+use super::state::{AppState, PendingRemoval};
 use super::Action;
 
-pub fn ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) {
+pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     ui.horizontal(|ui| {
         ui.heading("Gallery");
         if ui.small_button("Refresh").clicked() {
             actions.push(Action::Refresh);
         }
     });
+    match &state.connection {
+        Connection::Ready(_) => {}
+        Connection::Connecting => {
+            ui.label("Connecting to the matcher...");
+            return;
+        }
+        Connection::Failed(_) => {
+            ui.add(
+                egui::Label::new(
+                    "Not connected: the gallery is not available (see Settings > Matcher).",
+                )
+                .wrap(),
+            );
+            return;
+        }
+    }
     if state.gallery.is_empty() {
         ui.label("Nobody is enrolled yet.");
         return;
@@ -24,14 +45,57 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, actions: &mut Vec<Action>) {
             .map(|(id, _)| *id)
             .collect();
         ui.horizontal(|ui| {
-            ui.label(format!("{name} ({} template(s))", ids.len()));
-            if ui
-                .small_button("Remove")
-                .on_hover_text(format!("Remove every template of {name}"))
-                .clicked()
-            {
-                actions.push(Action::Remove(ids));
+            ui.add(egui::Label::new(format!("{name} ({} template(s))", ids.len())).truncate());
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui
+                    .small_button("Remove")
+                    .on_hover_text(format!("Remove every template of {name}"))
+                    .clicked()
+                {
+                    state.pending_removal = Some(PendingRemoval {
+                        name: name.clone(),
+                        ids: ids.clone(),
+                    });
+                }
+            });
+        });
+    }
+}
+
+/// The confirm-before-remove dialog, while a removal waits.
+pub fn confirmation(ctx: &egui::Context, state: &mut AppState, actions: &mut Vec<Action>) {
+    let Some(r) = state.pending_removal.clone() else {
+        return;
+    };
+    let mut answer = None;
+    let modal = egui::Modal::new(egui::Id::unique("confirm-remove")).show(ctx, |ui| {
+        ui.set_max_width(420.0);
+        ui.heading(format!("Remove {}?", r.name));
+        ui.add(
+            egui::Label::new(format!(
+                "All {} template(s) of {} are erased from the matcher. This cannot be \
+                 undone: to recognise them again, enrol them again.",
+                r.ids.len(),
+                r.name
+            ))
+            .wrap(),
+        );
+        ui.horizontal(|ui| {
+            if ui.button(format!("Remove {}", r.name)).clicked() {
+                answer = Some(true);
+            }
+            if ui.button("Cancel").clicked() {
+                answer = Some(false);
             }
         });
+    });
+    if modal.should_close() && answer.is_none() {
+        answer = Some(false);
+    }
+    if let Some(yes) = answer {
+        state.pending_removal = None;
+        if yes {
+            actions.push(Action::Remove(r.ids));
+        }
     }
 }

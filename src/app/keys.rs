@@ -16,11 +16,14 @@ pub fn confirmation(ctx: &egui::Context, state: &AppState, actions: &mut Vec<Act
         .key_fingerprint
         .clone()
         .unwrap_or_else(|| "unusable".into());
+    let new = match &c.source {
+        Some(path) => format!("the key in {path} ({})", c.fingerprint),
+        None => format!("a newly generated key ({})", c.fingerprint),
+    };
     let text = format!(
-        "Replace the current key ({current}) with the key from {} ({})? The gallery shown \
-         becomes the new key's own; the current key's gallery stays in the store and comes \
-         back when you import the current key again, so export it first if you still need it.",
-        c.source, c.fingerprint
+        "Replace the current key ({current}) with {new}? The gallery shown becomes the new \
+         key's own; the current key's gallery stays in the store and comes back when you \
+         import the current key again, so export it first if you still need it."
     );
     egui::Modal::new(egui::Id::unique("confirm-key")).show(ctx, |ui| {
         ui.set_max_width(420.0);

@@ -1,5 +1,7 @@
 //! Verify against one person or identify against everyone, once or continuously; the
-//! decrypted distance per person with its verdict at the current threshold.
+//! decrypted distance per person with its verdict at the current threshold. A result is
+//! drawn only while it describes the face on screen: after the picture, the gallery or the
+//! face changed, the panel says which photo it was for and shows no name.
 
 use eframe::egui::{self, Color32, RichText};
 
@@ -73,6 +75,27 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         actions.push(Action::SetLive(live));
     }
     let threshold = state.settings.threshold;
+    if let Some(o) = &state.last_match {
+        if !state.is_current(o.epoch) {
+            let why = if o.epoch.source != state.frame_source {
+                format!("The last result was for another photo ({}).", o.source)
+            } else if o.epoch.gallery != state.gallery_epoch {
+                "The gallery changed since the last result.".to_string()
+            } else {
+                "The face of the last result has left the picture.".to_string()
+            };
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!(
+                        "{why} Identify or Verify again for the face on screen."
+                    ))
+                    .color(ui.visuals().weak_text_color()),
+                )
+                .wrap(),
+            );
+            return;
+        }
+    }
     let Some(outcome) = &state.last_match else {
         ui.label(if state.live {
             "Live: every face is labelled on the preview; Identify or Verify one selected face for its details here."

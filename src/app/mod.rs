@@ -11,7 +11,9 @@
 //! eframe (glow). The window never holds the secret key: only the worker does.
 
 pub mod camera;
+pub mod dialogs;
 pub mod enrol;
+pub mod fonts;
 pub mod gallery;
 pub mod keys;
 pub mod match_panel;
@@ -35,7 +37,7 @@ use eframe::egui;
 
 use crate::he::TemplateId;
 use crate::matcher::MatcherSpec;
-use protocol::{Command, Event, MatchMode, Shot};
+use protocol::{Command, Event, MatchMode, Shot, SourceId};
 use source::Source;
 use state::{AppState, Settings};
 use worker::{Worker, WorkerConfig};
@@ -44,53 +46,13 @@ use worker::{Worker, WorkerConfig};
 /// writes once, not every frame).
 pub const SETTINGS_SAVE_DELAY: Duration = Duration::from_millis(500);
 
-/// File dialogs, injectable so that tests never open one. Each call may block (it runs on
-/// its own thread).
-pub trait Dialogs: Send + Sync {
-    fn open_image(&self) -> Option<PathBuf>;
-    fn open_folder(&self) -> Option<PathBuf>;
-    /// Where to write an exported key.
-    fn export_key(&self) -> Option<PathBuf>;
-    /// Which key file to import.
-    fn import_key(&self) -> Option<PathBuf>;
-}
+/// Below this window width the details panel starts hidden.
+pub const WIDE_WINDOW: f32 = 1200.0;
 
-/// The platform's dialogs (rfd, xdg-portal backend on Linux).
-pub struct RfdDialogs;
+/// How often a remote matcher is asked whether it is still there.
+pub const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(3);
 
-impl Dialogs for RfdDialogs {
-    fn open_image(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Open an image")
-            .add_filter("Images", source::IMAGE_EXTENSIONS)
-            .pick_file()
-    }
-    fn open_folder(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Open a folder of images")
-            .pick_folder()
-    }
-    fn export_key(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Export the secret key")
-            .set_file_name("blindface-secret.key")
-            .save_file()
-    }
-    fn import_key(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Import a secret key")
-            .pick_file()
-    }
-}
-
-/// Which dialog answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DialogKind {
-    OpenImage,
-    OpenFolder,
-    ExportKey,
-    ImportKey,
-}
+pub use dialogs::{DialogAnswer, DialogKind, Dialogs, RfdDialogs};
 
 /// Where the app keeps things and what it starts with.
 pub struct AppConfig {
@@ -221,11 +183,24 @@ pub struct BlindfaceApp {
     settings_path: PathBuf,
     settings_dirty: Option<Instant>,
     dialogs: Arc<dyn Dialogs>,
-    dialog_tx: Sender<(DialogKind, Option<PathBuf>)>,
-    dialog_rx: Receiver<(DialogKind, Option<PathBuf>)>,
+    dialog_tx: Sender<(DialogKind, DialogAnswer)>,
+    dialog_rx: Receiver<(DialogKind, DialogAnswer)>,
+    /// A dialog (the system's or the built-in browser) is open.
     pub dialog_open: bool,
+    /// The built-in file browser, when no system dialog could be shown.
+    pub in_app_dialog: Option<dialogs::InAppDialog>,
+    /// The user was told once that there is no system file dialog.
+    told_no_native_dialog: bool,
+    /// The fallback fonts were added to this window's context.
+    fonts_installed: bool,
     /// The worker was restarted this many times after a crash.
     pub worker_restarts: u32,
+    /// The picture the source shows now (a new one per still image, per camera or stream
+    /// connection).
+    source_id: SourceId,
+    /// The live source had a problem (a reconnection makes a new picture).
+    source_troubled: bool,
+    last_health_check: Instant,
 }
 
 impl BlindfaceApp {
@@ -260,7 +235,13 @@ impl BlindfaceApp {
             dialog_tx,
             dialog_rx,
             dialog_open: false,
+            in_app_dialog: None,
+            told_no_native_dialog: false,
+            fonts_installed: false,
             worker_restarts: 0,
+            source_id: SourceId(0),
+            source_troubled: false,
+            last_health_check: Instant::now(),
         };
         match config.source {
             Some(p) => app.open_source(&p, config.autoplay),
@@ -287,9 +268,17 @@ impl BlindfaceApp {
         }
     }
 
+    /// A new picture begins: results of the previous one are never drawn on it.
+    fn next_source(&mut self) -> SourceId {
+        self.source_id = SourceId(self.source_id.0 + 1);
+        self.state.camera_source = matches!(self.source, Source::Camera(_) | Source::Stream(_));
+        self.source_id
+    }
+
     fn load_file(&mut self, path: PathBuf) {
         self.state.busy_frame = true;
-        self.worker.send(Command::LoadFile { path });
+        let source = self.next_source();
+        self.worker.send(Command::LoadFile { path, source });
     }
 
     /// Selects a file of the folder source by name and loads it (tests and scripts).
@@ -312,14 +301,56 @@ impl BlindfaceApp {
         let dialogs = self.dialogs.clone();
         let tx = self.dialog_tx.clone();
         std::thread::spawn(move || {
-            let path = match kind {
-                DialogKind::OpenImage => dialogs.open_image(),
-                DialogKind::OpenFolder => dialogs.open_folder(),
-                DialogKind::ExportKey => dialogs.export_key(),
-                DialogKind::ImportKey => dialogs.import_key(),
-            };
-            let _ = tx.send((kind, path));
+            let _ = tx.send((kind, dialogs.answer(kind)));
         });
+    }
+
+    /// Acts on a dialog's answer: a chosen path is opened, exported to or imported; when no
+    /// system dialog can be shown, the built-in file browser opens instead (and says why,
+    /// once).
+    fn dialog_answered(&mut self, kind: DialogKind, answer: DialogAnswer) {
+        match answer {
+            DialogAnswer::Chosen(path) => match kind {
+                DialogKind::OpenImage | DialogKind::OpenFolder => self.open_source(&path, true),
+                DialogKind::ExportKey => self.worker.send(Command::ExportKey(path)),
+                DialogKind::ImportKey => self.worker.send(Command::InspectKey(path)),
+            },
+            DialogAnswer::Cancelled => {}
+            DialogAnswer::Unavailable(why) => {
+                if !self.told_no_native_dialog {
+                    self.told_no_native_dialog = true;
+                    self.state.info(format!(
+                        "No system file dialog can be shown here ({why}), so blindface uses its \
+                         own file browser."
+                    ));
+                }
+                let current = match &self.source {
+                    Source::Image(p) => Some(p.clone()),
+                    Source::Folder { dir, .. } => Some(dir.clone()),
+                    _ => None,
+                };
+                let start = dialogs::start_dir(kind, current.as_deref());
+                self.in_app_dialog = Some(dialogs::InAppDialog::new(kind, &start));
+                self.dialog_open = true;
+            }
+        }
+    }
+
+    /// Draws the built-in file browser while it is open.
+    fn show_in_app_dialog(&mut self, ctx: &egui::Context) {
+        let Some(d) = &mut self.in_app_dialog else {
+            return;
+        };
+        let kind = d.kind;
+        match d.show(ctx) {
+            None => {}
+            Some(dialogs::InAppEvent::Invalid(e)) => self.state.error(e),
+            Some(dialogs::InAppEvent::Done(answer)) => {
+                self.in_app_dialog = None;
+                self.dialog_open = false;
+                self.dialog_answered(kind, answer);
+            }
+        }
     }
 
     /// Writes the settings now; a failure is shown, not fatal.
@@ -353,8 +384,8 @@ impl BlindfaceApp {
             }
             Action::OpenStream(url) => match crate::frames::MjpegStream::open(url.trim()) {
                 Ok(s) => {
-                    self.state.tracker.clear();
                     self.source = Source::Stream(s);
+                    self.next_source();
                 }
                 Err(e) => self
                     .state
@@ -396,8 +427,8 @@ impl BlindfaceApp {
             }
             Action::SetLive(on) => {
                 self.state.live = on;
-                self.state.tracker.clear();
-                self.state.due_tracks.clear();
+                // Every face in view is identified at once, also on a still image.
+                self.state.relabel();
                 if on {
                     self.state.continuous = false;
                 }
@@ -417,6 +448,7 @@ impl BlindfaceApp {
                     face,
                     mode,
                     source: self.state.frame_label.clone(),
+                    epoch: self.state.epoch(),
                 });
             }
             Action::Remove(ids) => self.worker.send(Command::Remove { ids }),
@@ -425,7 +457,11 @@ impl BlindfaceApp {
                 self.state.settings.matcher = spec.clone();
                 self.state.settings.insecure_http = access.insecure_http;
                 self.save_settings();
+                // Another matcher: nothing of the previous one's gallery stays on screen.
                 self.state.last_match = None;
+                self.state.last_exchange = None;
+                self.state.gallery.clear();
+                self.state.gallery_changed();
                 self.worker.send(Command::Connect { spec, access });
             }
             Action::GenerateKey => self.worker.send(Command::GenerateKey),
@@ -473,14 +509,16 @@ impl BlindfaceApp {
             );
         }
         self.state.matcher_calls = self.worker.match_calls();
-        while let Ok((kind, path)) = self.dialog_rx.try_recv() {
+        self.state.expire_notices(Instant::now());
+        if matches!(self.state.settings.matcher, MatcherSpec::Remote { .. })
+            && self.last_health_check.elapsed() >= HEALTH_CHECK_EVERY
+        {
+            self.last_health_check = Instant::now();
+            self.worker.send(Command::CheckConnection);
+        }
+        while let Ok((kind, answer)) = self.dialog_rx.try_recv() {
             self.dialog_open = false;
-            let Some(path) = path else { continue };
-            match kind {
-                DialogKind::OpenImage | DialogKind::OpenFolder => self.open_source(&path, true),
-                DialogKind::ExportKey => self.worker.send(Command::ExportKey(path)),
-                DialogKind::ImportKey => self.worker.send(Command::InspectKey(path)),
-            }
+            self.dialog_answered(kind, answer);
         }
         self.poll_camera_list();
         if self
@@ -500,7 +538,11 @@ impl BlindfaceApp {
                 Some(source::Next::File(p)) => self.load_file(p),
                 Some(source::Next::Frame(label, image)) => {
                     self.state.busy_frame = true;
-                    self.worker.send(Command::Analyse { label, image });
+                    self.worker.send(Command::Analyse {
+                        label,
+                        image,
+                        source: self.source_id,
+                    });
                 }
                 Some(source::Next::Raw {
                     label,
@@ -514,6 +556,7 @@ impl BlindfaceApp {
                         frame,
                         mirror,
                         counter,
+                        source: self.source_id,
                     });
                 }
                 None => {}
@@ -545,8 +588,8 @@ impl BlindfaceApp {
                 self.cameras = list;
                 match camera::Camera::open(&entry, request) {
                     Ok(c) => {
-                        self.state.tracker.clear();
                         self.source = Source::Camera(c);
+                        self.next_source();
                     }
                     Err(e) => self.state.error(e),
                 }
@@ -559,6 +602,11 @@ impl BlindfaceApp {
     /// message changes) and clears it once the source works again.
     fn show_source_problem(&mut self) {
         let problem = self.source.problem();
+        // Frames after a lost connection are another picture (maybe another scene).
+        if problem.is_some() && !self.source_troubled {
+            self.next_source();
+        }
+        self.source_troubled = problem.is_some();
         let topic = Some(protocol::Operation::Source);
         let current = self.state.notices.iter().find(|n| n.topic == topic);
         if current.map(|n| &n.text) == problem.as_ref() {
@@ -612,6 +660,7 @@ impl BlindfaceApp {
                     track: id,
                     image: image.clone(),
                     face: t.face,
+                    epoch: self.state.epoch(),
                 });
             }
         }
@@ -625,6 +674,12 @@ impl BlindfaceApp {
     /// The whole window.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
+        if !self.fonts_installed {
+            // Before any text of this pass (kittest has no earlier hook; `run` does it in
+            // eframe's creation closure).
+            self.fonts_installed = true;
+            fonts::install(&ctx);
+        }
         self.worker.set_repaint(&ctx);
         self.poll();
 
@@ -640,13 +695,19 @@ impl BlindfaceApp {
             egui::Panel::bottom("notices")
                 .show(ui, |ui| notices_ui(ui, &mut self.state, &mut actions));
         }
+        if !self.state.panels_laid_out {
+            // A narrow window starts with the details panel hidden (one click shows it).
+            self.state.panels_laid_out = true;
+            self.state.right_panel_open = ui.available_width() >= WIDE_WINDOW;
+        }
         let state = &mut self.state;
         let textures = &mut self.textures;
+        let mut left_open = state.left_panel_open;
         egui::Panel::left("left")
-            .default_size(340.0)
-            .size_range(300.0..=420.0)
-            .resizable(false)
-            .show(ui, |ui| {
+            .default_size(320.0)
+            .size_range(260.0..=440.0)
+            .resizable(true)
+            .show_collapsible(ui, &mut left_open, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     enrol::ui(ui, state, textures, &mut actions);
                     ui.separator();
@@ -657,11 +718,13 @@ impl BlindfaceApp {
                     settings::ui(ui, state, &mut actions);
                 });
             });
+        state.left_panel_open = left_open;
+        let mut right_open = state.right_panel_open;
         egui::Panel::right("right")
-            .default_size(400.0)
-            .size_range(360.0..=460.0)
-            .resizable(false)
-            .show(ui, |ui| {
+            .default_size(380.0)
+            .size_range(300.0..=480.0)
+            .resizable(true)
+            .show_collapsible(ui, &mut right_open, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     threshold::ui(ui, state, &mut actions);
                     ui.separator();
@@ -670,12 +733,15 @@ impl BlindfaceApp {
                     timings::ui(ui, state);
                 });
             });
+        state.right_panel_open = right_open;
         egui::CentralPanel::default_margins()
             .show(ui, |ui| preview::ui(ui, state, textures, &mut actions));
         keys::confirmation(&ctx, state, &mut actions);
+        gallery::confirmation(&ctx, state, &mut actions);
         for a in actions {
             self.apply(a);
         }
+        self.show_in_app_dialog(&ctx);
 
         if self.state.busy_frame
             || self.state.busy_match
@@ -741,7 +807,13 @@ pub fn run(config: AppConfig) -> anyhow::Result<()> {
     eframe::run_native(
         "blindface",
         options,
-        Box::new(move |_cc| Ok(Box::new(BlindfaceApp::new(config)))),
+        Box::new(move |cc| {
+            // Names in any script: system fallback fonts after egui's own.
+            fonts::install(&cc.egui_ctx);
+            let mut app = BlindfaceApp::new(config);
+            app.fonts_installed = true;
+            Ok(Box::new(app))
+        }),
     )
     .map_err(|e| {
         anyhow::anyhow!(

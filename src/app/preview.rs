@@ -1,5 +1,10 @@
-//! The live preview: the frame with face boxes, the 5 landmarks and scores; click a face to
-//! select it (the largest is selected by default); measured frames per second.
+//! The live preview: the newest frame, drawn as soon as it arrives, with the face boxes,
+//! the 5 landmarks and scores of the latest detection; click a face to select it (the
+//! largest is selected by default); frames shown and detected per second.
+//!
+//! Invariant: boxes and labels are drawn only on a frame of the picture they were found
+//! on (same [`super::protocol::SourceId`]): a new photo shows no box until its own faces
+//! are found; a camera frame shows the boxes of a frame at most one detection older.
 
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 
@@ -16,7 +21,7 @@ pub fn label_color(label: &TrackLabel) -> Color32 {
     match label {
         TrackLabel::Match { .. } => GREEN,
         TrackLabel::NoMatch { .. } => RED,
-        TrackLabel::Pending | TrackLabel::EmptyGallery => GREY,
+        TrackLabel::Pending | TrackLabel::EmptyGallery | TrackLabel::Unreachable(_) => GREY,
     }
 }
 
@@ -68,15 +73,26 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
             ui.spinner();
         }
         ui.label(format!("{} face(s)", state.faces.len()));
-        ui.label(format!("{:.1} fps", state.fps()));
+        // A still image has no frame rate.
+        if state.camera_source {
+            ui.label(format!(
+                "{:.1} fps (faces found at {:.1} fps)",
+                state.preview_fps(),
+                state.fps()
+            ));
+        }
     });
-    let Some(frame) = state.frame.clone() else {
+    let shown = state
+        .preview
+        .clone()
+        .or_else(|| state.frame.clone().map(|f| (state.frame_source, f)));
+    let Some((shown_source, frame)) = shown else {
         ui.centered_and_justified(|ui| {
             ui.label("No frame yet: open an image or a folder (top bar), or start the camera.");
         });
         return;
     };
-    let serial = state.frame_serial;
+    let serial = state.preview_serial;
     if textures.preview.as_ref().is_none_or(|(s, _)| *s != serial) {
         textures.preview = Some((serial, super::texture(ui.ctx(), "preview", &frame)));
     }
@@ -93,8 +109,15 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
         Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
         Color32::WHITE,
     );
+    // The faces belong to this picture (and its size), or are not drawn on it.
+    let same_picture = shown_source == state.frame_source
+        && state
+            .frame
+            .as_ref()
+            .is_some_and(|f| f.dimensions() == frame.dimensions());
+    let faces: &[crate::vision::Face] = if same_picture { &state.faces } else { &[] };
     let enrolling = state.typing_name || !state.shots.is_empty();
-    for (i, f) in state.faces.iter().enumerate() {
+    for (i, f) in faces.iter().enumerate() {
         let selected = state.selected_face == Some(i);
         let color = if selected {
             Color32::from_rgb(60, 220, 90)
@@ -118,22 +141,22 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
             _ => format!("{:.2}", f.score),
         };
         if !state.live || (selected && enrolling) {
-            painter.text(
-                rect.left_top() - Vec2::new(0.0, 2.0),
-                egui::Align2::LEFT_BOTTOM,
-                tag,
-                egui::FontId::proportional(14.0),
-                color,
-            );
+            // Dark text on the box's colour: readable on any photo.
+            let galley =
+                painter.layout_no_wrap(tag, egui::FontId::proportional(14.0), Color32::BLACK);
+            let at = rect.left_top() - Vec2::new(0.0, galley.size().y + 4.0);
+            let bg = Rect::from_min_size(at, galley.size() + Vec2::new(8.0, 4.0));
+            painter.rect_filled(bg, 3.0, color);
+            painter.galley(at + Vec2::new(4.0, 2.0), galley, Color32::BLACK);
         }
     }
-    if state.live {
+    if state.live && same_picture {
         live_labels(ui, state, scale, response.rect);
     }
     if response.clicked() {
         if let Some(p) = response.interact_pointer_pos() {
             let (ix, iy) = ((p.x - origin.x) / scale, (p.y - origin.y) / scale);
-            if let Some(i) = state.faces.iter().position(|f| {
+            if let Some(i) = faces.iter().position(|f| {
                 let [x, y, bw, bh] = f.bbox;
                 ix >= x && ix <= x + bw && iy >= y && iy <= y + bh
             }) {
@@ -141,7 +164,7 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
             }
         }
     }
-    if state.faces.is_empty() && !state.busy_frame {
+    if same_picture && faces.is_empty() && !state.busy_frame {
         painter.text(
             response.rect.center_top() + Vec2::new(0.0, 20.0),
             egui::Align2::CENTER_TOP,

@@ -46,6 +46,21 @@ impl Timings {
     }
 }
 
+/// Which picture a frame belongs to: every still image loaded, and every camera or stream
+/// (re)connection, is a new one. A result computed on one picture is never drawn on
+/// another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct SourceId(pub u64);
+
+/// What a match result was computed for: the picture, and the gallery as it stood (bumped
+/// on every enrolment, removal, key or matcher change). The window drops a result whose
+/// epoch is not the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Epoch {
+    pub source: SourceId,
+    pub gallery: u64,
+}
+
 /// 1:1 against one person, or 1:N against everyone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MatchMode {
@@ -58,7 +73,10 @@ pub enum MatchMode {
 #[derive(Debug, Clone)]
 pub struct MatchOutcome {
     pub mode: MatchMode,
+    /// The picture's name (file name or camera).
     pub source: String,
+    /// What it was computed for.
+    pub epoch: Epoch,
     pub distances: Vec<PersonDistance>,
     pub at: Instant,
 }
@@ -102,6 +120,13 @@ pub enum AppError {
     Image(VisionError),
     #[error("face detection failed: {0}")]
     Detect(VisionError),
+    #[error("{name} could not be enrolled ({error}), and {kept} template(s) enrolled before the failure could not be taken back ({undo}): remove {name} from the gallery and enrol again")]
+    PartialEnrol {
+        name: String,
+        kept: usize,
+        error: Box<ClientError>,
+        undo: Box<ClientError>,
+    },
     #[error("type the person's name before Capture & enrol")]
     NoName,
     #[error("no face selected: open an image with a face, or face the camera")]
@@ -154,18 +179,24 @@ pub struct Shot {
 /// What the UI asks of the worker.
 pub enum Command {
     /// Load an image file and detect its faces.
-    LoadFile { path: PathBuf },
+    LoadFile { path: PathBuf, source: SourceId },
     /// Detect the faces of a decoded frame (a stream).
-    Analyse { label: String, image: Arc<RgbImage> },
+    Analyse {
+        label: String,
+        image: Arc<RgbImage>,
+        source: SourceId,
+    },
     /// Decode a camera's raw buffer (counting drops), mirror it if asked, detect its faces.
     AnalyseRaw {
         label: String,
         frame: crate::frames::RawFrame,
         mirror: bool,
         counter: Arc<crate::frames::FrameCounter>,
+        source: SourceId,
     },
     /// Embed each shot's face, encrypt it and enrol them all under `name` (one person,
-    /// several templates; their verdict uses the best).
+    /// several templates; their verdict uses the best). All or nothing: if one shot
+    /// fails, the templates already enrolled are removed again.
     Enrol { name: String, shots: Vec<Shot> },
     /// Embed `face`, encrypt it as a probe, verify or identify, decrypt.
     Match {
@@ -173,17 +204,21 @@ pub enum Command {
         face: Face,
         mode: MatchMode,
         source: String,
+        epoch: Epoch,
     },
     /// Identify one tracked face (live mode).
     MatchTrack {
         track: TrackId,
         image: Arc<RgbImage>,
         face: Face,
+        epoch: Epoch,
     },
     /// Remove templates.
     Remove { ids: Vec<TemplateId> },
     /// List the gallery again.
     Refresh,
+    /// Is the matcher still there? (A lost remote matcher is reconnected.)
+    CheckConnection,
     /// Switch matcher; a typed token (remote only) is saved for this key and URL once it
     /// works, like a typed fingerprint (the pin).
     Connect { spec: MatcherSpec, access: Access },
@@ -205,8 +240,16 @@ pub enum Command {
 pub enum Event {
     /// A camera frame could not be decoded (counted by the source); no frame this time.
     FrameDropped,
+    /// A new frame to show at once (its faces follow in [`Event::Frame`], unless a newer
+    /// frame supersedes it before detection).
+    Preview {
+        source: SourceId,
+        image: Arc<RgbImage>,
+    },
+    /// A frame's faces (the frame as detected, for cropping and matching).
     Frame {
         label: String,
+        source: SourceId,
         image: Arc<RgbImage>,
         faces: Vec<Face>,
         timings: Timings,
@@ -225,25 +268,30 @@ pub enum Event {
         /// The probe's face, for "what only the app sees".
         crop: Arc<RgbImage>,
     },
-    /// A tracked face's decrypted distances, best per person.
+    /// A tracked face's decrypted distances, best per person, with the embedding of the
+    /// face they were computed from (the tracker's same-face check).
     TrackMatched {
         track: TrackId,
+        epoch: Epoch,
         rows: Vec<PersonDistance>,
+        embedding: crate::vision::Embedding,
         timings: Timings,
         wire: WireView,
         crop: Arc<RgbImage>,
     },
     TrackFailed {
         track: TrackId,
+        epoch: Epoch,
         error: AppError,
     },
     /// The gallery: every template id with its decrypted name.
     Gallery(Vec<(TemplateId, String)>),
     Connection(Connection),
     Key(KeyInfo),
-    /// A key waiting for confirmation: where it came from and its fingerprint.
+    /// A key waiting for confirmation: where it came from (a file's path, or `None` for a
+    /// newly generated key) and its fingerprint.
     KeyCandidate {
-        source: String,
+        source: Option<String>,
         fingerprint: String,
     },
     Info {

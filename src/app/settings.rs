@@ -3,7 +3,9 @@
 //! (fingerprint, generate, export, import with confirmation); source options. Saved
 //! (debounced) in the platform config directory; a typed token and fingerprint go to the
 //! client's token store once they work, an invitation code is used once: none of them is
-//! ever in settings.
+//! ever in settings. The typed fields stay as typed until a connection with them works (a
+//! refused invitation keeps its code for correction). Settings change only through
+//! actions (`Action::Connect`, `Action::SettingsChanged`).
 
 use eframe::egui;
 
@@ -17,23 +19,22 @@ use crate::matcher::MatcherSpec;
 pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     ui.heading("Settings");
     ui.label("Matcher");
-    let mut remote = matches!(state.settings.matcher, MatcherSpec::Remote { .. });
+    let on_remote = matches!(state.settings.matcher, MatcherSpec::Remote { .. });
+    let mut remote = on_remote || state.choosing_remote;
     let was_remote = remote;
     ui.horizontal(|ui| {
         ui.radio_value(&mut remote, false, "Built-in");
         ui.radio_value(&mut remote, true, "Remote server");
     });
-    if remote != was_remote && !remote {
-        actions.push(Action::Connect {
-            spec: MatcherSpec::Builtin,
-            access: Access::default(),
-        });
-    }
-    if remote != was_remote && remote {
-        // Show the URL fields; connecting waits for the button.
-        state.settings.matcher = MatcherSpec::Remote {
-            url: state.remote_url.trim().to_string(),
-        };
+    if remote != was_remote {
+        // Choosing "Remote" shows the fields; connecting waits for the button.
+        state.choosing_remote = remote;
+        if !remote && on_remote {
+            actions.push(Action::Connect {
+                spec: MatcherSpec::Builtin,
+                access: Access::default(),
+            });
+        }
     }
     if remote {
         ui.horizontal(|ui| {
@@ -70,16 +71,14 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
             .labelled_by(l.id);
         });
         ui.checkbox(
-            &mut state.settings.insecure_http,
+            &mut state.remote_insecure,
             "Allow plain HTTP beyond this machine (anyone on the network can then read the \
              token and answer in the matcher's place)",
         );
         if ui.button("Connect").clicked() {
-            let typed = |s: &mut String| {
-                let s = std::mem::take(s);
-                (!s.trim().is_empty()).then(|| s.trim().to_string())
-            };
-            let fingerprint = match typed(&mut state.remote_fingerprint)
+            // Kept in the fields until the connection works (cleared on "Connected").
+            let typed = |s: &String| (!s.trim().is_empty()).then(|| s.trim().to_string());
+            let fingerprint = match typed(&state.remote_fingerprint)
                 .map(|f| f.parse::<Fingerprint>())
                 .transpose()
             {
@@ -93,10 +92,10 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                 Ok(spec) => actions.push(Action::Connect {
                     spec,
                     access: Access {
-                        token: typed(&mut state.remote_token),
-                        invite: typed(&mut state.remote_invite),
+                        token: typed(&state.remote_token),
+                        invite: typed(&state.remote_invite),
                         fingerprint,
-                        insecure_http: state.settings.insecure_http,
+                        insecure_http: state.remote_insecure,
                     },
                 }),
                 Err(e) => state.error_about(super::protocol::Operation::Connect, e.to_string()),

@@ -5,6 +5,13 @@
 //!
 //! [`Settings`] is the persisted part (saved debounced, see `BlindfaceApp::poll`);
 //! everything else is runtime state.
+//!
+//! Invariant: nothing on screen belongs to another picture or another gallery than the one
+//! shown. Every result carries the [`Epoch`] it was computed for (the picture's
+//! [`SourceId`] and the gallery's generation); `apply` drops results of another epoch, a
+//! new picture or gallery forgets every tracked face and identifies the faces in view
+//! again at once ([`AppState::relabel`]), and panels ask [`AppState::is_current`] before
+//! drawing a result as the current one.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -15,11 +22,12 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot, Timings,
+    Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot, SourceId,
+    Timings,
 };
 use crate::client::WireView;
 use crate::he::{threshold_sq, TemplateId};
-use crate::live::{Track, TrackId, Tracker, TrackerConfig};
+use crate::live::{Track, TrackId, TrackStatus, Tracker, TrackerConfig};
 use crate::matcher::MatcherSpec;
 use crate::vision::{Face, SFACE_L2_THRESHOLD};
 
@@ -76,6 +84,30 @@ impl Settings {
     }
 }
 
+/// Records an arrival now, keeping the last 5 seconds.
+fn push_time(times: &mut VecDeque<Instant>) {
+    let now = Instant::now();
+    times.push_back(now);
+    while times.len() > 2 && now.duration_since(times[0]).as_secs_f32() > 5.0 {
+        times.pop_front();
+    }
+}
+
+/// Arrivals per second over `times`.
+fn rate(times: &VecDeque<Instant>) -> f32 {
+    match (times.front(), times.back()) {
+        (Some(a), Some(b)) if times.len() > 1 => {
+            let s = b.duration_since(*a).as_secs_f32();
+            if s > 0.0 {
+                (times.len() - 1) as f32 / s
+            } else {
+                0.0
+            }
+        }
+        _ => 0.0,
+    }
+}
+
 /// Verdict of one distance at a threshold.
 pub fn is_match(distance_sq: i64, threshold_l2: f32) -> bool {
     distance_sq <= threshold_sq(threshold_l2, &crate::client::keys::current_params())
@@ -108,24 +140,54 @@ impl MatchOutcome {
 }
 
 /// A message shown in the window, with what to do about it. `topic` says which operation
-/// it belongs to, so a later success of that operation clears it.
+/// it belongs to, so a later success of that operation clears it; information goes by
+/// itself after [`INFO_NOTICE_TTL`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub text: String,
     pub is_error: bool,
     pub topic: Option<Operation>,
+    pub at: Instant,
 }
+
+/// How long an information notice (not an error) stays before it goes by itself.
+pub const INFO_NOTICE_TTL: std::time::Duration = std::time::Duration::from_secs(12);
 
 /// How many shots a multi-shot enrolment takes.
 pub const SHOTS: usize = 3;
 
-/// What to tell the person before each shot.
-pub fn shot_prompt(taken: usize) -> &'static str {
-    match taken {
-        0 => "Look at the camera, then Capture shot.",
-        1 => "Turn your head slightly to one side, then Capture shot.",
-        _ => "Turn your head slightly to the other side, then Capture shot.",
+/// What to tell the person before each shot: turn the head for a camera, pick another
+/// photo of the same person for still images.
+pub fn shot_prompt(taken: usize, camera: bool) -> &'static str {
+    match (camera, taken) {
+        (true, 0) => "Look at the camera, then Capture shot.",
+        (true, 1) => "Turn your head slightly to one side, then Capture shot.",
+        (true, _) => "Turn your head slightly to the other side, then Capture shot.",
+        (false, 0) => "Select the face (click it), then Capture shot.",
+        (false, _) => "Show another photo of the same person, then Capture shot.",
     }
+}
+
+/// The last exchange with the matcher, as "What the matcher sees" shows it: what left,
+/// what came back and what only the app saw, all of one request.
+#[derive(Clone)]
+pub struct Exchange {
+    pub epoch: Epoch,
+    /// What it was, for people ("Identify, obama.jpg", "Enrol Obama").
+    pub what: String,
+    pub wire: WireView,
+    /// The face that was sent, and its texture key.
+    pub crop: Arc<RgbImage>,
+    pub serial: u64,
+    /// The decrypted distances of a match (`None` for an enrolment).
+    pub distances: Option<Vec<PersonDistance>>,
+}
+
+/// A removal waiting for the user's confirmation (erasure is final).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRemoval {
+    pub name: String,
+    pub ids: Vec<TemplateId>,
 }
 
 /// The person the user enrolled last: their crops and the confirmation.
@@ -150,6 +212,8 @@ pub struct PendingShot {
 pub enum TrackLabel {
     /// Not matched yet.
     Pending,
+    /// The last match failed; why (no name is shown).
+    Unreachable(String),
     /// Nobody enrolled.
     EmptyGallery,
     /// The best person is within the threshold.
@@ -161,14 +225,17 @@ pub enum TrackLabel {
 impl TrackLabel {
     /// The label of `track` at `threshold_l2` (decided here, from decrypted distances).
     pub fn of(track: &Track, threshold_l2: f32) -> TrackLabel {
-        match (track.matched, track.best()) {
-            (false, _) => TrackLabel::Pending,
-            (true, None) => TrackLabel::EmptyGallery,
-            (true, Some(b)) if is_match(b.distance_sq, threshold_l2) => TrackLabel::Match {
-                name: b.name.clone(),
-                l2: b.l2,
-            },
-            (true, Some(b)) => TrackLabel::NoMatch {
+        match (&track.status, track.best()) {
+            (TrackStatus::Identifying, _) => TrackLabel::Pending,
+            (TrackStatus::Unreachable(why), _) => TrackLabel::Unreachable(why.clone()),
+            (TrackStatus::Identified, None) => TrackLabel::EmptyGallery,
+            (TrackStatus::Identified, Some(b)) if is_match(b.distance_sq, threshold_l2) => {
+                TrackLabel::Match {
+                    name: b.name.clone(),
+                    l2: b.l2,
+                }
+            }
+            (TrackStatus::Identified, Some(b)) => TrackLabel::NoMatch {
                 closest: b.name.clone(),
                 l2: b.l2,
             },
@@ -178,6 +245,7 @@ impl TrackLabel {
     pub fn text(&self) -> String {
         match self {
             TrackLabel::Pending => "identifying...".into(),
+            TrackLabel::Unreachable(_) => "matcher unreachable".into(),
             TrackLabel::EmptyGallery => "nobody enrolled".into(),
             TrackLabel::Match { name, l2 } => format!("{name} {l2:.2}"),
             TrackLabel::NoMatch { closest, l2 } => format!("unknown (closest {closest} {l2:.2})"),
@@ -188,7 +256,8 @@ impl TrackLabel {
 /// A key waiting for confirmation before it replaces the current one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyCandidate {
-    pub source: String,
+    /// The file it was read from; `None` for a newly generated key.
+    pub source: Option<String>,
     pub fingerprint: String,
 }
 
@@ -197,16 +266,35 @@ pub struct AppState {
     pub settings: Settings,
     /// Name and path of the current frame's source (file name or camera).
     pub frame_label: String,
+    /// The frame the faces were found on (enrolment and matching crop from it).
     pub frame: Option<Arc<RgbImage>>,
+    /// The picture `frame` belongs to.
+    pub frame_source: SourceId,
+    /// The newest frame, shown at once (its faces may still be being found): the preview
+    /// draws it, with the boxes of `faces` only if it is of the same picture.
+    pub preview: Option<(SourceId, Arc<RgbImage>)>,
+    /// Bumped per new preview frame (the preview re-uploads its texture).
+    pub preview_serial: u64,
+    /// When the last preview frames arrived (the shown frame rate).
+    pub preview_times: VecDeque<Instant>,
     /// Bumped when `frame` changes (the preview re-uploads its texture).
     pub frame_serial: u64,
+    /// The gallery's generation: bumped on every change of who is enrolled, of key or of
+    /// matcher (results of an older one are dropped).
+    pub gallery_epoch: u64,
+    /// The source is a camera or stream (hints say "look at the camera").
+    pub camera_source: bool,
     pub faces: Vec<Face>,
     pub selected_face: Option<usize>,
     /// Enrolled templates with their decrypted names, sorted by name.
     pub gallery: Vec<(TemplateId, String)>,
     pub last_match: Option<MatchOutcome>,
-    /// What crossed to the matcher in the last request.
-    pub last_wire: Option<WireView>,
+    /// What crossed to the matcher in the last request, with what only the app saw.
+    pub last_exchange: Option<Exchange>,
+    /// Bumped per exchange (texture key of its crop).
+    pub exchange_serial: u64,
+    /// A Remove clicked and not yet confirmed.
+    pub pending_removal: Option<PendingRemoval>,
     pub history: VecDeque<(f64, f32, String)>,
     pub timings: Timings,
     pub notices: Vec<Notice>,
@@ -231,8 +319,6 @@ pub struct AppState {
     pub tracker: Tracker,
     /// Tracks due for matching, for the app to send.
     pub due_tracks: Vec<TrackId>,
-    /// The probe crop of the last match (what only the app sees).
-    pub last_probe: Option<(u64, Arc<RgbImage>)>,
     /// Commands sent to the worker and not answered yet (spinners).
     pub busy_enrol: bool,
     pub busy_match: bool,
@@ -247,6 +333,16 @@ pub struct AppState {
     pub remote_token: String,
     pub remote_invite: String,
     pub remote_fingerprint: String,
+    /// "Remote server" is chosen in Settings but not connected yet.
+    pub choosing_remote: bool,
+    /// The plain-HTTP consent being edited (saved with Connect).
+    pub remote_insecure: bool,
+    /// The side panels are shown (the details panel starts hidden in a narrow window, so
+    /// the preview stays the largest element).
+    pub left_panel_open: bool,
+    pub right_panel_open: bool,
+    /// The panels' first layout was chosen from the window's width.
+    pub panels_laid_out: bool,
     /// The MJPEG stream URL being edited in the top bar.
     pub stream_url: String,
 }
@@ -255,18 +351,27 @@ impl AppState {
     pub fn new(settings: Settings, key_path: PathBuf) -> Self {
         let remote_url = match &settings.matcher {
             MatcherSpec::Remote { url } => url.clone(),
-            MatcherSpec::Builtin => format!("http://{}", crate::server::DEFAULT_ADDR),
+            MatcherSpec::Builtin => crate::matcher::default_remote_url(),
         };
+        let remote_insecure = settings.insecure_http;
         AppState {
             settings,
             frame_label: String::new(),
             frame: None,
+            frame_source: SourceId::default(),
+            preview: None,
+            preview_serial: 0,
+            preview_times: VecDeque::new(),
             frame_serial: 0,
+            gallery_epoch: 0,
+            camera_source: false,
             faces: Vec::new(),
             selected_face: None,
             gallery: Vec::new(),
             last_match: None,
-            last_wire: None,
+            last_exchange: None,
+            exchange_serial: 0,
+            pending_removal: None,
             history: VecDeque::new(),
             timings: Timings::default(),
             notices: Vec::new(),
@@ -285,7 +390,6 @@ impl AppState {
             live: false,
             tracker: Tracker::new(TrackerConfig::default()),
             due_tracks: Vec::new(),
-            last_probe: None,
             busy_enrol: false,
             busy_match: false,
             busy_frame: false,
@@ -296,6 +400,11 @@ impl AppState {
             remote_token: String::new(),
             remote_invite: String::new(),
             remote_fingerprint: String::new(),
+            choosing_remote: false,
+            left_panel_open: true,
+            right_panel_open: true,
+            panels_laid_out: false,
+            remote_insecure,
             stream_url: String::new(),
         }
     }
@@ -306,6 +415,7 @@ impl AppState {
                 text,
                 is_error,
                 topic,
+                at: Instant::now(),
             });
         }
     }
@@ -329,19 +439,73 @@ impl AppState {
         self.notices.retain(|n| n.topic != Some(op));
     }
 
-    /// Frames analysed per second over the last few seconds.
-    pub fn fps(&self) -> f32 {
-        match (self.frame_times.front(), self.frame_times.back()) {
-            (Some(a), Some(b)) if self.frame_times.len() > 1 => {
-                let s = b.duration_since(*a).as_secs_f32();
-                if s > 0.0 {
-                    (self.frame_times.len() - 1) as f32 / s
-                } else {
-                    0.0
-                }
-            }
-            _ => 0.0,
+    /// Drops information notices older than [`INFO_NOTICE_TTL`] (errors stay until
+    /// dismissed or resolved).
+    pub fn expire_notices(&mut self, now: Instant) {
+        self.notices
+            .retain(|n| n.is_error || now.saturating_duration_since(n.at) < INFO_NOTICE_TTL);
+    }
+
+    /// The epoch a result computed now would belong to.
+    pub fn epoch(&self) -> Epoch {
+        Epoch {
+            source: self.frame_source,
+            gallery: self.gallery_epoch,
         }
+    }
+
+    /// Whether a result of `epoch` describes what is on screen: the same picture, the same
+    /// gallery, and a face still in view.
+    pub fn is_current(&self, epoch: Epoch) -> bool {
+        epoch == self.epoch() && !self.faces.is_empty()
+    }
+
+    /// The gallery changed (enrolment, removal, key, matcher): results in flight are for
+    /// the old one, and the faces in view are identified again.
+    pub fn gallery_changed(&mut self) {
+        self.gallery_epoch += 1;
+        self.relabel();
+    }
+
+    /// Forgets every tracked face and, in live mode, identifies the faces in view again at
+    /// once (a still image gets no new frame to do it).
+    pub fn relabel(&mut self) {
+        self.tracker.clear();
+        self.due_tracks.clear();
+        if self.live && self.frame.is_some() {
+            let due = self.tracker.update(&self.faces, Instant::now());
+            self.due_tracks.extend(due);
+        }
+    }
+
+    /// Records an exchange with the matcher (what the wire panel shows).
+    fn exchange(
+        &mut self,
+        epoch: Epoch,
+        what: String,
+        wire: WireView,
+        crop: Arc<RgbImage>,
+        distances: Option<Vec<PersonDistance>>,
+    ) {
+        self.exchange_serial += 1;
+        self.last_exchange = Some(Exchange {
+            epoch,
+            what,
+            wire,
+            crop,
+            serial: self.exchange_serial,
+            distances,
+        });
+    }
+
+    /// Frames whose faces were found, per second over the last few seconds.
+    pub fn fps(&self) -> f32 {
+        rate(&self.frame_times)
+    }
+
+    /// Frames shown per second over the last few seconds.
+    pub fn preview_fps(&self) -> f32 {
+        rate(&self.preview_times)
     }
 
     /// The selected face, if any.
@@ -371,12 +535,18 @@ impl AppState {
         match event {
             Event::Frame {
                 label,
+                source,
                 image,
                 faces,
                 timings,
             } => {
-                self.busy_frame = false;
                 self.clear_topic(Operation::Frame);
+                if source != self.frame_source {
+                    // Another picture: no tracked face continues across it.
+                    self.frame_source = source;
+                    self.tracker.clear();
+                    self.due_tracks.clear();
+                }
                 self.frame_label = label;
                 self.frame = Some(image);
                 self.frame_serial += 1;
@@ -390,13 +560,13 @@ impl AppState {
                 }
                 self.faces = faces;
                 self.timings.detect_ms = timings.detect_ms;
-                let now = Instant::now();
-                self.frame_times.push_back(now);
-                while self.frame_times.len() > 2
-                    && now.duration_since(self.frame_times[0]).as_secs_f32() > 5.0
-                {
-                    self.frame_times.pop_front();
-                }
+                push_time(&mut self.frame_times);
+            }
+            Event::Preview { source, image } => {
+                self.busy_frame = false;
+                self.preview = Some((source, image));
+                self.preview_serial += 1;
+                push_time(&mut self.preview_times);
             }
             Event::FrameDropped => self.busy_frame = false,
             Event::Enrolled {
@@ -409,29 +579,47 @@ impl AppState {
                 self.busy_enrol = false;
                 self.clear_topic(Operation::Enrol);
                 self.timings.merge(&timings);
-                self.last_wire = Some(wire);
+                if let Some(crop) = crops.first() {
+                    let what = format!("Enrol {name}");
+                    self.exchange(self.epoch(), what, wire, crop.clone(), None);
+                }
                 self.shots.clear();
                 // Ready for the next person.
                 self.enrol_name.clear();
-                // Tracked faces are matched again against the grown gallery.
+                // The gallery grew: what was computed before is for the old one. The
+                // Gallery event that follows lists the new one and identifies again.
+                self.gallery_epoch += 1;
                 self.tracker.clear();
+                self.due_tracks.clear();
                 self.last_enrol = Some(EnrolConfirmation { name, ids, crops });
             }
             Event::TrackMatched {
                 track,
+                epoch,
                 rows,
+                embedding,
                 timings,
                 wire,
                 crop,
             } => {
+                // For another picture or gallery: never drawn.
+                if epoch != self.epoch() {
+                    return;
+                }
                 self.clear_topic(Operation::Match);
                 self.timings.merge(&timings);
-                self.last_wire = Some(wire);
-                self.last_probe = Some((self.last_probe.as_ref().map_or(1, |p| p.0 + 1), crop));
-                self.tracker.matched(track, rows);
+                let what = format!("Live identify, {}", self.frame_label);
+                self.exchange(epoch, what, wire, crop, Some(rows.clone()));
+                self.tracker.matched(track, rows, embedding);
             }
-            Event::TrackFailed { track, error } => {
-                self.tracker.failed(track);
+            Event::TrackFailed {
+                track,
+                epoch,
+                error,
+            } => {
+                if epoch == self.epoch() {
+                    self.tracker.failed(track, error.to_string());
+                }
                 self.error_about(Operation::Match, error.to_string());
             }
             Event::Matched {
@@ -441,10 +629,19 @@ impl AppState {
                 crop,
             } => {
                 self.busy_match = false;
+                // Computed for another picture or gallery: dropped, never drawn
+                // (continuous identify sends the next one at once).
+                if outcome.epoch != self.epoch() {
+                    return;
+                }
                 self.clear_topic(Operation::Match);
                 self.timings.merge(&timings);
-                self.last_wire = Some(wire);
-                self.last_probe = Some((self.last_probe.as_ref().map_or(1, |p| p.0 + 1), crop));
+                let what = match &outcome.mode {
+                    MatchMode::Identify => format!("Identify, {}", outcome.source),
+                    MatchMode::Verify(n) => format!("Verify as {n}, {}", outcome.source),
+                };
+                let rows = Some(outcome.distances.clone());
+                self.exchange(outcome.epoch, what, wire, crop, rows);
                 if let Some(best) = outcome.distances.first() {
                     let t = self.started.elapsed().as_secs_f64();
                     self.history.push_back((t, best.l2, best.name.clone()));
@@ -457,10 +654,10 @@ impl AppState {
             Event::Gallery(mut entries) => {
                 entries.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
                 if entries != self.gallery {
+                    self.gallery = entries;
                     // Labels of tracked faces were made against another gallery.
-                    self.tracker.clear();
+                    self.gallery_changed();
                 }
-                self.gallery = entries;
             }
             Event::Connection(c) => {
                 match &c {
@@ -470,6 +667,16 @@ impl AppState {
                         self.clear_topic(Operation::Connect);
                         self.clear_topic(Operation::Match);
                         self.clear_topic(Operation::Gallery);
+                        // What was typed to connect worked: the token and pin are saved
+                        // by the client, the invitation is used up.
+                        self.remote_token.clear();
+                        self.remote_invite.clear();
+                        self.remote_fingerprint.clear();
+                        self.choosing_remote = false;
+                        // Faces labelled "matcher unreachable" are identified again now.
+                        if !matches!(self.connection, Connection::Ready(_)) {
+                            self.relabel();
+                        }
                     }
                     Connection::Connecting => {}
                 }
@@ -484,9 +691,12 @@ impl AppState {
                     // Results of another key's gallery are meaningless now.
                     if self.key_fingerprint.is_some() && self.key_fingerprint != fingerprint {
                         self.last_match = None;
+                        self.last_exchange = None;
                         self.history.clear();
                         self.last_enrol = None;
-                        self.tracker.clear();
+                        // Notices about the old key (e.g. "Now using key ...") go too.
+                        self.clear_topic(Operation::Key);
+                        self.gallery_changed();
                     }
                 }
                 self.first_run = created;
@@ -503,8 +713,9 @@ impl AppState {
                 })
             }
             Event::Info { op, text } => {
+                // Replaces earlier news of the same operation; goes by itself later.
                 self.clear_topic(op);
-                self.info(text);
+                self.push(text, false, Some(op));
             }
             Event::Failed { op, error } => {
                 match op {

@@ -8,7 +8,7 @@ use super::state::AppState;
 fn ms(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
-        Some(v) if v < 1.0 => format!("{:.0} us", v * 1e3),
+        Some(v) if v < 1.0 => format!("{:.0} µs", v * 1e3),
         Some(v) => format!("{v:.1} ms"),
     }
 }
@@ -24,6 +24,15 @@ fn bytes(v: Option<usize>) -> String {
 
 pub fn ui(ui: &mut egui::Ui, state: &AppState) {
     ui.heading("Timings");
+    if let Some(x) = &state.last_exchange {
+        let text = if state.is_current(x.epoch) {
+            egui::RichText::new(format!("Last request: {}", x.what))
+        } else {
+            egui::RichText::new(format!("Last request: {} (previous photo)", x.what))
+                .color(ui.visuals().weak_text_color())
+        };
+        ui.add(egui::Label::new(text).truncate());
+    }
     let t = &state.timings;
     egui::Grid::new("timings").striped(true).show(ui, |ui| {
         for (name, v) in [
@@ -44,4 +53,18 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState) {
         "Matcher calls (verify/identify): {}",
         state.matcher_calls
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_read_as_people_write_them() {
+        assert_eq!(ms(Some(0.601)), "601 µs");
+        assert_eq!(ms(Some(12.34)), "12.3 ms");
+        assert_eq!(ms(None), "-");
+        assert_eq!(bytes(Some(2048)), "2.0 KiB");
+        assert_eq!(bytes(Some(12)), "12 B");
+    }
 }

@@ -1,6 +1,6 @@
 //! The top bar: source controls (image, folder with previous/play/next, camera with its
-//! list, resolution and frame rate, an MJPEG stream URL), the key fingerprint and the
-//! matcher state.
+//! list, resolution and frame rate, an MJPEG stream URL), the side panels' toggles, the
+//! key fingerprint and the matcher state.
 
 use eframe::egui;
 
@@ -17,8 +17,14 @@ pub struct Sources<'a> {
     pub listing_cameras: bool,
 }
 
+/// Width of the folder's file chooser: long names are elided, never pushing controls.
+const FILE_CHOOSER_WIDTH: f32 = 200.0;
+
+/// Two rows that never wrap, controls first and variable text last (elided), so no control
+/// moves when a file name, a state or the window's width changes: the sources on the first
+/// row, the current source's controls and the panels, key and matcher on the second.
 pub fn ui(ui: &mut egui::Ui, state: &mut AppState, src: Sources<'_>, actions: &mut Vec<Action>) {
-    ui.horizontal_wrapped(|ui| {
+    ui.horizontal(|ui| {
         ui.heading("blindface");
         ui.separator();
         if ui.button("Open image...").clicked() {
@@ -33,88 +39,114 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, src: Sources<'_>, actions: &m
             .add(
                 egui::TextEdit::singleline(&mut state.stream_url)
                     .hint_text("http://phone:8080/video")
-                    .desired_width(170.0),
+                    .desired_width(150.0),
             )
             .labelled_by(l.id);
         let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if ui.button("Open stream").clicked() || enter {
             actions.push(Action::OpenStream(state.stream_url.clone()));
         }
-        ui.separator();
-        match src.source {
-            Source::None => {
-                ui.label("No source: open an image or a folder of photos.");
-            }
-            Source::Image(p) => {
-                ui.label(format!("Image: {}", file_name(p)));
-            }
-            Source::Folder {
-                dir,
-                files,
-                index,
-                playing,
-                ..
-            } => {
-                ui.label(format!(
-                    "Folder {} ({}/{})",
-                    file_name(dir),
-                    *index + 1,
-                    files.len()
-                ));
-                if ui.button("< Previous").clicked() {
-                    actions.push(Action::FolderStep(-1));
-                }
-                if ui.button(if *playing { "Pause" } else { "Play" }).clicked() {
-                    actions.push(Action::TogglePlay);
-                }
-                if ui.button("Next >").clicked() {
-                    actions.push(Action::FolderStep(1));
-                }
-                egui::ComboBox::from_id_salt("folder-file")
-                    .selected_text(file_name(&files[*index]))
-                    .show_ui(ui, |ui| {
-                        for (i, f) in files.iter().enumerate() {
-                            if ui.selectable_label(i == *index, file_name(f)).clicked() {
-                                actions.push(Action::FolderJump(i));
-                            }
-                        }
-                    });
-            }
-            Source::Camera(cam) => {
-                ui.label(format!("Camera: {}", cam.label()));
-            }
-            Source::Stream(s) => {
-                let st = s.status();
-                let what = match st.state {
-                    crate::frames::StreamState::Connecting => "connecting...",
-                    crate::frames::StreamState::Streaming => "streaming",
-                    crate::frames::StreamState::Reconnecting(_) => "reconnecting...",
-                };
-                ui.label(format!("Stream: {} ({what})", s.label()));
-            }
-        }
         if let Some(d) = src.source.dropped().filter(|d| *d > 0) {
             ui.label(format!("dropped {d} frame(s)"));
         }
-        ui.separator();
-        match &state.key_fingerprint {
-            Some(fp) => ui.label(format!("Key {fp}")),
-            None => ui.colored_label(ui.visuals().error_fg_color, "Key unusable"),
-        };
-        ui.separator();
-        match &state.connection {
-            Connection::Connecting => {
-                ui.spinner();
-                ui.label("Connecting to the matcher...");
-            }
-            Connection::Ready(d) => {
-                ui.label(format!("Matcher: {d}"));
-            }
-            Connection::Failed(_) => {
-                ui.colored_label(ui.visuals().error_fg_color, "Matcher: not connected");
-            }
-        }
     });
+    ui.horizontal(|ui| {
+        source_controls(ui, src.source, actions);
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.toggle_value(&mut state.right_panel_open, "Details")
+                .on_hover_text("Show or hide the threshold, wire and timings panel");
+            ui.toggle_value(&mut state.left_panel_open, "Enrol & match")
+                .on_hover_text("Show or hide the enrol, gallery, match and settings panel");
+            ui.separator();
+            match &state.connection {
+                Connection::Connecting => {
+                    ui.add(egui::Label::new("Matcher: connecting...").truncate());
+                    ui.spinner();
+                }
+                Connection::Ready(d) => {
+                    ui.add(egui::Label::new(format!("Matcher: {d}")).truncate());
+                }
+                Connection::Failed(_) => {
+                    ui.add(
+                        egui::Label::new(
+                            egui::RichText::new("Matcher: not connected")
+                                .color(ui.visuals().error_fg_color),
+                        )
+                        .truncate(),
+                    );
+                }
+            }
+            ui.separator();
+            match &state.key_fingerprint {
+                Some(fp) => ui.add(egui::Label::new(format!("Key {fp}")).truncate()),
+                None => ui.colored_label(ui.visuals().error_fg_color, "Key unusable"),
+            };
+        });
+    });
+}
+
+/// The current source's controls: for a folder, Previous / Play / Next and the file
+/// chooser first (fixed places), then where it is.
+fn source_controls(ui: &mut egui::Ui, source: &Source, actions: &mut Vec<Action>) {
+    match source {
+        Source::None => {
+            ui.label("No source: open an image or a folder of photos.");
+        }
+        Source::Image(p) => {
+            ui.add(egui::Label::new(format!("Image: {}", file_name(p))).truncate());
+        }
+        Source::Folder {
+            dir,
+            files,
+            index,
+            playing,
+            ..
+        } => {
+            if ui.button("< Previous").clicked() {
+                actions.push(Action::FolderStep(-1));
+            }
+            // One width for both words, so Next does not move when Play turns to Pause.
+            let play = egui::Button::new(if *playing { "Pause" } else { "Play" });
+            if ui.add_sized([52.0, 20.0], play).clicked() {
+                actions.push(Action::TogglePlay);
+            }
+            if ui.button("Next >").clicked() {
+                actions.push(Action::FolderStep(1));
+            }
+            egui::ComboBox::from_id_salt("folder-file")
+                .width(FILE_CHOOSER_WIDTH)
+                .truncate()
+                .selected_text(file_name(&files[*index]))
+                .show_ui(ui, |ui| {
+                    for (i, f) in files.iter().enumerate() {
+                        if ui.selectable_label(i == *index, file_name(f)).clicked() {
+                            actions.push(Action::FolderJump(i));
+                        }
+                    }
+                });
+            ui.add(
+                egui::Label::new(format!(
+                    "{}/{} in {}",
+                    *index + 1,
+                    files.len(),
+                    file_name(dir)
+                ))
+                .truncate(),
+            );
+        }
+        Source::Camera(cam) => {
+            ui.add(egui::Label::new(format!("Camera: {}", cam.label())).truncate());
+        }
+        Source::Stream(s) => {
+            let st = s.status();
+            let what = match st.state {
+                crate::frames::StreamState::Connecting => "connecting...",
+                crate::frames::StreamState::Streaming => "streaming",
+                crate::frames::StreamState::Reconnecting(_) => "reconnecting...",
+            };
+            ui.add(egui::Label::new(format!("Stream: {} ({what})", s.label())).truncate());
+        }
+    }
 }
 
 /// Camera list (once read), resolution and the Camera button. The list is read off the UI

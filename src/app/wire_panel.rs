@@ -1,7 +1,9 @@
 //! "What the matcher sees": for the last request, what left the app (the ciphertext: its
 //! size, its first bytes, and that it carries no key) and what came back (result blocks,
 //! bytes), beside what only the app sees (the face crop and the decrypted distances). One
-//! glance makes the privacy claim concrete for an audience.
+//! glance makes the privacy claim concrete for an audience. Everything in it is of one
+//! exchange ([`super::state::Exchange`]): the crop, the bytes and the distances cannot
+//! come from different requests, and an exchange about another picture says so.
 
 use eframe::egui::{self, RichText};
 
@@ -36,10 +38,24 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures) {
     egui::CollapsingHeader::new("What the matcher sees")
         .default_open(true)
         .show(ui, |ui| {
-            let Some(w) = &state.last_wire else {
+            let Some(x) = &state.last_exchange else {
                 ui.label("Nothing sent yet: enrol or identify a face.");
                 return;
             };
+            let w = &x.wire;
+            let current = state.is_current(x.epoch);
+            ui.add(
+                egui::Label::new(if current {
+                    RichText::new(format!("Last request: {}", x.what))
+                } else {
+                    RichText::new(format!(
+                        "Previous photo: {} (not the face on screen)",
+                        x.what
+                    ))
+                    .color(ui.visuals().weak_text_color())
+                })
+                .truncate(),
+            );
             ui.columns(2, |cols| {
                 let ui = &mut cols[0];
                 ui.label(RichText::new("Left this app").strong());
@@ -78,18 +94,17 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures) {
 
                 let ui = &mut cols[1];
                 ui.label(RichText::new("Only this app sees").strong());
-                if let Some((k, img)) = &state.last_probe {
-                    if textures.probe.as_ref().is_none_or(|(t, _)| t != k) {
-                        textures.probe = Some((*k, super::texture(ui.ctx(), "probe", img)));
-                    }
-                    if let Some((_, tex)) = &textures.probe {
-                        ui.add(egui::Image::new(tex).max_height(96.0));
-                    }
+                let k = x.serial;
+                if textures.probe.as_ref().is_none_or(|(t, _)| *t != k) {
+                    textures.probe = Some((k, super::texture(ui.ctx(), "probe", &x.crop)));
+                }
+                if let Some((_, tex)) = &textures.probe {
+                    ui.add(egui::Image::new(tex).max_height(96.0));
                 }
                 let threshold = state.settings.threshold;
-                match &state.last_match {
-                    Some(o) if w.result_blocks > 0 => {
-                        for d in o.distances.iter().take(5) {
+                match &x.distances {
+                    Some(distances) => {
+                        for d in distances.iter().take(5) {
                             let m = is_match(d.distance_sq, threshold);
                             ui.label(format!(
                                 "{} {:.3} {}",
@@ -98,11 +113,11 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures) {
                                 if m { "(same)" } else { "(different)" }
                             ));
                         }
-                        if o.distances.is_empty() {
+                        if distances.is_empty() {
                             ui.label("(the gallery is empty)");
                         }
                     }
-                    _ => {
+                    None => {
                         ui.label("The face crop and its name.");
                     }
                 }

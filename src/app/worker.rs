@@ -1,8 +1,10 @@
-//! All heavy work of the app, on two background threads sharing one face pipeline: the
-//! vision thread loads images and detects faces on every frame; the client thread does
-//! everything the app-side [`Client`] does (embedding, encryption, matcher calls,
-//! decryption), plus the key lifecycle. So detection keeps the preview's frame rate while
-//! faces are being matched. The client thread owns the secret key (inside the client, or
+//! All heavy work of the app, on three background threads sharing one face pipeline: the
+//! vision thread loads or decodes every frame and hands it to the window at once (the
+//! preview runs at the source's rate); the detect thread finds the faces of the newest
+//! frame whenever it is free (a frame superseded while waiting is skipped, the newest never
+//! is); the client thread does everything the app-side [`Client`] does (embedding,
+//! encryption, matcher calls, decryption), plus the key lifecycle. So neither detection nor
+//! matching bounds the preview. The client thread owns the secret key (inside the client, or
 //! alone while no matcher is connected); the window only ever sees its fingerprint.
 //!
 //! The UI sends [`Command`]s and drains [`Event`]s each frame; it never waits. A panic in a
@@ -18,14 +20,14 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::protocol::{
-    AppError, Command, Connection, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot,
-    Timings,
+    AppError, Command, Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation,
+    Shot, SourceId, Timings,
 };
-use crate::client::face::template_of;
+use crate::client::face::{embed_face, EmbeddedFace};
 use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPolicy};
-use crate::client::{connect, Access, Client, Enrolment, Locations};
+use crate::client::{connect, Access, Client, ClientError, Enrolment, Locations};
 use crate::he::SecretKey;
-use crate::matcher::{MatcherSpec, TokenStore, Traffic};
+use crate::matcher::{MatcherError, MatcherSpec, TokenStore, Traffic};
 use crate::vision::{load_image, Face, FacePipeline};
 
 /// Where the worker keeps things.
@@ -101,25 +103,28 @@ impl Drop for Worker {
 /// What a worker thread does: its first step, each command, and what to release if a
 /// command panics.
 trait Job: Send + 'static {
+    type Cmd: Send + 'static;
+    /// What a command was doing (reported with a crash).
+    fn operation(cmd: &Self::Cmd) -> Option<Operation>;
     fn init(&mut self) {}
-    fn handle(&mut self, cmd: Command);
+    fn handle(&mut self, cmd: Self::Cmd);
     fn release(&mut self) {}
 }
 
 /// Runs `job` on its own thread: `init`, then each command until the channel closes or a
 /// command panics (then `release` runs, the crash is reported, and the thread stops).
-fn serve(
+fn serve<J: Job>(
     name: &str,
     shared: Arc<Shared>,
-    rx: Receiver<Command>,
-    mut job: impl Job,
+    rx: Receiver<J::Cmd>,
+    mut job: J,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             job.init();
             while let Ok(cmd) = rx.recv() {
-                let op = cmd.operation();
+                let op = J::operation(&cmd);
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.handle(cmd)));
                 if let Err(panic) = r {
                     let message = panic
@@ -154,12 +159,26 @@ impl Worker {
             repaint: repaint.clone(),
             pipeline: Mutex::new(None),
         });
+        let (detect_tx, detect_rx) = channel::<Detect>();
+        let newest = Arc::new(AtomicU64::new(0));
+        let detect_thread = serve(
+            "blindface-detect",
+            shared.clone(),
+            detect_rx,
+            Detector {
+                shared: shared.clone(),
+                newest: newest.clone(),
+            },
+        );
         let vision_thread = serve(
             "blindface-vision",
             shared.clone(),
             vision_rx,
             Vision {
                 shared: shared.clone(),
+                detect: detect_tx,
+                newest,
+                seq: 0,
             },
         );
         let inner = Inner {
@@ -176,6 +195,8 @@ impl Worker {
             candidate: None,
             shared: shared.clone(),
             match_calls: match_calls.clone(),
+            lost: None,
+            retry_connect: false,
         };
         let client_thread = serve("blindface-client", shared, client_rx, inner);
         Worker {
@@ -185,7 +206,7 @@ impl Worker {
             rx,
             repaint,
             match_calls,
-            threads: vec![vision_thread, client_thread],
+            threads: vec![vision_thread, detect_thread, client_thread],
         }
     }
 
@@ -246,7 +267,8 @@ impl Worker {
 }
 
 impl Command {
-    fn operation(&self) -> Option<Operation> {
+    /// What the command does (a crash is reported with it).
+    pub fn operation(&self) -> Option<Operation> {
         Some(match self {
             Command::LoadFile { .. } | Command::Analyse { .. } | Command::AnalyseRaw { .. } => {
                 Operation::Frame
@@ -254,7 +276,7 @@ impl Command {
             Command::Enrol { .. } => Operation::Enrol,
             Command::Match { .. } | Command::MatchTrack { .. } => Operation::Match,
             Command::Remove { .. } | Command::Refresh => Operation::Gallery,
-            Command::Connect { .. } => Operation::Connect,
+            Command::Connect { .. } | Command::CheckConnection => Operation::Connect,
             Command::InspectKey(_)
             | Command::GenerateKey
             | Command::AdoptKey
@@ -280,9 +302,17 @@ struct Inner {
     candidate: Option<SecretKey>,
     shared: Arc<Shared>,
     match_calls: Arc<AtomicU64>,
+    /// Why the matcher was last found unreachable (`None`: connected, or never tried).
+    lost: Option<String>,
+    /// The last connection failed because the matcher was unreachable.
+    retry_connect: bool,
 }
 
 impl Job for Inner {
+    type Cmd = Command;
+    fn operation(cmd: &Command) -> Option<Operation> {
+        cmd.operation()
+    }
     fn init(&mut self) {
         self.start();
     }
@@ -294,36 +324,102 @@ impl Job for Inner {
     }
 }
 
-/// The vision thread: images in, faces out, on every frame.
+/// The vision thread: every frame loaded or decoded, shown at once, then handed to the
+/// detect thread.
 struct Vision {
     shared: Arc<Shared>,
+    detect: Sender<Detect>,
+    /// The sequence number of the newest frame handed over (the detect thread skips older
+    /// ones still waiting).
+    newest: Arc<AtomicU64>,
+    seq: u64,
+}
+
+/// A frame for the detect thread.
+struct Detect {
+    label: String,
+    source: SourceId,
+    image: Arc<RgbImage>,
+    seq: u64,
+}
+
+/// The detect thread: the faces of the newest frame.
+struct Detector {
+    shared: Arc<Shared>,
+    newest: Arc<AtomicU64>,
+}
+
+impl Job for Detector {
+    type Cmd = Detect;
+    fn operation(_: &Detect) -> Option<Operation> {
+        Some(Operation::Frame)
+    }
+    fn handle(&mut self, d: Detect) {
+        // A newer frame waits behind this one: skip to it (the newest is never skipped).
+        if d.seq < self.newest.load(Ordering::Acquire) {
+            return;
+        }
+        let t = Instant::now();
+        let faces = match self
+            .shared
+            .pipeline()
+            .and_then(|p| p.detect(&d.image).map_err(AppError::Detect))
+        {
+            Ok(f) => f,
+            Err(error) => {
+                return self.shared.send(Event::Failed {
+                    op: Operation::Frame,
+                    error,
+                })
+            }
+        };
+        self.shared.send(Event::Frame {
+            label: d.label,
+            source: d.source,
+            image: d.image,
+            faces,
+            timings: Timings {
+                detect_ms: Some(ms(t)),
+                ..Timings::default()
+            },
+        });
+    }
 }
 
 impl Job for Vision {
+    type Cmd = Command;
+    fn operation(cmd: &Command) -> Option<Operation> {
+        cmd.operation()
+    }
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::LoadFile { path } => {
+            Command::LoadFile { path, source } => {
                 let label = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| path.display().to_string());
                 match load_image(&path) {
-                    Ok(img) => self.analyse(label, Arc::new(img)),
+                    Ok(img) => self.analyse(label, source, Arc::new(img)),
                     Err(e) => self.fail(AppError::Image(e)),
                 }
             }
-            Command::Analyse { label, image } => self.analyse(label, image),
+            Command::Analyse {
+                label,
+                image,
+                source,
+            } => self.analyse(label, source, image),
             Command::AnalyseRaw {
                 label,
                 frame,
                 mirror,
                 counter,
+                source,
             } => match counter.decode(&frame) {
                 Ok(mut img) => {
                     if mirror {
                         image::imageops::flip_horizontal_in_place(&mut img);
                     }
-                    self.analyse(label, Arc::new(img));
+                    self.analyse(label, source, Arc::new(img));
                 }
                 // Dropped and counted; the next frame comes soon. Say so, so the UI
                 // is not left waiting for this one.
@@ -342,24 +438,19 @@ impl Vision {
         });
     }
 
-    fn analyse(&self, label: String, image: Arc<RgbImage>) {
-        let t = Instant::now();
-        let faces = match self
-            .shared
-            .pipeline()
-            .and_then(|p| p.detect(&image).map_err(AppError::Detect))
-        {
-            Ok(f) => f,
-            Err(e) => return self.fail(e),
-        };
-        self.shared.send(Event::Frame {
+    /// Shows the frame now and hands it to the detect thread.
+    fn analyse(&mut self, label: String, source: SourceId, image: Arc<RgbImage>) {
+        self.shared.send(Event::Preview {
+            source,
+            image: image.clone(),
+        });
+        self.seq += 1;
+        self.newest.store(self.seq, Ordering::Release);
+        let _ = self.detect.send(Detect {
             label,
+            source,
             image,
-            faces,
-            timings: Timings {
-                detect_ms: Some(ms(t)),
-                ..Timings::default()
-            },
+            seq: self.seq,
         });
     }
 }
@@ -413,8 +504,17 @@ impl Inner {
             .or_else(|| self.spare_key.take())
     }
 
+    /// Connects again with the saved token and pin, without showing "Connecting...".
+    fn connect_quietly(&mut self) {
+        self.connect_with(Access::default(), false);
+    }
+
     /// Connects with what the user typed (`access`; the saved pin and token otherwise).
     fn connect(&mut self, access: Access) {
+        self.connect_with(access, true);
+    }
+
+    fn connect_with(&mut self, access: Access, announce: bool) {
         let access = Access {
             insecure_http: self.insecure_http,
             ..access
@@ -426,7 +526,9 @@ impl Inner {
             )));
             return;
         };
-        self.send(Event::Connection(Connection::Connecting));
+        if announce {
+            self.send(Event::Connection(Connection::Connecting));
+        }
         match connect(key, &self.spec, &self.locations, &access) {
             Ok(client) => {
                 let desc = client.describe();
@@ -441,6 +543,7 @@ impl Inner {
                     });
                 }
                 self.client = Some(client);
+                self.lost = None;
                 self.send_gallery();
                 self.send(Event::Connection(Connection::Ready(desc)));
                 self.check_labels();
@@ -448,10 +551,57 @@ impl Inner {
             Err(e) => {
                 let e = *e;
                 self.spare_key = Some(e.key);
-                self.send(Event::Connection(Connection::Failed(
-                    AppError::from(e.error).to_string(),
-                )));
+                // A server that is down is tried again by the health check; a refusal
+                // (token, invitation, certificate) waits for the user.
+                self.retry_connect = matches!(
+                    e.error,
+                    ClientError::Matcher(MatcherError::Unreachable { .. })
+                );
+                let why = AppError::from(e.error).to_string();
+                if announce {
+                    self.send(Event::Connection(Connection::Failed(why.clone())));
+                    self.lost = Some(why);
+                } else {
+                    self.lost(why);
+                }
             }
+        }
+    }
+
+    /// A matcher that cannot be reached is shown as not connected, at once.
+    fn note_unreachable(&mut self, e: &AppError) {
+        if let AppError::Client(ClientError::Matcher(MatcherError::Unreachable { .. })) = e {
+            self.lost(e.to_string());
+        }
+    }
+
+    /// Shows the connection as lost (once per reason).
+    fn lost(&mut self, why: String) {
+        if self.lost.as_ref() != Some(&why) {
+            self.send(Event::Connection(Connection::Failed(why.clone())));
+            self.lost = Some(why);
+        }
+    }
+
+    /// Asks the matcher whether it is there (a remote one can vanish); a lost connection
+    /// is made again once the matcher answers.
+    fn check_connection(&mut self) {
+        if self.key_problem.is_some() {
+            return;
+        }
+        match &self.client {
+            Some(c) => match c.health() {
+                Ok(()) => {
+                    if self.lost.take().is_some() {
+                        let desc = c.describe();
+                        self.send(Event::Connection(Connection::Ready(desc)));
+                    }
+                }
+                Err(e) => self.lost(AppError::from(e).to_string()),
+            },
+            // Connecting failed earlier because the server was down: try again, quietly.
+            None if self.retry_connect => self.connect_quietly(),
+            None => {}
         }
     }
 
@@ -482,37 +632,57 @@ impl Inner {
         match cmd {
             // The vision thread's commands (never routed here).
             Command::LoadFile { .. } | Command::Analyse { .. } | Command::AnalyseRaw { .. } => {}
-            Command::Enrol { name, shots } => match self.enrol(&name, &shots) {
-                Ok(e) => {
-                    self.send(e);
-                    self.send_gallery();
+            Command::Enrol { name, shots } => {
+                match self.enrol(&name, &shots) {
+                    Ok(e) => self.send(e),
+                    Err(e) => {
+                        self.note_unreachable(&e);
+                        self.fail(Operation::Enrol, e);
+                    }
                 }
-                Err(e) => self.fail(Operation::Enrol, e),
-            },
+                // Success or not, the list shows what the matcher holds now.
+                self.send_gallery();
+            }
             Command::Match {
                 image,
                 face,
                 mode,
                 source,
-            } => match self.do_match(&image, &face, mode, source) {
+                epoch,
+            } => match self.do_match(&image, &face, mode, source, epoch) {
                 Ok(e) => self.send(e),
-                Err(e) => self.fail(Operation::Match, e),
-            },
-            Command::MatchTrack { track, image, face } => {
-                match self.match_track(track, &image, &face) {
-                    Ok(e) => self.send(e),
-                    Err(error) => self.send(Event::TrackFailed { track, error }),
+                Err(e) => {
+                    self.note_unreachable(&e);
+                    self.fail(Operation::Match, e);
                 }
-            }
+            },
+            Command::MatchTrack {
+                track,
+                image,
+                face,
+                epoch,
+            } => match self.match_track(track, &image, &face, epoch) {
+                Ok(e) => self.send(e),
+                Err(error) => {
+                    self.note_unreachable(&error);
+                    self.send(Event::TrackFailed {
+                        track,
+                        epoch,
+                        error,
+                    });
+                }
+            },
             Command::Remove { ids } => {
                 let r = self
                     .client()
                     .and_then(|c| c.remove_ids(&ids).map_err(AppError::from));
                 if let Err(e) = r {
+                    self.note_unreachable(&e);
                     self.fail(Operation::Gallery, e);
                 }
                 self.send_gallery();
             }
+            Command::CheckConnection => self.check_connection(),
             Command::Refresh => {
                 let r = self
                     .client()
@@ -541,7 +711,7 @@ impl Inner {
                     } else {
                         self.candidate = Some(opened.key);
                         self.send(Event::KeyCandidate {
-                            source: path.display().to_string(),
+                            source: Some(path.display().to_string()),
                             fingerprint: fp,
                         });
                     }
@@ -553,7 +723,7 @@ impl Inner {
                 let fingerprint = key.fingerprint();
                 self.candidate = Some(key);
                 self.send(Event::KeyCandidate {
-                    source: "(newly generated)".into(),
+                    source: None,
                     fingerprint,
                 });
             }
@@ -642,16 +812,13 @@ impl Inner {
         self.connect(Access::default());
     }
 
-    fn template(
-        &mut self,
-        image: &RgbImage,
-        face: &Face,
-    ) -> Result<(crate::he::Template, f64), AppError> {
+    /// The face embedded (kept app-side) and quantised, with the time it took.
+    fn embedded(&mut self, image: &RgbImage, face: &Face) -> Result<(EmbeddedFace, f64), AppError> {
         let params = *self.client()?.params();
         let pipeline = self.shared.pipeline()?;
         let t = Instant::now();
-        let template = template_of(&pipeline, image, face, &params)?;
-        Ok((template, ms(t)))
+        let embedded = embed_face(&pipeline, image, face, &params)?;
+        Ok((embedded, ms(t)))
     }
 
     /// Enrols every shot as a template of `name`. Every shot is embedded before the first
@@ -666,15 +833,33 @@ impl Inner {
         let mut templates = Vec::with_capacity(shots.len());
         let mut embed_ms = 0.0;
         for shot in shots {
-            let (t, ms) = self.template(&shot.image, &shot.face)?;
-            templates.push(t);
+            let (e, ms) = self.embedded(&shot.image, &shot.face)?;
+            templates.push(e.template);
             embed_ms += ms;
         }
         let client = self.client()?;
-        let enrolled = templates
-            .iter()
-            .map(|t| client.enrol(t, name))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut enrolled: Vec<Enrolment> = Vec::with_capacity(templates.len());
+        for t in &templates {
+            match client.enrol(t, name) {
+                Ok(e) => enrolled.push(e),
+                Err(error) => {
+                    // All shots or none: take back what this enrolment already added. If
+                    // that fails too, say which templates stayed.
+                    let ids: Vec<_> = enrolled.iter().map(|e| e.id).collect();
+                    if !ids.is_empty() {
+                        if let Err(undo) = client.remove_ids(&ids) {
+                            return Err(AppError::PartialEnrol {
+                                name: name.to_string(),
+                                kept: ids.len(),
+                                error: Box::new(error),
+                                undo: Box::new(undo),
+                            });
+                        }
+                    }
+                    return Err(error.into());
+                }
+            }
+        }
         let mut traffic = Traffic::default();
         for e in &enrolled {
             traffic += e.traffic;
@@ -708,13 +893,16 @@ impl Inner {
         track: crate::live::TrackId,
         image: &RgbImage,
         face: &Face,
+        epoch: Epoch,
     ) -> Result<Event, AppError> {
-        let (template, embed_ms) = self.template(image, face)?;
-        let report = self.client()?.identify(&template)?;
+        let (embedded, embed_ms) = self.embedded(image, face)?;
+        let report = self.client()?.identify(&embedded.template)?;
         self.match_calls.fetch_add(report.calls, Ordering::Relaxed);
         Ok(Event::TrackMatched {
             track,
+            epoch,
             rows: report.best_per_person(),
+            embedding: embedded.embedding,
             timings: match_timings(embed_ms, &report),
             wire: report.wire,
             crop: Arc::new(crop(image, face)),
@@ -727,8 +915,10 @@ impl Inner {
         face: &Face,
         mode: MatchMode,
         source: String,
+        epoch: Epoch,
     ) -> Result<Event, AppError> {
-        let (template, embed_ms) = self.template(image, face)?;
+        let (embedded, embed_ms) = self.embedded(image, face)?;
+        let template = embedded.template;
         let client = self.client()?;
         let report = match &mode {
             MatchMode::Identify => client.identify(&template)?,
@@ -739,6 +929,7 @@ impl Inner {
             outcome: MatchOutcome {
                 mode,
                 source,
+                epoch,
                 distances: report.best_per_person(),
                 at: Instant::now(),
             },
