@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blindface::app::protocol::{Command, Connection, SourceId};
+use blindface::app::protocol::{Command, Connection, Operation, SourceId};
 use blindface::app::state::TrackLabel;
 use blindface::app::{AppConfig, BlindfaceApp, Dialogs};
 use blindface::matcher::MatcherSpec as MatcherChoice;
@@ -1082,4 +1082,48 @@ fn every_frame_is_shown_and_the_newest_is_always_detected() {
     let s = &h.state().state;
     assert_eq!(s.preview.as_ref().unwrap().0, s.frame_source);
     assert_eq!(s.faces.len(), 2, "the two men in the crop");
+}
+
+#[test]
+fn a_multi_shot_enrolment_that_fails_half_way_enrols_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for two templates: the third shot is refused by the matcher.
+    let server = Server::start(&dir.path().join("server"), &["--max-templates", "2"]);
+    let remote = MatcherChoice::Remote {
+        url: server.url.clone(),
+    };
+    let mut h = harness(BlindfaceApp::new(config(dir.path(), "a.key", remote)));
+    connected(&mut h);
+    show(&mut h, "obama.jpg");
+    h.get_by_role_and_label(Role::TextInput, "Name").click();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, "Name")
+        .type_text("Obama");
+    h.step();
+    for (k, file) in ["obama.jpg", "obama2.jpg", "obama3.jpg"].iter().enumerate() {
+        show(&mut h, file);
+        h.get_by_label(&format!("Capture shot ({k}/3)")).click();
+        h.step();
+    }
+    h.step();
+    assert_eq!(h.state().state.shots.len(), 3);
+    h.get_by_label("Enrol 3 shot(s) as Obama").click();
+    h.step();
+    wait(&mut h, "the enrolment error", |a| {
+        !a.state.busy_enrol
+            && a.state
+                .notices
+                .iter()
+                .any(|n| n.is_error && n.topic == Some(Operation::Enrol))
+    });
+    // The two templates enrolled before the refusal were taken back, and the list says so.
+    h.get_by_label("Refresh").click();
+    h.step();
+    wait(&mut h, "the gallery", |a| {
+        matches!(a.state.connection, Connection::Ready(_))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    h.step();
+    assert!(h.state().state.gallery.is_empty(), "{:?}", h.state().state.gallery);
+    assert!(shows(&h, "Nobody is enrolled yet."));
 }
