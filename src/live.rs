@@ -187,8 +187,7 @@ impl Tracker {
         for (ti, t) in self.tracks.iter().enumerate() {
             for (fi, f) in faces.iter().enumerate() {
                 let v = iou(&t.face.bbox, &f.bbox);
-                if v >= self.config.min_iou
-                    && area_ratio(&t.face, f) <= self.config.max_area_ratio
+                if v >= self.config.min_iou && area_ratio(&t.face, f) <= self.config.max_area_ratio
                 {
                     pairs.push((v, ti, fi));
                 }
@@ -337,7 +336,11 @@ mod tests {
             if !due.is_empty() {
                 matched_again.push((k, due.clone()));
                 for id in due {
-                    tr.matched(id, tr.get(id).unwrap().rows.clone(), emb(if id == a { 0 } else { 1 }));
+                    tr.matched(
+                        id,
+                        tr.get(id).unwrap().rows.clone(),
+                        emb(if id == a { 0 } else { 1 }),
+                    );
                 }
             }
         }

@@ -54,7 +54,7 @@ pub fn ui(
     let hint = if state.shots.len() >= SHOTS {
         "All shots taken: Enrol them, or Clear shots.".to_string()
     } else if state.shots.is_empty() && !state.typing_name {
-        "Type a name, then Capture & enrol (or Capture shot for several).".to_string()
+        "Type a name, then Capture & enrol.".to_string()
     } else {
         shot_prompt(state.shots.len(), state.camera_source).to_string()
     };

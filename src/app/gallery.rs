@@ -71,12 +71,14 @@ pub fn confirmation(ctx: &egui::Context, state: &mut AppState, actions: &mut Vec
     let modal = egui::Modal::new(egui::Id::unique("confirm-remove")).show(ctx, |ui| {
         ui.set_max_width(420.0);
         ui.heading(format!("Remove {}?", r.name));
+        let what = match r.ids.len() {
+            1 => format!("The template of {} is", r.name),
+            n => format!("All {n} templates of {} are", r.name),
+        };
         ui.add(
             egui::Label::new(format!(
-                "All {} template(s) of {} are erased from the matcher. This cannot be \
-                 undone: to recognise them again, enrol them again.",
-                r.ids.len(),
-                r.name
+                "{what} erased from the matcher. This cannot be undone: to recognise them \
+                 again, enrol them again."
             ))
             .wrap(),
         );

@@ -695,10 +695,13 @@ impl BlindfaceApp {
             egui::Panel::bottom("notices")
                 .show(ui, |ui| notices_ui(ui, &mut self.state, &mut actions));
         }
-        if !self.state.panels_laid_out {
-            // A narrow window starts with the details panel hidden (one click shows it).
-            self.state.panels_laid_out = true;
-            self.state.right_panel_open = ui.available_width() >= WIDE_WINDOW;
+        // The details panel hides when the window becomes narrow and comes back when it
+        // becomes wide again (the preview stays the largest element); "Details" in the
+        // top bar shows it at any width.
+        let wide = ui.available_width() >= WIDE_WINDOW;
+        if self.state.wide_window != Some(wide) {
+            self.state.wide_window = Some(wide);
+            self.state.right_panel_open = wide;
         }
         let state = &mut self.state;
         let textures = &mut self.textures;
@@ -752,6 +755,14 @@ impl BlindfaceApp {
             || self.listing_cameras()
         {
             ctx.request_repaint_after(Duration::from_millis(100));
+        } else if matches!(self.state.settings.matcher, MatcherSpec::Remote { .. }) {
+            // An idle window still asks a remote matcher whether it is there, so
+            // "connected" is never stale for longer than one check.
+            ctx.request_repaint_after(HEALTH_CHECK_EVERY);
+        }
+        if self.state.notices.iter().any(|n| !n.is_error) {
+            // Information goes by itself: wake up to take it away.
+            ctx.request_repaint_after(Duration::from_secs(1));
         }
     }
 }

@@ -100,12 +100,18 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
     let (w, h) = (frame.width() as f32, frame.height() as f32);
     let avail = ui.available_size();
     let scale = (avail.x / w).min(avail.y / h).max(0.01);
-    let (response, painter) = ui.allocate_painter(Vec2::new(w * scale, h * scale), Sense::click());
-    let origin = response.rect.min;
+    // The whole area is the preview's; the frame is centred in it horizontally.
+    let (response, painter) = ui.allocate_painter(avail, Sense::click());
+    let size = Vec2::new(w * scale, h * scale);
+    let shown = Rect::from_min_size(
+        Pos2::new(response.rect.center().x - size.x / 2.0, response.rect.top()),
+        size,
+    );
+    let origin = shown.min;
     let to_screen = |x: f32, y: f32| Pos2::new(origin.x + x * scale, origin.y + y * scale);
     painter.image(
         tex.id(),
-        response.rect,
+        shown,
         Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
         Color32::WHITE,
     );
@@ -151,7 +157,7 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
         }
     }
     if state.live && same_picture {
-        live_labels(ui, state, scale, response.rect);
+        live_labels(ui, state, scale, shown);
     }
     if response.clicked() {
         if let Some(p) = response.interact_pointer_pos() {
@@ -166,7 +172,7 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
     }
     if same_picture && faces.is_empty() && !state.busy_frame {
         painter.text(
-            response.rect.center_top() + Vec2::new(0.0, 20.0),
+            shown.center_top() + Vec2::new(0.0, 20.0),
             egui::Align2::CENTER_TOP,
             "No face found in this frame",
             egui::FontId::proportional(18.0),

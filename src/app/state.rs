@@ -22,8 +22,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot, SourceId,
-    Timings,
+    Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot, SourceId, Timings,
 };
 use crate::client::WireView;
 use crate::he::{threshold_sq, TemplateId};
@@ -164,7 +163,7 @@ pub fn shot_prompt(taken: usize, camera: bool) -> &'static str {
         (true, 1) => "Turn your head slightly to one side, then Capture shot.",
         (true, _) => "Turn your head slightly to the other side, then Capture shot.",
         (false, 0) => "Select the face (click it), then Capture shot.",
-        (false, _) => "Show another photo of the same person, then Capture shot.",
+        (false, _) => "Show another photo of them, then Capture shot.",
     }
 }
 
@@ -341,8 +340,8 @@ pub struct AppState {
     /// the preview stays the largest element).
     pub left_panel_open: bool,
     pub right_panel_open: bool,
-    /// The panels' first layout was chosen from the window's width.
-    pub panels_laid_out: bool,
+    /// Whether the window was wide at the last frame (`None` before the first).
+    pub wide_window: Option<bool>,
     /// The MJPEG stream URL being edited in the top bar.
     pub stream_url: String,
 }
@@ -403,7 +402,7 @@ impl AppState {
             choosing_remote: false,
             left_panel_open: true,
             right_panel_open: true,
-            panels_laid_out: false,
+            wide_window: None,
             remote_insecure,
             stream_url: String::new(),
         }
@@ -458,6 +457,18 @@ impl AppState {
     /// gallery, and a face still in view.
     pub fn is_current(&self, epoch: Epoch) -> bool {
         epoch == self.epoch() && !self.faces.is_empty()
+    }
+
+    /// Why an exchange with the matcher no longer describes the screen, if it does not:
+    /// another picture (or its face left), or, for a match, another gallery.
+    pub fn exchange_staleness(&self, x: &Exchange) -> Option<&'static str> {
+        if x.epoch.source != self.frame_source || self.faces.is_empty() {
+            Some("previous photo")
+        } else if x.distances.is_some() && x.epoch.gallery != self.gallery_epoch {
+            Some("the gallery changed since")
+        } else {
+            None
+        }
     }
 
     /// The gallery changed (enrolment, removal, key, matcher): results in flight are for

@@ -25,11 +25,10 @@ fn bytes(v: Option<usize>) -> String {
 pub fn ui(ui: &mut egui::Ui, state: &AppState) {
     ui.heading("Timings");
     if let Some(x) = &state.last_exchange {
-        let text = if state.is_current(x.epoch) {
-            egui::RichText::new(format!("Last request: {}", x.what))
-        } else {
-            egui::RichText::new(format!("Last request: {} (previous photo)", x.what))
-                .color(ui.visuals().weak_text_color())
+        let text = match state.exchange_staleness(x) {
+            None => egui::RichText::new(format!("Last request: {}", x.what)),
+            Some(why) => egui::RichText::new(format!("Last request: {} ({why})", x.what))
+                .color(ui.visuals().weak_text_color()),
         };
         ui.add(egui::Label::new(text).truncate());
     }

@@ -43,84 +43,86 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures) {
                 return;
             };
             let w = &x.wire;
-            let current = state.is_current(x.epoch);
+            let sent_probe = x.distances.is_some();
             ui.add(
-                egui::Label::new(if current {
-                    RichText::new(format!("Last request: {}", x.what))
-                } else {
-                    RichText::new(format!(
-                        "Previous photo: {} (not the face on screen)",
-                        x.what
-                    ))
-                    .color(ui.visuals().weak_text_color())
+                egui::Label::new(match state.exchange_staleness(x) {
+                    None => RichText::new(format!("Last request: {}", x.what)),
+                    Some(why) => RichText::new(format!("Last request: {} ({why})", x.what))
+                        .color(ui.visuals().weak_text_color()),
                 })
                 .truncate(),
             );
             ui.columns(2, |cols| {
-                let ui = &mut cols[0];
-                ui.label(RichText::new("Left this app").strong());
-                ui.label(if w.result_blocks == 0 {
-                    format!("Template ciphertext, {}", size(w.sent_bytes))
-                } else {
-                    format!("Probe ciphertext, {}", size(w.sent_bytes))
-                });
-                ui.label(
-                    RichText::new(hex_preview(
-                        &w.sent_preview[..w.sent_preview.len().min(32)],
-                        8,
-                    ))
-                    .monospace()
-                    .small(),
-                );
-                ui.add(
-                    egui::Label::new(
-                        "Random-looking RLWE ciphertext under your key. No key, no face, no \
+                // Left-aligned, not justified (justified text opens gaps between words).
+                let left = egui::Layout::top_down(egui::Align::Min);
+                let [c0, c1] = cols else { return };
+                c0.with_layout(left, |ui| {
+                    ui.label(RichText::new("Left this app").strong());
+                    // A match sends a probe and gets result blocks back (none from an empty
+                    // gallery); an enrolment sends a template and gets an acknowledgement.
+                    ui.label(if sent_probe {
+                        format!("Probe ciphertext, {}", size(w.sent_bytes))
+                    } else {
+                        format!("Template ciphertext, {}", size(w.sent_bytes))
+                    });
+                    ui.label(
+                        RichText::new(hex_preview(
+                            &w.sent_preview[..w.sent_preview.len().min(32)],
+                            8,
+                        ))
+                        .monospace()
+                        .small(),
+                    );
+                    ui.add(
+                        egui::Label::new(
+                            "Random-looking RLWE ciphertext under your key. No key, no face, no \
                          template inside: the matcher computes on it blind.",
-                    )
-                    .wrap(),
-                );
-                ui.add_space(4.0);
-                ui.label(RichText::new("Came back").strong());
-                if w.result_blocks == 0 {
-                    ui.label(format!("An acknowledgement, {}", size(w.received_bytes)));
-                } else {
-                    ui.label(format!(
-                        "{} encrypted result block(s), {}",
-                        w.result_blocks,
-                        size(w.received_bytes)
-                    ));
-                    ui.add(egui::Label::new("Only your key turns them into distances.").wrap());
-                }
-
-                let ui = &mut cols[1];
-                ui.label(RichText::new("Only this app sees").strong());
-                let k = x.serial;
-                if textures.probe.as_ref().is_none_or(|(t, _)| *t != k) {
-                    textures.probe = Some((k, super::texture(ui.ctx(), "probe", &x.crop)));
-                }
-                if let Some((_, tex)) = &textures.probe {
-                    ui.add(egui::Image::new(tex).max_height(96.0));
-                }
-                let threshold = state.settings.threshold;
-                match &x.distances {
-                    Some(distances) => {
-                        for d in distances.iter().take(5) {
-                            let m = is_match(d.distance_sq, threshold);
-                            ui.label(format!(
-                                "{} {:.3} {}",
-                                d.name,
-                                d.l2,
-                                if m { "(same)" } else { "(different)" }
-                            ));
+                        )
+                        .wrap(),
+                    );
+                    ui.add_space(4.0);
+                    ui.label(RichText::new("Came back").strong());
+                    if !sent_probe {
+                        ui.label(format!("An acknowledgement, {}", size(w.received_bytes)));
+                    } else {
+                        ui.label(format!(
+                            "{} encrypted result block(s), {}",
+                            w.result_blocks,
+                            size(w.received_bytes)
+                        ));
+                        ui.add(egui::Label::new("Only your key turns them into distances.").wrap());
+                    }
+                });
+                c1.with_layout(left, |ui| {
+                    ui.label(RichText::new("Only this app sees").strong());
+                    let k = x.serial;
+                    if textures.probe.as_ref().is_none_or(|(t, _)| *t != k) {
+                        textures.probe = Some((k, super::texture(ui.ctx(), "probe", &x.crop)));
+                    }
+                    if let Some((_, tex)) = &textures.probe {
+                        ui.add(egui::Image::new(tex).max_height(96.0));
+                    }
+                    let threshold = state.settings.threshold;
+                    match &x.distances {
+                        Some(distances) => {
+                            for d in distances.iter().take(5) {
+                                let m = is_match(d.distance_sq, threshold);
+                                ui.label(format!(
+                                    "{} {:.3} {}",
+                                    d.name,
+                                    d.l2,
+                                    if m { "(same)" } else { "(different)" }
+                                ));
+                            }
+                            if distances.is_empty() {
+                                ui.label("(the gallery is empty)");
+                            }
                         }
-                        if distances.is_empty() {
-                            ui.label("(the gallery is empty)");
+                        None => {
+                            ui.label("The face crop and its name.");
                         }
                     }
-                    None => {
-                        ui.label("The face crop and its name.");
-                    }
-                }
+                });
             });
         });
 }

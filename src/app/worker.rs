@@ -20,8 +20,8 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::protocol::{
-    AppError, Command, Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation,
-    Shot, SourceId, Timings,
+    AppError, Command, Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot,
+    SourceId, Timings,
 };
 use crate::client::face::{embed_face, EmbeddedFace};
 use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPolicy};
