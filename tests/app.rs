@@ -107,7 +107,7 @@ fn enrol(h: &mut Harness<'static, BlindfaceApp>, name: &str) {
     h.get_by_role_and_label(Role::TextInput, "Name")
         .type_text(name);
     h.step();
-    assert_eq!(h.state().state.enrol_name, name);
+    assert_eq!(h.state().panels.enrol.name, name);
     h.get_by_label("Capture & enrol").click();
     h.step();
     wait(h, "the enrolment", |a| !a.state.busy_enrol);
@@ -377,7 +377,7 @@ fn an_unreadable_key_refuses_to_enrol_and_keeps_the_file() {
     h.step();
     wait(&mut h, "the refusal", |a| !a.state.busy_enrol);
     assert!(shows(&h, "your secret key cannot be used"));
-    assert!(h.state().state.last_enrol.is_none());
+    assert!(h.state().panels.enrol.last.is_none());
     assert_eq!(
         std::fs::read(&key).unwrap(),
         b"not a key",
@@ -510,14 +510,14 @@ fn several_shots_enrol_one_person() {
     h.get_by_label("Capture shot (1/3)").click();
     h.step();
     h.step();
-    assert_eq!(h.state().state.shots.len(), 2);
+    assert_eq!(h.state().panels.enrol.shots.len(), 2);
     // A folder source: the hint asks for another photo (head turns are for cameras).
     assert!(shows(&h, "Show another photo of them"));
     h.get_by_label("Enrol 2 shot(s) as Obama").click();
     h.step();
     wait(&mut h, "the enrolment", |a| a.state.gallery.len() == 2);
     assert!(shows(&h, "Obama (2 template(s))"));
-    assert!(h.state().state.shots.is_empty());
+    assert!(h.state().panels.enrol.shots.is_empty());
     // The verdict uses the best of the two templates: one row for the person.
     show(&mut h, "obama2.jpg");
     identify(&mut h);
@@ -789,7 +789,7 @@ fn a_cjk_name_is_drawable_and_stops_at_the_label_limit() {
     h.get_by_role_and_label(Role::TextInput, "Name")
         .type_text(&long);
     h.step();
-    let name = h.state().state.enrol_name.clone();
+    let name = h.state().panels.enrol.name.clone();
     assert_eq!(name.len(), 255);
     assert!(name.len() <= blindface::labels::MAX_NAME_BYTES);
     assert_eq!(name, "王".repeat(85));
@@ -967,7 +967,7 @@ fn remove_takes_the_row_under_the_pointer_and_only_after_confirming() {
     // list vanished on the press and the release landed on the next row).
     h.get_by_role_and_label(Role::TextInput, "Name").click();
     h.step();
-    assert!(h.state().state.typing_name);
+    assert!(h.state().panels.enrol.typing);
     let obama_row = h.get_by_label("Obama (1 template(s))").rect();
     let remove = h
         .get_all_by_label("Remove")
@@ -979,7 +979,8 @@ fn remove_takes_the_row_under_the_pointer_and_only_after_confirming() {
     // Nothing is removed yet: the dialog names the person and the templates.
     assert_eq!(
         h.state()
-            .state
+            .panels
+            .gallery
             .pending_removal
             .as_ref()
             .map(|r| r.name.as_str()),
@@ -993,7 +994,7 @@ fn remove_takes_the_row_under_the_pointer_and_only_after_confirming() {
     // Cancel keeps everyone.
     h.get_by_label("Cancel").click();
     h.step();
-    assert!(h.state().state.pending_removal.is_none());
+    assert!(h.state().panels.gallery.pending_removal.is_none());
     h.step();
     assert_eq!(h.state().state.gallery.len(), 2);
     // Again, and confirm: Obama goes, Biden stays.
@@ -1072,10 +1073,15 @@ fn the_remote_default_is_https_and_an_http_url_to_it_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let h = builtin_on(dir.path(), "obama.jpg");
     assert_eq!(
-        h.state().state.remote_url,
+        h.state().panels.settings.url,
         blindface::matcher::default_remote_url()
     );
-    assert!(h.state().state.remote_url.starts_with("https://127.0.0.1:"));
+    assert!(h
+        .state()
+        .panels
+        .settings
+        .url
+        .starts_with("https://127.0.0.1:"));
     drop(h);
     let server = Server::start_secure(&dir.path().join("server"), &[]);
     let http = server.url.replacen("https://", "http://", 1);
@@ -1143,7 +1149,7 @@ fn a_multi_shot_enrolment_that_fails_half_way_enrols_nothing() {
         h.step();
     }
     h.step();
-    assert_eq!(h.state().state.shots.len(), 3);
+    assert_eq!(h.state().panels.enrol.shots.len(), 3);
     h.get_by_label("Enrol 3 shot(s) as Obama").click();
     h.step();
     wait(&mut h, "the enrolment error", |a| {
@@ -1182,7 +1188,7 @@ fn at_1024x640_the_preview_is_the_largest_and_controls_stay_put() {
     connected(&mut h);
     show(&mut h, "obama.jpg");
     // The details panel starts hidden in a narrow window; the top bar brings it back.
-    assert!(!h.state().state.right_panel_open);
+    assert!(!h.state().panels.layout.right_open);
     assert!(h.query_by_label("Threshold (L2)").is_none());
     let place = |h: &Harness<'static, BlindfaceApp>, label: &str| h.get_by_label(label).rect();
     let (prev, next) = (place(&h, "< Previous"), place(&h, "Next >"));
@@ -1193,6 +1199,6 @@ fn at_1024x640_the_preview_is_the_largest_and_controls_stay_put() {
     h.get_by_label("Details").click();
     h.step();
     h.step();
-    assert!(h.state().state.right_panel_open);
+    assert!(h.state().panels.layout.right_open);
     assert!(h.query_by_label("Threshold (L2)").is_some());
 }

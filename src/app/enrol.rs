@@ -7,9 +7,91 @@
 
 use eframe::egui;
 
-use super::state::{shot_prompt, AppState, SHOTS};
+use std::sync::Arc;
+
+use image::RgbImage;
+
+use super::protocol::{Event, KeyInfo, Shot};
+use super::state::AppState;
 use super::{texture, Action, Textures};
+use crate::he::TemplateId;
 use crate::labels::MAX_NAME_BYTES;
+
+/// How many shots a multi-shot enrolment takes.
+pub const SHOTS: usize = 3;
+
+/// What to tell the person before each shot: turn the head for a camera, pick another
+/// photo of the same person for still images.
+pub fn shot_prompt(taken: usize, camera: bool) -> &'static str {
+    match (camera, taken) {
+        (true, 0) => "Look at the camera, then Capture shot.",
+        (true, 1) => "Turn your head slightly to one side, then Capture shot.",
+        (true, _) => "Turn your head slightly to the other side, then Capture shot.",
+        (false, 0) => "Select the face (click it), then Capture shot.",
+        (false, _) => "Show another photo of them, then Capture shot.",
+    }
+}
+
+/// The person the user enrolled last: their crops and the confirmation.
+#[derive(Debug, Clone)]
+pub struct EnrolConfirmation {
+    pub name: String,
+    pub ids: Vec<TemplateId>,
+    pub crops: Vec<Arc<RgbImage>>,
+}
+
+/// A captured shot waiting to be enrolled, with its crop for display.
+#[derive(Clone)]
+pub struct PendingShot {
+    pub shot: Shot,
+    pub crop: Arc<RgbImage>,
+    /// Bumped per shot (texture key).
+    pub serial: u64,
+}
+
+/// The enrol panel's own state: the name being typed, the shots captured for the next
+/// enrolment, and the confirmation of the last one.
+#[derive(Default)]
+pub struct EnrolPanel {
+    pub name: String,
+    /// The name field has focus: a folder source holds its image meanwhile.
+    pub typing: bool,
+    pub shots: Vec<PendingShot>,
+    pub shot_serial: u64,
+    pub last: Option<EnrolConfirmation>,
+}
+
+impl EnrolPanel {
+    /// Follows the worker's news: a finished enrolment clears the form (ready for the next
+    /// person) and shows its confirmation; another key's gallery hides it.
+    pub fn observe(&mut self, event: &Event, state: &AppState) {
+        match event {
+            Event::Enrolled {
+                name, ids, crops, ..
+            } => {
+                self.shots.clear();
+                self.name.clear();
+                self.last = Some(EnrolConfirmation {
+                    name: name.clone(),
+                    ids: ids.clone(),
+                    crops: crops.clone(),
+                });
+            }
+            Event::Key(KeyInfo {
+                fingerprint: Some(new),
+                ..
+            }) if state.key_fingerprint.as_ref().is_some_and(|old| old != new) => {
+                self.last = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Someone is being enrolled: the preview marks the face that will be.
+    pub fn enrolling(&self) -> bool {
+        self.typing || !self.shots.is_empty()
+    }
+}
 
 /// Cuts `text` to at most `max` bytes, at a character boundary (never half a UTF-8
 /// character). The name field calls it after every change, so a name stops at the limit
@@ -23,7 +105,8 @@ pub fn limit_bytes(text: &mut String, max: usize) {
 
 pub fn ui(
     ui: &mut egui::Ui,
-    state: &mut AppState,
+    panel: &mut EnrolPanel,
+    state: &AppState,
     textures: &mut Textures,
     actions: &mut Vec<Action>,
 ) {
@@ -32,7 +115,7 @@ pub fn ui(
         let l = ui.label("Name");
         let r = ui
             .add(
-                egui::TextEdit::singleline(&mut state.enrol_name)
+                egui::TextEdit::singleline(&mut panel.name)
                     .hint_text("e.g. Ada Lovelace")
                     .desired_width(180.0),
             )
@@ -42,21 +125,21 @@ pub fn ui(
                  limit): typing stops there"
             ));
         if r.changed() {
-            limit_bytes(&mut state.enrol_name, MAX_NAME_BYTES);
+            limit_bytes(&mut panel.name, MAX_NAME_BYTES);
         }
-        state.typing_name = r.has_focus();
+        panel.typing = r.has_focus();
         if r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
             actions.push(Action::Enrol);
         }
     });
     // One line of guidance, always there (never appearing with focus, so nothing below it
     // moves under the pointer), on one line whatever its text.
-    let hint = if state.shots.len() >= SHOTS {
+    let hint = if panel.shots.len() >= SHOTS {
         "All shots taken: Enrol them, or Clear shots.".to_string()
-    } else if state.shots.is_empty() && !state.typing_name {
+    } else if panel.shots.is_empty() && !panel.typing {
         "Type a name, then Capture & enrol.".to_string()
     } else {
-        shot_prompt(state.shots.len(), state.camera_source).to_string()
+        shot_prompt(panel.shots.len(), state.camera_source).to_string()
     };
     ui.add(egui::Label::new(egui::RichText::new(hint).weak()).truncate());
     let idle = !state.busy_enrol;
@@ -68,7 +151,7 @@ pub fn ui(
         {
             actions.push(Action::Enrol);
         }
-        let n = state.shots.len();
+        let n = panel.shots.len();
         if ui
             .add_enabled(
                 idle && n < SHOTS,
@@ -83,10 +166,10 @@ pub fn ui(
             ui.label("Embedding and encrypting...");
         }
     });
-    if !state.shots.is_empty() {
-        let key = state.shots.last().map_or(0, |s| s.serial);
+    if !panel.shots.is_empty() {
+        let key = panel.shots.last().map_or(0, |s| s.serial);
         if textures.shots.as_ref().is_none_or(|(k, _)| *k != key) {
-            let texs = state
+            let texs = panel
                 .shots
                 .iter()
                 .map(|s| texture(ui.ctx(), "shot", &s.crop))
@@ -103,11 +186,11 @@ pub fn ui(
         ui.horizontal(|ui| {
             let label = format!(
                 "Enrol {} shot(s) as {}",
-                state.shots.len(),
-                if state.enrol_name.trim().is_empty() {
+                panel.shots.len(),
+                if panel.name.trim().is_empty() {
                     "..."
                 } else {
-                    state.enrol_name.trim()
+                    panel.name.trim()
                 }
             );
             if ui.add_enabled(idle, egui::Button::new(label)).clicked() {
@@ -118,7 +201,7 @@ pub fn ui(
             }
         });
     }
-    if let Some(c) = &state.last_enrol {
+    if let Some(c) = &panel.last {
         let key = c.ids.first().copied().unwrap_or_default();
         if textures.enrolled.as_ref().is_none_or(|(id, _)| *id != key) {
             let texs = c

@@ -7,10 +7,29 @@
 use eframe::egui;
 
 use super::protocol::Connection;
-use super::state::{AppState, PendingRemoval};
+use super::state::AppState;
 use super::Action;
+use crate::he::TemplateId;
 
-pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+/// A removal waiting for the user's confirmation (erasure is final).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRemoval {
+    pub name: String,
+    pub ids: Vec<TemplateId>,
+}
+
+/// The gallery panel's own state: a removal waiting for confirmation.
+#[derive(Default)]
+pub struct GalleryPanel {
+    pub pending_removal: Option<PendingRemoval>,
+}
+
+pub fn ui(
+    ui: &mut egui::Ui,
+    panel: &mut GalleryPanel,
+    state: &AppState,
+    actions: &mut Vec<Action>,
+) {
     ui.horizontal(|ui| {
         ui.heading("Gallery");
         if ui.small_button("Refresh").clicked() {
@@ -52,7 +71,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                     .on_hover_text(format!("Remove every template of {name}"))
                     .clicked()
                 {
-                    state.pending_removal = Some(PendingRemoval {
+                    panel.pending_removal = Some(PendingRemoval {
                         name: name.clone(),
                         ids: ids.clone(),
                     });
@@ -63,8 +82,8 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
 }
 
 /// The confirm-before-remove dialog, while a removal waits.
-pub fn confirmation(ctx: &egui::Context, state: &mut AppState, actions: &mut Vec<Action>) {
-    let Some(r) = state.pending_removal.clone() else {
+pub fn confirmation(ctx: &egui::Context, panel: &mut GalleryPanel, actions: &mut Vec<Action>) {
+    let Some(r) = panel.pending_removal.clone() else {
         return;
     };
     let mut answer = None;
@@ -95,7 +114,7 @@ pub fn confirmation(ctx: &egui::Context, state: &mut AppState, actions: &mut Vec
         answer = Some(false);
     }
     if let Some(yes) = answer {
-        state.pending_removal = None;
+        panel.pending_removal = None;
         if yes {
             actions.push(Action::Remove(r.ids));
         }

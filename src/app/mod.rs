@@ -172,9 +172,38 @@ pub fn texture(ctx: &egui::Context, name: &str, img: &image::RgbImage) -> egui::
     ctx.load_texture(name, c, egui::TextureOptions::LINEAR)
 }
 
-/// The app: state, worker, source, textures, dialogs.
+/// The panels' own widget state, apart from what the window shows ([`AppState`]): each
+/// panel owns its fields and follows the worker's events it cares about (`observe`).
+pub struct Panels {
+    pub enrol: enrol::EnrolPanel,
+    pub gallery: gallery::GalleryPanel,
+    pub settings: settings::SettingsPanel,
+    pub top_bar: top_bar::TopBar,
+    pub layout: top_bar::PanelLayout,
+}
+
+impl Panels {
+    fn new(settings: &Settings) -> Self {
+        Panels {
+            enrol: enrol::EnrolPanel::default(),
+            gallery: gallery::GalleryPanel::default(),
+            settings: settings::SettingsPanel::new(settings),
+            top_bar: top_bar::TopBar::default(),
+            layout: top_bar::PanelLayout::default(),
+        }
+    }
+
+    /// Lets each panel see an event before the state applies it.
+    fn observe(&mut self, event: &Event, state: &AppState) {
+        self.enrol.observe(event, state);
+        self.settings.observe(event);
+    }
+}
+
+/// The app: state, panels, worker, source, textures, dialogs.
 pub struct BlindfaceApp {
     pub state: AppState,
+    pub panels: Panels,
     pub worker: Worker,
     pub source: Source,
     pub textures: Textures,
@@ -223,6 +252,7 @@ impl BlindfaceApp {
         });
         let (dialog_tx, dialog_rx) = channel();
         let mut app = BlindfaceApp {
+            panels: Panels::new(&settings),
             state,
             worker,
             source: Source::None,
@@ -408,21 +438,28 @@ impl BlindfaceApp {
                 }
             }
             Action::CaptureShot => {
-                if self.state.shots.len() >= state::SHOTS {
+                if self.panels.enrol.shots.len() >= enrol::SHOTS {
                     return;
                 }
                 if let Some(shot) = self.selected_shot() {
-                    self.state.shot_serial += 1;
-                    self.state.shots.push(state::PendingShot {
+                    let panel = &mut self.panels.enrol;
+                    panel.shot_serial += 1;
+                    panel.shots.push(enrol::PendingShot {
                         crop: Arc::new(worker::crop(&shot.image, &shot.face)),
                         shot,
-                        serial: self.state.shot_serial,
+                        serial: panel.shot_serial,
                     });
                 }
             }
-            Action::ClearShots => self.state.shots.clear(),
+            Action::ClearShots => self.panels.enrol.shots.clear(),
             Action::EnrolShots => {
-                let shots = self.state.shots.iter().map(|s| s.shot.clone()).collect();
+                let shots = self
+                    .panels
+                    .enrol
+                    .shots
+                    .iter()
+                    .map(|s| s.shot.clone())
+                    .collect();
                 self.enrol(shots);
             }
             Action::SetLive(on) => {
@@ -499,6 +536,7 @@ impl BlindfaceApp {
                 Event::Crashed { .. } => crashed = true,
                 _ => {}
             }
+            self.panels.observe(&e, &self.state);
             self.state.apply(e);
         }
         if crashed {
@@ -534,7 +572,7 @@ impl BlindfaceApp {
         }
         let interval = self.state.settings.folder_interval_s;
         if !self.state.busy_frame {
-            match self.source.tick(interval, self.state.typing_name) {
+            match self.source.tick(interval, self.panels.enrol.typing) {
                 Some(source::Next::File(p)) => self.load_file(p),
                 Some(source::Next::Frame(label, image)) => {
                     self.state.busy_frame = true;
@@ -633,7 +671,7 @@ impl BlindfaceApp {
     }
 
     fn enrol(&mut self, shots: Vec<Shot>) {
-        let name = self.state.enrol_name.trim().to_string();
+        let name = self.panels.enrol.name.trim().to_string();
         if name.is_empty() {
             self.state.error_about(
                 protocol::Operation::Enrol,
@@ -689,8 +727,17 @@ impl BlindfaceApp {
             cameras: &self.cameras,
             listing_cameras: self.listing_cameras(),
         };
-        let state = &mut self.state;
-        egui::Panel::top("top").show(ui, |ui| top_bar::ui(ui, state, sources, &mut actions));
+        let (state, panels) = (&mut self.state, &mut self.panels);
+        egui::Panel::top("top").show(ui, |ui| {
+            top_bar::ui(
+                ui,
+                &mut panels.top_bar,
+                &mut panels.layout,
+                state,
+                sources,
+                &mut actions,
+            )
+        });
         if !self.state.notices.is_empty() || self.state.first_run {
             egui::Panel::bottom("notices")
                 .show(ui, |ui| notices_ui(ui, &mut self.state, &mut actions));
@@ -699,30 +746,31 @@ impl BlindfaceApp {
         // becomes wide again (the preview stays the largest element); "Details" in the
         // top bar shows it at any width.
         let wide = ui.available_width() >= WIDE_WINDOW;
-        if self.state.wide_window != Some(wide) {
-            self.state.wide_window = Some(wide);
-            self.state.right_panel_open = wide;
+        let layout = &mut self.panels.layout;
+        if layout.wide != Some(wide) {
+            layout.wide = Some(wide);
+            layout.right_open = wide;
         }
-        let state = &mut self.state;
+        let (state, panels) = (&mut self.state, &mut self.panels);
         let textures = &mut self.textures;
-        let mut left_open = state.left_panel_open;
+        let mut left_open = panels.layout.left_open;
         egui::Panel::left("left")
             .default_size(320.0)
             .size_range(260.0..=440.0)
             .resizable(true)
             .show_collapsible(ui, &mut left_open, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    enrol::ui(ui, state, textures, &mut actions);
+                    enrol::ui(ui, &mut panels.enrol, state, textures, &mut actions);
                     ui.separator();
-                    gallery::ui(ui, state, &mut actions);
+                    gallery::ui(ui, &mut panels.gallery, state, &mut actions);
                     ui.separator();
                     match_panel::ui(ui, state, &mut actions);
                     ui.separator();
-                    settings::ui(ui, state, &mut actions);
+                    settings::ui(ui, &mut panels.settings, state, &mut actions);
                 });
             });
-        state.left_panel_open = left_open;
-        let mut right_open = state.right_panel_open;
+        panels.layout.left_open = left_open;
+        let mut right_open = panels.layout.right_open;
         egui::Panel::right("right")
             .default_size(380.0)
             .size_range(300.0..=480.0)
@@ -736,11 +784,13 @@ impl BlindfaceApp {
                     timings::ui(ui, state);
                 });
             });
-        state.right_panel_open = right_open;
-        egui::CentralPanel::default_margins()
-            .show(ui, |ui| preview::ui(ui, state, textures, &mut actions));
+        panels.layout.right_open = right_open;
+        let enrolling = panels.enrol.enrolling();
+        egui::CentralPanel::default_margins().show(ui, |ui| {
+            preview::ui(ui, state, enrolling, textures, &mut actions)
+        });
         keys::confirmation(&ctx, state, &mut actions);
-        gallery::confirmation(&ctx, state, &mut actions);
+        gallery::confirmation(&ctx, &mut panels.gallery, &mut actions);
         for a in actions {
             self.apply(a);
         }

@@ -62,7 +62,15 @@ fn live_labels(ui: &mut egui::Ui, state: &AppState, scale: f32, bounds: Rect) {
     }
 }
 
-pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions: &mut Vec<Action>) {
+/// `enrolling`: someone is being enrolled (the selected face is marked "will be
+/// enrolled").
+pub fn ui(
+    ui: &mut egui::Ui,
+    state: &AppState,
+    enrolling: bool,
+    textures: &mut Textures,
+    actions: &mut Vec<Action>,
+) {
     ui.horizontal(|ui| {
         ui.label(if state.frame_label.is_empty() {
             "Preview".to_string()
@@ -122,7 +130,6 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures, actions:
             .as_ref()
             .is_some_and(|f| f.dimensions() == frame.dimensions());
     let faces: &[crate::vision::Face] = if same_picture { &state.faces } else { &[] };
-    let enrolling = state.typing_name || !state.shots.is_empty();
     for (i, f) in faces.iter().enumerate() {
         let selected = state.selected_face == Some(i);
         let color = if selected {

@@ -9,18 +9,62 @@
 
 use eframe::egui;
 
-use super::protocol::Connection;
-use super::state::AppState;
+use super::protocol::{Connection, Event};
+use super::state::{AppState, Settings};
 use super::{Action, DialogKind};
 use crate::client::Access;
 use crate::matcher::tls::Fingerprint;
 use crate::matcher::MatcherSpec;
 
-pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
+/// The settings panel's own state: the remote matcher's fields as typed (kept until a
+/// connection with them works), and whether "Remote server" is chosen but not connected.
+pub struct SettingsPanel {
+    pub url: String,
+    pub token: String,
+    pub invite: String,
+    pub fingerprint: String,
+    pub choosing_remote: bool,
+    /// The plain-HTTP consent being edited (saved with Connect).
+    pub insecure: bool,
+}
+
+impl SettingsPanel {
+    pub fn new(settings: &Settings) -> Self {
+        SettingsPanel {
+            url: match &settings.matcher {
+                MatcherSpec::Remote { url } => url.clone(),
+                MatcherSpec::Builtin => crate::matcher::default_remote_url(),
+            },
+            token: String::new(),
+            invite: String::new(),
+            fingerprint: String::new(),
+            choosing_remote: false,
+            insecure: settings.insecure_http,
+        }
+    }
+
+    /// A connection that works used what was typed: the client saved the token and pin,
+    /// the invitation is spent.
+    pub fn observe(&mut self, event: &Event) {
+        if let Event::Connection(Connection::Ready(_)) = event {
+            self.token.clear();
+            self.invite.clear();
+            self.fingerprint.clear();
+            self.choosing_remote = false;
+        }
+    }
+}
+
+pub fn ui(
+    ui: &mut egui::Ui,
+    panel: &mut SettingsPanel,
+    state: &mut AppState,
+    actions: &mut Vec<Action>,
+) {
     ui.heading("Settings");
     ui.label("Matcher");
     let on_remote = matches!(state.settings.matcher, MatcherSpec::Remote { .. });
-    let mut remote = on_remote || state.choosing_remote;
+    let mut remote = on_remote || panel.choosing_remote;
     let was_remote = remote;
     ui.horizontal(|ui| {
         ui.radio_value(&mut remote, false, "Built-in");
@@ -28,7 +72,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     });
     if remote != was_remote {
         // Choosing "Remote" shows the fields; connecting waits for the button.
-        state.choosing_remote = remote;
+        panel.choosing_remote = remote;
         if !remote && on_remote {
             actions.push(Action::Connect {
                 spec: MatcherSpec::Builtin,
@@ -39,13 +83,13 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     if remote {
         ui.horizontal(|ui| {
             let l = ui.label("URL");
-            ui.add(egui::TextEdit::singleline(&mut state.remote_url).desired_width(200.0))
+            ui.add(egui::TextEdit::singleline(&mut panel.url).desired_width(200.0))
                 .labelled_by(l.id);
         });
         ui.horizontal(|ui| {
             let l = ui.label("Token");
             ui.add(
-                egui::TextEdit::singleline(&mut state.remote_token)
+                egui::TextEdit::singleline(&mut panel.token)
                     .password(true)
                     .hint_text("empty: the saved one, or register")
                     .desired_width(200.0),
@@ -55,7 +99,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         ui.horizontal(|ui| {
             let l = ui.label("Invitation");
             ui.add(
-                egui::TextEdit::singleline(&mut state.remote_invite)
+                egui::TextEdit::singleline(&mut panel.invite)
                     .hint_text("code from the operator, to register")
                     .desired_width(200.0),
             )
@@ -64,21 +108,21 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         ui.horizontal(|ui| {
             let l = ui.label("Certificate");
             ui.add(
-                egui::TextEdit::singleline(&mut state.remote_fingerprint)
+                egui::TextEdit::singleline(&mut panel.fingerprint)
                     .hint_text("SHA-256; empty: pinned on first use")
                     .desired_width(200.0),
             )
             .labelled_by(l.id);
         });
         ui.checkbox(
-            &mut state.remote_insecure,
+            &mut panel.insecure,
             "Allow plain HTTP beyond this machine (anyone on the network can then read the \
              token and answer in the matcher's place)",
         );
         if ui.button("Connect").clicked() {
             // Kept in the fields until the connection works (cleared on "Connected").
             let typed = |s: &String| (!s.trim().is_empty()).then(|| s.trim().to_string());
-            let fingerprint = match typed(&state.remote_fingerprint)
+            let fingerprint = match typed(&panel.fingerprint)
                 .map(|f| f.parse::<Fingerprint>())
                 .transpose()
             {
@@ -88,14 +132,14 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                     return;
                 }
             };
-            match state.remote_url.parse::<MatcherSpec>() {
+            match panel.url.parse::<MatcherSpec>() {
                 Ok(spec) => actions.push(Action::Connect {
                     spec,
                     access: Access {
-                        token: typed(&state.remote_token),
-                        invite: typed(&state.remote_invite),
+                        token: typed(&panel.token),
+                        invite: typed(&panel.invite),
                         fingerprint,
-                        insecure_http: state.remote_insecure,
+                        insecure_http: panel.insecure,
                     },
                 }),
                 Err(e) => state.error_about(super::protocol::Operation::Connect, e.to_string()),

@@ -1,7 +1,9 @@
 //! UI state, apart from drawing: what the window shows and what the user chose. Panels read
-//! it and change the values their widgets edit; worker events update it
-//! ([`AppState::apply`]). Verdicts are computed here from already decrypted distances, so
-//! moving the threshold never calls the matcher.
+//! it; worker events update it ([`AppState::apply`]). What only one panel edits (the name
+//! being typed, captured shots, the remote fields, the stream URL, a removal waiting for
+//! confirmation) lives in that panel's own struct (`super::Panels`), not here. Verdicts
+//! are computed here from already decrypted distances, so moving the threshold never calls
+//! the matcher.
 //!
 //! [`Settings`] is the persisted part (saved debounced, see `BlindfaceApp::poll`);
 //! everything else is runtime state.
@@ -22,7 +24,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot, SourceId, Timings,
+    Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, SourceId, Timings,
 };
 use crate::client::WireView;
 use crate::he::{threshold_sq, TemplateId};
@@ -152,21 +154,6 @@ pub struct Notice {
 /// How long an information notice (not an error) stays before it goes by itself.
 pub const INFO_NOTICE_TTL: std::time::Duration = std::time::Duration::from_secs(12);
 
-/// How many shots a multi-shot enrolment takes.
-pub const SHOTS: usize = 3;
-
-/// What to tell the person before each shot: turn the head for a camera, pick another
-/// photo of the same person for still images.
-pub fn shot_prompt(taken: usize, camera: bool) -> &'static str {
-    match (camera, taken) {
-        (true, 0) => "Look at the camera, then Capture shot.",
-        (true, 1) => "Turn your head slightly to one side, then Capture shot.",
-        (true, _) => "Turn your head slightly to the other side, then Capture shot.",
-        (false, 0) => "Select the face (click it), then Capture shot.",
-        (false, _) => "Show another photo of them, then Capture shot.",
-    }
-}
-
 /// The last exchange with the matcher, as "What the matcher sees" shows it: what left,
 /// what came back and what only the app saw, all of one request.
 #[derive(Clone)]
@@ -180,30 +167,6 @@ pub struct Exchange {
     pub serial: u64,
     /// The decrypted distances of a match (`None` for an enrolment).
     pub distances: Option<Vec<PersonDistance>>,
-}
-
-/// A removal waiting for the user's confirmation (erasure is final).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRemoval {
-    pub name: String,
-    pub ids: Vec<TemplateId>,
-}
-
-/// The person the user enrolled last: their crops and the confirmation.
-#[derive(Debug, Clone)]
-pub struct EnrolConfirmation {
-    pub name: String,
-    pub ids: Vec<TemplateId>,
-    pub crops: Vec<Arc<RgbImage>>,
-}
-
-/// A captured shot waiting to be enrolled, with its crop for display.
-#[derive(Clone)]
-pub struct PendingShot {
-    pub shot: Shot,
-    pub crop: Arc<RgbImage>,
-    /// Bumped per shot (texture key).
-    pub serial: u64,
 }
 
 /// What a tracked face's label says at a threshold.
@@ -292,8 +255,6 @@ pub struct AppState {
     pub last_exchange: Option<Exchange>,
     /// Bumped per exchange (texture key of its crop).
     pub exchange_serial: u64,
-    /// A Remove clicked and not yet confirmed.
-    pub pending_removal: Option<PendingRemoval>,
     pub history: VecDeque<(f64, f32, String)>,
     pub timings: Timings,
     pub notices: Vec<Notice>,
@@ -303,13 +264,6 @@ pub struct AppState {
     pub first_run: bool,
     pub key_candidate: Option<KeyCandidate>,
     pub connection: Connection,
-    pub enrol_name: String,
-    /// The name field has focus: a folder source holds its image meanwhile.
-    pub typing_name: bool,
-    pub last_enrol: Option<EnrolConfirmation>,
-    /// Shots captured for the next enrolment.
-    pub shots: Vec<PendingShot>,
-    pub shot_serial: u64,
     pub verify_name: String,
     /// Identify the selected face on every new frame.
     pub continuous: bool,
@@ -326,33 +280,10 @@ pub struct AppState {
     pub started: Instant,
     /// Matcher calls made (verify + identify), read from the worker's counter.
     pub matcher_calls: u64,
-    /// Remote URL, token, invitation code and certificate fingerprint being edited in
-    /// Settings (all but the URL are sent once, on Connect).
-    pub remote_url: String,
-    pub remote_token: String,
-    pub remote_invite: String,
-    pub remote_fingerprint: String,
-    /// "Remote server" is chosen in Settings but not connected yet.
-    pub choosing_remote: bool,
-    /// The plain-HTTP consent being edited (saved with Connect).
-    pub remote_insecure: bool,
-    /// The side panels are shown (the details panel starts hidden in a narrow window, so
-    /// the preview stays the largest element).
-    pub left_panel_open: bool,
-    pub right_panel_open: bool,
-    /// Whether the window was wide at the last frame (`None` before the first).
-    pub wide_window: Option<bool>,
-    /// The MJPEG stream URL being edited in the top bar.
-    pub stream_url: String,
 }
 
 impl AppState {
     pub fn new(settings: Settings, key_path: PathBuf) -> Self {
-        let remote_url = match &settings.matcher {
-            MatcherSpec::Remote { url } => url.clone(),
-            MatcherSpec::Builtin => crate::matcher::default_remote_url(),
-        };
-        let remote_insecure = settings.insecure_http;
         AppState {
             settings,
             frame_label: String::new(),
@@ -370,7 +301,6 @@ impl AppState {
             last_match: None,
             last_exchange: None,
             exchange_serial: 0,
-            pending_removal: None,
             history: VecDeque::new(),
             timings: Timings::default(),
             notices: Vec::new(),
@@ -379,11 +309,6 @@ impl AppState {
             first_run: false,
             key_candidate: None,
             connection: Connection::Connecting,
-            enrol_name: String::new(),
-            typing_name: false,
-            last_enrol: None,
-            shots: Vec::new(),
-            shot_serial: 0,
             verify_name: String::new(),
             continuous: false,
             live: false,
@@ -395,16 +320,6 @@ impl AppState {
             frame_times: VecDeque::new(),
             started: Instant::now(),
             matcher_calls: 0,
-            remote_url,
-            remote_token: String::new(),
-            remote_invite: String::new(),
-            remote_fingerprint: String::new(),
-            choosing_remote: false,
-            left_panel_open: true,
-            right_panel_open: true,
-            wide_window: None,
-            remote_insecure,
-            stream_url: String::new(),
         }
     }
 
@@ -582,10 +497,10 @@ impl AppState {
             Event::FrameDropped => self.busy_frame = false,
             Event::Enrolled {
                 name,
-                ids,
                 crops,
                 timings,
                 wire,
+                ..
             } => {
                 self.busy_enrol = false;
                 self.clear_topic(Operation::Enrol);
@@ -594,15 +509,11 @@ impl AppState {
                     let what = format!("Enrol {name}");
                     self.exchange(self.epoch(), what, wire, crop.clone(), None);
                 }
-                self.shots.clear();
-                // Ready for the next person.
-                self.enrol_name.clear();
                 // The gallery grew: what was computed before is for the old one. The
                 // Gallery event that follows lists the new one and identifies again.
                 self.gallery_epoch += 1;
                 self.tracker.clear();
                 self.due_tracks.clear();
-                self.last_enrol = Some(EnrolConfirmation { name, ids, crops });
             }
             Event::TrackMatched {
                 track,
@@ -678,12 +589,6 @@ impl AppState {
                         self.clear_topic(Operation::Connect);
                         self.clear_topic(Operation::Match);
                         self.clear_topic(Operation::Gallery);
-                        // What was typed to connect worked: the token and pin are saved
-                        // by the client, the invitation is used up.
-                        self.remote_token.clear();
-                        self.remote_invite.clear();
-                        self.remote_fingerprint.clear();
-                        self.choosing_remote = false;
                         // Faces labelled "matcher unreachable" are identified again now.
                         if !matches!(self.connection, Connection::Ready(_)) {
                             self.relabel();
@@ -704,7 +609,6 @@ impl AppState {
                         self.last_match = None;
                         self.last_exchange = None;
                         self.history.clear();
-                        self.last_enrol = None;
                         // Notices about the old key (e.g. "Now using key ...") go too.
                         self.clear_topic(Operation::Key);
                         self.gallery_changed();

@@ -10,6 +10,33 @@ use super::source::{file_name, Source};
 use super::state::AppState;
 use super::{Action, DialogKind};
 
+/// The top bar's own state: the stream URL being typed.
+#[derive(Default)]
+pub struct TopBar {
+    pub stream_url: String,
+}
+
+/// Which side panels are shown. The details panel hides when the window turns narrow and
+/// comes back when it turns wide (the preview stays the largest element); the toggles in
+/// the top bar show or hide either at any width.
+#[derive(Debug, Clone, Copy)]
+pub struct PanelLayout {
+    pub left_open: bool,
+    pub right_open: bool,
+    /// Whether the window was wide at the last frame (`None` before the first).
+    pub wide: Option<bool>,
+}
+
+impl Default for PanelLayout {
+    fn default() -> Self {
+        PanelLayout {
+            left_open: true,
+            right_open: true,
+            wide: None,
+        }
+    }
+}
+
 /// What the top bar reads besides the state.
 pub struct Sources<'a> {
     pub source: &'a Source,
@@ -23,7 +50,14 @@ const FILE_CHOOSER_WIDTH: f32 = 200.0;
 /// Two rows that never wrap, controls first and variable text last (elided), so no control
 /// moves when a file name, a state or the window's width changes: the sources on the first
 /// row, the current source's controls and the panels, key and matcher on the second.
-pub fn ui(ui: &mut egui::Ui, state: &mut AppState, src: Sources<'_>, actions: &mut Vec<Action>) {
+pub fn ui(
+    ui: &mut egui::Ui,
+    bar: &mut TopBar,
+    layout: &mut PanelLayout,
+    state: &AppState,
+    src: Sources<'_>,
+    actions: &mut Vec<Action>,
+) {
     ui.horizontal(|ui| {
         ui.heading("blindface");
         ui.separator();
@@ -37,14 +71,14 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, src: Sources<'_>, actions: &m
         let l = ui.label("Stream");
         let r = ui
             .add(
-                egui::TextEdit::singleline(&mut state.stream_url)
+                egui::TextEdit::singleline(&mut bar.stream_url)
                     .hint_text("http://phone:8080/video")
                     .desired_width(150.0),
             )
             .labelled_by(l.id);
         let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         if ui.button("Open stream").clicked() || enter {
-            actions.push(Action::OpenStream(state.stream_url.clone()));
+            actions.push(Action::OpenStream(bar.stream_url.clone()));
         }
         if let Some(d) = src.source.dropped().filter(|d| *d > 0) {
             ui.label(format!("dropped {d} frame(s)"));
@@ -53,9 +87,9 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, src: Sources<'_>, actions: &m
     ui.horizontal(|ui| {
         source_controls(ui, src.source, actions);
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.toggle_value(&mut state.right_panel_open, "Details")
+            ui.toggle_value(&mut layout.right_open, "Details")
                 .on_hover_text("Show or hide the threshold, wire and timings panel");
-            ui.toggle_value(&mut state.left_panel_open, "Enrol & match")
+            ui.toggle_value(&mut layout.left_open, "Enrol & match")
                 .on_hover_text("Show or hide the enrol, gallery, match and settings panel");
             ui.separator();
             match &state.connection {
