@@ -11,8 +11,17 @@
 //! [`threshold_sq`](crate::he::threshold_sq) of each grid threshold. Every pair of the
 //! file counts; a pair with an image where no face was found is never accepted.
 //!
+//! With `--all-impostors` the impostor pairs are not the listed ones but every pair of
+//! two of the file's images of different identities (identity from `Name_0001.jpg` file
+//! names): millions of pairs, their squared distances computed in plaintext with
+//! `Template::distance_sq`, which equals the encrypted matcher's result exactly
+//! (tests/he_core.rs; eval also compares every pair the encrypted matcher computed
+//! anyway), counted by value ([`Calibration::from_counts`]) on a 0.001 grid
+//! ([`Calibration::fine_grid`]). Genuine pairs stay the listed ones.
+//!
 //! One calibration ships with blindface: [`Calibration::lfw_devtrain`], made from LFW
-//! View 1's DevTrain pairs (2,200 pairs: 1,100 genuine, 1,100 impostor) with
+//! View 1's DevTrain (its 1,100 listed genuine pairs, and all 5,923,194 impostor pairs
+//! among its 3,443 images, so FAR resolves to 1/5,923,194 = 1.7e-7) with
 //! `assets/calibration-lfw-devtrain.json`'s `command` (see BENCHMARKS.md). Use it to
 //! turn a FAR target into a threshold ([`Calibration::threshold_for_far`]), to describe a
 //! threshold ([`Calibration::at_threshold`]) and to find the equal error rate
@@ -24,11 +33,12 @@
 //! threshold, so a stranger (someone not enrolled) gets a name when any one of `people`
 //! comparisons accepts them. With each comparison accepting a stranger with probability
 //! FAR, independently, the false positive identification rate is
-//! [`fpir`]`(FAR, people) = 1 - (1 - FAR)^people`: at the default 1.128 (FAR 1/1,100) about
-//! 1 in 44 strangers with 25 people enrolled, 65% with 1,165 (BENCHMARKS.md measured 63%
-//! on LFW). [`Calibration::identification_at`] describes a threshold for a gallery size and
-//! [`Calibration::threshold_for_fpir`] chooses one; a 1:1 calibration of 1,100 impostor
-//! pairs resolves FPIR 1% for up to 11 people ([`Calibration::max_people_for_fpir`]).
+//! [`fpir`]`(FAR, people) = 1 - (1 - FAR)^people`: at the default 1.128 (FAR 0.11%, 1 in
+//! 906) about 1 in 37 strangers with 25 people enrolled, 72% with 1,165 (BENCHMARKS.md
+//! measured 63% on LFW). [`Calibration::identification_at`] describes a threshold for a
+//! gallery size and [`Calibration::threshold_for_fpir`] chooses one; the shipped
+//! calibration's 5,923,194 impostor pairs resolve FPIR 1% for up to 59,530 people
+//! ([`Calibration::max_people_for_fpir`]; 1,100 impostor pairs would stop at 11).
 
 use std::sync::OnceLock;
 
@@ -47,6 +57,12 @@ pub const GRID_STEP: f64 = 0.002;
 
 /// Largest grid threshold: L2 between unit vectors is at most 2.
 pub const GRID_MAX: f64 = 2.0;
+
+/// Grid step of calibrations on every impostor pair (`blindface eval --all-impostors`),
+/// in L2 units: the finest that the app's three-decimal display shows exactly. Near
+/// L2 1.0 one step is ~15 units of squared integer distance, so the grid, not the
+/// integer distances, sets the resolution in threshold.
+pub const FINE_GRID_STEP: f64 = 0.001;
 
 /// One grid threshold and what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -137,6 +153,14 @@ impl OperatingPoint {
             thousands(self.genuine)
         )
     }
+}
+
+/// 0 to [`GRID_MAX`] in steps of `step`, each value rounded to three decimals.
+fn grid(step: f64) -> Vec<f64> {
+    let n = (GRID_MAX / step).round() as usize;
+    (0..=n)
+        .map(|i| ((i as f64 * step) * 1000.0).round() / 1000.0)
+        .collect()
 }
 
 fn thousands(n: u64) -> String {
@@ -365,10 +389,85 @@ impl Calibration {
     /// The grid `blindface eval --calibrate` uses: 0 to 2 in steps of [`GRID_STEP`],
     /// each value rounded to the step's three decimals.
     pub fn default_grid() -> Vec<f64> {
-        let n = (GRID_MAX / GRID_STEP).round() as usize;
-        (0..=n)
-            .map(|i| ((i as f64 * GRID_STEP) * 1000.0).round() / 1000.0)
-            .collect()
+        grid(GRID_STEP)
+    }
+
+    /// The grid of calibrations on every impostor pair (`--all-impostors`): 0 to 2 in
+    /// steps of [`FINE_GRID_STEP`], rounded to three decimals; it holds every point of
+    /// [`default_grid`](Self::default_grid).
+    pub fn fine_grid() -> Vec<f64> {
+        grid(FINE_GRID_STEP)
+    }
+
+    /// Like [`from_distances`](Self::from_distances), from counts instead of one
+    /// distance per pair, for millions of pairs: `genuine_counts[d]` (and
+    /// `impostor_counts[d]`) is how many scored pairs of the class have squared distance
+    /// exactly `d`. `genuine` and `impostor` are the class totals, counting pairs with an
+    /// image where no face was found (`no_face_pairs` of them, never accepted).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_counts(
+        genuine_counts: &[u64],
+        genuine: u64,
+        impostor_counts: &[u64],
+        impostor: u64,
+        no_face_pairs: u64,
+        grid: &[f64],
+        params: &Params,
+    ) -> Result<Calibration, CalibrationError> {
+        // Cumulative counts: cum[d] = pairs with squared distance <= d.
+        let cumulative = |counts: &[u64]| -> Vec<u64> {
+            counts
+                .iter()
+                .scan(0u64, |sum, &c| {
+                    *sum += c;
+                    Some(*sum)
+                })
+                .collect()
+        };
+        let (gc, ic) = (cumulative(genuine_counts), cumulative(impostor_counts));
+        let scored = gc.last().copied().unwrap_or(0) + ic.last().copied().unwrap_or(0);
+        if scored + no_face_pairs != genuine + impostor {
+            return Err(CalibrationError::Invalid(format!(
+                "{scored} scored + {no_face_pairs} no-face pairs is not {} genuine + {} \
+                 impostor pairs",
+                genuine, impostor
+            )));
+        }
+        let accepted = |cum: &[u64], t_sq: i64| match usize::try_from(t_sq) {
+            Err(_) => 0,
+            Ok(_) if cum.is_empty() => 0,
+            Ok(t) => cum[t.min(cum.len() - 1)],
+        };
+        let rate = |a: u64, n: u64| if n == 0 { 0.0 } else { a as f64 / n as f64 };
+        let points = grid
+            .iter()
+            .map(|&t| {
+                let t_sq = threshold_sq(t as f32, params);
+                let ga = accepted(&gc, t_sq);
+                let ia = accepted(&ic, t_sq);
+                CalibrationPoint {
+                    threshold: t,
+                    threshold_sq: t_sq,
+                    genuine_accepted: ga,
+                    impostor_accepted: ia,
+                    tar: rate(ga, genuine),
+                    far: rate(ia, impostor),
+                }
+            })
+            .collect();
+        let c = Calibration {
+            format: FORMAT.to_string(),
+            source: String::new(),
+            command: String::new(),
+            pipeline: serde_json::Value::Null,
+            pairs: genuine + impostor,
+            genuine,
+            impostor,
+            no_face_pairs,
+            points,
+        };
+        c.validate()?;
+        Ok(c)
     }
 
     /// Parses and checks a calibration file's text.
@@ -656,6 +755,38 @@ mod tests {
     }
 
     #[test]
+    fn from_counts_agrees_with_from_distances_and_the_fine_grid_holds_the_default_one() {
+        let (c, p) = small();
+        // The same pairs as counts by squared distance (the no-face pair is genuine).
+        let sq = |l2: f64| threshold_sq(l2 as f32, &p) as usize;
+        let count = |l2s: &[f64]| {
+            let mut v = vec![0u64; sq(2.0) + 1];
+            for &l2 in l2s {
+                v[sq(l2)] += 1;
+            }
+            v
+        };
+        let g = count(&[0.5, 0.8, 1.0, 1.3]);
+        let i = count(&[1.05, 1.2, 1.3, 1.4, 1.5]);
+        let grid = Calibration::default_grid();
+        let from_counts = Calibration::from_counts(&g, 5, &i, 5, 1, &grid, &p).unwrap();
+        assert_eq!(from_counts, c);
+        // Counts must add up to the totals.
+        assert!(matches!(
+            Calibration::from_counts(&g, 5, &i, 5, 0, &grid, &p),
+            Err(CalibrationError::Invalid(_))
+        ));
+        // Trailing counts shorter than the grid's thresholds: everything accepted above.
+        let short = Calibration::from_counts(&g[..=sq(1.3)], 5, &i, 5, 1, &grid, &p).unwrap();
+        assert_eq!(short, c);
+        let fine = Calibration::fine_grid();
+        assert_eq!(fine.len(), 2001);
+        assert_eq!((fine[1], fine[1128], fine[2000]), (0.001, 1.128, 2.0));
+        assert!(fine.windows(2).all(|w| w[0] < w[1]));
+        assert!(grid.iter().all(|t| fine.contains(t)));
+    }
+
+    #[test]
     fn counts_and_rates_from_distances() {
         let (c, p) = small();
         assert_eq!(
@@ -800,9 +931,18 @@ mod tests {
     #[test]
     fn the_shipped_lfw_devtrain_calibration_is_consistent() {
         let c = Calibration::lfw_devtrain().expect("embedded asset parses and validates");
-        assert_eq!((c.pairs, c.genuine, c.impostor), (2200, 1100, 1100));
-        assert_eq!(c.points.len(), Calibration::default_grid().len());
-        assert!(c.command.contains("--calibrate"), "{}", c.command);
+        // DevTrain's 1,100 listed genuine pairs, and every pair of two of its 3,443 images
+        // of different identities as impostors: 5,923,194.
+        assert_eq!(
+            (c.pairs, c.genuine, c.impostor, c.no_face_pairs),
+            (5_924_294, 1100, 5_923_194, 0)
+        );
+        assert_eq!(c.points.len(), Calibration::fine_grid().len());
+        assert!(
+            c.command.contains("--calibrate") && c.command.contains("--all-impostors"),
+            "{}",
+            c.command
+        );
         for w in c.points.windows(2) {
             assert!(w[0].threshold < w[1].threshold);
             assert!(w[0].far <= w[1].far && w[0].tar <= w[1].tar);
@@ -812,15 +952,17 @@ mod tests {
         for pt in &c.points {
             assert_eq!(pt.threshold_sq, threshold_sq(pt.threshold as f32, &p));
         }
-        // FAR presets resolve, and within their target.
-        for far in [0.01, 0.001] {
+        // FAR presets resolve, and within their target, down to 1e-5 and below.
+        for far in [0.01, 0.001, 0.0001, 0.00001, 0.000001] {
             let op = c
                 .threshold_for_far(far)
-                .expect("resolvable on 1,100 impostors");
+                .expect("resolvable on 5,923,194 impostors");
             assert!(op.far <= far, "{far}: {op:?}");
         }
+        // 1 / 5,923,194 = 1.688e-7 is the resolution.
+        assert!(close(c.min_far(), 1.0 / 5_923_194.0));
         assert!(matches!(
-            c.threshold_for_far(0.0001),
+            c.threshold_for_far(0.0000001),
             Err(CalibrationError::FarBelowResolution { .. })
         ));
         // The default threshold is a grid point.
@@ -864,19 +1006,22 @@ mod tests {
     fn fpir_on_the_shipped_calibration_matches_hand_computed_values() {
         let c = Calibration::lfw_devtrain().unwrap();
         // The grid point of the default threshold (assets/calibration-lfw-devtrain.json):
-        // {"threshold":1.128,"threshold_sq":9981,"impostor_accepted":1,"far":1/1100, ...}.
+        // {"threshold":1.128,"threshold_sq":9981,"impostor_accepted":6539, ...} of
+        // 5,923,194 impostor pairs: FAR 0.110%, 1 in 905.8.
         let at = c.at_threshold(1.128);
-        assert_eq!((at.impostor_accepted, at.impostor), (1, 1100));
-        // 1 - (1099/1100)^n, by hand (exact fractions, then to decimals):
-        //   n = 1: 1/1100 = 0.000909090909...
-        //   n = 2: 2199/1210000 = 0.00181735537190...
-        //   n = 25: 0.0224810582597869 (1 in 44.48)
-        //   n = 1165: 0.653396084891252 (BENCHMARKS.md measured 62.85% of LFW strangers)
+        assert_eq!((at.impostor_accepted, at.impostor), (6539, 5_923_194));
+        assert_eq!(at.threshold_sq, 9981);
+        // 1 - (5916655/5923194)^n, by hand (python, exact fractions and 40-digit decimals,
+        // from the new JSON's counts):
+        //   n = 1: 6539/5923194 = 0.00110396519175296301...
+        //   n = 2: 77420772611/35084227161636 = 0.00220671164436132386...
+        //   n = 25: 0.0272365838727459930... (1 in 36.7)
+        //   n = 1165: 0.723855192737454602... (BENCHMARKS.md measured 62.85% of LFW strangers)
         let hand = [
-            (1, 1.0 / 1100.0),
-            (2, 2199.0 / 1_210_000.0),
-            (25, 0.022_481_058_259_786_9),
-            (1165, 0.653_396_084_891_252),
+            (1, 6539.0 / 5_923_194.0),
+            (2, 77_420_772_611.0 / 35_084_227_161_636.0),
+            (25, 0.027_236_583_872_745_993),
+            (1165, 0.723_855_192_737_454_6),
         ];
         for (n, want) in hand {
             let got = c.identification_at(1.128, n);
@@ -886,8 +1031,9 @@ mod tests {
         }
         assert_eq!(c.identification_at(1.128, 0).fpir, 0.0);
         // FPIR 1% with 25 people needs a 1:1 FAR of 1 - 0.99^(1/25) = 0.000401932637567
-        // (1 in 2,488): below the calibration's 1/1100.
+        // (1 in 2,488): now well above the calibration's 1/5,923,194.
         assert!(close(far_for_fpir(0.01, 25), 0.000_401_932_637_566_937_4));
+        assert!(far_for_fpir(0.01, 25) > c.min_far());
     }
 
     #[test]
@@ -898,36 +1044,38 @@ mod tests {
             say(1.128, 0),
             "Nobody is enrolled yet, so no stranger can get a name"
         );
-        // 1/FAR = 1100; 0.0909%.
+        // 5923194/6539 = 905.83; 0.1104%.
         assert_eq!(
             say(1.128, 1),
-            "With 1 person enrolled, about 1 in 1,100 strangers gets a name (0.09%)"
+            "With 1 person enrolled, about 1 in 906 strangers gets a name (0.11%)"
         );
-        // 1210000/2199 = 550.25; 0.1817%.
+        // 35084227161636/77420772611 = 453.16; 0.2207%.
         assert_eq!(
             say(1.128, 2),
-            "With 2 people enrolled, about 1 in 550 strangers gets a name (0.18%)"
+            "With 2 people enrolled, about 1 in 453 strangers gets a name (0.22%)"
         );
-        // 1/0.022481 = 44.48; 2.248%.
+        // 1/0.027237 = 36.72; 2.724%.
         assert_eq!(
             say(1.128, 25),
-            "With 25 people enrolled, about 1 in 44 strangers gets a name (2.2%)"
+            "With 25 people enrolled, about 1 in 37 strangers gets a name (2.7%)"
         );
         assert_eq!(
             say(1.128, 1165),
-            "With 1,165 people enrolled, about 65% of strangers get a name"
+            "With 1,165 people enrolled, about 72% of strangers get a name"
         );
         assert_eq!(
             c.identification_at(1.128, 25).one_in_n_strangers(),
-            Some(44)
+            Some(37)
         );
-        // At 1.0 no impostor pair was accepted: quote the resolution, 1 in 44 for 25.
-        assert_eq!(c.at_threshold(1.0).impostor_accepted, 0);
-        assert_eq!(c.identification_at(1.0, 25).one_in_n_strangers(), None);
+        // At 0.708 and below no impostor pair was accepted (0.709 accepts one): quote the
+        // resolution, 1 - (5923193/5923194)^25 = 4.2207e-6, 1 in 236,928 for 25.
+        assert_eq!(c.at_threshold(0.708).impostor_accepted, 0);
+        assert!(c.at_threshold(0.709).impostor_accepted > 0);
+        assert_eq!(c.identification_at(0.708, 25).one_in_n_strangers(), None);
         assert_eq!(
-            say(1.0, 25),
-            "With 25 people enrolled, fewer than about 1 in 44 strangers gets a name \
-             (no stranger pair of 1,100 was accepted)"
+            say(0.708, 25),
+            "With 25 people enrolled, fewer than about 1 in 236,928 strangers gets a name \
+             (no stranger pair of 5,923,194 was accepted)"
         );
         assert_eq!(percent(0.653), "65%");
         assert_eq!(percent(0.022_48), "2.2%");
@@ -937,47 +1085,54 @@ mod tests {
     #[test]
     fn threshold_for_fpir_on_the_shipped_calibration_matches_hand_computed_values() {
         let c = Calibration::lfw_devtrain().unwrap();
-        // The grid points where the impostor count steps (from the asset):
-        // 1.138: 1, 1.140: 2, 1.154: 3, 1.156: 4, 1.166: 5, 1.168: 6, 1.178: 8, 1.180: 12.
-        for (t, ia) in [
-            (1.138, 1),
-            (1.14, 2),
-            (1.154, 3),
-            (1.156, 4),
-            (1.166, 5),
-            (1.168, 6),
-            (1.178, 8),
-            (1.18, 12),
-        ] {
-            assert_eq!(c.at_threshold(t).impostor_accepted, ia, "{t}");
-        }
+        // Impostor pairs accepted (of 5,923,194) at the grid points around each answer
+        // (from the asset): for n people the answer is the last point with
+        // 1 - (1 - a/5923194)^n <= 1%, the next point is over (hand-computed, python).
+        //   n     answer  a        FPIR          next   a        FPIR
+        //   1     1.183   57,645   0.97321%      1.184  59,775   1.00917%
+        //   2     1.165   29,426   0.99112%      1.166  30,546   1.02874%
+        //   3     1.154   19,149   0.96673%      1.155  19,931   1.00608%
+        //   10    1.125    5,763   0.96871%      1.126   5,995   1.00753%
+        //   25    1.104    2,291   0.96249%      1.105   2,401   1.00847%
+        //   100   1.074      576   0.96778%      1.075     606   1.01793%
+        //   1000  1.023       57   0.95771%      1.024      62   1.04128%
+        let table: [(u64, f64, u64, f64, u64); 7] = [
+            (1, 1.183, 57_645, 1.184, 59_775),
+            (2, 1.165, 29_426, 1.166, 30_546),
+            (3, 1.154, 19_149, 1.155, 19_931),
+            (10, 1.125, 5_763, 1.126, 5_995),
+            (25, 1.104, 2_291, 1.105, 2_401),
+            (100, 1.074, 576, 1.075, 606),
+            (1000, 1.023, 57, 1.024, 62),
+        ];
         let pick = |n: u64| c.threshold_for_fpir(0.01, n).unwrap();
-        // 1 person: FPIR = FAR; 8/1100 = 0.727% <= 1% < 12/1100 = 1.09%: 1.178, as FAR 1%.
+        for (n, t, a, next_t, next_a) in table {
+            assert_eq!(c.at_threshold(t as f32).impostor_accepted, a, "{t}");
+            assert_eq!(c.at_threshold(next_t as f32).impostor_accepted, next_a);
+            let got = pick(n);
+            assert!((got.threshold() as f64 - t).abs() < 1e-6, "{n}: {got:?}");
+            assert_eq!(got.pair.impostor_accepted, a, "{n}");
+            assert!(got.fpir <= 0.01 && fpir(next_a as f64 / 5_923_194.0, n) > 0.01);
+        }
+        // 1 person: FPIR = FAR, the FAR 1% preset.
         let one = pick(1);
-        assert!((one.threshold() - 1.178).abs() < 1e-6, "{one:?}");
         assert_eq!(one.pair, c.threshold_for_far(0.01).unwrap());
-        assert_eq!(one.fpir, 8.0 / 1100.0);
-        // 2 people: 1 - (1095/1100)^2 = 439/48400 = 0.907% <= 1%, while 6 impostors give
-        // 1 - (1094/1100)^2 = 1.088%: the last point with 5, 1.166.
+        // (close, not equal: serde_json's default float parsing may differ by an ulp.)
+        assert!(close(one.fpir, 57_645.0 / 5_923_194.0), "{}", one.fpir);
+        // 2 people: 1 - (5893768/5923194)^2 = 0.0099111752472128651 (1 in 100.9).
         let two = pick(2);
-        assert!((two.threshold() - 1.166).abs() < 1e-6, "{two:?}");
-        assert_eq!(two.pair.impostor_accepted, 5);
-        assert!(close(two.fpir, 439.0 / 48400.0), "{}", two.fpir);
+        assert!(close(two.fpir, 0.009_911_175_247_212_865), "{}", two.fpir);
         assert_eq!(
             two.describe(),
-            "With 2 people enrolled, about 1 in 110 strangers gets a name (0.91%)"
+            "With 2 people enrolled, about 1 in 101 strangers gets a name (0.99%)"
         );
-        // 3 people: 3 impostors give 0.816%, 4 give 1.087%: 1.154.
-        let three = pick(3);
-        assert!((three.threshold() - 1.154).abs() < 1e-6, "{three:?}");
-        assert_eq!(three.pair.impostor_accepted, 3);
-        // 11 people: one impostor gives 1 - (1099/1100)^11 = 0.9955% <= 1%: 1.138 (FAR 0.1%).
-        let eleven = pick(11);
-        assert!((eleven.threshold() - 1.138).abs() < 1e-6, "{eleven:?}");
-        assert!(close(eleven.fpir, 0.009_954_669_196_379_768));
-        // 12 people: one impostor is already 1.085%: beyond what 1,100 pairs resolve.
-        assert_eq!(c.max_people_for_fpir(0.01), 11);
-        match c.threshold_for_fpir(0.01, 12).unwrap_err() {
+        // 25 people (the demo): 1 - (5920903/5923194)^25 = 0.0096248661778305119.
+        assert!(close(pick(25).fpir, 0.009_624_866_177_830_512));
+        // Resolution: ln 0.99 / ln(1 - 1/5923194) = 59,530.08 people; one impostor with
+        // 59,531 is an FPIR of 1.0000153%.
+        assert_eq!(c.max_people_for_fpir(0.01), 59_530);
+        assert!(pick(59_530).fpir <= 0.01);
+        match c.threshold_for_fpir(0.01, 59_531).unwrap_err() {
             CalibrationError::FpirBelowResolution {
                 fpir: t,
                 people,
@@ -985,16 +1140,19 @@ mod tests {
                 min_fpir,
                 max_people,
             } => {
-                assert_eq!((t, people, impostor, max_people), (0.01, 12, 1100, 11));
-                assert!(close(min_fpir, 0.010_854_710_406_201_241), "{min_fpir}");
+                assert_eq!(
+                    (t, people, impostor, max_people),
+                    (0.01, 59_531, 5_923_194, 59_530)
+                );
+                assert!(close(min_fpir, 0.010_000_153_099_785_8), "{min_fpir}");
             }
             e => panic!("{e}"),
         }
         assert!(c
-            .threshold_for_fpir(0.01, 25)
+            .threshold_for_fpir(0.01, 100_000)
             .unwrap_err()
             .to_string()
-            .contains("up to 11 people"));
+            .contains("up to 59530 people"));
     }
 
     #[test]

@@ -630,8 +630,8 @@ fn live_labels_follow_moving_faces_and_a_returning_face_is_identified_again() {
 /// Identify compares a face with everyone: the threshold panel says what the threshold
 /// means with the people enrolled now, and "FPIR 1% for this gallery" moves the slider to
 /// the threshold computed by hand from assets/calibration-lfw-devtrain.json (impostor pairs
-/// accepted of 1,100: 1 at 1.128, 5 at 1.166, 6 at 1.168, 8 at 1.178, 12 at 1.180).
-/// Verify keeps the 1:1 meaning.
+/// accepted of 5,923,194: 5,763 at 1.125, 6,539 at 1.128, 29,426 at 1.165, 30,546 at 1.166,
+/// 57,645 at 1.183, 59,775 at 1.184). Verify keeps the 1:1 meaning.
 #[test]
 fn the_threshold_says_what_it_means_for_this_gallery_and_the_fpir_preset_moves_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -646,44 +646,45 @@ fn the_threshold_says_what_it_means_for_this_gallery_and_the_fpir_preset_moves_i
     ));
     assert!(shows(
         &h,
-        "One comparison at 1.128: about 1 in 1,100 strangers"
+        "One comparison at 1.128: about 1 in 906 strangers"
     ));
     h.get_by_label(preset).click();
     h.step();
     assert!(near(threshold(&h), 1.128), "{}", threshold(&h));
 
-    // One person: FPIR = FAR = 1/1100.
+    // One person: FPIR = FAR = 6539/5923194 = 0.110% (1 in 905.8).
     enrol(&mut h, "Obama");
     assert!(shows(
         &h,
-        "With 1 person enrolled, about 1 in 1,100 strangers gets a name (0.09%)."
+        "With 1 person enrolled, about 1 in 906 strangers gets a name (0.11%)."
     ));
-    // FAR 8/1100 = 0.73% <= 1% < 12/1100 = 1.09%: the last point with 8, 1.178.
+    // FAR 57645/5923194 = 0.973% <= 1% < 59775/5923194 = 1.009%: 1.183.
     h.get_by_label(preset).click();
     h.step();
     h.step();
-    assert!(near(threshold(&h), 1.178), "{}", threshold(&h));
+    assert!(near(threshold(&h), 1.183), "{}", threshold(&h));
 
-    // Two people at 1.178: 1 - (1092/1100)^2 = 1.449%, 1 in 69.0.
+    // Two people at 1.183: 1 - (5865549/5923194)^2 = 1.937%, 1 in 51.6.
     show(&mut h, "biden.jpg");
     enrol(&mut h, "Biden");
     assert!(shows(
         &h,
-        "With 2 people enrolled, about 1 in 69 strangers gets a name (1.4%)."
+        "With 2 people enrolled, about 1 in 52 strangers gets a name (1.9%)."
     ));
-    // 5 impostors: 1 - (1095/1100)^2 = 0.907% (1 in 110.25); 6: 1.088%. The last point
-    // with 5 is 1.166.
+    // 29,426 impostors: 1 - (5893768/5923194)^2 = 0.991% (1 in 100.9); 30,546 (1.166):
+    // 1.029%. The last point within 1% is 1.165.
     h.get_by_label(preset).click();
     h.step();
     h.step();
-    assert!(near(threshold(&h), 1.166), "{}", threshold(&h));
+    assert!(near(threshold(&h), 1.165), "{}", threshold(&h));
     assert!(shows(
         &h,
-        "With 2 people enrolled, about 1 in 110 strangers gets a name (0.91%)."
+        "With 2 people enrolled, about 1 in 101 strangers gets a name (0.99%)."
     ));
+    // 5923194/29426 = 201.3.
     assert!(shows(
         &h,
-        "One comparison at 1.166: about 1 in 220 strangers accepted (5 of 1,100)"
+        "One comparison at 1.165: about 1 in 201 strangers accepted (29,426 of 5,923,194)"
     ));
 
     // Verify against Obama: the 1:1 meaning only, and the gallery preset is off.
@@ -696,14 +697,15 @@ fn the_threshold_says_what_it_means_for_this_gallery_and_the_fpir_preset_moves_i
     assert!(!shows(&h, "strangers gets a name"));
     assert!(shows(
         &h,
-        "At 1.166: about 1 in 220 strangers accepted (5 of 1,100)"
+        "At 1.165: about 1 in 201 strangers accepted (29,426 of 5,923,194)"
     ));
+    // FAR 0.1%: 5763/5923194 = 0.0973% at 1.125, 5995 (0.1012%) at 1.126.
     h.get_by_label("FAR 0.1%").click();
     h.step();
-    assert!(near(threshold(&h), 1.138), "{}", threshold(&h));
+    assert!(near(threshold(&h), 1.125), "{}", threshold(&h));
     h.get_by_label(preset).click();
     h.step();
-    assert!(near(threshold(&h), 1.138), "disabled in verify mode");
+    assert!(near(threshold(&h), 1.125), "disabled in verify mode");
 }
 
 /// Dialogs that cannot be shown (no desktop portal, no zenity).

@@ -32,14 +32,17 @@ const FPIR_EXPLAINED: &str = "Identify and Live compare a face with everyone enr
     name if any one of those comparisons accepts them, so the more people enrolled, the more \
     chances. This share of strangers is the FPIR (false positive identification rate): \
     1 - (1 - FAR)^people, where FAR (false accept rate) is how often one comparison with one \
-    person accepts a stranger, measured on 1,100 stranger pairs of LFW View 1 (news photos of \
-    public figures). An estimate: your camera and lighting are another population.";
+    person accepts a stranger, measured on the 5.9 million stranger pairs among LFW View 1's \
+    DevTrain photos (news photos of public figures). An estimate (a stranger's comparisons \
+    are not independent, so it errs on the strict side): your camera and lighting are \
+    another population.";
 
 /// Hover text of the 1:1 sentence.
 const FAR_EXPLAINED: &str = "One comparison of a face with one person, as Verify does. FAR \
-    (false accept rate): how often a stranger is accepted as that person. The second figure: \
-    how often the real person is accepted. Measured on LFW View 1's 2,200 pairs (news photos \
-    of public figures); your camera and lighting are another population.";
+    (false accept rate): how often a stranger is accepted as that person, measured on the 5.9 \
+    million stranger pairs among LFW View 1's DevTrain photos. The second figure: how often \
+    the real person is accepted, on its 1,100 listed genuine pairs (news photos of public \
+    figures); your camera and lighting are another population.";
 
 /// Whether the threshold decides identification (a face compared with everyone): Live, or
 /// the match panel set to everyone.

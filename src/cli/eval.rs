@@ -19,7 +19,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use blindface::calibration::Calibration;
-use blindface::eval::{accuracy_all_pairs, rates, read_pairs, sweep, Rates, Sweep};
+use blindface::eval::{
+    accuracy_all_pairs, identity_from_file_name, rates, read_pairs, sweep, Rates, Sweep,
+};
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, to_float_l2, Gallery, Params,
     PreparedProbe, SecretKey, Template, TemplateId,
@@ -102,6 +104,11 @@ struct EvalOutput {
     seconds: f64,
     report: Option<String>,
     calibration: Option<String>,
+    /// With `--all-impostors`: the calibration's impostor pairs (every pair of images of
+    /// different identities), and how many of them were also computed through the
+    /// encrypted matcher (all equal, or eval fails).
+    calibration_impostor_pairs: Option<u64>,
+    calibration_impostor_pairs_checked_encrypted: Option<u64>,
 }
 
 pub fn eval(
@@ -111,6 +118,7 @@ pub fn eval(
     settings: &Settings,
     report_dir: Option<&Path>,
     calibrate: Option<&Path>,
+    all_impostors: bool,
 ) -> Result<()> {
     let started = Instant::now();
     let pairs = read_pairs(pairs_path)?;
@@ -268,32 +276,87 @@ pub fn eval(
         }
         None => None,
     };
+    let pairs_name = pairs_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut impostors_all: Option<AllImpostors> = None;
     let calibration = match calibrate {
         Some(file) => {
             let distances: Vec<Option<i64>> = pair_rows
                 .iter()
                 .map(|r| r.map(|i| rows[i].distance_sq_encrypted))
                 .collect();
-            let mut c = Calibration::from_distances(
-                &distances,
-                &all_same,
-                &Calibration::default_grid(),
-                &params,
-            )?;
-            c.source = format!(
-                "{} ({} pairs)",
-                pairs_path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                pairs.len()
-            );
+            let mut c = if all_impostors {
+                let a = all_impostor_pairs(&names, &templates, &encrypted)?;
+                // The listed genuine pairs, through the encrypted matcher as before.
+                let mut genuine_counts: Vec<u64> = Vec::new();
+                let mut genuine_no_face = 0u64;
+                for (d, _) in distances.iter().zip(&all_same).filter(|(_, s)| **s) {
+                    match d {
+                        Some(d) => {
+                            let d = *d as usize;
+                            if genuine_counts.len() <= d {
+                                genuine_counts.resize(d + 1, 0);
+                            }
+                            genuine_counts[d] += 1;
+                        }
+                        None => genuine_no_face += 1,
+                    }
+                }
+                let genuine = all_same.iter().filter(|&&s| s).count() as u64;
+                let mut c = Calibration::from_counts(
+                    &genuine_counts,
+                    genuine,
+                    &a.counts,
+                    a.pairs,
+                    genuine_no_face + a.no_face_pairs,
+                    &Calibration::fine_grid(),
+                    &params,
+                )?;
+                let identities = names
+                    .iter()
+                    .filter_map(|n| identity_of(n))
+                    .collect::<HashSet<_>>()
+                    .len();
+                c.source = format!(
+                    "{pairs_name}: its {genuine} genuine pairs, and as impostor pairs every \
+                     pair of two of its {} images of different identities ({} identities, \
+                     from the file names), {} pairs",
+                    names.len(),
+                    identities,
+                    a.pairs
+                );
+                c.pipeline = serde_json::json!({
+                    "settings": settings,
+                    "q": params.q,
+                    "distances": "genuine pairs: encrypted squared distances of quantised \
+                        templates; impostor pairs: the same squared distances computed in \
+                        plaintext (Template::distance_sq), which equal the encrypted \
+                        matcher's exactly (tests/he_core.rs)",
+                    "genuine": "the genuine pairs listed in the pairs file",
+                    "impostor": "every pair of distinct images of different identities among \
+                        the pairs file's images (identity: the file name without _NNNN)",
+                    "impostor_pairs_checked_encrypted": a.checked,
+                });
+                impostors_all = Some(a);
+                c
+            } else {
+                let mut c = Calibration::from_distances(
+                    &distances,
+                    &all_same,
+                    &Calibration::default_grid(),
+                    &params,
+                )?;
+                c.source = format!("{pairs_name} ({} pairs)", pairs.len());
+                c.pipeline = serde_json::json!({
+                    "settings": settings,
+                    "q": params.q,
+                    "distances": "encrypted squared distances of quantised templates",
+                });
+                c
+            };
             c.command = command_line();
-            c.pipeline = serde_json::json!({
-                "settings": settings,
-                "q": params.q,
-                "distances": "encrypted squared distances of quantised templates",
-            });
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
@@ -344,9 +407,120 @@ pub fn eval(
         seconds: started.elapsed().as_secs_f64(),
         report,
         calibration,
+        calibration_impostor_pairs: impostors_all.as_ref().map(|a| a.pairs),
+        calibration_impostor_pairs_checked_encrypted: impostors_all.as_ref().map(|a| a.checked),
     };
     emit(globals, &out, || table(&out));
     Ok(())
+}
+
+/// The identity an image file carries (`images/Name_0001.jpg` -> `Name`).
+fn identity_of(file: &str) -> Option<&str> {
+    let base = Path::new(file).file_name()?.to_str()?;
+    identity_from_file_name(base)
+}
+
+/// Every impostor pair among the images: counts by squared distance, computed in
+/// plaintext from the quantised templates.
+struct AllImpostors {
+    /// counts[d]: scored impostor pairs at squared distance d.
+    counts: Vec<u64>,
+    /// All impostor pairs, with a face or not.
+    pairs: u64,
+    /// Pairs with an image where no face was found.
+    no_face_pairs: u64,
+    /// Pairs whose distance the encrypted matcher also computed (a probe of one side
+    /// against the gallery holding the other): all equal to the plaintext one.
+    checked: u64,
+}
+
+/// Every pair of two distinct images of different identities (from the file names):
+/// `Template::distance_sq`, the exact integer the encrypted matcher returns, counted by
+/// value; where eval's encrypted identify already computed the pair, the two must agree.
+fn all_impostor_pairs(
+    names: &[&str],
+    templates: &HashMap<usize, Template>,
+    encrypted: &HashMap<(usize, TemplateId), i64>,
+) -> Result<AllImpostors> {
+    let identities: Vec<&str> = names
+        .iter()
+        .map(|n| {
+            identity_of(n).with_context(|| {
+                format!(
+                    "--all-impostors: `{n}` does not carry an identity; name images \
+                     `Name_0001.jpg`"
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let n = names.len();
+    let bar = embed::progress(n, "impostor rows");
+    #[derive(Default)]
+    struct Acc {
+        counts: Vec<u64>,
+        pairs: u64,
+        no_face: u64,
+        checked: u64,
+        mismatch: Option<(usize, usize, i64, i64)>,
+    }
+    let acc = (0..n)
+        .into_par_iter()
+        .fold(Acc::default, |mut acc, i| {
+            for j in i + 1..n {
+                if identities[i] == identities[j] {
+                    continue;
+                }
+                acc.pairs += 1;
+                let (Some(a), Some(b)) = (templates.get(&i), templates.get(&j)) else {
+                    acc.no_face += 1;
+                    continue;
+                };
+                let d = a.distance_sq(b);
+                let du = d as usize;
+                if acc.counts.len() <= du {
+                    acc.counts.resize(du + 1, 0);
+                }
+                acc.counts[du] += 1;
+                let enc = encrypted
+                    .get(&(i, TemplateId(j as u64 + 1)))
+                    .or_else(|| encrypted.get(&(j, TemplateId(i as u64 + 1))));
+                if let Some(&e) = enc {
+                    acc.checked += 1;
+                    if e != d {
+                        acc.mismatch.get_or_insert((i, j, d, e));
+                    }
+                }
+            }
+            bar.inc(1);
+            acc
+        })
+        .reduce(Acc::default, |mut a, b| {
+            if a.counts.len() < b.counts.len() {
+                a.counts.resize(b.counts.len(), 0);
+            }
+            for (x, y) in a.counts.iter_mut().zip(&b.counts) {
+                *x += y;
+            }
+            a.pairs += b.pairs;
+            a.no_face += b.no_face;
+            a.checked += b.checked;
+            a.mismatch = a.mismatch.or(b.mismatch);
+            a
+        });
+    bar.finish_and_clear();
+    if let Some((i, j, d, e)) = acc.mismatch {
+        anyhow::bail!(
+            "{} vs {}: plaintext squared distance {d} but the encrypted matcher gave {e}",
+            names[i],
+            names[j]
+        );
+    }
+    Ok(AllImpostors {
+        counts: acc.counts,
+        pairs: acc.pairs,
+        no_face_pairs: acc.no_face,
+        checked: acc.checked,
+    })
 }
 
 /// This process's command line with the program shown as `blindface`.
@@ -458,6 +632,15 @@ fn table(o: &EvalOutput) -> String {
     }
     if let Some(c) = &o.calibration {
         s += &format!("calibration written to {c}\n");
+    }
+    if let (Some(n), Some(k)) = (
+        o.calibration_impostor_pairs,
+        o.calibration_impostor_pairs_checked_encrypted,
+    ) {
+        s += &format!(
+            "calibration impostors: all {n} pairs of images of different identities, in \
+             plaintext; {k} of them also through the encrypted matcher, all equal\n"
+        );
     }
     s += &format!(
         "took {:.1} s ({:.1} s embedding on {} threads; per image {:.1} ms detection, {:.1} ms embedding, one thread each)\n",

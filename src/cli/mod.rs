@@ -252,6 +252,12 @@ enum Command {
         /// Also write FAR and TAR with counts over a fine threshold grid to this JSON file.
         #[arg(long, value_name = "FILE.json", requires = "pairs")]
         calibrate: Option<PathBuf>,
+        /// Calibrate on every impostor pair among the file's images (every two images of
+        /// different identities, identity from `Name_0001.jpg` file names; millions of
+        /// pairs, in plaintext) instead of the listed ones; genuine pairs stay the listed
+        /// ones. Its grid is finer (0.001).
+        #[arg(long, requires = "calibrate")]
+        all_impostors: bool,
         /// Which face stands for an image: `largest` (the product's rule) or `central`
         /// (datasets cropped around the labelled face, like LFW).
         #[arg(long, default_value_t = blindface::vision::FaceChoice::Largest)]
@@ -408,6 +414,7 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
             identify,
             report,
             calibrate,
+            all_impostors,
             face,
             embedding,
             score_threshold,
@@ -433,6 +440,7 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
                     &settings,
                     report.as_deref(),
                     calibrate.as_deref(),
+                    all_impostors,
                 )?,
                 (None, None, Some(dir)) => eval::identify(&globals, &dir, &settings)?,
                 _ => {
