@@ -1,11 +1,14 @@
-//! Face pipeline latency: detection of a 640x480 frame (one pass and with the close-up
-//! pass) and embedding of one face (one SFace run, and flip-average: crop + mirror), with 1
-//! intra-op thread and ONNX Runtime's default.
+//! Face pipeline latency: detection of a 640x480 frame (one pass, with the close-up pass
+//! every time, and with the default rule that runs it only when it can find more) and
+//! embedding of one face (one SFace run, and flip-average: crop + mirror), with 1 intra-op
+//! thread and ONNX Runtime's default.
 
 use std::path::Path;
 use std::time::Duration;
 
-use blindface::vision::{load_image, DetectorConfig, EmbeddingMode, FacePipeline, PipelineOptions};
+use blindface::vision::{
+    load_image, CloseUpPass, DetectorConfig, EmbeddingMode, FacePipeline, PipelineOptions,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {
@@ -30,14 +33,17 @@ fn bench(c: &mut Criterion) {
         )
         .expect("load pipeline");
         let face = pipeline.detect(&frame).expect("detect")[0];
+        let ran = pipeline.detection(&frame).expect("detect").close_up_ran;
 
+        group.bench_function(
+            format!("detect 640x480, default (close-up pass ran: {ran}), {label}"),
+            |b| b.iter(|| pipeline.detect(&frame).expect("detect")),
+        );
+        pipeline.set_detector_config(DetectorConfig::default().with_close_up(CloseUpPass::Always));
         group.bench_function(format!("detect 640x480, two passes, {label}"), |b| {
             b.iter(|| pipeline.detect(&frame).expect("detect"))
         });
-        pipeline.set_detector_config(DetectorConfig {
-            close_up_pass: false,
-            ..DetectorConfig::default()
-        });
+        pipeline.set_detector_config(DetectorConfig::default().with_close_up(CloseUpPass::Never));
         group.bench_function(format!("detect 640x480, one pass, {label}"), |b| {
             b.iter(|| pipeline.detect(&frame).expect("detect"))
         });

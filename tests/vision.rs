@@ -770,3 +770,241 @@ fn threads_option_gives_the_same_result() {
     assert!((f1.score - f2.score).abs() < 1e-4);
     assert!(e1.cosine(&e2) > 0.9999);
 }
+
+// ---- the close-up pass, run only when it can find a face the first pass missed ----
+
+use blindface::vision::{CloseUpPass, Detection};
+
+fn always_pipeline() -> &'static FacePipeline {
+    static PIPELINE: OnceLock<FacePipeline> = OnceLock::new();
+    PIPELINE.get_or_init(|| {
+        let options = PipelineOptions {
+            detector: DetectorConfig::default().with_close_up(CloseUpPass::Always),
+            ..PipelineOptions::default()
+        };
+        FacePipeline::load_with(&models_dir(), options).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// The default detection (close-up pass when it can find more) of `img`, checked to give
+/// exactly the faces (boxes, scores, landmarks) and retry flag of the close-up pass run
+/// every time.
+fn same_as_always(what: &str, img: &RgbImage) -> Detection {
+    assert_eq!(
+        pipeline().options().detector.close_up_mode(),
+        CloseUpPass::WhenItCanFindMore,
+        "the default"
+    );
+    let adaptive = pipeline().detection(img).expect("detect");
+    let always = always_pipeline().detection(img).expect("detect");
+    assert!(always.close_up_ran);
+    assert_eq!(adaptive.faces, always.faces, "{what}");
+    assert_eq!(adaptive.retry, always.retry, "{what}");
+    adaptive
+}
+
+/// A 640x480 frame of `img` around `centre`, at `k` source pixels per frame pixel (black
+/// where the frame reaches past the photo).
+fn frame_around(img: &RgbImage, centre: (f32, f32), k: f32) -> RgbImage {
+    let (x0, y0) = (centre.0 - 320.0 * k, centre.1 - 240.0 * k);
+    let (ix0, iy0) = (x0.max(0.0), y0.max(0.0));
+    let ix1 = (x0 + 640.0 * k).min(img.width() as f32);
+    let iy1 = (y0 + 480.0 * k).min(img.height() as f32);
+    let crop = image::imageops::crop_imm(
+        img,
+        ix0 as u32,
+        iy0 as u32,
+        (ix1 - ix0) as u32,
+        (iy1 - iy0) as u32,
+    )
+    .to_image();
+    let part = image::imageops::resize(
+        &crop,
+        (((ix1 - ix0) / k).round() as u32).clamp(1, 640),
+        (((iy1 - iy0) / k).round() as u32).clamp(1, 480),
+        image::imageops::FilterType::Triangle,
+    );
+    let mut frame = RgbImage::new(640, 480);
+    image::imageops::overlay(
+        &mut frame,
+        &part,
+        ((ix0 - x0) / k).round() as i64,
+        ((iy0 - y0) / k).round() as i64,
+    );
+    frame
+}
+
+/// A 640x480 frame with the largest face of fixture `name` in the middle, `width` px wide.
+fn face_frame(name: &str, width: f32) -> RgbImage {
+    let img = load(name);
+    let [x, y, w, h] = pipeline().detect(&img).expect("detect")[0].bbox;
+    frame_around(&img, (x + w / 2.0, y + h / 2.0), w / width)
+}
+
+/// The frame of `benches/live.rs`: Obama, Biden and a child, faces 70 to 90 px wide.
+fn three_face_frame() -> RgbImage {
+    let group_photo = load("obama_and_biden.jpg");
+    let crop = image::imageops::crop_imm(&group_photo, 600, 250, 1300, 975).to_image();
+    image::imageops::resize(&crop, 640, 480, image::imageops::FilterType::Triangle)
+}
+
+#[test]
+fn close_up_rule_gives_the_same_faces_as_always_on_every_fixture_photo() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/faces");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".jpg"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 9, "{names:?}");
+    let mut skipped = 0;
+    for name in &names {
+        let img = load(name);
+        let d = same_as_always(name, &img);
+        // The same photo as a 640x480 camera frame around its largest face, at three
+        // distances from the camera.
+        let mut frames = 0;
+        if let Some(face) = d.faces.first() {
+            for width in [120.0, 200.0, 300.0] {
+                frames += 1;
+                let [x, y, w, h] = face.bbox;
+                let frame = frame_around(&img, (x + w / 2.0, y + h / 2.0), w / width);
+                let f = same_as_always(&format!("{name}, face {width} px wide"), &frame);
+                skipped += !f.close_up_ran as usize;
+            }
+        }
+        println!(
+            "{name}: {} face(s), close-up pass {}; {frames} camera frames",
+            d.faces.len(),
+            if d.close_up_ran { "ran" } else { "skipped" }
+        );
+        skipped += !d.close_up_ran as usize;
+    }
+    for (what, frame) in [("three faces", three_face_frame())] {
+        let d = same_as_always(what, &frame);
+        assert_eq!(d.faces.len(), 3);
+    }
+    println!("close-up pass skipped on {skipped} images");
+    assert!(skipped > 0, "the rule never skipped the pass");
+}
+
+/// The same check on LFW View 1 images (one in 20), when the data set is next to the
+/// project (`../shared/datasets/lfw-view1/images`, read in place); skipped otherwise.
+#[test]
+fn close_up_rule_gives_the_same_faces_as_always_on_lfw_images_if_present() {
+    let lfw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/lfw-view1/images");
+    let Ok(entries) = std::fs::read_dir(&lfw) else {
+        println!("skipped: no LFW images at {}", lfw.display());
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    paths.sort();
+    let (mut checked, mut skipped, mut faces) = (0, 0, 0);
+    for path in paths.iter().step_by(20) {
+        let Ok(img) = load_image(path) else { continue };
+        let d = same_as_always(&path.display().to_string(), &img);
+        checked += 1;
+        skipped += !d.close_up_ran as usize;
+        faces += d.faces.len();
+    }
+    println!("LFW: {checked} images, {faces} faces, close-up pass skipped on {skipped}");
+    assert!(checked > 0 || paths.is_empty());
+}
+
+/// A close-up the first pass misses, beside a small face it finds: the free part of the
+/// frame can hold a close-up, so the pass runs and finds it.
+#[test]
+fn a_close_up_beside_a_small_face_is_still_found() {
+    // Obama's face 420 px wide, in the right part of the frame...
+    let mut frame = face_frame("obama.jpg", 420.0);
+    let close_up = image::imageops::crop_imm(&frame, 140, 0, 500, 480).to_image();
+    frame = RgbImage::from_pixel(640, 480, Rgb([90, 90, 90]));
+    image::imageops::overlay(&mut frame, &close_up, 140, 0);
+    // ... and Biden's 80 px wide at the top left.
+    let small = face_frame("biden.jpg", 80.0);
+    let small = image::imageops::crop_imm(&small, 240, 160, 160, 160).to_image();
+    image::imageops::overlay(&mut frame, &small, 0, 20);
+
+    let first_pass_only = FacePipeline::load_with(
+        &models_dir(),
+        PipelineOptions {
+            detector: DetectorConfig::default().with_close_up(CloseUpPass::Never),
+            ..PipelineOptions::default()
+        },
+    )
+    .expect("load")
+    .detection(&frame)
+    .expect("detect");
+    assert_eq!(
+        first_pass_only.faces.len(),
+        1,
+        "{:?}",
+        first_pass_only.faces
+    );
+    assert!(
+        first_pass_only.faces[0].bbox[2] < 150.0,
+        "only the small face"
+    );
+    assert!(!first_pass_only.close_up_ran);
+
+    let d = same_as_always("close-up beside a small face", &frame);
+    assert!(d.close_up_ran);
+    assert_eq!(d.faces.len(), 2, "{:?}", d.faces);
+    assert!(d.faces[0].bbox[2] > 300.0, "the close-up, largest first");
+    let e = pipeline().embed(&frame, &d.faces[0]).expect("embed");
+    assert!(
+        e.l2(&embed("obama.jpg").1) < SFACE_L2_THRESHOLD,
+        "it is Obama"
+    );
+    println!(
+        "close-up {:?}, small face {:?}",
+        d.faces[0].bbox, d.faces[1].bbox
+    );
+}
+
+/// A fixture face upscaled until it fills the frame: the first pass finds nothing, so the
+/// close-up pass runs and finds it.
+#[test]
+fn a_face_filling_the_frame_is_found() {
+    for name in ["obama.jpg", "biden.jpg", "obama2.jpg"] {
+        let frame = face_frame(name, 560.0);
+        let d = same_as_always(name, &frame);
+        assert!(d.close_up_ran);
+        assert_eq!(d.faces.len(), 1, "{name}: {:?}", d.faces);
+        assert!(d.faces[0].bbox[2] > 400.0, "{name}: {:?}", d.faces[0].bbox);
+        println!("{name}: face filling the frame, box {:?}", d.faces[0].bbox);
+    }
+}
+
+/// Where the rule skips and where it does not: one face 300 px wide in the middle of a
+/// 640x480 frame leaves no 192x256 gap (skipped); three small faces leave room for a
+/// close-up at the right (run); a frame without a face always runs it.
+#[test]
+fn close_up_pass_is_skipped_only_where_no_close_up_fits() {
+    let near = same_as_always("one face 300 px wide", &face_frame("obama.jpg", 300.0));
+    assert_eq!(near.faces.len(), 1);
+    assert!(!near.close_up_ran);
+    let three = same_as_always("three faces", &three_face_frame());
+    assert_eq!(three.faces.len(), 3);
+    assert!(three.close_up_ran);
+    let blank = same_as_always("blank", &RgbImage::from_pixel(640, 480, Rgb([128; 3])));
+    assert!(blank.faces.is_empty() && blank.close_up_ran);
+    let never = FacePipeline::load_with(
+        &models_dir(),
+        PipelineOptions {
+            detector: DetectorConfig {
+                close_up_pass: false,
+                ..DetectorConfig::default()
+            },
+            ..PipelineOptions::default()
+        },
+    )
+    .expect("load");
+    assert!(
+        !never
+            .detection(&three_face_frame())
+            .expect("detect")
+            .close_up_ran
+    );
+}

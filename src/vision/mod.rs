@@ -25,7 +25,10 @@ pub mod runtime;
 
 pub use align::{align_face, ALIGNED_SIZE, ARCFACE_TEMPLATE};
 pub use choice::FaceChoice;
-pub use detect::{iou, Detection, DetectorConfig, Face, DEFAULT_RETRY_SCORE_THRESHOLD};
+pub use detect::{
+    iou, CloseUpPass, Detection, DetectorConfig, Face, CLOSE_UP_MIN_SIZE,
+    DEFAULT_RETRY_SCORE_THRESHOLD,
+};
 pub use embed::{Embedding, EMBEDDING_DIM, SFACE_L2_THRESHOLD};
 pub use error::VisionError;
 pub use image_io::{list_images, load_image, load_image_from_bytes, IMAGE_EXTENSIONS};
