@@ -274,7 +274,7 @@ pub enum Event {
         track: TrackId,
         epoch: Epoch,
         rows: Vec<PersonDistance>,
-        embedding: crate::vision::Embedding,
+        embedding: Box<crate::vision::Embedding>,
         timings: Timings,
         wire: WireView,
         crop: Arc<RgbImage>,

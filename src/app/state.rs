@@ -532,7 +532,7 @@ impl AppState {
                 self.timings.merge(&timings);
                 let what = format!("Live identify, {}", self.frame_label);
                 self.exchange(epoch, what, wire, crop, Some(rows.clone()));
-                self.tracker.matched(track, rows, embedding);
+                self.tracker.matched(track, rows, *embedding);
             }
             Event::TrackFailed {
                 track,

@@ -902,7 +902,7 @@ impl Inner {
             track,
             epoch,
             rows: report.best_per_person(),
-            embedding: embedded.embedding,
+            embedding: Box::new(embedded.embedding),
             timings: match_timings(embed_ms, &report),
             wire: report.wire,
             crop: Arc::new(crop(image, face)),
