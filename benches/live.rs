@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use blindface::app::protocol::SourceId;
+use blindface::app::worker::{CloseUpSchedule, CLOSE_UP_CHECK_EVERY};
 use blindface::client::face::{embed_face, template_of};
 use blindface::client::keys::current_params;
 use blindface::client::{connect, Locations};
@@ -187,6 +189,13 @@ fn bench(c: &mut Criterion) {
                 Some(CloseUpPass::Never),
                 &frame,
             ),
+            // The app's live video: the full rule on one frame in CLOSE_UP_CHECK_EVERY,
+            // close-ups only when nothing is found on the others (per frame, averaged).
+            (
+                "detect, 3 faces, live video as the app schedules it",
+                Some(CloseUpPass::WhenNothingFound),
+                &frame,
+            ),
             (
                 "detect, 1 near face, close-up pass always (before)",
                 Some(CloseUpPass::Always),
@@ -209,18 +218,28 @@ fn bench(c: &mut Criterion) {
                     solo.set_detector_config(DetectorConfig::default().with_close_up(mode));
                 }
                 let t = Instant::now();
+                let mut frames = 1;
                 match mode {
                     None => {
                         let mut img = counter.decode(&mjpeg).expect("decode");
                         image::imageops::flip_horizontal_in_place(&mut img);
                         std::hint::black_box(img);
                     }
+                    Some(CloseUpPass::WhenNothingFound) => {
+                        let mut schedule = CloseUpSchedule::default();
+                        frames = CLOSE_UP_CHECK_EVERY;
+                        for _ in 0..frames {
+                            let m = schedule.next(SourceId(1), true);
+                            let d = solo.detection_with_close_up(img, m).expect("detect");
+                            std::hint::black_box(d);
+                        }
+                    }
                     Some(_) => {
                         std::hint::black_box(solo.detect(img).expect("detect"));
                     }
                 }
                 if round >= 5 {
-                    times[i].push(t.elapsed().as_secs_f64() * 1e3);
+                    times[i].push(t.elapsed().as_secs_f64() * 1e3 / frames as f64);
                 }
             }
         }

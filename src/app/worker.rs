@@ -28,7 +28,7 @@ use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPoli
 use crate::client::{connect, Access, Client, ClientError, Enrolment, Locations};
 use crate::he::SecretKey;
 use crate::matcher::{MatcherError, MatcherSpec, TokenStore, Traffic};
-use crate::vision::{load_image, Face, FacePipeline};
+use crate::vision::{load_image, CloseUpPass, Face, FacePipeline};
 
 /// Where the worker keeps things.
 #[derive(Debug, Clone)]
@@ -168,6 +168,7 @@ impl Worker {
             Detector {
                 shared: shared.clone(),
                 newest: newest.clone(),
+                close_up: CloseUpSchedule::default(),
             },
         );
         let vision_thread = serve(
@@ -341,12 +342,44 @@ struct Detect {
     source: SourceId,
     image: Arc<RgbImage>,
     seq: u64,
+    /// A frame of live video (camera, stream), not a still image.
+    live: bool,
+}
+
+/// In live video the full close-up check runs on every this-many frames of a picture;
+/// the frames between look for close-ups only when no face at all was found. A face
+/// stepping close to the camera beside others is found within this many frames (0.1 s at
+/// 30 fps), and detection costs about one YuNet run a frame instead of two.
+pub const CLOSE_UP_CHECK_EVERY: u32 = 3;
+
+/// Which close-up pass each frame gets: every still image and the first frame of each
+/// picture the full rule, then one frame in [`CLOSE_UP_CHECK_EVERY`].
+#[derive(Debug, Default)]
+pub struct CloseUpSchedule {
+    last: Option<(SourceId, u32)>,
+}
+
+impl CloseUpSchedule {
+    pub fn next(&mut self, source: SourceId, live: bool) -> CloseUpPass {
+        let since = match self.last {
+            Some((s, n)) if live && s == source => n + 1,
+            _ => 0,
+        };
+        let due = since % CLOSE_UP_CHECK_EVERY == 0;
+        self.last = Some((source, if due { 0 } else { since }));
+        if due {
+            CloseUpPass::WhenItCanFindMore
+        } else {
+            CloseUpPass::WhenNothingFound
+        }
+    }
 }
 
 /// The detect thread: the faces of the newest frame.
 struct Detector {
     shared: Arc<Shared>,
     newest: Arc<AtomicU64>,
+    close_up: CloseUpSchedule,
 }
 
 impl Job for Detector {
@@ -360,11 +393,12 @@ impl Job for Detector {
             return;
         }
         let t = Instant::now();
-        let faces = match self
-            .shared
-            .pipeline()
-            .and_then(|p| p.detect(&d.image).map_err(AppError::Detect))
-        {
+        let mode = self.close_up.next(d.source, d.live);
+        let faces = match self.shared.pipeline().and_then(|p| {
+            p.detection_with_close_up(&d.image, mode)
+                .map(|d| d.faces)
+                .map_err(AppError::Detect)
+        }) {
             Ok(f) => f,
             Err(error) => {
                 return self.shared.send(Event::Failed {
@@ -399,7 +433,7 @@ impl Job for Vision {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| path.display().to_string());
                 match load_image(&path) {
-                    Ok(img) => self.analyse(label, source, Arc::new(img)),
+                    Ok(img) => self.analyse(label, source, Arc::new(img), false),
                     Err(e) => self.fail(AppError::Image(e)),
                 }
             }
@@ -407,7 +441,7 @@ impl Job for Vision {
                 label,
                 image,
                 source,
-            } => self.analyse(label, source, image),
+            } => self.analyse(label, source, image, true),
             Command::AnalyseRaw {
                 label,
                 frame,
@@ -419,7 +453,7 @@ impl Job for Vision {
                     if mirror {
                         image::imageops::flip_horizontal_in_place(&mut img);
                     }
-                    self.analyse(label, source, Arc::new(img));
+                    self.analyse(label, source, Arc::new(img), true);
                 }
                 // Dropped and counted; the next frame comes soon. Say so, so the UI
                 // is not left waiting for this one.
@@ -439,7 +473,7 @@ impl Vision {
     }
 
     /// Shows the frame now and hands it to the detect thread.
-    fn analyse(&mut self, label: String, source: SourceId, image: Arc<RgbImage>) {
+    fn analyse(&mut self, label: String, source: SourceId, image: Arc<RgbImage>, live: bool) {
         self.shared.send(Event::Preview {
             source,
             image: image.clone(),
@@ -451,6 +485,7 @@ impl Vision {
             source,
             image,
             seq: self.seq,
+            live,
         });
     }
 }
@@ -972,4 +1007,23 @@ pub fn crop(image: &RgbImage, face: &Face) -> RgbImage {
         160,
         image::imageops::FilterType::Triangle,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_video_gets_the_full_close_up_check_every_few_frames_and_stills_always() {
+        let mut s = CloseUpSchedule::default();
+        let (cam, other) = (SourceId(1), SourceId(2));
+        let modes: Vec<_> = (0..7).map(|_| s.next(cam, true)).collect();
+        use CloseUpPass::{WhenItCanFindMore as Full, WhenNothingFound as Light};
+        assert_eq!(modes, [Full, Light, Light, Full, Light, Light, Full]);
+        // A new picture starts with the full check; so does every still image.
+        assert_eq!(s.next(cam, true), Light);
+        assert_eq!(s.next(other, true), Full);
+        assert_eq!(s.next(other, false), Full);
+        assert_eq!(s.next(other, false), Full);
+    }
 }

@@ -112,6 +112,10 @@ pub enum CloseUpPass {
     WhenItCanFindMore,
     /// Never: one YuNet run; faces larger than about 300 px at 640 are missed.
     Never,
+    /// Only when the first pass found no face at all. For live video between full checks
+    /// (the app runs [`CloseUpPass::WhenItCanFindMore`] every few frames): a close-up
+    /// beside faces already found is found at the next full check, a few frames later.
+    WhenNothingFound,
 }
 
 impl CloseUpPass {
@@ -121,6 +125,7 @@ impl CloseUpPass {
             CloseUpPass::Always => "always",
             CloseUpPass::WhenItCanFindMore => "when-it-can-find-more",
             CloseUpPass::Never => "never",
+            CloseUpPass::WhenNothingFound => "when-nothing-found",
         }
     }
 }
@@ -244,6 +249,7 @@ impl Detector {
             CloseUpPass::WhenItCanFindMore => {
                 found.is_empty() || close_up.fits_within(image, &found, SEARCH_SLACK)
             }
+            CloseUpPass::WhenNothingFound => found.is_empty(),
         };
         let mut passes = vec![first];
         if run {

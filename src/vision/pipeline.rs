@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::align::align_face;
 use super::choice::FaceChoice;
-use super::detect::{Detection, Detector, DetectorConfig, Face};
+use super::detect::{CloseUpPass, Detection, Detector, DetectorConfig, Face};
 use super::embed::{Embedding, Recogniser};
 use super::error::VisionError;
 use super::models::{self, ModelFile, SFACE, YUNET};
@@ -154,6 +154,20 @@ impl FacePipeline {
     /// Like [`detect`](Self::detect), also saying whether the no-face retry found them.
     pub fn detection(&self, img: &RgbImage) -> Result<Detection, VisionError> {
         self.detector.detect(img, &self.options.detector)
+    }
+
+    /// [`detection`](Self::detection) with this call's close-up pass (live video varies
+    /// it frame by frame); a pipeline set to [`CloseUpPass::Never`] keeps it off.
+    pub fn detection_with_close_up(
+        &self,
+        img: &RgbImage,
+        mode: CloseUpPass,
+    ) -> Result<Detection, VisionError> {
+        let config = match self.options.detector.close_up_mode() {
+            CloseUpPass::Never => self.options.detector,
+            _ => self.options.detector.with_close_up(mode),
+        };
+        self.detector.detect(img, &config)
     }
 
     /// The embedding of `face` (found in `img`): align to 112x112, run SFace (on the crop,
