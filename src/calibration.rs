@@ -354,13 +354,33 @@ impl Calibration {
         impostor_d.sort_unstable();
         let genuine = same.iter().filter(|&&s| s).count() as u64;
         let impostor = same.len() as u64 - genuine;
+        let no_face_pairs = distances_sq.iter().filter(|d| d.is_none()).count() as u64;
+        let accepted = |t_sq: i64| {
+            (
+                genuine_d.partition_point(|&d| d <= t_sq) as u64,
+                impostor_d.partition_point(|&d| d <= t_sq) as u64,
+            )
+        };
+        Self::on_grid(grid, params, genuine, impostor, no_face_pairs, accepted)
+    }
+
+    /// The calibration on `grid`: at each threshold, `accepted(threshold_sq)` gives the
+    /// genuine and impostor pairs accepted, out of `genuine` and `impostor` pairs. The one
+    /// place both constructors build their points.
+    fn on_grid(
+        grid: &[f64],
+        params: &Params,
+        genuine: u64,
+        impostor: u64,
+        no_face_pairs: u64,
+        accepted: impl Fn(i64) -> (u64, u64),
+    ) -> Result<Calibration, CalibrationError> {
         let rate = |a: u64, n: u64| if n == 0 { 0.0 } else { a as f64 / n as f64 };
         let points = grid
             .iter()
             .map(|&t| {
                 let t_sq = threshold_sq(t as f32, params);
-                let ga = genuine_d.partition_point(|&d| d <= t_sq) as u64;
-                let ia = impostor_d.partition_point(|&d| d <= t_sq) as u64;
+                let (ga, ia) = accepted(t_sq);
                 CalibrationPoint {
                     threshold: t,
                     threshold_sq: t_sq,
@@ -376,10 +396,10 @@ impl Calibration {
             source: String::new(),
             command: String::new(),
             pipeline: serde_json::Value::Null,
-            pairs: same.len() as u64,
+            pairs: genuine + impostor,
             genuine,
             impostor,
-            no_face_pairs: distances_sq.iter().filter(|d| d.is_none()).count() as u64,
+            no_face_pairs,
             points,
         };
         c.validate()?;
@@ -438,36 +458,8 @@ impl Calibration {
             Ok(_) if cum.is_empty() => 0,
             Ok(t) => cum[t.min(cum.len() - 1)],
         };
-        let rate = |a: u64, n: u64| if n == 0 { 0.0 } else { a as f64 / n as f64 };
-        let points = grid
-            .iter()
-            .map(|&t| {
-                let t_sq = threshold_sq(t as f32, params);
-                let ga = accepted(&gc, t_sq);
-                let ia = accepted(&ic, t_sq);
-                CalibrationPoint {
-                    threshold: t,
-                    threshold_sq: t_sq,
-                    genuine_accepted: ga,
-                    impostor_accepted: ia,
-                    tar: rate(ga, genuine),
-                    far: rate(ia, impostor),
-                }
-            })
-            .collect();
-        let c = Calibration {
-            format: FORMAT.to_string(),
-            source: String::new(),
-            command: String::new(),
-            pipeline: serde_json::Value::Null,
-            pairs: genuine + impostor,
-            genuine,
-            impostor,
-            no_face_pairs,
-            points,
-        };
-        c.validate()?;
-        Ok(c)
+        let both = |t_sq: i64| (accepted(&gc, t_sq), accepted(&ic, t_sq));
+        Self::on_grid(grid, params, genuine, impostor, no_face_pairs, both)
     }
 
     /// Parses and checks a calibration file's text.

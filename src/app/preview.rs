@@ -58,7 +58,10 @@ fn live_labels(ui: &mut egui::Ui, state: &AppState, scale: f32, bounds: Rect) {
         let painter = ui.painter();
         painter.rect_stroke(face_rect, 0.0, Stroke::new(2.5, color), StrokeKind::Outside);
         painter.rect_filled(rect, 3.0, color);
-        ui.put(rect, egui::Label::new(text).truncate());
+        let shown = ui.put(rect, egui::Label::new(text).truncate());
+        if let TrackLabel::Unreachable(why) = &label {
+            shown.on_hover_text(why);
+        }
     }
 }
 

@@ -64,6 +64,14 @@ impl Shared {
         }
     }
 
+    /// A frame could not be loaded or its faces found (either frame thread).
+    fn frame_failed(&self, error: AppError) {
+        self.send(Event::Failed {
+            op: Operation::Frame,
+            error,
+        });
+    }
+
     fn pipeline(&self) -> Result<Arc<FacePipeline>, AppError> {
         let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
         if p.is_none() {
@@ -400,12 +408,7 @@ impl Job for Detector {
                 .map_err(AppError::Detect)
         }) {
             Ok(f) => f,
-            Err(error) => {
-                return self.shared.send(Event::Failed {
-                    op: Operation::Frame,
-                    error,
-                })
-            }
+            Err(error) => return self.shared.frame_failed(error),
         };
         self.shared.send(Event::Frame {
             label: d.label,
@@ -434,7 +437,7 @@ impl Job for Vision {
                     .unwrap_or_else(|| path.display().to_string());
                 match load_image(&path) {
                     Ok(img) => self.analyse(label, source, Arc::new(img), false),
-                    Err(e) => self.fail(AppError::Image(e)),
+                    Err(e) => self.shared.frame_failed(AppError::Image(e)),
                 }
             }
             Command::Analyse {
@@ -465,13 +468,6 @@ impl Job for Vision {
 }
 
 impl Vision {
-    fn fail(&self, error: AppError) {
-        self.shared.send(Event::Failed {
-            op: Operation::Frame,
-            error,
-        });
-    }
-
     /// Shows the frame now and hands it to the detect thread.
     fn analyse(&mut self, label: String, source: SourceId, image: Arc<RgbImage>, live: bool) {
         self.shared.send(Event::Preview {
