@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use blindface::app::AppConfig;
 
-use super::Globals;
+use super::output::Globals;
 
 /// What the app does from the start.
 pub enum Start {

@@ -16,7 +16,7 @@ use blindface::he::{
 };
 use blindface::matcher::{Galleries, Store, StoreUsage, IDENTIFY_CHUNK, STORE_FILE};
 
-use super::{emit, Globals};
+use super::output::{emit, Globals};
 
 #[derive(Serialize)]
 struct BenchOutput {

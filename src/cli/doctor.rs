@@ -15,7 +15,7 @@ use blindface::vision::models::{self, ModelFile, SFACE, YUNET};
 use blindface::vision::runtime::{self, SearchRoots};
 use blindface::vision::VisionError;
 
-use super::{emit, Globals};
+use super::output::{emit, Globals};
 
 #[derive(Serialize)]
 struct Searched {

@@ -27,7 +27,7 @@ use blindface::he::{
     PreparedProbe, SecretKey, Template, TemplateId,
 };
 
-use super::{emit, Globals};
+use super::output::{emit, pct, Globals};
 
 pub(super) mod embed;
 mod identify;
@@ -35,20 +35,7 @@ mod report;
 
 pub use embed::Settings;
 pub use identify::identify;
-
-/// Distances of one labelled pair.
-#[derive(Debug, Clone, Serialize)]
-pub struct PairDistances {
-    pub line: usize,
-    pub file_x: String,
-    pub file_y: String,
-    pub same: bool,
-    pub l2_float: f64,
-    pub l2_quantised: f64,
-    pub l2_encrypted: f64,
-    pub distance_sq_quantised: i64,
-    pub distance_sq_encrypted: i64,
-}
+use report::PairDistances;
 
 /// Rates of one kind of decision, counting every pair and over scored pairs only.
 #[derive(Serialize)]
@@ -534,14 +521,6 @@ fn command_line() -> String {
         }
     }));
     parts.join(" ")
-}
-
-fn pct(x: f64) -> String {
-    if x.is_nan() {
-        "-".into()
-    } else {
-        format!("{:.2}%", 100.0 * x)
-    }
 }
 
 fn table(o: &EvalOutput) -> String {

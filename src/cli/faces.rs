@@ -14,7 +14,7 @@ use blindface::he::{
 };
 use blindface::vision::{load_image, Embedding, Face, FacePipeline};
 
-use super::{emit, Globals};
+use super::output::{emit, Globals};
 
 #[derive(Serialize)]
 struct FaceOut {

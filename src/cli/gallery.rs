@@ -15,7 +15,7 @@ use blindface::matcher::TokenStore;
 use blindface::ranking::PersonDistance;
 use blindface::vision::{load_image, FacePipeline};
 
-use super::{emit, pad, Globals, Outcome};
+use super::output::{emit, pad, Globals, Outcome};
 
 /// Width of the name column of `list`, `verify` and `identify`, in terminal columns.
 const NAME_COLUMN: usize = 24;

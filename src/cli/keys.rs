@@ -6,7 +6,7 @@ use serde::Serialize;
 use blindface::client::keys::current_params;
 use blindface::he::SecretKey;
 
-use super::{emit, Globals};
+use super::output::{emit, Globals};
 
 #[derive(Serialize)]
 struct KeygenOutput {

@@ -17,7 +17,7 @@ use blindface::he::threshold_sq;
 use blindface::live::{Tracker, TrackerConfig};
 use blindface::vision::{list_images, load_image, FacePipeline};
 
-use super::{emit, Globals};
+use super::output::{emit, Globals};
 
 #[derive(Serialize)]
 struct FaceOut {

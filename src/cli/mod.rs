@@ -1,7 +1,7 @@
-//! Command line: argument parsing (clap; the client options are not `serve`'s), dispatch,
-//! and the shared output conventions (a readable table by default, name columns in
-//! terminal columns (`pad`), one JSON object with `--json`, one-line errors with exit
-//! status 2; `verify` exits 1 when the face is not the person's).
+//! Command line: argument parsing (clap; the client options are not `serve`'s) into
+//! `Globals` and one `Command`, dispatch, and the exit status (one-line errors with exit
+//! status 2; `verify` exits 1 when the face is not the person's). The output conventions
+//! the commands share are in `output`.
 
 mod app;
 mod bench;
@@ -11,6 +11,7 @@ mod faces;
 mod gallery;
 mod keys;
 mod live;
+mod output;
 mod server;
 
 use std::path::PathBuf;
@@ -18,13 +19,13 @@ use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use serde::Serialize;
-use unicode_width::UnicodeWidthStr;
 
 use blindface::client::Access;
 use blindface::matcher::tls::Fingerprint;
 use blindface::matcher::MatcherSpec;
 use blindface::vision::SFACE_L2_THRESHOLD;
+
+use output::{Globals, Outcome};
 
 #[derive(Parser)]
 #[command(
@@ -274,23 +275,6 @@ enum Command {
     },
 }
 
-/// Global options the subcommands read, parsed once.
-pub struct Globals {
-    pub key: PathBuf,
-    pub threshold: f32,
-    /// Whether --threshold was given (the app keeps its saved threshold otherwise).
-    pub threshold_given: bool,
-    pub json: bool,
-    pub matcher: MatcherSpec,
-    /// Whether --matcher was given (the app keeps its saved choice otherwise).
-    pub matcher_given: bool,
-    pub data: Option<PathBuf>,
-    /// Pin, invitation code and plain-HTTP consent for a remote matcher.
-    pub access: Access,
-    /// What the threshold means (calibrated FAR and TAR), when it came from --far.
-    pub operating_point: Option<String>,
-}
-
 /// The threshold for a false accept rate, and what it means, from the shipped calibration.
 fn resolve_far(far: f64) -> anyhow::Result<(f32, String)> {
     let cal = blindface::calibration::Calibration::lfw_devtrain()?;
@@ -303,14 +287,6 @@ fn resolve_far(far: f64) -> anyhow::Result<(f32, String)> {
             p.describe()
         ),
     ))
-}
-
-/// How a command that ran to the end exits.
-pub enum Outcome {
-    /// Exit 0.
-    Done,
-    /// `verify` decided the face is not the person's: exit 1.
-    NotVerified,
 }
 
 /// Exit status of `verify` when the face is not the person's.
@@ -450,46 +426,4 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Done)
-}
-
-/// Prints `value` as JSON, or `table` otherwise.
-pub fn emit<T: Serialize>(globals: &Globals, value: &T, table: impl FnOnce() -> String) {
-    if globals.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("output serializes")
-        );
-    } else {
-        print!("{}", table());
-    }
-}
-
-/// `text` left-aligned in `width` terminal columns, as `{:<width}` does for ASCII, with
-/// wide characters (CJK, emoji) counted as the two columns a terminal gives them; text
-/// wider than `width` is kept whole. Every table column holding names goes through here.
-pub fn pad(text: &str, width: usize) -> String {
-    let used = UnicodeWidthStr::width(text);
-    format!("{text}{}", " ".repeat(width.saturating_sub(used)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pad_counts_terminal_columns() {
-        assert_eq!(pad("Obama", 8), "Obama   ");
-        // CJK: two columns a character, so "王小明" fills 6 of 8.
-        assert_eq!(pad("王小明", 8), "王小明  ");
-        assert_eq!(pad("Zoë 😀", 8), "Zoë 😀  ");
-        // What `{:<8}` would do: pad by characters, one column short per wide one.
-        assert_eq!(format!("{:<8}", "王小明"), "王小明     ");
-        // Every row ends its name column at the same terminal column.
-        for name in ["Obama", "王小明", "Zoë 😀", "👩🏽‍💻 Ada", "ｆｕｌｌ"] {
-            assert_eq!(UnicodeWidthStr::width(pad(name, 12).as_str()), 12, "{name}");
-        }
-        // Longer than the column: kept whole, nothing added.
-        assert_eq!(pad("김정은 김여정", 4), "김정은 김여정");
-        assert_eq!(pad("", 3), "   ");
-    }
 }

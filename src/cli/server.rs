@@ -15,7 +15,7 @@ use blindface::client::{endpoint, remember_pin};
 use blindface::matcher::{MatcherSpec, Quotas, TokenStore};
 use blindface::server::{self, Registration, ServerConfig, TlsSource, WorkLimits};
 
-use super::{emit, Globals};
+use super::output::{emit, Globals};
 
 /// Options of `blindface serve`.
 #[derive(Args)]

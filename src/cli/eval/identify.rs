@@ -27,7 +27,7 @@ use blindface::he::{quantise, threshold_sq, Params, SecretKey, Template, Templat
 use blindface::matcher::BuiltinMatcher;
 
 use super::embed::{self, Settings};
-use super::{emit, pct, Globals};
+use crate::cli::output::{emit, pct, Globals};
 
 #[derive(Serialize)]
 struct IdentifyOutput {

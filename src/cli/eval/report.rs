@@ -6,12 +6,25 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
+use serde::Serialize;
 
 use blindface::eval::Sweep;
 
-use super::PairDistances;
-
 const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+
+/// Distances of one labelled pair.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairDistances {
+    pub line: usize,
+    pub file_x: String,
+    pub file_y: String,
+    pub same: bool,
+    pub l2_float: f64,
+    pub l2_quantised: f64,
+    pub l2_encrypted: f64,
+    pub distance_sq_quantised: i64,
+    pub distance_sq_encrypted: i64,
+}
 
 pub fn write(dir: &Path, rows: &[PairDistances], sweep: &Sweep, threshold: f64) -> Result<()> {
     std::fs::create_dir_all(dir)
