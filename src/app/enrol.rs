@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
+use super::action::Action;
 use super::protocol::{Event, KeyInfo, Shot};
 use super::state::AppState;
-use super::{texture, Action, Textures};
+use super::textures::{texture, Textures};
 use crate::he::TemplateId;
 use crate::labels::MAX_NAME_BYTES;
 

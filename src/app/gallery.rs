@@ -6,9 +6,9 @@
 
 use eframe::egui;
 
+use super::action::Action;
 use super::protocol::Connection;
 use super::state::AppState;
-use super::Action;
 use crate::he::TemplateId;
 
 /// A removal waiting for the user's confirmation (erasure is final).

@@ -4,8 +4,8 @@
 
 use eframe::egui;
 
+use super::action::Action;
 use super::state::AppState;
-use super::Action;
 
 /// The confirm-before-replace dialog, while a candidate key waits.
 pub fn confirmation(ctx: &egui::Context, state: &AppState, actions: &mut Vec<Action>) {

@@ -5,9 +5,9 @@
 
 use eframe::egui::{self, Color32, RichText};
 
+use super::action::Action;
 use super::protocol::MatchMode;
 use super::state::{is_match, AppState};
-use super::Action;
 
 /// The mode the panel is set to (verify if a person is chosen).
 pub fn current_mode(state: &AppState) -> MatchMode {

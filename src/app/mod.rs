@@ -10,6 +10,7 @@
 //! window, so tests drive it with `egui_kittest` without a display; [`run`] opens it with
 //! eframe (glow). The window never holds the secret key: only the worker does.
 
+pub mod action;
 pub mod camera;
 pub mod dialogs;
 pub mod enrol;
@@ -22,6 +23,7 @@ pub mod protocol;
 pub mod settings;
 pub mod source;
 pub mod state;
+pub mod textures;
 pub mod threshold;
 pub mod timings;
 pub mod top_bar;
@@ -35,11 +37,12 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 
-use crate::he::TemplateId;
 use crate::matcher::MatcherSpec;
-use protocol::{Command, Event, MatchMode, Shot, SourceId};
+pub use action::Action;
+use protocol::{Command, Event, Shot, SourceId};
 use source::Source;
 use state::{AppState, Settings};
+use textures::Textures;
 use worker::{Worker, WorkerConfig};
 
 /// How long settings wait after the last change before they are written (a slider drag
@@ -105,71 +108,12 @@ impl AppConfig {
     }
 }
 
-/// What a panel asks for; [`BlindfaceApp::apply`] carries it out.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    Ask(DialogKind),
-    /// List the cameras (off the UI thread), then open the chosen one.
-    StartCamera {
-        choice: usize,
-        resolution: (u32, u32),
-        fps: u32,
-    },
-    /// Open an MJPEG-over-HTTP stream (IP camera, phone camera app).
-    OpenStream(String),
-    FolderStep(isize),
-    FolderJump(usize),
-    TogglePlay,
-    /// Enrol the selected face under the typed name (one shot).
-    Enrol,
-    /// Add the selected face to the shots of the next enrolment.
-    CaptureShot,
-    /// Forget the captured shots.
-    ClearShots,
-    /// Enrol the captured shots as one person under the typed name.
-    EnrolShots,
-    /// Live mode on or off: every face tracked and identified.
-    SetLive(bool),
-    Match(MatchMode),
-    Remove(Vec<TemplateId>),
-    Refresh,
-    Connect {
-        spec: MatcherSpec,
-        access: crate::client::Access,
-    },
-    GenerateKey,
-    AdoptKey,
-    DiscardKey,
-    /// A setting changed: save it (debounced).
-    SettingsChanged,
-    Dismiss(usize),
-    SelectFace(usize),
-}
-
 /// A camera list being read off the UI thread, with the choice to open when it arrives.
 struct CameraListing {
     answer: Receiver<Result<Vec<camera::CameraEntry>, String>>,
     choice: usize,
     resolution: (u32, u32),
     fps: u32,
-}
-
-/// Textures uploaded from state images, re-made when their source changes.
-#[derive(Default)]
-pub struct Textures {
-    pub preview: Option<(u64, egui::TextureHandle)>,
-    /// Crops of the last enrolment, keyed by its first template id.
-    pub enrolled: Option<(TemplateId, Vec<egui::TextureHandle>)>,
-    /// Crops of the shots waiting, keyed by the newest shot's serial.
-    pub shots: Option<(u64, Vec<egui::TextureHandle>)>,
-    /// The last probe's crop.
-    pub probe: Option<(u64, egui::TextureHandle)>,
-}
-
-/// Uploads an RGB image as a texture.
-pub fn texture(ctx: &egui::Context, name: &str, img: &image::RgbImage) -> egui::TextureHandle {
-    let c = egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw());
-    ctx.load_texture(name, c, egui::TextureOptions::LINEAR)
 }
 
 /// The panels' own widget state, apart from what the window shows ([`AppState`]): each

@@ -8,8 +8,9 @@
 
 use eframe::egui::{self, Color32, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 
+use super::action::Action;
 use super::state::{AppState, TrackLabel};
-use super::{Action, Textures};
+use super::textures::Textures;
 
 const GREEN: Color32 = Color32::from_rgb(40, 170, 70);
 const RED: Color32 = Color32::from_rgb(210, 60, 50);
@@ -105,7 +106,10 @@ pub fn ui(
     };
     let serial = state.preview_serial;
     if textures.preview.as_ref().is_none_or(|(s, _)| *s != serial) {
-        textures.preview = Some((serial, super::texture(ui.ctx(), "preview", &frame)));
+        textures.preview = Some((
+            serial,
+            super::textures::texture(ui.ctx(), "preview", &frame),
+        ));
     }
     let tex = &textures.preview.as_ref().expect("just set").1;
     let (w, h) = (frame.width() as f32, frame.height() as f32);

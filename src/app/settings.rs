@@ -9,9 +9,10 @@
 
 use eframe::egui;
 
+use super::action::Action;
+use super::dialogs::DialogKind;
 use super::protocol::{Connection, Event};
 use super::state::{AppState, Settings};
-use super::{Action, DialogKind};
 use crate::client::Access;
 use crate::matcher::tls::Fingerprint;
 use crate::matcher::MatcherSpec;

@@ -10,10 +10,10 @@
 use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points};
 
+use super::action::Action;
 use super::match_panel;
 use super::protocol::MatchMode;
 use super::state::{is_match, AppState, TrackLabel, THRESHOLD_RANGE};
-use super::Action;
 use crate::calibration::{far_for_fpir, Calibration, CalibrationError, OperatingPoint};
 use crate::vision::SFACE_L2_THRESHOLD;
 

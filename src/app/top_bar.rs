@@ -4,11 +4,12 @@
 
 use eframe::egui;
 
+use super::action::Action;
 use super::camera::{CameraEntry, FRAME_RATES, RESOLUTIONS};
+use super::dialogs::DialogKind;
 use super::protocol::Connection;
 use super::source::{file_name, Source};
 use super::state::AppState;
-use super::{Action, DialogKind};
 
 /// The top bar's own state: the stream URL being typed.
 #[derive(Default)]

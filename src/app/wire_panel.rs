@@ -8,7 +8,7 @@
 use eframe::egui::{self, RichText};
 
 use super::state::{is_match, AppState};
-use super::Textures;
+use super::textures::Textures;
 
 /// Hex of `bytes`, grouped in pairs, `per_line` bytes a line.
 pub fn hex_preview(bytes: &[u8], per_line: usize) -> String {
@@ -97,7 +97,8 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures) {
                     ui.label(RichText::new("Only this app sees").strong());
                     let k = x.serial;
                     if textures.probe.as_ref().is_none_or(|(t, _)| *t != k) {
-                        textures.probe = Some((k, super::texture(ui.ctx(), "probe", &x.crop)));
+                        textures.probe =
+                            Some((k, super::textures::texture(ui.ctx(), "probe", &x.crop)));
                     }
                     if let Some((_, tex)) = &textures.probe {
                         ui.add(egui::Image::new(tex).max_height(96.0));
