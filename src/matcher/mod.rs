@@ -8,8 +8,10 @@
 //! each label to its template); a matcher only checks they are in range and unique.
 //!
 //! [`MatcherSpec`] is the one parsed form of "which matcher" (`--matcher`, the app's
-//! settings).
+//! settings); [`api`] is the remote protocol's bodies and paths, which `blindface serve`
+//! and [`RemoteMatcher`] share.
 
+pub mod api;
 mod builtin;
 mod galleries;
 mod remote;
@@ -17,9 +19,10 @@ pub mod spec;
 mod store;
 pub mod tls;
 
+pub use api::Credentials;
 pub use builtin::BuiltinMatcher;
 pub use galleries::{Galleries, Quotas, DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK};
-pub use remote::{Credentials, Endpoint, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
+pub use remote::{Endpoint, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
 pub use spec::{default_remote_url, MatcherSpec, SpecError};
 pub use store::{SlotChange, Store, StoreChange, StoreUsage, StoredSlot, TableUsage, STORE_FILE};
 

@@ -2,8 +2,9 @@
 //! `blindface serve` (blocking `ureq` client with connect and overall timeouts, bounded
 //! response sizes). An [`Endpoint`] is one server URL with its certificate pin
 //! ([`super::tls`]); plain HTTP beyond loopback is refused unless explicitly allowed.
-//! Server errors are mapped by their machine-readable `code`, never by their text; 429 and
-//! 503 become [`MatcherError::Busy`] with the server's `Retry-After`.
+//! Request and reply bodies are [`super::api`]'s, the types the server uses too. Server
+//! errors are mapped by their machine-readable `code`, never by their text; 429 and 503
+//! become [`MatcherError::Busy`] with the server's `Retry-After`.
 //!
 //! Credentials (tenant and bearer token) are kept in one place, the [`TokenStore`]: the
 //! file `<key>.matcher.json` (mode 0600) beside the key, one entry per (server URL, key
@@ -20,6 +21,10 @@ use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, TcpConnector};
 use ureq::Agent;
 
+use super::api::{
+    paths, BlockReply, Credentials, EnrolRequest, EraseRequest, ErrorBody, InviteReply,
+    InviteRequest, ListReply, MoveReply, MoveRequest, RegisterRequest,
+};
 use super::tls::{Fingerprint, Pin, PinnedTlsConnector};
 use super::{
     codes, BlockSink, Enrolled, Matcher, MatcherError, Relocated, RemovalBlock, Reply, Streamed,
@@ -39,22 +44,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const SMALL_BODY_LIMIT: u64 = 64 << 20;
 /// Pooled connections are dropped before the server's shortest default idle timeout.
 const MAX_IDLE: Duration = Duration::from_secs(5);
-
-/// A tenant's access to one server. `Debug` never shows the token.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Credentials {
-    pub tenant: String,
-    pub token: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("tenant", &self.tenant)
-            .field("token", &"<redacted>")
-            .finish()
-    }
-}
 
 #[derive(Clone, Serialize, Deserialize)]
 struct TokenEntry {
@@ -176,78 +165,6 @@ impl TokenStore {
     }
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    id: Option<TemplateId>,
-    #[serde(default)]
-    max: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct RegisterBody<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    invite: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct InviteRequest {
-    count: usize,
-}
-
-#[derive(Deserialize)]
-struct InviteReply {
-    codes: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct EnrolBody<'a> {
-    id: TemplateId,
-    template: &'a str,
-    label: &'a str,
-}
-
-#[derive(Deserialize)]
-struct ListEntry {
-    id: TemplateId,
-    label: String,
-    block_no: usize,
-    slot: usize,
-}
-
-#[derive(Serialize)]
-struct MoveBody<'a> {
-    negation: &'a str,
-    template: &'a str,
-}
-
-#[derive(Deserialize)]
-struct MoveReply {
-    moved: bool,
-    block_no: Option<usize>,
-    slot: Option<usize>,
-}
-
-#[derive(Deserialize)]
-struct BlockReply {
-    block_no: usize,
-    slot: usize,
-    block: String,
-}
-
-#[derive(Serialize)]
-struct EraseBody<'a> {
-    negation: &'a str,
-}
-
-#[derive(Deserialize)]
-struct ListReply {
-    templates: Vec<ListEntry>,
-}
-
 /// One server: its URL, the agent that reaches it and, for `https://`, the certificate
 /// pin every connection is checked against. Clones share the pin.
 #[derive(Clone)]
@@ -357,7 +274,7 @@ impl Endpoint {
         let body = serde_json::to_vec(&InviteRequest { count }).expect("request serializes");
         let resp = self
             .agent
-            .post(format!("{}/v1/admin/invites", self.url))
+            .post(format!("{}{}", self.url, paths::INVITES))
             .header("authorization", format!("Bearer {}", admin_token.trim()))
             .content_type("application/json")
             .send(&body[..])
@@ -371,7 +288,7 @@ impl Endpoint {
     pub fn metrics(&self, admin_token: &str) -> Result<String, MatcherError> {
         let resp = self
             .agent
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{}{}", self.url, paths::METRICS))
             .header("authorization", format!("Bearer {}", admin_token.trim()))
             .call()
             .map_err(|e| self.unreachable(e))?;
@@ -414,13 +331,16 @@ impl RemoteMatcher {
         endpoint: &Endpoint,
         invite: Option<&str>,
     ) -> Result<Credentials, MatcherError> {
-        let body = serde_json::to_vec(&RegisterBody {
-            invite: invite.map(str::trim).filter(|c| !c.is_empty()),
+        let body = serde_json::to_vec(&RegisterRequest {
+            invite: invite
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
         })
         .expect("registration serializes");
         let resp = endpoint
             .agent
-            .post(format!("{}/v1/tenants", endpoint.url))
+            .post(format!("{}{}", endpoint.url, paths::TENANTS))
             .content_type("application/json")
             .send(&body[..])
             .map_err(|e| endpoint.unreachable(e))?;
@@ -627,21 +547,23 @@ impl Matcher for RemoteMatcher {
         template: &EncryptedTemplate,
         label: &[u8],
     ) -> Result<Traffic, MatcherError> {
-        let t = B64.encode(template.to_bytes());
-        let l = B64.encode(label);
-        let body = serde_json::to_vec(&EnrolBody {
+        let body = serde_json::to_vec(&EnrolRequest {
             id,
-            template: &t,
-            label: &l,
+            template: B64.encode(template.to_bytes()),
+            label: B64.encode(label),
         })
         .expect("enrol body serializes");
-        self.post_json("/v1/templates", &body)
+        self.post_json(paths::TEMPLATES, &body)
     }
 
     fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
         let resp = self
             .agent()
-            .get(format!("{}/v1/templates/{id}/block", self.url()))
+            .get(format!(
+                "{}{}",
+                self.url(),
+                paths::with_id(paths::TEMPLATE_BLOCK, id)
+            ))
             .header("authorization", self.auth())
             .call()
             .map_err(|e| self.unreachable(e))?;
@@ -668,9 +590,11 @@ impl Matcher for RemoteMatcher {
     }
 
     fn erase(&self, id: TemplateId, negation: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
-        let n = B64.encode(negation.to_bytes());
-        let body = serde_json::to_vec(&EraseBody { negation: &n }).expect("erase body serializes");
-        self.post_json(&format!("/v1/templates/{id}/erase"), &body)
+        let body = serde_json::to_vec(&EraseRequest {
+            negation: B64.encode(negation.to_bytes()),
+        })
+        .expect("erase body serializes");
+        self.post_json(&paths::with_id(paths::TEMPLATE_ERASE, id), &body)
     }
 
     fn relocate(
@@ -679,14 +603,13 @@ impl Matcher for RemoteMatcher {
         negation: &EncryptedTemplate,
         fresh: &EncryptedTemplate,
     ) -> Result<Relocated, MatcherError> {
-        let n = B64.encode(negation.to_bytes());
-        let t = B64.encode(fresh.to_bytes());
-        let body = serde_json::to_vec(&MoveBody {
-            negation: &n,
-            template: &t,
+        let body = serde_json::to_vec(&MoveRequest {
+            negation: B64.encode(negation.to_bytes()),
+            template: B64.encode(fresh.to_bytes()),
         })
         .expect("move body serializes");
-        let (traffic, reply) = self.post_json_reply(&format!("/v1/templates/{id}/move"), &body)?;
+        let (traffic, reply) =
+            self.post_json_reply(&paths::with_id(paths::TEMPLATE_MOVE, id), &body)?;
         let r: MoveReply =
             serde_json::from_slice(&reply).map_err(|e| bad_reply(&self.endpoint, e))?;
         let to = match (r.moved, r.block_no, r.slot) {
@@ -700,7 +623,7 @@ impl Matcher for RemoteMatcher {
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
         let resp = self
             .agent()
-            .get(format!("{}/v1/templates", self.url()))
+            .get(format!("{}{}", self.url(), paths::TEMPLATES))
             .header("authorization", self.auth())
             .call()
             .map_err(|e| self.unreachable(e))?;
@@ -726,7 +649,7 @@ impl Matcher for RemoteMatcher {
     }
 
     fn verify(&self, probe: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
-        let (sent, resp) = self.post_probe(&format!("/v1/verify/{id}"), probe)?;
+        let (sent, resp) = self.post_probe(&paths::with_id(paths::VERIFY, id), probe)?;
         let body = self.read(resp, MatchResult::max_wire_len(&self.params, 1) as u64)?;
         let result = MatchResult::from_bytes(&body, &self.params, 1)?;
         Ok(Reply {
@@ -743,7 +666,7 @@ impl Matcher for RemoteMatcher {
         probe: &EncryptedProbe,
         sink: &mut BlockSink<'_>,
     ) -> Result<Streamed, MatcherError> {
-        let (sent, mut resp) = self.post_probe("/v1/identify", probe)?;
+        let (sent, mut resp) = self.post_probe(paths::IDENTIFY, probe)?;
         if !resp.status().is_success() {
             return Err(match self.read(resp, SMALL_BODY_LIMIT) {
                 Err(e) => e,
@@ -784,7 +707,7 @@ impl Matcher for RemoteMatcher {
     fn health(&self) -> Result<(), MatcherError> {
         let resp = self
             .agent()
-            .get(format!("{}/v1/health", self.url()))
+            .get(format!("{}{}", self.url(), paths::HEALTH))
             .call()
             .map_err(|e| self.unreachable(e))?;
         self.read(resp, SMALL_BODY_LIMIT).map(|_| ())

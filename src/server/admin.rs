@@ -8,14 +8,12 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::auth::{bearer, hash_token, random_hex};
-use super::{ApiError, AppState};
-use crate::matcher::{codes, MatcherError, Store};
+use super::auth::{hash_token, random_hex, require_admin};
+use super::{blocking, ApiError, ServerState};
+use crate::matcher::api::{InviteReply, InviteRequest};
+use crate::matcher::{MatcherError, Store};
 
 /// Most codes one request creates.
 pub const MAX_INVITES_PER_REQUEST: usize = 100;
@@ -38,38 +36,15 @@ pub fn admin_token(
     Ok((hash, Some(token)))
 }
 
-/// Passes requests bearing the admin token only.
-pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match bearer(headers) {
-        Ok(token) if hash_token(token) == state.admin_hash => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            codes::ADMIN_UNAUTHORIZED,
-            "this route needs `Authorization: Bearer ADMIN_TOKEN` (printed by `blindface serve` when it created the token)",
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InviteRequest {
-    #[serde(default = "one")]
-    count: usize,
-}
-
-fn one() -> usize {
-    1
-}
-
 /// `POST /v1/admin/invites` `{count}` -> 201 `{codes: [...]}`.
 pub async fn create_invites(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<ServerState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<InviteReply>), ApiError> {
     require_admin(&s, &headers)?;
     let req: InviteRequest = if body.is_empty() {
-        InviteRequest { count: 1 }
+        InviteRequest::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("expected JSON {{\"count\": N}}: {e}")))?
@@ -79,7 +54,7 @@ pub async fn create_invites(
             "count must lie in [1, {MAX_INVITES_PER_REQUEST}]"
         )));
     }
-    let codes = super::routes::blocking(move || {
+    let codes = blocking(move || {
         let codes = (0..req.count)
             .map(|_| random_hex(16).map_err(ApiError::internal))
             .collect::<Result<Vec<_>, _>>()?;
@@ -92,5 +67,5 @@ pub async fn create_invites(
     })
     .await?;
     tracing::info!(count = codes.len(), "invitation codes created");
-    Ok((StatusCode::CREATED, Json(json!({ "codes": codes }))).into_response())
+    Ok((StatusCode::CREATED, Json(InviteReply { codes })))
 }

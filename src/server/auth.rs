@@ -1,5 +1,6 @@
-//! Tenant authentication: random 32-byte bearer tokens from the OS; the server keeps only
-//! their SHA-256 (in the store and in memory) and maps a presented token to its tenant.
+//! Authentication: tenants' random 32-byte bearer tokens from the OS, of which the server
+//! keeps only their SHA-256 (in the store and in memory) and maps a presented token to
+//! its tenant; and the check of the admin token (`require_admin`).
 //! Registration needs a one-time invitation code unless the server runs with open
 //! registration; every authenticated request passes the tenant's rate limit here.
 
@@ -8,10 +9,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState};
+use super::{ApiError, ServerState};
 use crate::matcher::{codes, Galleries, MatcherError, Store};
 
 /// Who may register a tenant.
@@ -137,15 +138,27 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
+/// Passes requests bearing the admin token only.
+pub fn require_admin(state: &ServerState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers) {
+        Ok(token) if hash_token(token) == state.admin_hash => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            codes::ADMIN_UNAUTHORIZED,
+            "this route needs `Authorization: Bearer ADMIN_TOKEN` (printed by `blindface serve` when it created the token)",
+        )),
+    }
+}
+
 /// The authenticated tenant of a request.
 pub struct Tenant(pub String);
 
-impl FromRequestParts<Arc<AppState>> for Tenant {
+impl FromRequestParts<Arc<ServerState>> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        state: &Arc<ServerState>,
     ) -> Result<Self, Self::Rejection> {
         tenant_of(state, &parts.headers).map(Tenant)
     }
@@ -154,7 +167,7 @@ impl FromRequestParts<Arc<AppState>> for Tenant {
 /// The tenant a request's bearer token belongs to, within its rate limit. Routes with a
 /// body call this after reading the (bounded) body, so a client still sending it hears
 /// the 401 instead of a broken pipe.
-pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+pub fn tenant_of(state: &ServerState, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = bearer(headers)?;
     let tenant = state
         .auth

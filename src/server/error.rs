@@ -1,5 +1,5 @@
 //! Error replies: JSON `{"error": "...", "code": "..."}` (plus `id`, `max` or
-//! `retry_after` where the code carries one) with the status that fits: 4xx for the
+//! `retry_after` where the code carries one: `crate::matcher::api::ErrorBody`) with the status that fits: 4xx for the
 //! client's mistakes, 429/503 (with `Retry-After`) under load, 507 when the memory budget
 //! is used up, 500 only for the server's own failures (including a poisoned lock), which
 //! are logged. Clients map the `code` (see `crate::matcher::codes`), never the text. The
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::he::{HeError, TemplateId};
+use crate::matcher::api::ErrorBody;
 use crate::matcher::{codes, MatcherError};
 
 #[derive(Debug)]
@@ -133,23 +134,20 @@ impl IntoResponse for ApiError {
                 "request rejected"
             );
         }
-        let mut body = serde_json::json!({ "error": self.message, "code": self.code });
-        if let Some(id) = self.id {
-            body["id"] = serde_json::json!(id);
-        }
-        if let Some(max) = self.max {
-            body["max"] = serde_json::json!(max);
-        }
+        let body = ErrorBody {
+            code: self.code.to_string(),
+            error: self.message,
+            id: self.id,
+            max: self.max,
+            retry_after: self.retry_after,
+        };
         let mut resp = match self.retry_after {
-            Some(s) => {
-                body["retry_after"] = serde_json::json!(s);
-                (
-                    self.status,
-                    [(axum::http::header::RETRY_AFTER, s.to_string())],
-                    Json(body),
-                )
-                    .into_response()
-            }
+            Some(s) => (
+                self.status,
+                [(axum::http::header::RETRY_AFTER, s.to_string())],
+                Json(body),
+            )
+                .into_response(),
             None => (self.status, Json(body)).into_response(),
         };
         resp.extensions_mut().insert(ErrorCode(self.code));

@@ -20,8 +20,9 @@ use prometheus::{
     TextEncoder,
 };
 
+use super::auth::require_admin;
 use super::error::ErrorCode;
-use super::{ApiError, AppState};
+use super::{ApiError, ServerState};
 
 /// Every metric the server exports.
 pub struct Metrics {
@@ -96,7 +97,7 @@ impl Metrics {
         self.rejected.with_label_values(&[code]).inc();
     }
 
-    fn render(&self, state: &AppState) -> String {
+    fn render(&self, state: &ServerState) -> String {
         let g = &state.galleries;
         self.tenants.set(g.tenant_count() as i64);
         self.templates.set(g.template_count() as i64);
@@ -112,7 +113,7 @@ impl Metrics {
 
 /// Counts, times and logs every routed request (route pattern, status, milliseconds,
 /// error code: nothing a client sent).
-pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn observe(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -147,10 +148,10 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
 
 /// `GET /metrics`: the Prometheus text format, for the admin token only.
 pub async fn scrape(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    super::admin::require_admin(&state, &headers)?;
+    require_admin(&state, &headers)?;
     let body = state.metrics.render(&state);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

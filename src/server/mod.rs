@@ -11,9 +11,11 @@
 //! exports Prometheus metrics, logs structurally (tracing) without tokens, names or
 //! ciphertexts, and shuts down gracefully on Ctrl-C or SIGTERM.
 //!
-//! Routes are in `routes`, the accept loop in `listen`, authentication in `auth`, the
-//! admin token and invitations in `admin`, work bounds in `limits`, metrics and the
-//! request log in `metrics`, the certificate in `tls`, error replies in `error`.
+//! Routes are in `routes` (their bodies are `crate::matcher::api`'s, shared with the
+//! client), the accept loop in `listen`, authentication (tenants' and the admin's) in
+//! `auth`, the admin token and invitations in `admin`, work bounds in `limits`, metrics
+//! and the request log in `metrics`, the certificate in `tls`, error replies in `error`;
+//! the state they share and `blocking` are here.
 
 mod admin;
 mod auth;
@@ -97,7 +99,7 @@ pub struct ServerConfig {
 }
 
 /// Shared server state.
-pub(crate) struct AppState {
+pub(crate) struct ServerState {
     pub galleries: Galleries,
     pub auth: auth::Tokens,
     pub max_tenants: usize,
@@ -105,6 +107,15 @@ pub(crate) struct AppState {
     pub admin_hash: [u8; 32],
     pub limits: limits::Limits,
     pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Runs CPU-heavy or blocking (fsync) work off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
 /// Opens the store, sets up TLS and the admin token, binds, prints the certificate
@@ -149,7 +160,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
     );
     let l = config.limits;
     let metrics = Arc::new(metrics::Metrics::new());
-    let state = Arc::new(AppState {
+    let state = Arc::new(ServerState {
         galleries,
         auth,
         max_tenants: config.max_tenants,

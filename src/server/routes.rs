@@ -1,5 +1,6 @@
 //! HTTP routes under `/v1`. Templates travel as base64 in a small JSON body (with the
 //! encrypted label); probes and results as binary `application/octet-stream` bodies.
+//! Every JSON body is a type of `crate::matcher::api`, the one the client uses too.
 //! Every body is size-limited and every ciphertext is parsed (version, parameters, size,
 //! checksum) before any heavy work; matching runs on blocking threads, off the executor.
 //!
@@ -8,11 +9,13 @@
 //! - `POST /v1/admin/invites` `{count}` (admin token) -> 201 `{codes}`
 //! - `GET  /metrics` (admin token) -> Prometheus text
 //! - `POST /v1/templates` `{id, template, label}` (id chosen by the app; base64) -> 201 `{id}`
-//! - `GET  /v1/templates` -> `{templates: [{id, label}]}`
-//! - `GET  /v1/templates/{id}/block` -> `{block, slot}` (block: base64 full ciphertext): the
-//!   first step of removal, for the key holder
+//! - `GET  /v1/templates` -> `{count, templates: [{block_no, id, label, slot}]}`
+//! - `GET  /v1/templates/{id}/block` -> `{block, block_no, slot}` (block: base64 full
+//!   ciphertext): the first step of removal, for the key holder
 //! - `POST /v1/templates/{id}/erase` `{negation}` (base64 seeded ciphertext) -> 204: adds
 //!   the owner's cancelling ciphertext into the slot and frees it
+//! - `POST /v1/templates/{id}/move` `{negation, template}` -> `{moved, block_no, slot}`
+//!   (re-packing; `{moved: false}` alone when no lower block had room)
 //! - `DELETE /v1/templates/{id}` -> 400 `erase_required` (a matcher cannot remove alone)
 //! - `POST /v1/verify/{id}` (probe bytes) -> result bytes
 //! - `POST /v1/identify` (probe bytes) -> result bytes, streamed (chunked) as the blocks
@@ -35,14 +38,16 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{tenant_of, Tenant};
-use super::{admin, limits, metrics, ApiError, AppState};
+use super::{admin, blocking, limits, metrics, ApiError, ServerState};
 use crate::he::{
     wire::WIRE_VERSION, BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ResultWriter,
     TemplateId, PARAMS_VERSION,
+};
+use crate::matcher::api::{
+    paths, BlockReply, Credentials, EnrolReply, EnrolRequest, EraseRequest, Health, ListEntry,
+    ListReply, MoveReply, MoveRequest, RegisterRequest, Version,
 };
 use crate::matcher::MatcherError;
 
@@ -51,34 +56,31 @@ pub const ENROL_BODY_LIMIT: usize = 64 * 1024;
 /// Largest probe body (a seeded probe is ~128 KiB).
 pub const PROBE_BODY_LIMIT: usize = 512 * 1024;
 
-type Shared = Arc<AppState>;
+type Shared = Arc<ServerState>;
 
 pub fn router(state: Shared, request_timeout: Duration) -> Router {
     Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/version", get(version))
-        .route("/metrics", get(metrics::scrape))
-        .route("/v1/tenants", limited(post(create_tenant), 1024))
+        .route(paths::HEALTH, get(health))
+        .route(paths::VERSION, get(version))
+        .route(paths::METRICS, get(metrics::scrape))
+        .route(paths::TENANTS, limited(post(create_tenant), 1024))
+        .route(paths::INVITES, limited(post(admin::create_invites), 1024))
         .route(
-            "/v1/admin/invites",
-            limited(post(admin::create_invites), 1024),
-        )
-        .route(
-            "/v1/templates",
+            paths::TEMPLATES,
             limited(post(enrol), ENROL_BODY_LIMIT).get(list),
         )
-        .route("/v1/templates/{id}", delete(remove))
-        .route("/v1/templates/{id}/block", get(removal_block))
+        .route(paths::TEMPLATE, delete(remove))
+        .route(paths::TEMPLATE_BLOCK, get(removal_block))
         .route(
-            "/v1/templates/{id}/erase",
+            paths::TEMPLATE_ERASE,
             limited(post(erase), ENROL_BODY_LIMIT),
         )
         .route(
-            "/v1/templates/{id}/move",
+            paths::TEMPLATE_MOVE,
             limited(post(relocate), 2 * ENROL_BODY_LIMIT),
         )
-        .route("/v1/verify/{id}", limited(post(verify), PROBE_BODY_LIMIT))
-        .route("/v1/identify", limited(post(identify), PROBE_BODY_LIMIT))
+        .route(paths::VERIFY, limited(post(verify), PROBE_BODY_LIMIT))
+        .route(paths::IDENTIFY, limited(post(identify), PROBE_BODY_LIMIT))
         .fallback(|| async { ApiError::not_found("no such route; see GET /v1/version") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -146,15 +148,6 @@ fn path_id(p: Result<Path<TemplateId>, PathRejection>) -> Result<TemplateId, Api
         .map_err(|_| ApiError::bad_request("the template id must be a decimal integer"))
 }
 
-/// Runs CPU-heavy or blocking (fsync) work off the async executor.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
-}
-
 /// Serializes (and checksums) a result: multi-MB for large galleries, so callers run it
 /// inside their blocking closure.
 fn result_bytes(r: MatchResult) -> Vec<u8> {
@@ -165,34 +158,27 @@ fn result_response(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+async fn health() -> Json<Health> {
+    Json(Health::ok())
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(json!({
-        "name": "blindface",
-        "version": env!("CARGO_PKG_VERSION"),
-        "api": "v1",
-        "wire_version": WIRE_VERSION,
-        "params_version": PARAMS_VERSION,
-    }))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RegisterBody {
-    #[serde(default)]
-    invite: Option<String>,
+async fn version() -> Json<Version> {
+    Json(Version {
+        api: "v1".into(),
+        name: "blindface".into(),
+        params_version: PARAMS_VERSION,
+        version: env!("CARGO_PKG_VERSION").into(),
+        wire_version: WIRE_VERSION,
+    })
 }
 
 async fn create_tenant(
     State(s): State<Shared>,
     b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<Credentials>), ApiError> {
     let b = body(b)?;
-    let req: RegisterBody = if b.is_empty() {
-        RegisterBody::default()
+    let req: RegisterRequest = if b.is_empty() {
+        RegisterRequest::default()
     } else {
         serde_json::from_slice(&b).map_err(|e| {
             ApiError::bad_request(format!("expected JSON {{\"invite\": CODE}}: {e}"))
@@ -208,29 +194,17 @@ async fn create_tenant(
     })
     .await?;
     tracing::info!(tenant, "tenant registered");
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "tenant": tenant, "token": token })),
-    )
-        .into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrolBody {
-    id: TemplateId,
-    template: String,
-    label: String,
+    Ok((StatusCode::CREATED, Json(Credentials { tenant, token })))
 }
 
 async fn enrol(
     State(s): State<Shared>,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<EnrolReply>), ApiError> {
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
-    let req: EnrolBody = serde_json::from_slice(&b).map_err(|e| {
+    let req: EnrolRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
             "expected JSON {{\"id\": integer, \"template\": base64, \"label\": base64}}: {e}"
         ))
@@ -241,27 +215,31 @@ async fn enrol(
         .map_err(|e| ApiError::bad_request(format!("label is not valid base64: {e}")))?;
     let id = req.id;
     blocking(move || Ok(s.galleries.enrol(&tenant, id, template, &label)?)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+    Ok((StatusCode::CREATED, Json(EnrolReply { id })))
 }
 
-async fn list(State(s): State<Shared>, Tenant(tenant): Tenant) -> Result<Response, ApiError> {
-    let body = blocking(move || {
+async fn list(
+    State(s): State<Shared>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<ListReply>, ApiError> {
+    let reply = blocking(move || {
         let entries = s.galleries.list(&tenant)?;
         let templates: Vec<_> = entries
             .iter()
-            .map(|e| {
-                json!({
-                    "id": e.id,
-                    "label": B64.encode(&e.label),
-                    "block_no": e.location.block,
-                    "slot": e.location.slot,
-                })
+            .map(|e| ListEntry {
+                block_no: e.location.block,
+                id: e.id,
+                label: B64.encode(&e.label),
+                slot: e.location.slot,
             })
             .collect();
-        Ok(json!({ "count": templates.len(), "templates": templates }))
+        Ok(ListReply {
+            count: templates.len(),
+            templates,
+        })
     })
     .await?;
-    Ok(Json(body).into_response())
+    Ok(Json(reply))
 }
 
 async fn remove(id: Result<Path<TemplateId>, PathRejection>) -> Result<Response, ApiError> {
@@ -278,32 +256,26 @@ async fn removal_block(
     State(s): State<Shared>,
     Tenant(tenant): Tenant,
     id: Result<Path<TemplateId>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<BlockReply>, ApiError> {
     let id = path_id(id)?;
-    let body = blocking(move || {
+    let reply = blocking(move || {
         let (loc, block) = s.galleries.block_of(&tenant, id)?;
-        Ok(json!({
-            "block_no": loc.block,
-            "slot": loc.slot,
-            "block": B64.encode(block.to_bytes()),
-        }))
+        Ok(BlockReply {
+            block: B64.encode(block.to_bytes()),
+            block_no: loc.block,
+            slot: loc.slot,
+        })
     })
     .await?;
-    Ok(Json(body).into_response())
+    Ok(Json(reply))
 }
 
 /// An encrypted template sent as the base64 JSON field `what`, parsed and checked.
-fn template_field(what: &str, text: &str, s: &AppState) -> Result<EncryptedTemplate, ApiError> {
+fn template_field(what: &str, text: &str, s: &ServerState) -> Result<EncryptedTemplate, ApiError> {
     let bytes = B64
         .decode(text.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("{what} is not valid base64: {e}")))?;
     Ok(EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EraseBody {
-    negation: String,
 }
 
 async fn erase(
@@ -311,23 +283,16 @@ async fn erase(
     headers: HeaderMap,
     id: Result<Path<TemplateId>, PathRejection>,
     b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<StatusCode, ApiError> {
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
     let id = path_id(id)?;
-    let req: EraseBody = serde_json::from_slice(&b).map_err(|e| {
+    let req: EraseRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"negation\": base64}}: {e}"))
     })?;
     let negation = template_field("negation", &req.negation, &s)?;
     blocking(move || Ok(s.galleries.erase(&tenant, id, &negation)?)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MoveBody {
-    negation: String,
-    template: String,
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Re-packing: the owner's erasure of the old slot and fresh encryption for the new one,
@@ -338,11 +303,11 @@ async fn relocate(
     headers: HeaderMap,
     id: Result<Path<TemplateId>, PathRejection>,
     b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MoveReply>, ApiError> {
     let b = body(b)?;
     let tenant = tenant_of(&s, &headers)?;
     let id = path_id(id)?;
-    let req: MoveBody = serde_json::from_slice(&b).map_err(|e| {
+    let req: MoveRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
             "expected JSON {{\"negation\": base64, \"template\": base64}}: {e}"
         ))
@@ -350,14 +315,10 @@ async fn relocate(
     let negation = template_field("negation", &req.negation, &s)?;
     let fresh = template_field("template", &req.template, &s)?;
     let to = blocking(move || Ok(s.galleries.relocate(&tenant, id, &negation, &fresh)?)).await?;
-    Ok(Json(match to {
-        Some(loc) => json!({ "moved": true, "block_no": loc.block, "slot": loc.slot }),
-        None => json!({ "moved": false }),
-    })
-    .into_response())
+    Ok(Json(MoveReply::from(to)))
 }
 
-fn parse_probe(s: &AppState, b: Bytes) -> Result<EncryptedProbe, ApiError> {
+fn parse_probe(s: &ServerState, b: Bytes) -> Result<EncryptedProbe, ApiError> {
     Ok(EncryptedProbe::from_bytes(&b, s.galleries.params())?)
 }
 
