@@ -2,6 +2,7 @@
 //! many random and extreme templates, the noise budget, slot independence, gallery
 //! add/remove/re-pack, and rejection of wrong keys and bad payloads.
 
+use blindface::client::keys::KeyFile;
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, erasure, noise_bound, readouts, EncryptedProbe,
     EncryptedTemplate, Gallery, HeError, MatchResult, Params, PreparedProbe, SecretKey, Template,

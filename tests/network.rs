@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use blindface::client::keys::KeyFile;
 use blindface::client::{connect, Access, Client, ClientError, Locations};
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, synthetic_templates, BlockResult, EncryptedProbe,

@@ -24,7 +24,7 @@ use super::protocol::{
     SourceId, Timings,
 };
 use crate::client::face::{embed_face, EmbeddedFace};
-use crate::client::keys::{current_params, open_key, KeyError, KeyOrigin, KeyPolicy};
+use crate::client::keys::{current_params, open_key, KeyError, KeyFile, KeyOrigin, KeyPolicy};
 use crate::client::{connect, Access, Client, ClientError, Enrolment, Locations};
 use crate::he::SecretKey;
 use crate::matcher::{MatcherError, MatcherSpec, TokenStore, Traffic};

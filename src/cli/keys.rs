@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use blindface::client::keys::current_params;
+use blindface::client::keys::{current_params, KeyFile};
 use blindface::he::SecretKey;
 
 use super::output::{emit, Globals};

@@ -1,4 +1,5 @@
-//! The secret key file: one loading function with an explicit policy for each caller
+//! The secret key file: the key's bytes written atomically with mode 0600 and read back
+//! ([`KeyFile`]), and one loading function with an explicit policy for each caller
 //! (`blindface keygen` and the gallery commands need an existing key, the app creates one
 //! on first run, `compare`/`eval` fall back to a key for this run only). An existing file
 //! that cannot be read is always an error, never silently replaced.
@@ -7,7 +8,48 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::fsutil;
 use crate::he::{HeError, Params, SecretKey};
+
+/// The key file: [`SecretKey::to_bytes`] in a file readable by its owner only.
+pub trait KeyFile: Sized {
+    /// Writes the key atomically (temp file + rename) with mode 0600. Refuses to replace
+    /// an existing file unless `overwrite`.
+    fn save(&self, path: &Path, overwrite: bool) -> Result<(), HeError>;
+
+    /// Reads a key file written by [`KeyFile::save`].
+    fn load(path: &Path, params: &Params) -> Result<Self, HeError>;
+}
+
+impl KeyFile for SecretKey {
+    fn save(&self, path: &Path, overwrite: bool) -> Result<(), HeError> {
+        let exists = || HeError::KeyExists {
+            path: path.display().to_string(),
+        };
+        if path.exists() && !overwrite {
+            return Err(exists());
+        }
+        fsutil::write_private(path, &self.to_bytes(), overwrite).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                exists()
+            } else {
+                HeError::KeyIo {
+                    path: path.display().to_string(),
+                    reason: e,
+                }
+            }
+        })
+    }
+
+    fn load(path: &Path, params: &Params) -> Result<Self, HeError> {
+        let bytes =
+            zeroize::Zeroizing::new(std::fs::read(path).map_err(|reason| HeError::KeyIo {
+                path: path.display().to_string(),
+                reason,
+            })?);
+        SecretKey::from_bytes(&bytes, params)
+    }
+}
 
 /// What to do when the key file does not exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

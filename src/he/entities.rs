@@ -1,5 +1,5 @@
 //! Ciphertext entities exchanged between the app and the matcher (data only; the
-//! algorithms live in `encrypt`, `matching` and `decrypt`).
+//! algorithms live in `encrypt`, `probe`, `gallery` and `decrypt`).
 //!
 //! Every entity serializes through [`super::wire`] and is checked for version, parameters,
 //! checksum and dimensions when parsed.

@@ -1,7 +1,6 @@
-//! The secret key: generation with tfhe's CSPRNG, a short fingerprint, and a versioned key
-//! file written atomically with mode 0600.
-
-use std::path::Path;
+//! The secret key: generation with tfhe's CSPRNG, a short fingerprint, and its versioned,
+//! checksummed bytes ([`SecretKey::to_bytes`], [`SecretKey::from_bytes`]). Where those
+//! bytes are kept is the caller's business (the app writes them to an owner-only file).
 
 use sha2::{Digest, Sha256};
 use tfhe::core_crypto::prelude::{
@@ -111,39 +110,5 @@ impl SecretKey {
             params: *params,
             key,
         })
-    }
-
-    /// Writes the key atomically (temp file + rename) with mode 0600. Refuses to replace
-    /// an existing file unless `overwrite`.
-    pub fn save(&self, path: &Path, overwrite: bool) -> Result<(), HeError> {
-        let io = |reason| HeError::KeyIo {
-            path: path.display().to_string(),
-            reason,
-        };
-        if path.exists() && !overwrite {
-            return Err(HeError::KeyExists {
-                path: path.display().to_string(),
-            });
-        }
-        crate::fsutil::write_private(path, &self.to_bytes(), overwrite).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                HeError::KeyExists {
-                    path: path.display().to_string(),
-                }
-            } else {
-                io(e)
-            }
-        })?;
-        Ok(())
-    }
-
-    /// Reads a key file written by [`SecretKey::save`].
-    pub fn load(path: &Path, params: &Params) -> Result<Self, HeError> {
-        let bytes =
-            zeroize::Zeroizing::new(std::fs::read(path).map_err(|reason| HeError::KeyIo {
-                path: path.display().to_string(),
-                reason,
-            })?);
-        Self::from_bytes(&bytes, params)
     }
 }

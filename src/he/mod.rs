@@ -10,20 +10,24 @@
 //! SECURITY.md for the assumptions. This module depends on neither UI, camera, network
 //! nor ONNX.
 
+mod block;
 mod decrypt;
 mod encrypt;
 mod entities;
 mod error;
+mod gallery;
 mod keys;
 pub mod layout;
 mod mask;
-mod matching;
 mod params;
+mod probe;
 mod quantise;
 mod result;
 mod synthetic;
 pub mod wire;
 
+pub(crate) use block::round_body;
+pub use block::{BlockCiphertext, BlockRecord, MaskSeed};
 pub use decrypt::{
     block_readouts, decrypt, decrypt_block, decrypt_for, decrypt_gallery_block, erasure,
     noise_bound, readouts, relocation, Distance, Readout,
@@ -31,13 +35,10 @@ pub use decrypt::{
 pub use encrypt::{encrypt_probe, encrypt_template};
 pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext, TemplateId};
 pub use error::HeError;
+pub use gallery::{Change, Gallery, GalleryBuilder, Location, Move};
 pub use keys::SecretKey;
-pub(crate) use matching::round_body;
-pub use matching::{
-    BlockCiphertext, BlockRecord, Change, Gallery, GalleryBuilder, Location, MaskSeed, Move,
-    PreparedProbe,
-};
 pub use params::{Params, PARAMS_VERSION};
+pub use probe::PreparedProbe;
 pub use quantise::{quantise, threshold_sq, to_float_l2, Quantised, Template};
 pub use result::{BlockResult, MatchResult, ResultReader, ResultWriter, SlotReadout, RESULT_BITS};
 pub use synthetic::{synthetic_template, synthetic_templates};

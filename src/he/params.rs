@@ -90,7 +90,7 @@ impl Params {
     /// Bits of each block coefficient the external product reads: the gadget
     /// decomposition keeps the top `decomp_base_log * decomp_level_count` bits and rounds
     /// the rest away. The gallery stores block bodies at this precision (see
-    /// `matching::round_body`).
+    /// `block::round_body`).
     pub fn body_bits(&self) -> u32 {
         (self.decomp_base_log * self.decomp_level_count) as u32
     }
