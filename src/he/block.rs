@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use tfhe::core_crypto::prelude::GlweCiphertext;
 
-use super::entities::TemplateId;
+use super::id::TemplateId;
 use super::mask;
 use super::wire::{self, Kind};
 use super::{HeError, Params};

@@ -14,7 +14,8 @@
 use tfhe::core_crypto::prelude::{decrypt_glwe_ciphertext, GlweCiphertext, PlaintextList};
 
 use super::block::BlockCiphertext;
-use super::entities::{EncryptedTemplate, ProbeContext, TemplateId};
+use super::entities::{EncryptedTemplate, ProbeContext};
+use super::id::TemplateId;
 use super::result::{BlockResult, MatchResult, RESULT_BITS};
 use super::{encrypt, HeError, Params, SecretKey};
 

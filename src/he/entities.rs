@@ -9,38 +9,6 @@ use serde::{Deserialize, Serialize};
 use super::wire::{self, Kind};
 use super::{HeError, Params};
 
-/// Identifier of an enrolled template: chosen at random by the app (so that its sealed
-/// label can be bound to it) in `[1, 2^53)`, which survives JSON numbers and reveals no
-/// enrolment order. Opaque to the matcher.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
-#[serde(transparent)]
-pub struct TemplateId(pub u64);
-
-impl TemplateId {
-    /// Ids lie in `[1, ID_LIMIT)`.
-    pub const LIMIT: u64 = 1 << 53;
-
-    /// Whether the id lies in the valid range.
-    pub fn is_valid(self) -> bool {
-        (1..Self::LIMIT).contains(&self.0)
-    }
-}
-
-impl std::fmt::Display for TemplateId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::str::FromStr for TemplateId {
-    type Err = std::num::ParseIntError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse().map(TemplateId)
-    }
-}
-
 /// A template encrypted by the app: seeded GLWE of Delta * g(X) in slot 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptedTemplate {

@@ -18,7 +18,8 @@ use tfhe::core_crypto::prelude::{
 };
 
 use super::block::{add_into, round_body, Block, BlockCiphertext, BlockRecord, Glwe, MaskSeed};
-use super::entities::{EncryptedTemplate, TemplateId};
+use super::entities::EncryptedTemplate;
+use super::id::TemplateId;
 use super::mask;
 use super::probe::PreparedProbe;
 use super::result::{BlockResult, MatchResult};

@@ -16,6 +16,7 @@ mod encrypt;
 mod entities;
 mod error;
 mod gallery;
+mod id;
 mod keys;
 pub mod layout;
 mod mask;
@@ -33,9 +34,10 @@ pub use decrypt::{
     noise_bound, readouts, relocation, Distance, Readout,
 };
 pub use encrypt::{encrypt_probe, encrypt_template};
-pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext, TemplateId};
+pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext};
 pub use error::HeError;
 pub use gallery::{Change, Gallery, GalleryBuilder, Location, Move};
+pub use id::TemplateId;
 pub use keys::SecretKey;
 pub use params::{Params, PARAMS_VERSION};
 pub use probe::PreparedProbe;

@@ -15,7 +15,8 @@ use tfhe::core_crypto::prelude::{
     Polynomial, SeededGgswCiphertext,
 };
 
-use super::entities::{EncryptedProbe, TemplateId};
+use super::entities::EncryptedProbe;
+use super::id::TemplateId;
 use super::mask;
 use super::result::{switch_modulus, BlockResult, SlotReadout};
 use super::{HeError, Params};

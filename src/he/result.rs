@@ -18,7 +18,7 @@ use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-use super::entities::TemplateId;
+use super::id::TemplateId;
 use super::wire::{self, Kind};
 use super::{HeError, Params};
 
