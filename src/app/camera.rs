@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nokhwa::pixel_format::RgbFormat;
@@ -15,6 +15,7 @@ use nokhwa::utils::{
     ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
     Resolution,
 };
+use parking_lot::Mutex;
 
 use crate::frames::{FrameCounter, RawFrame};
 
@@ -136,10 +137,6 @@ impl Drop for Camera {
     }
 }
 
-fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn open_stream(index: u32, req: CameraRequest) -> Result<nokhwa::Camera, String> {
     let format =
         RequestedFormat::new::<RgbFormat>(RequestedFormatType::Closest(CameraFormat::new(
@@ -174,17 +171,17 @@ impl Camera {
                 .name("blindface-camera".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        lock(&shared).state.get_or_insert(CameraState::Opening);
+                        shared.lock().state.get_or_insert(CameraState::Opening);
                         let mut cam = match open_stream(index, req) {
                             Ok(c) => c,
                             Err(e) => {
-                                lock(&shared).state = Some(CameraState::Lost(e));
+                                shared.lock().state = Some(CameraState::Lost(e));
                                 std::thread::sleep(REOPEN_EVERY);
                                 continue;
                             }
                         };
                         let f = cam.camera_format();
-                        lock(&shared).state = Some(CameraState::Streaming {
+                        shared.lock().state = Some(CameraState::Streaming {
                             width: f.resolution().width(),
                             height: f.resolution().height(),
                             fps: f.frame_rate(),
@@ -192,9 +189,9 @@ impl Camera {
                         while !stop.load(Ordering::Relaxed) {
                             match cam.frame() {
                                 // Only the raw buffer crosses: decoding is ours, elsewhere.
-                                Ok(buf) => lock(&shared).latest = Some(RawFrame::from_nokhwa(&buf)),
+                                Ok(buf) => shared.lock().latest = Some(RawFrame::from_nokhwa(&buf)),
                                 Err(e) => {
-                                    lock(&shared).state =
+                                    shared.lock().state =
                                         Some(CameraState::Lost(format!("it stopped ({e})")));
                                     break;
                                 }
@@ -229,7 +226,8 @@ impl Camera {
     }
 
     pub fn state(&self) -> CameraState {
-        lock(&self.shared)
+        self.shared
+            .lock()
             .state
             .clone()
             .unwrap_or(CameraState::Opening)
@@ -251,7 +249,7 @@ impl Camera {
 
     /// The newest raw frame since the last call.
     pub fn latest(&self) -> Option<RawFrame> {
-        lock(&self.shared).latest.take()
+        self.shared.lock().latest.take()
     }
 
     /// A message for the window when the camera is lost.

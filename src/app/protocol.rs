@@ -1,6 +1,6 @@
 //! What the UI and the worker say to each other: [`Command`]s in, [`Event`]s out, and the
 //! data both sides share (timings, match outcomes, connection state, typed errors). Both
-//! `state.rs` and `worker.rs` import this module; neither imports the other.
+//! `state.rs` and `worker/` import this module; neither imports the other.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -232,7 +232,10 @@ pub enum Command {
     DiscardKey,
     /// Write the current key to a file.
     ExportKey(PathBuf),
-    /// Panics inside the worker: exercises the recovery path (tests, diagnostics).
+    /// Panics inside the worker: exercises the recovery path. Test builds only: the
+    /// library's own tests, and `tests/app.rs` through the `test-hooks` feature (see
+    /// Cargo.toml); never in the shipped binary.
+    #[cfg(any(test, feature = "test-hooks"))]
     Crash,
 }
 

@@ -5,7 +5,8 @@ use eframe::egui;
 
 use super::state::AppState;
 
-fn ms(v: Option<f64>) -> String {
+/// A duration in milliseconds as people write it.
+fn duration_text(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
         Some(v) if v < 1.0 => format!("{:.0} µs", v * 1e3),
@@ -13,6 +14,7 @@ fn ms(v: Option<f64>) -> String {
     }
 }
 
+/// A size in bytes as people write it.
 fn bytes(v: Option<usize>) -> String {
     match v {
         None => "-".into(),
@@ -35,11 +37,11 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState) {
     let t = &state.timings;
     egui::Grid::new("timings").striped(true).show(ui, |ui| {
         for (name, v) in [
-            ("Detect", ms(t.detect_ms)),
-            ("Embed", ms(t.embed_ms)),
-            ("Encrypt", ms(t.encrypt_ms)),
-            ("Match (matcher)", ms(t.match_ms)),
-            ("Decrypt", ms(t.decrypt_ms)),
+            ("Detect", duration_text(t.detect_ms)),
+            ("Embed", duration_text(t.embed_ms)),
+            ("Encrypt", duration_text(t.encrypt_ms)),
+            ("Match (matcher)", duration_text(t.match_ms)),
+            ("Decrypt", duration_text(t.decrypt_ms)),
             ("Sent to matcher", bytes(t.bytes_sent)),
             ("Received", bytes(t.bytes_received)),
         ] {
@@ -60,9 +62,9 @@ mod tests {
 
     #[test]
     fn durations_and_sizes_read_as_people_write_them() {
-        assert_eq!(ms(Some(0.601)), "601 µs");
-        assert_eq!(ms(Some(12.34)), "12.3 ms");
-        assert_eq!(ms(None), "-");
+        assert_eq!(duration_text(Some(0.601)), "601 µs");
+        assert_eq!(duration_text(Some(12.34)), "12.3 ms");
+        assert_eq!(duration_text(None), "-");
         assert_eq!(bytes(Some(2048)), "2.0 KiB");
         assert_eq!(bytes(Some(12)), "12 B");
     }

@@ -6,7 +6,7 @@
 //!
 //! Invariants held here:
 //! - A gallery belongs to one key: the built-in matcher keeps one tenant per key
-//!   fingerprint, remote tokens are stored per (URL, key fingerprint) ([`connect`]).
+//!   fingerprint, remote tokens are stored per (URL, key fingerprint) ([`connect()`]).
 //! - Template ids are chosen here at random and every label is sealed to its id, so a label
 //!   moved to another template does not open ([`crate::labels`]).
 //! - Results are checked against what was asked: a verify must answer for exactly the
@@ -15,11 +15,13 @@
 //!
 //! No UI, camera or network code of its own (the remote matcher does the HTTP).
 
+mod connect;
 pub mod face;
 pub mod keys;
 
+pub use connect::{connect, endpoint, remember_pin, Access, Locations};
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Instant;
 
 use thiserror::Error;
@@ -30,10 +32,7 @@ use crate::he::{
 };
 use crate::labels::{LabelError, LabelKey};
 use crate::matcher::tls::Fingerprint;
-use crate::matcher::{
-    BuiltinMatcher, Credentials, Endpoint, Enrolled, Matcher, MatcherError, MatcherSpec,
-    RemoteMatcher, RemovalBlock, TokenStore, Traffic,
-};
+use crate::matcher::{Enrolled, Matcher, MatcherError, RemovalBlock, Traffic};
 use crate::ranking::{best_per_person, rank, PersonDistance};
 use crate::vision::VisionError;
 
@@ -74,13 +73,6 @@ fn ids_text(ids: &[TemplateId]) -> String {
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Where the client keeps things: the built-in store and the remote tokens.
-#[derive(Debug, Clone)]
-pub struct Locations {
-    pub data_dir: PathBuf,
-    pub tokens: TokenStore,
 }
 
 /// Milliseconds of the client's own steps in one request.
@@ -149,31 +141,6 @@ pub struct Enrolment {
     pub wire: WireView,
 }
 
-/// How to reach a remote matcher beyond its URL: what the user typed or passed.
-/// `Debug` shows neither the token nor the invitation code.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Access {
-    /// A token (saved for this key and URL once it has worked).
-    pub token: Option<String>,
-    /// A one-time invitation code, to register a new gallery on an invite-only server.
-    pub invite: Option<String>,
-    /// The certificate fingerprint to require (replaces the saved pin once it works).
-    pub fingerprint: Option<Fingerprint>,
-    /// Allow plain HTTP to a host beyond loopback.
-    pub insecure_http: bool,
-}
-
-impl std::fmt::Debug for Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Access")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("invite", &self.invite.as_ref().map(|_| "<redacted>"))
-            .field("fingerprint", &self.fingerprint)
-            .field("insecure_http", &self.insecure_http)
-            .finish()
-    }
-}
-
 /// The key holder's side of one gallery.
 pub struct Client {
     key: SecretKey,
@@ -194,77 +161,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn ms(since: Instant) -> f64 {
+/// Milliseconds since `since`: how [`StepTimes`] and the app's timings count.
+pub fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
 const PREVIEW_BYTES: usize = 48;
 
-/// Opens the matcher `spec` names for the gallery `key` owns. Built-in: the key's own
-/// tenant in `at.data_dir` (adopting a gallery enrolled before galleries were bound to keys
-/// if, and only if, this key reads every one of its labels). Remote: the server's
-/// certificate must match `access.fingerprint`, else the pin saved for the URL, else the
-/// first one seen is pinned (trust on first use: [`Client::new_pin`] says so, to show the
-/// user); the gallery is `access.token` if given (saved for this key), else the token
-/// saved for this key and URL, else a legacy token this key's labels prove to be its own,
-/// else a new registration (with `access.invite` on an invite-only server).
-pub fn connect(
-    key: SecretKey,
-    spec: &MatcherSpec,
-    at: &Locations,
-    access: &Access,
-) -> Result<Client, Box<ConnectError>> {
-    let (matcher, given, endpoint) = match open_matcher(&key, spec, at, access) {
-        Ok(m) => m,
-        Err(error) => return Err(Box::new(ConnectError { error, key })),
-    };
-    let mut client = Client::new(key, matcher)?;
-    // A typed token, and a new pin, are kept only once they have proved to work.
-    if let (MatcherSpec::Remote { url }, Some(endpoint)) = (spec, endpoint) {
-        let url = url.as_str();
-        let saved = (|| {
-            if let Some(creds) = given {
-                at.tokens.put(url, &client.fingerprint(), &creds)?;
-            }
-            client.new_pin = remember_pin(&at.tokens, &endpoint)?;
-            Ok::<_, MatcherError>(())
-        })();
-        if let Err(e) = saved {
-            return Err(Box::new(ConnectError {
-                error: e.into(),
-                key: client.into_key(),
-            }));
-        }
-    }
-    Ok(client)
-}
-
-/// Saves the certificate `endpoint` pinned (after a request that worked) if it is not the
-/// saved pin yet; returns it then, for the user to compare.
-pub fn remember_pin(
-    tokens: &TokenStore,
-    endpoint: &Endpoint,
-) -> Result<Option<Fingerprint>, MatcherError> {
-    match endpoint.fingerprint() {
-        Some(f) if tokens.pin(endpoint.url())? != Some(f) => {
-            tokens.set_pin(endpoint.url(), f)?;
-            Ok(Some(f))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// The endpoint of a remote `url`: pinned to `access.fingerprint`, else to the pin saved
-/// for it, else to the first certificate seen. Also what the admin commands use.
-pub fn endpoint(url: &str, tokens: &TokenStore, access: &Access) -> Result<Endpoint, MatcherError> {
-    let pin = match access.fingerprint {
-        Some(f) => Some(f),
-        None => tokens.pin(url)?,
-    };
-    Endpoint::new(url, pin, access.insecure_http)
-}
-
-/// A failed [`connect`]: the error, and the key back (nothing else holds it).
+/// A failed [`connect()`] or [`Client::new`]: the error, and the key back (nothing else
+/// holds it).
 pub struct ConnectError {
     pub error: ClientError,
     pub key: SecretKey,
@@ -283,81 +188,6 @@ impl std::fmt::Display for ConnectError {
 }
 
 impl std::error::Error for ConnectError {}
-
-/// The matcher, the typed-in credentials to save once they work, and the remote endpoint.
-type Opened = (Box<dyn Matcher>, Option<Credentials>, Option<Endpoint>);
-
-fn open_matcher(
-    key: &SecretKey,
-    spec: &MatcherSpec,
-    at: &Locations,
-    access: &Access,
-) -> Result<Opened, ClientError> {
-    let params = *key.params();
-    let owner = key.fingerprint();
-    let labels = LabelKey::from_secret(key);
-    Ok(match spec {
-        MatcherSpec::Builtin => {
-            let m = BuiltinMatcher::open(&at.data_dir, &params, &owner)?;
-            if m.is_empty() {
-                let legacy = m.legacy_gallery()?;
-                if !legacy.is_empty() && all_open(&labels, &legacy) {
-                    m.adopt_legacy_gallery()?;
-                }
-            }
-            (Box::new(m), None, None)
-        }
-        MatcherSpec::Remote { url } => {
-            let store = &at.tokens;
-            let endpoint = endpoint(url, store, access)?;
-            let mut given = None;
-            let creds = match access
-                .token
-                .as_deref()
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-            {
-                Some(t) => {
-                    let c = Credentials {
-                        tenant: "(given token)".into(),
-                        token: t.to_string(),
-                    };
-                    given = Some(c.clone());
-                    c
-                }
-                None => match store.get(url, &owner)? {
-                    Some(c) => c,
-                    None => {
-                        let adopted = match store.legacy(url)? {
-                            Some(c) => {
-                                let m =
-                                    RemoteMatcher::new(&endpoint, &params, c.clone(), store.path());
-                                let list = m.list()?;
-                                (!list.is_empty() && all_open(&labels, &list)).then_some(c)
-                            }
-                            None => None,
-                        };
-                        let c = match adopted {
-                            Some(c) => c,
-                            None => RemoteMatcher::register(&endpoint, access.invite.as_deref())?,
-                        };
-                        store.put(url, &owner, &c)?;
-                        c
-                    }
-                },
-            };
-            (
-                Box::new(RemoteMatcher::new(&endpoint, &params, creds, store.path())),
-                given,
-                Some(endpoint),
-            )
-        }
-    })
-}
-
-fn all_open(labels: &LabelKey, list: &[Enrolled]) -> bool {
-    list.iter().all(|e| labels.open(&e.label, e.id).is_ok())
-}
 
 impl Client {
     /// A client over an open matcher; lists the gallery once to fill the name table.
@@ -466,7 +296,7 @@ impl Client {
         crate::labels::check_name(name)?;
         let t = Instant::now();
         let ct = encrypt_template(&self.key, template);
-        let encrypt_ms = ms(t);
+        let encrypt_ms = elapsed_ms(t);
         // Ids are 53 random bits: a clash is all but impossible, but cheap to survive.
         let mut attempts = 0;
         loop {
@@ -483,7 +313,7 @@ impl Client {
                         traffic,
                         times: StepTimes {
                             encrypt_ms,
-                            match_ms: ms(t),
+                            match_ms: elapsed_ms(t),
                             decrypt_ms: 0.0,
                         },
                         wire: WireView {
@@ -531,7 +361,7 @@ impl Client {
     ) -> Result<MatchReport, ClientError> {
         let t = Instant::now();
         let (probe, ctx) = encrypt_probe(&self.key, template);
-        let encrypt_ms = ms(t);
+        let encrypt_ms = elapsed_ms(t);
         let t = Instant::now();
         let mut distances = Vec::new();
         let mut seen = BTreeSet::new();
@@ -586,7 +416,7 @@ impl Client {
         };
         answers.check(&seen, &self.names)?;
         let decrypt_ms = decrypting.as_secs_f64() * 1e3;
-        let match_ms = (ms(t) - decrypt_ms).max(0.0);
+        let match_ms = (elapsed_ms(t) - decrypt_ms).max(0.0);
         Ok(MatchReport {
             rows: rank(&distances, &self.names, self.params()),
             calls,
@@ -769,7 +599,7 @@ mod tests {
 
     use super::*;
     use crate::he::{synthetic_templates, EncryptedProbe, EncryptedTemplate};
-    use crate::matcher::Reply;
+    use crate::matcher::{BuiltinMatcher, MatcherSpec, Reply, TokenStore};
 
     /// A matcher that can answer a verify as if it were another template's.
     struct Lying {

@@ -59,11 +59,10 @@
 //! those a detector without retry returns. (The retry happens only when the first pass
 //! found no face at the threshold, so the close-up pass has run unless it is off.)
 
-use std::sync::Mutex;
-
 use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::error::VisionError;
@@ -295,10 +294,7 @@ impl Detector {
         // Factors from input pixels back to image pixels, per axis.
         let (fx, fy) = (w as f32 / nw as f32, h as f32 / nh as f32);
 
-        let mut session = self
-            .session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut session = self.session.lock();
         let tensor = TensorRef::from_array_view((
             [1usize, 3, YUNET_INPUT_SIZE, YUNET_INPUT_SIZE],
             input.as_slice(),

@@ -1,11 +1,10 @@
 //! SFace embedding of an aligned 112x112 face: RGB f32 0..255 NCHW `data` [1,3,112,112]
 //! in, `fc1` [1,128] out, L2-normalised here.
 
-use std::sync::Mutex;
-
 use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
+use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::align::ALIGNED_SIZE;
@@ -134,10 +133,7 @@ impl Recogniser {
                 input[c * plane + i] = p.0[c] as f32;
             }
         }
-        let mut session = self
-            .session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut session = self.session.lock();
         let tensor = TensorRef::from_array_view(([1usize, 3, side, side], input.as_slice()))
             .map_err(|e| VisionError::inference(MODEL, e))?;
         let outputs = session

@@ -22,9 +22,10 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use ort::environment::Environment;
+use parking_lot::Mutex;
 
 use super::error::VisionError;
 use crate::ort_platform::{self, OrtPlatform, UnsupportedTarget};
@@ -212,9 +213,9 @@ pub fn environment() -> Result<&'static Environment, VisionError> {
     if let Some(env) = ENVIRONMENT.get() {
         return Ok(env);
     }
-    let _guard = INIT_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Held while loading (a failed load is not cached, so std's `OnceLock` alone, whose
+    // fallible `get_or_try_init` is unstable, does not fit).
+    let _guard = INIT_LOCK.lock();
     if let Some(env) = ENVIRONMENT.get() {
         return Ok(env);
     }

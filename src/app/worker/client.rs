@@ -1,36 +1,35 @@
-//! All heavy work of the app, on three background threads sharing one face pipeline: the
-//! vision thread loads or decodes every frame and hands it to the window at once (the
-//! preview runs at the source's rate); the detect thread finds the faces of the newest
-//! frame whenever it is free (a frame superseded while waiting is skipped, the newest never
-//! is); the client thread does everything the app-side [`Client`] does (embedding,
-//! encryption, matcher calls, decryption), plus the key lifecycle. So neither detection nor
-//! matching bounds the preview. The client thread owns the secret key (inside the client, or
-//! alone while no matcher is connected); the window only ever sees its fingerprint.
-//!
-//! The UI sends [`Command`]s and drains [`Event`]s each frame; it never waits. A panic in a
-//! command is caught: the thread reports [`Event::Crashed`] and stops, and the UI starts a
-//! fresh worker ([`Worker::restart`]), so busy flags never stay set.
+//! The client thread: everything the app-side [`Client`] does (embedding, encryption,
+//! matcher calls, decryption), plus the key lifecycle (open or create at start, inspect,
+//! generate, adopt, export) and the connection's health (a matcher found unreachable is
+//! shown as lost and connected again once it answers). It owns the secret key (inside the
+//! client, or alone while no matcher is connected); the window only ever sees its
+//! fingerprint.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use image::RgbImage;
 
-use super::protocol::{
+use super::thread::{serve, Job, Shared};
+use crate::app::protocol::{
     AppError, Command, Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, Shot,
-    SourceId, Timings,
+    Timings,
 };
 use crate::client::face::{embed_face, EmbeddedFace};
 use crate::client::keys::{current_params, open_key, KeyError, KeyFile, KeyOrigin, KeyPolicy};
-use crate::client::{connect, Access, Client, ClientError, Enrolment, Locations};
+use crate::client::{
+    connect, elapsed_ms, Access, Client, ClientError, Enrolment, Locations, MatchReport,
+};
 use crate::he::SecretKey;
 use crate::matcher::{MatcherError, MatcherSpec, TokenStore, Traffic};
-use crate::vision::{load_image, CloseUpPass, Face, FacePipeline};
+use crate::vision::Face;
 
-/// Where the worker keeps things.
+/// Where the worker keeps things (all of them the client thread's: the frame threads
+/// need no configuration).
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub data_dir: PathBuf,
@@ -41,262 +40,37 @@ pub struct WorkerConfig {
     pub insecure_http: bool,
 }
 
-type Repaint = Arc<Mutex<Option<eframe::egui::Context>>>;
-
-/// What both threads share: the way to the UI and the face pipeline (loaded once, by
-/// whichever thread needs it first).
-struct Shared {
-    events: Sender<Event>,
-    repaint: Repaint,
-    pipeline: Mutex<Option<Arc<FacePipeline>>>,
-}
-
-impl Shared {
-    fn send(&self, e: Event) {
-        let _ = self.events.send(e);
-        if let Some(ctx) = self
-            .repaint
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            ctx.request_repaint();
-        }
-    }
-
-    /// A frame could not be loaded or its faces found (either frame thread).
-    fn frame_failed(&self, error: AppError) {
-        self.send(Event::Failed {
-            op: Operation::Frame,
-            error,
-        });
-    }
-
-    fn pipeline(&self) -> Result<Arc<FacePipeline>, AppError> {
-        let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
-        if p.is_none() {
-            *p = Some(Arc::new(
-                FacePipeline::load_default().map_err(AppError::Models)?,
-            ));
-        }
-        Ok(p.as_ref().expect("just loaded").clone())
-    }
-}
-
-/// Handle to the worker threads.
-pub struct Worker {
-    config: WorkerConfig,
-    client_tx: Sender<Command>,
-    vision_tx: Sender<Command>,
-    rx: Receiver<Event>,
-    repaint: Repaint,
-    match_calls: Arc<AtomicU64>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Worker {
-    /// Closes the command channels and waits for the threads to finish their current
-    /// command, so the store and the key are released when the worker is gone (a new
-    /// worker, or another app on the same data directory, can open them at once).
-    fn drop(&mut self) {
-        let (closed, _) = channel();
-        self.client_tx = closed.clone();
-        self.vision_tx = closed;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// What a worker thread does: its first step, each command, and what to release if a
-/// command panics.
-trait Job: Send + 'static {
-    type Cmd: Send + 'static;
-    /// What a command was doing (reported with a crash).
-    fn operation(cmd: &Self::Cmd) -> Option<Operation>;
-    fn init(&mut self) {}
-    fn handle(&mut self, cmd: Self::Cmd);
-    fn release(&mut self) {}
-}
-
-/// Runs `job` on its own thread: `init`, then each command until the channel closes or a
-/// command panics (then `release` runs, the crash is reported, and the thread stops).
-fn serve<J: Job>(
-    name: &str,
+/// Starts the client thread on the commands it is sent; it opens the key (creating it on
+/// first run) and connects to `config.matcher` first.
+pub(super) fn spawn(
+    config: &WorkerConfig,
     shared: Arc<Shared>,
-    rx: Receiver<J::Cmd>,
-    mut job: J,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            job.init();
-            while let Ok(cmd) = rx.recv() {
-                let op = J::operation(&cmd);
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.handle(cmd)));
-                if let Err(panic) = r {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    // The state may be half-changed: release it (the store, so a fresh
-                    // worker can open it) before telling the UI, then stop.
-                    job.release();
-                    drop(job);
-                    shared.send(Event::Crashed { op, message });
-                    return;
-                }
-            }
-        })
-        .expect("spawn a worker thread")
+    commands: Receiver<Command>,
+    match_calls: Arc<AtomicU64>,
+) -> JoinHandle<()> {
+    let job = ClientThread {
+        locations: Locations {
+            data_dir: config.data_dir.clone(),
+            tokens: TokenStore::beside_key(&config.key_path),
+        },
+        key_path: config.key_path.clone(),
+        spec: config.matcher.clone(),
+        insecure_http: config.insecure_http,
+        client: None,
+        spare_key: None,
+        key_problem: None,
+        candidate: None,
+        shared: shared.clone(),
+        match_calls,
+        lost: None,
+        retry_connect: false,
+    };
+    serve("blindface-client", shared, commands, job)
 }
 
-impl Worker {
-    /// Starts the worker: it opens the key (creating it on first run) and connects.
-    pub fn spawn(config: WorkerConfig) -> Self {
-        Self::start(config, Arc::default(), Arc::default())
-    }
-
-    fn start(config: WorkerConfig, repaint: Repaint, match_calls: Arc<AtomicU64>) -> Self {
-        let (client_tx, client_rx) = channel::<Command>();
-        let (vision_tx, vision_rx) = channel::<Command>();
-        let (ev_tx, rx) = channel::<Event>();
-        let shared = Arc::new(Shared {
-            events: ev_tx,
-            repaint: repaint.clone(),
-            pipeline: Mutex::new(None),
-        });
-        let (detect_tx, detect_rx) = channel::<Detect>();
-        let newest = Arc::new(AtomicU64::new(0));
-        let detect_thread = serve(
-            "blindface-detect",
-            shared.clone(),
-            detect_rx,
-            Detector {
-                shared: shared.clone(),
-                newest: newest.clone(),
-                close_up: CloseUpSchedule::default(),
-            },
-        );
-        let vision_thread = serve(
-            "blindface-vision",
-            shared.clone(),
-            vision_rx,
-            Vision {
-                shared: shared.clone(),
-                detect: detect_tx,
-                newest,
-                seq: 0,
-            },
-        );
-        let inner = Inner {
-            locations: Locations {
-                data_dir: config.data_dir.clone(),
-                tokens: TokenStore::beside_key(&config.key_path),
-            },
-            key_path: config.key_path.clone(),
-            spec: config.matcher.clone(),
-            insecure_http: config.insecure_http,
-            client: None,
-            spare_key: None,
-            key_problem: None,
-            candidate: None,
-            shared: shared.clone(),
-            match_calls: match_calls.clone(),
-            lost: None,
-            retry_connect: false,
-        };
-        let client_thread = serve("blindface-client", shared, client_rx, inner);
-        Worker {
-            config,
-            client_tx,
-            vision_tx,
-            rx,
-            repaint,
-            match_calls,
-            threads: vec![vision_thread, detect_thread, client_thread],
-        }
-    }
-
-    /// A fresh worker with the same configuration (after a crash), connecting to `spec`.
-    pub fn restart(&mut self, spec: MatcherSpec, insecure_http: bool) {
-        let mut config = self.config.clone();
-        config.matcher = spec;
-        config.insecure_http = insecure_http;
-        *self = Self::start(config, self.repaint.clone(), self.match_calls.clone());
-    }
-
-    /// The context to wake when an event arrives.
-    pub fn set_repaint(&self, ctx: &eframe::egui::Context) {
-        let mut r = self.repaint.lock().unwrap_or_else(|e| e.into_inner());
-        if r.is_none() {
-            *r = Some(ctx.clone());
-        }
-    }
-
-    pub fn send(&self, cmd: Command) {
-        // A send fails only once a thread stopped after a crash; its Crashed event (or
-        // the closed channel, see `drain`) makes the UI restart the worker.
-        let tx = match cmd {
-            Command::LoadFile { .. } | Command::Analyse { .. } | Command::AnalyseRaw { .. } => {
-                &self.vision_tx
-            }
-            _ => &self.client_tx,
-        };
-        let _ = tx.send(cmd);
-    }
-
-    /// Events that arrived since the last call; a worker that vanished without a word is
-    /// reported as crashed.
-    pub fn drain(&self) -> Vec<Event> {
-        let mut out = Vec::new();
-        loop {
-            match self.rx.try_recv() {
-                Ok(e) => out.push(e),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    if !out.iter().any(|e| matches!(e, Event::Crashed { .. })) {
-                        out.push(Event::Crashed {
-                            op: None,
-                            message: "the worker stopped".into(),
-                        });
-                    }
-                    break;
-                }
-            }
-        }
-        out
-    }
-
-    /// Verify and identify calls made to the matcher so far (kept across restarts).
-    pub fn match_calls(&self) -> u64 {
-        self.match_calls.load(Ordering::Relaxed)
-    }
-}
-
-impl Command {
-    /// What the command does (a crash is reported with it).
-    pub fn operation(&self) -> Option<Operation> {
-        Some(match self {
-            Command::LoadFile { .. } | Command::Analyse { .. } | Command::AnalyseRaw { .. } => {
-                Operation::Frame
-            }
-            Command::Enrol { .. } => Operation::Enrol,
-            Command::Match { .. } | Command::MatchTrack { .. } => Operation::Match,
-            Command::Remove { .. } | Command::Refresh => Operation::Gallery,
-            Command::Connect { .. } | Command::CheckConnection => Operation::Connect,
-            Command::InspectKey(_)
-            | Command::GenerateKey
-            | Command::AdoptKey
-            | Command::DiscardKey
-            | Command::ExportKey(_) => Operation::Key,
-            Command::Crash => return None,
-        })
-    }
-}
-
-struct Inner {
+/// The client thread's state: the connected [`Client`] (or the key alone), the key
+/// lifecycle and the connection's health.
+struct ClientThread {
     locations: Locations,
     key_path: PathBuf,
     spec: MatcherSpec,
@@ -317,7 +91,7 @@ struct Inner {
     retry_connect: bool,
 }
 
-impl Job for Inner {
+impl Job for ClientThread {
     type Cmd = Command;
     fn operation(cmd: &Command) -> Option<Operation> {
         cmd.operation()
@@ -326,171 +100,14 @@ impl Job for Inner {
         self.start();
     }
     fn handle(&mut self, cmd: Command) {
-        Inner::handle(self, cmd)
+        ClientThread::handle(self, cmd)
     }
     fn release(&mut self) {
         drop(self.client.take());
     }
 }
 
-/// The vision thread: every frame loaded or decoded, shown at once, then handed to the
-/// detect thread.
-struct Vision {
-    shared: Arc<Shared>,
-    detect: Sender<Detect>,
-    /// The sequence number of the newest frame handed over (the detect thread skips older
-    /// ones still waiting).
-    newest: Arc<AtomicU64>,
-    seq: u64,
-}
-
-/// A frame for the detect thread.
-struct Detect {
-    label: String,
-    source: SourceId,
-    image: Arc<RgbImage>,
-    seq: u64,
-    /// A frame of live video (camera, stream), not a still image.
-    live: bool,
-}
-
-/// In live video the full close-up check runs on every this-many frames of a picture;
-/// the frames between look for close-ups only when no face at all was found. A face
-/// stepping close to the camera beside others is found within this many frames (0.1 s at
-/// 30 fps), and detection costs about one YuNet run a frame instead of two.
-pub const CLOSE_UP_CHECK_EVERY: u32 = 3;
-
-/// Which close-up pass each frame gets: every still image and the first frame of each
-/// picture the full rule, then one frame in [`CLOSE_UP_CHECK_EVERY`].
-#[derive(Debug, Default)]
-pub struct CloseUpSchedule {
-    last: Option<(SourceId, u32)>,
-}
-
-impl CloseUpSchedule {
-    pub fn next(&mut self, source: SourceId, live: bool) -> CloseUpPass {
-        let since = match self.last {
-            Some((s, n)) if live && s == source => n + 1,
-            _ => 0,
-        };
-        let due = since % CLOSE_UP_CHECK_EVERY == 0;
-        self.last = Some((source, if due { 0 } else { since }));
-        if due {
-            CloseUpPass::WhenItCanFindMore
-        } else {
-            CloseUpPass::WhenNothingFound
-        }
-    }
-}
-
-/// The detect thread: the faces of the newest frame.
-struct Detector {
-    shared: Arc<Shared>,
-    newest: Arc<AtomicU64>,
-    close_up: CloseUpSchedule,
-}
-
-impl Job for Detector {
-    type Cmd = Detect;
-    fn operation(_: &Detect) -> Option<Operation> {
-        Some(Operation::Frame)
-    }
-    fn handle(&mut self, d: Detect) {
-        // A newer frame waits behind this one: skip to it (the newest is never skipped).
-        if d.seq < self.newest.load(Ordering::Acquire) {
-            return;
-        }
-        let t = Instant::now();
-        let mode = self.close_up.next(d.source, d.live);
-        let faces = match self.shared.pipeline().and_then(|p| {
-            p.detection_with_close_up(&d.image, mode)
-                .map(|d| d.faces)
-                .map_err(AppError::Detect)
-        }) {
-            Ok(f) => f,
-            Err(error) => return self.shared.frame_failed(error),
-        };
-        self.shared.send(Event::Frame {
-            label: d.label,
-            source: d.source,
-            image: d.image,
-            faces,
-            timings: Timings {
-                detect_ms: Some(ms(t)),
-                ..Timings::default()
-            },
-        });
-    }
-}
-
-impl Job for Vision {
-    type Cmd = Command;
-    fn operation(cmd: &Command) -> Option<Operation> {
-        cmd.operation()
-    }
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::LoadFile { path, source } => {
-                let label = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| path.display().to_string());
-                match load_image(&path) {
-                    Ok(img) => self.analyse(label, source, Arc::new(img), false),
-                    Err(e) => self.shared.frame_failed(AppError::Image(e)),
-                }
-            }
-            Command::Analyse {
-                label,
-                image,
-                source,
-            } => self.analyse(label, source, image, true),
-            Command::AnalyseRaw {
-                label,
-                frame,
-                mirror,
-                counter,
-                source,
-            } => match counter.decode(&frame) {
-                Ok(mut img) => {
-                    if mirror {
-                        image::imageops::flip_horizontal_in_place(&mut img);
-                    }
-                    self.analyse(label, source, Arc::new(img), true);
-                }
-                // Dropped and counted; the next frame comes soon. Say so, so the UI
-                // is not left waiting for this one.
-                Err(_) => self.shared.send(Event::FrameDropped),
-            },
-            _ => {}
-        }
-    }
-}
-
-impl Vision {
-    /// Shows the frame now and hands it to the detect thread.
-    fn analyse(&mut self, label: String, source: SourceId, image: Arc<RgbImage>, live: bool) {
-        self.shared.send(Event::Preview {
-            source,
-            image: image.clone(),
-        });
-        self.seq += 1;
-        self.newest.store(self.seq, Ordering::Release);
-        let _ = self.detect.send(Detect {
-            label,
-            source,
-            image,
-            seq: self.seq,
-            live,
-        });
-    }
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
-
-impl Inner {
+impl ClientThread {
     fn send(&self, e: Event) {
         self.shared.send(e);
     }
@@ -786,6 +403,7 @@ impl Inner {
                     ),
                 }
             }
+            #[cfg(any(test, feature = "test-hooks"))]
             Command::Crash => panic!("crash requested"),
         }
     }
@@ -849,7 +467,7 @@ impl Inner {
         let pipeline = self.shared.pipeline()?;
         let t = Instant::now();
         let embedded = embed_face(&pipeline, image, face, &params)?;
-        Ok((embedded, ms(t)))
+        Ok((embedded, elapsed_ms(t)))
     }
 
     /// Enrols every shot as a template of `name`. Every shot is embedded before the first
@@ -972,7 +590,7 @@ impl Inner {
 }
 
 /// What one verify or identify measured, as the Timings panel shows it.
-fn match_timings(embed_ms: f64, report: &crate::client::MatchReport) -> Timings {
+fn match_timings(embed_ms: f64, report: &MatchReport) -> Timings {
     Timings {
         detect_ms: None,
         embed_ms: Some(embed_ms),
@@ -1003,23 +621,4 @@ pub fn crop(image: &RgbImage, face: &Face) -> RgbImage {
         160,
         image::imageops::FilterType::Triangle,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn live_video_gets_the_full_close_up_check_every_few_frames_and_stills_always() {
-        let mut s = CloseUpSchedule::default();
-        let (cam, other) = (SourceId(1), SourceId(2));
-        let modes: Vec<_> = (0..7).map(|_| s.next(cam, true)).collect();
-        use CloseUpPass::{WhenItCanFindMore as Full, WhenNothingFound as Light};
-        assert_eq!(modes, [Full, Light, Light, Full, Light, Light, Full]);
-        // A new picture starts with the full check; so does every still image.
-        assert_eq!(s.next(cam, true), Light);
-        assert_eq!(s.next(other, true), Full);
-        assert_eq!(s.next(other, false), Full);
-        assert_eq!(s.next(other, false), Full);
-    }
 }
