@@ -3,8 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use blindface::client::keys::current_params;
-use blindface::he::SecretKey;
+use blindface::he::{Params, SecretKey};
 
 use super::{emit, Globals};
 
@@ -15,7 +14,7 @@ struct KeygenOutput {
 }
 
 pub fn keygen(globals: &Globals, force: bool) -> Result<()> {
-    let key = SecretKey::generate(&current_params());
+    let key = SecretKey::generate(&Params::v1());
     key.save(&globals.key, force)?;
     let out = KeygenOutput {
         path: globals.key.display().to_string(),
