@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use blindface::app::protocol::SourceId;
 use blindface::app::worker::{CloseUpSchedule, CLOSE_UP_CHECK_EVERY};
 use blindface::client::face::{embed_face, template_of};
-use blindface::client::keys::current_params;
 use blindface::client::{connect, Locations};
 use blindface::frames::{FrameCounter, PixelFormat, RawFrame};
-use blindface::he::SecretKey;
+use blindface::he::{Params, SecretKey};
 use blindface::live::{Tracker, TrackerConfig};
 use blindface::matcher::{MatcherSpec, TokenStore};
 use blindface::vision::{load_image, CloseUpPass, DetectorConfig, FacePipeline, PipelineOptions};
@@ -87,7 +86,7 @@ fn bench(c: &mut Criterion) {
     let mjpeg = RawFrame::new(PixelFormat::Mjpeg, 640, 480, jpeg);
     let counter = FrameCounter::new();
     let dir = tempfile::tempdir().unwrap();
-    let key = SecretKey::generate(&current_params());
+    let key = SecretKey::generate(&Params::v1());
     let at = Locations {
         data_dir: dir.path().to_path_buf(),
         tokens: TokenStore::beside_key(&dir.path().join("k.key")),

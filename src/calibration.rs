@@ -7,9 +7,11 @@
 //! to within a factor of a few, not to two digits).
 //!
 //! `blindface eval --pairs FILE --images DIR --calibrate OUT.json` writes one, from the
-//! decisions the app takes: encrypted squared distances compared with
-//! [`threshold_sq`](crate::he::threshold_sq) of each grid threshold. Every pair of the
-//! file counts; a pair with an image where no face was found is never accepted.
+//! decisions the app takes: encrypted squared distances accepted by the
+//! [`Threshold`](crate::he::Threshold) of each grid threshold. Every pair of the file
+//! counts; a pair with an image where no face was found is never accepted. The counts,
+//! rates and equal error rate rule are the ROC core's ([`crate::roc`]), the same as
+//! `eval`'s sweep; both classes must have pairs.
 //!
 //! With `--all-impostors` the impostor pairs are not the listed ones but every pair of
 //! two of the file's images of different identities (identity from `Name_0001.jpg` file
@@ -44,7 +46,8 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::he::{threshold_sq, Params};
+use crate::he::{Params, Threshold};
+use crate::roc::{equal_error, Classes, CumulativeCounts, EqualError, RocError, SortedDistances};
 
 /// The format tag written into (and required in) calibration files.
 pub const FORMAT: &str = "blindface-calibration/1";
@@ -69,7 +72,8 @@ pub const FINE_GRID_STEP: f64 = 0.001;
 pub struct CalibrationPoint {
     /// L2 threshold (accept if distance <= it).
     pub threshold: f64,
-    /// The same threshold on encrypted squared integer distances (`threshold_sq`).
+    /// The same threshold on encrypted squared integer distances
+    /// ([`Threshold::squared`]).
     pub threshold_sq: i64,
     pub genuine_accepted: u64,
     pub impostor_accepted: u64,
@@ -79,26 +83,57 @@ pub struct CalibrationPoint {
     pub far: f64,
 }
 
-/// A calibration: where it comes from, the class totals and the grid.
+/// A calibration: where it comes from, the class totals and the grid. Only built
+/// validated ([`from_distances`](Self::from_distances), [`from_counts`](Self::from_counts),
+/// [`from_json`](Self::from_json) or serde, which checks as `from_json` does), so every
+/// method may rely on `validate`'s invariants: at least one point, both
+/// classes present, thresholds increasing, counts consistent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CalibrationFile")]
 pub struct Calibration {
-    /// [`FORMAT`].
-    pub format: String,
-    /// What the pairs were, e.g. "LFW View 1 DevTrain".
-    pub source: String,
-    /// The command that regenerates this calibration.
-    pub command: String,
-    /// The pipeline settings the distances were made with (face choice, embedding mode,
-    /// detector thresholds, quantisation).
-    pub pipeline: serde_json::Value,
-    /// Pairs in the file; always genuine + impostor.
-    pub pairs: u64,
-    pub genuine: u64,
-    pub impostor: u64,
-    /// Pairs with an image where no face was found (counted, never accepted).
-    pub no_face_pairs: u64,
-    /// Thresholds increasing.
-    pub points: Vec<CalibrationPoint>,
+    format: String,
+    source: String,
+    command: String,
+    pipeline: serde_json::Value,
+    pairs: u64,
+    genuine: u64,
+    impostor: u64,
+    no_face_pairs: u64,
+    points: Vec<CalibrationPoint>,
+}
+
+/// A calibration file as read, before it is checked.
+#[derive(Deserialize)]
+struct CalibrationFile {
+    format: String,
+    source: String,
+    command: String,
+    pipeline: serde_json::Value,
+    pairs: u64,
+    genuine: u64,
+    impostor: u64,
+    no_face_pairs: u64,
+    points: Vec<CalibrationPoint>,
+}
+
+impl TryFrom<CalibrationFile> for Calibration {
+    type Error = CalibrationError;
+
+    fn try_from(f: CalibrationFile) -> Result<Self, Self::Error> {
+        let c = Calibration {
+            format: f.format,
+            source: f.source,
+            command: f.command,
+            pipeline: f.pipeline,
+            pairs: f.pairs,
+            genuine: f.genuine,
+            impostor: f.impostor,
+            no_face_pairs: f.no_face_pairs,
+            points: f.points,
+        };
+        c.validate()?;
+        Ok(c)
+    }
 }
 
 /// What one threshold means on a calibration's pairs.
@@ -291,6 +326,10 @@ pub enum CalibrationError {
     Parse(String),
     #[error("calibration file is inconsistent: {0}")]
     Invalid(String),
+    #[error("calibration has no grid points")]
+    NoPoints,
+    #[error("calibration cannot be made or used: {0}")]
+    Classes(#[from] RocError),
     #[error("FAR {far} is not a rate: give a number above 0 and at most 1, e.g. 0.001 for 0.1%")]
     FarNotARate { far: f64 },
     #[error(
@@ -324,7 +363,7 @@ pub enum CalibrationError {
 
 impl Calibration {
     /// Counts, at every threshold of `grid` (increasing L2 values), the pairs whose
-    /// squared distance is at most `threshold_sq(t)`. `distances_sq[i]` is `None` for a
+    /// squared distance is accepted by `Threshold::new(t)`. `distances_sq[i]` is `None` for a
     /// pair with an image where no face was found: such a pair is never accepted.
     pub fn from_distances(
         distances_sq: &[Option<i64>],
@@ -339,58 +378,44 @@ impl Calibration {
                 same.len()
             )));
         }
-        let mut genuine_d: Vec<i64> = Vec::new();
-        let mut impostor_d: Vec<i64> = Vec::new();
-        for (d, &s) in distances_sq.iter().zip(same) {
-            if let Some(d) = d {
-                if s {
-                    genuine_d.push(*d);
-                } else {
-                    impostor_d.push(*d);
-                }
-            }
-        }
-        genuine_d.sort_unstable();
-        impostor_d.sort_unstable();
-        let genuine = same.iter().filter(|&&s| s).count() as u64;
-        let impostor = same.len() as u64 - genuine;
+        let classes = Classes::of_labels(same)?;
+        let sorted = SortedDistances::new(
+            distances_sq
+                .iter()
+                .zip(same)
+                .filter_map(|(d, &s)| d.map(|d| (d, s))),
+        );
         let no_face_pairs = distances_sq.iter().filter(|d| d.is_none()).count() as u64;
-        let accepted = |t_sq: i64| {
-            (
-                genuine_d.partition_point(|&d| d <= t_sq) as u64,
-                impostor_d.partition_point(|&d| d <= t_sq) as u64,
-            )
-        };
-        Self::on_grid(grid, params, genuine, impostor, no_face_pairs, accepted)
+        Self::on_grid(grid, params, classes, no_face_pairs, |t| sorted.accepted(t))
     }
 
-    /// The calibration on `grid`: at each threshold, `accepted(threshold_sq)` gives the
-    /// genuine and impostor pairs accepted, out of `genuine` and `impostor` pairs. The one
-    /// place both constructors build their points.
+    /// The calibration on `grid`: at each threshold, `accepted(squared threshold)` gives
+    /// the genuine and impostor pairs accepted, out of `classes`. The one place both
+    /// constructors build their points.
     fn on_grid(
         grid: &[f64],
         params: &Params,
-        genuine: u64,
-        impostor: u64,
+        classes: Classes,
         no_face_pairs: u64,
         accepted: impl Fn(i64) -> (u64, u64),
     ) -> Result<Calibration, CalibrationError> {
-        let rate = |a: u64, n: u64| if n == 0 { 0.0 } else { a as f64 / n as f64 };
         let points = grid
             .iter()
             .map(|&t| {
-                let t_sq = threshold_sq(t as f32, params);
+                let t_sq = Threshold::new(t as f32, params).squared();
                 let (ga, ia) = accepted(t_sq);
+                let tally = classes.tally(ga, ia);
                 CalibrationPoint {
                     threshold: t,
                     threshold_sq: t_sq,
-                    genuine_accepted: ga,
-                    impostor_accepted: ia,
-                    tar: rate(ga, genuine),
-                    far: rate(ia, impostor),
+                    genuine_accepted: tally.genuine_accepted(),
+                    impostor_accepted: tally.impostor_accepted(),
+                    tar: tally.tar(),
+                    far: tally.far(),
                 }
             })
             .collect();
+        let (genuine, impostor) = (classes.genuine(), classes.impostor());
         let c = Calibration {
             format: FORMAT.to_string(),
             source: String::new(),
@@ -404,6 +429,67 @@ impl Calibration {
         };
         c.validate()?;
         Ok(c)
+    }
+
+    /// The same calibration, saying where it comes from: `source` (what the pairs were,
+    /// e.g. "LFW View 1 DevTrain"), `command` (what regenerates it) and `pipeline` (the
+    /// settings the distances were made with: face choice, embedding mode, detector
+    /// thresholds, quantisation).
+    pub fn with_origin(
+        mut self,
+        source: String,
+        command: String,
+        pipeline: serde_json::Value,
+    ) -> Calibration {
+        self.source = source;
+        self.command = command;
+        self.pipeline = pipeline;
+        self
+    }
+
+    /// [`FORMAT`].
+    pub fn format(&self) -> &str {
+        &self.format
+    }
+
+    /// What the pairs were, e.g. "LFW View 1 DevTrain".
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The command that regenerates this calibration.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// The pipeline settings the distances were made with.
+    pub fn pipeline(&self) -> &serde_json::Value {
+        &self.pipeline
+    }
+
+    /// Pairs counted: genuine + impostor.
+    pub fn pairs(&self) -> u64 {
+        self.pairs
+    }
+
+    /// Genuine pairs (same person), with a face or not.
+    pub fn genuine(&self) -> u64 {
+        self.genuine
+    }
+
+    /// Impostor pairs (different people), with a face or not.
+    pub fn impostor(&self) -> u64 {
+        self.impostor
+    }
+
+    /// Pairs with an image where no face was found (counted, never accepted).
+    pub fn no_face_pairs(&self) -> u64 {
+        self.no_face_pairs
+    }
+
+    /// The grid, thresholds increasing; never empty.
+    pub fn points(&self) -> &[CalibrationPoint] {
+        &self.points
     }
 
     /// The grid `blindface eval --calibrate` uses: 0 to 2 in steps of [`GRID_STEP`],
@@ -434,18 +520,8 @@ impl Calibration {
         grid: &[f64],
         params: &Params,
     ) -> Result<Calibration, CalibrationError> {
-        // Cumulative counts: cum[d] = pairs with squared distance <= d.
-        let cumulative = |counts: &[u64]| -> Vec<u64> {
-            counts
-                .iter()
-                .scan(0u64, |sum, &c| {
-                    *sum += c;
-                    Some(*sum)
-                })
-                .collect()
-        };
-        let (gc, ic) = (cumulative(genuine_counts), cumulative(impostor_counts));
-        let scored = gc.last().copied().unwrap_or(0) + ic.last().copied().unwrap_or(0);
+        let counts = CumulativeCounts::new(genuine_counts, impostor_counts);
+        let scored = counts.scored();
         if scored + no_face_pairs != genuine + impostor {
             return Err(CalibrationError::Invalid(format!(
                 "{scored} scored + {no_face_pairs} no-face pairs is not {} genuine + {} \
@@ -453,21 +529,17 @@ impl Calibration {
                 genuine, impostor
             )));
         }
-        let accepted = |cum: &[u64], t_sq: i64| match usize::try_from(t_sq) {
-            Err(_) => 0,
-            Ok(_) if cum.is_empty() => 0,
-            Ok(t) => cum[t.min(cum.len() - 1)],
-        };
-        let both = |t_sq: i64| (accepted(&gc, t_sq), accepted(&ic, t_sq));
-        Self::on_grid(grid, params, genuine, impostor, no_face_pairs, both)
+        let classes = Classes::new(genuine, impostor)?;
+        Self::on_grid(grid, params, classes, no_face_pairs, |t| counts.accepted(t))
     }
 
-    /// Parses and checks a calibration file's text.
+    /// Parses and checks a calibration file's text: a file that parses but breaks an
+    /// invariant is [`CalibrationError::Invalid`], [`NoPoints`](CalibrationError::NoPoints)
+    /// or [`Classes`](CalibrationError::Classes).
     pub fn from_json(text: &str) -> Result<Calibration, CalibrationError> {
-        let c: Calibration =
+        let file: CalibrationFile =
             serde_json::from_str(text).map_err(|e| CalibrationError::Parse(e.to_string()))?;
-        c.validate()?;
-        Ok(c)
+        Calibration::try_from(file)
     }
 
     /// The file text: the header fields pretty-printed, one grid point a line.
@@ -502,9 +574,10 @@ impl Calibration {
             .map_err(Clone::clone)
     }
 
-    /// Checks the invariants every use relies on: thresholds increasing, counts
-    /// non-decreasing and within the class totals, rates equal to the counts' ratios.
-    pub fn validate(&self) -> Result<(), CalibrationError> {
+    /// Checks the invariants every use relies on: at least one point, both classes
+    /// present, thresholds increasing, counts non-decreasing and within the class totals,
+    /// rates equal to the counts' ratios.
+    fn validate(&self) -> Result<(), CalibrationError> {
         let bad = |m: String| Err(CalibrationError::Invalid(m));
         if self.format != FORMAT {
             return bad(format!("format `{}`, expected `{FORMAT}`", self.format));
@@ -522,9 +595,9 @@ impl Calibration {
             ));
         }
         if self.points.is_empty() {
-            return bad("no points".into());
+            return Err(CalibrationError::NoPoints);
         }
-        let rate = |a: u64, n: u64| if n == 0 { 0.0 } else { a as f64 / n as f64 };
+        let classes = self.classes()?;
         for (i, p) in self.points.iter().enumerate() {
             if !p.threshold.is_finite() {
                 return bad(format!(
@@ -538,9 +611,8 @@ impl Calibration {
                     p.threshold
                 ));
             }
-            if (p.tar - rate(p.genuine_accepted, self.genuine)).abs() > 1e-9
-                || (p.far - rate(p.impostor_accepted, self.impostor)).abs() > 1e-9
-            {
+            let counted = classes.tally(p.genuine_accepted, p.impostor_accepted);
+            if (p.tar - counted.tar()).abs() > 1e-9 || (p.far - counted.far()).abs() > 1e-9 {
                 return bad(format!(
                     "point {i} (threshold {}): rates do not match the counts",
                     p.threshold
@@ -565,6 +637,11 @@ impl Calibration {
             }
         }
         Ok(())
+    }
+
+    /// The class totals, both non-zero.
+    fn classes(&self) -> Result<Classes, RocError> {
+        Classes::new(self.genuine, self.impostor)
     }
 
     fn operating_point(&self, p: &CalibrationPoint) -> OperatingPoint {
@@ -624,14 +701,24 @@ impl Calibration {
     }
 
     /// The equal error rate point: the grid threshold where FAR and FRR are closest
-    /// (ties: the smaller threshold). The EER itself is about (far + frr) / 2.
+    /// (ties: the smaller threshold), by the ROC core's rule ([`crate::roc::equal_error`]).
+    /// The EER itself is [`eer_rate`](Self::eer_rate).
     pub fn eer(&self) -> OperatingPoint {
-        let gap = |p: &CalibrationPoint| (p.far - (1.0 - p.tar)).abs();
-        let best = self
+        self.operating_point(&self.points[self.equal_error().index])
+    }
+
+    /// The equal error rate, (FAR + FRR) / 2 at [`eer`](Self::eer)'s point.
+    pub fn eer_rate(&self) -> f64 {
+        self.equal_error().rate
+    }
+
+    fn equal_error(&self) -> EqualError {
+        let classes = self.classes().expect("validated: both classes present");
+        let tallies = self
             .points
             .iter()
-            .fold(&self.points[0], |b, p| if gap(p) < gap(b) { p } else { b });
-        self.operating_point(best)
+            .map(|p| classes.tally(p.genuine_accepted, p.impostor_accepted));
+        equal_error(tallies).expect("validated: at least one point")
     }
 
     /// What the grid threshold nearest `threshold` (as [`at_threshold`](Self::at_threshold))
@@ -715,7 +802,7 @@ mod tests {
     /// 1.05, 1.2, 1.3, 1.4, 1.5.
     fn small() -> (Calibration, Params) {
         let p = Params::v1();
-        let sq = |l2: f64| Some(threshold_sq(l2 as f32, &p));
+        let sq = |l2: f64| Some(Threshold::new(l2 as f32, &p).squared());
         let d = [
             sq(0.5),
             sq(0.8),
@@ -750,7 +837,7 @@ mod tests {
     fn from_counts_agrees_with_from_distances_and_the_fine_grid_holds_the_default_one() {
         let (c, p) = small();
         // The same pairs as counts by squared distance (the no-face pair is genuine).
-        let sq = |l2: f64| threshold_sq(l2 as f32, &p) as usize;
+        let sq = |l2: f64| Threshold::new(l2 as f32, &p).squared() as usize;
         let count = |l2s: &[f64]| {
             let mut v = vec![0u64; sq(2.0) + 1];
             for &l2 in l2s {
@@ -790,7 +877,7 @@ mod tests {
         let op = at(1.1);
         assert_eq!((op.genuine_accepted, op.impostor_accepted), (3, 1));
         assert_eq!((op.tar, op.far), (3.0 / 5.0, 1.0 / 5.0));
-        assert_eq!(op.threshold_sq, threshold_sq(1.1, &p));
+        assert_eq!(op.threshold_sq, Threshold::new(1.1, &p).squared());
         assert_eq!(op.frr(), 1.0 - 3.0 / 5.0);
         // Everything with a face accepted at the top of the grid, nothing at 0.
         let top = at(2.0);
@@ -905,6 +992,117 @@ mod tests {
     }
 
     #[test]
+    fn sweep_and_calibration_report_the_same_eer_on_the_same_data() {
+        use rand::{Rng, SeedableRng};
+        let p = Params::v1();
+        let grid = Calibration::fine_grid();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        for trial in 0..20 {
+            // L2 distances on the fine grid, 0.3 to 1.8, where consecutive grid points are
+            // distinct squared distances; genuine pairs mostly closer than impostors, with
+            // overlap (and ties) between them.
+            let n = rng.random_range(2..300);
+            let same: Vec<bool> = (0..n).map(|i| i % 3 == 0 || rng.random_bool(0.3)).collect();
+            let l2: Vec<f64> = same
+                .iter()
+                .map(|&s| {
+                    let k: u32 = if s {
+                        rng.random_range(300..=1300)
+                    } else {
+                        rng.random_range(900..=1800)
+                    };
+                    k as f64 / 1000.0
+                })
+                .collect();
+            if !same.contains(&false) {
+                continue;
+            }
+            let d: Vec<i64> = l2
+                .iter()
+                .map(|&x| Threshold::new(x as f32, &p).squared())
+                .collect();
+            let s = crate::eval::sweep(&d.iter().map(|&x| x as f64).collect::<Vec<_>>(), &same)
+                .unwrap();
+            let float = crate::eval::sweep(&l2, &same).unwrap();
+            let c = Calibration::from_distances(
+                &d.iter().copied().map(Some).collect::<Vec<_>>(),
+                &same,
+                &grid,
+                &p,
+            )
+            .unwrap();
+            assert_eq!(s.eer, c.eer_rate(), "trial {trial}");
+            assert_eq!(float.eer, c.eer_rate(), "trial {trial}");
+            let e = c.eer();
+            assert_eq!(c.eer_rate(), (e.far + e.frr()) / 2.0, "trial {trial}");
+        }
+    }
+
+    #[test]
+    fn an_empty_class_is_a_typed_error() {
+        let p = Params::v1();
+        let grid = Calibration::default_grid();
+        assert_eq!(
+            Calibration::from_distances(&[Some(5), None], &[true, true], &grid, &p),
+            Err(CalibrationError::Classes(RocError::NoImpostor))
+        );
+        assert_eq!(
+            Calibration::from_distances(&[Some(5)], &[false], &grid, &p),
+            Err(CalibrationError::Classes(RocError::NoGenuine))
+        );
+        assert_eq!(
+            Calibration::from_counts(&[0, 2], 2, &[], 0, 0, &grid, &p),
+            Err(CalibrationError::Classes(RocError::NoImpostor))
+        );
+        // A file whose impostor class is empty is refused too (FAR would be 0 / 0).
+        let (c, _) = small();
+        let mut text: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        text["impostor"] = 0.into();
+        text["pairs"] = 5.into();
+        for point in text["points"].as_array_mut().unwrap() {
+            point["impostor_accepted"] = 0.into();
+            point["far"] = 0.0.into();
+        }
+        assert_eq!(
+            Calibration::from_json(&text.to_string()),
+            Err(CalibrationError::Classes(RocError::NoImpostor))
+        );
+    }
+
+    #[test]
+    fn an_empty_calibration_is_refused_whichever_way_it_is_read() {
+        let (c, _) = small();
+        let mut text: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        text["points"] = serde_json::json!([]);
+        let text = text.to_string();
+        assert_eq!(
+            Calibration::from_json(&text),
+            Err(CalibrationError::NoPoints)
+        );
+        // Through serde directly (e.g. inside another document), the same check runs.
+        let e = serde_json::from_str::<Calibration>(&text).unwrap_err();
+        assert!(e.to_string().contains("no grid points"), "{e}");
+        let e = serde_json::from_str::<Calibration>(
+            &c.to_json()
+                .replace("\"threshold\":1.198,", "\"threshold\":9.0,"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not increasing"), "{e}");
+        assert_eq!(
+            serde_json::from_str::<Calibration>(&c.to_json()).unwrap(),
+            Calibration::from_json(&c.to_json()).unwrap()
+        );
+        assert!(matches!(
+            Calibration::from_json(""),
+            Err(CalibrationError::Parse(_))
+        ));
+        assert!(matches!(
+            Calibration::from_json("{}"),
+            Err(CalibrationError::Parse(_))
+        ));
+    }
+
+    #[test]
     fn describe_says_one_in_n_with_counts() {
         let (c, _) = small();
         let op = c.at_threshold(1.1);
@@ -942,7 +1140,10 @@ mod tests {
         // Grid thresholds map to the squared distances the app compares with.
         let p = Params::v1();
         for pt in &c.points {
-            assert_eq!(pt.threshold_sq, threshold_sq(pt.threshold as f32, &p));
+            assert_eq!(
+                pt.threshold_sq,
+                Threshold::new(pt.threshold as f32, &p).squared()
+            );
         }
         // FAR presets resolve, and within their target, down to 1e-5 and below.
         for far in [0.01, 0.001, 0.0001, 0.00001, 0.000001] {

@@ -4,12 +4,18 @@
 //! search metrics (rank-1, FNIR at fixed FPIR, stranger false accepts).
 //!
 //! Pure computation on numbers and file names: the CLI (`blindface eval`) runs the face
-//! pipeline, the encryption and the matcher and hands the distances here.
+//! pipeline, the encryption and the matcher and hands the distances here. Rates and the
+//! sweep count with the ROC core ([`crate::roc`]), as calibrations do; verdicts at a
+//! threshold are [`Threshold::accepts`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use crate::he::Threshold;
+use crate::roc::{equal_error, Classes, RocError, SortedDistances, Tally};
+use crate::vision::is_image;
 
 /// One labelled pair from a pairs file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,26 +136,27 @@ pub struct Rates {
     pub far: f64,
 }
 
-/// Rates of decisions (`accepted[i]`) against labels (`same[i]`).
-pub fn rates(accepted: &[bool], same: &[bool]) -> Rates {
-    let n = same.len().max(1) as f64;
-    let genuine = same.iter().filter(|&&s| s).count();
-    let impostor = same.len() - genuine;
-    let correct = accepted.iter().zip(same).filter(|(a, s)| a == s).count();
-    let ta = accepted
-        .iter()
-        .zip(same)
-        .filter(|(a, s)| **a && **s)
-        .count();
-    let fa = accepted
-        .iter()
-        .zip(same)
-        .filter(|(a, s)| **a && !**s)
-        .count();
-    Rates {
-        accuracy: correct as f64 / n,
-        tar: ratio(ta, genuine),
-        far: ratio(fa, impostor),
+/// Rates of decisions (`accepted[i]`) against labels (`same[i]`); both classes must be
+/// present.
+pub fn rates(accepted: &[bool], same: &[bool]) -> Result<Rates, RocError> {
+    let classes = Classes::of_labels(same)?;
+    let count = |class: bool| {
+        accepted
+            .iter()
+            .zip(same)
+            .filter(|(a, s)| **a && **s == class)
+            .count() as u64
+    };
+    Ok(Rates::of(&classes.tally(count(true), count(false))))
+}
+
+impl Rates {
+    fn of(t: &Tally) -> Rates {
+        Rates {
+            accuracy: t.accuracy(),
+            tar: t.tar(),
+            far: t.far(),
+        }
     }
 }
 
@@ -167,8 +174,8 @@ pub struct Sweep {
     /// Threshold (accept if distance <= it) with the best accuracy on this set.
     pub best_threshold: f64,
     pub best_accuracy: f64,
-    /// Equal error rate (FAR = FRR), where both classes are present.
-    pub eer: Option<f64>,
+    /// Equal error rate (FAR = FRR), by [`equal_error`]'s rule.
+    pub eer: f64,
     /// TAR at FAR <= 1%, only with at least 100 impostor pairs.
     pub tar_at_far_1e2: Option<f64>,
     /// TAR at FAR <= 0.1%, only with at least 1,000 impostor pairs.
@@ -177,53 +184,53 @@ pub struct Sweep {
     pub roc: Vec<(f64, f64)>,
 }
 
-/// Sweeps every threshold between consecutive distinct distances.
-pub fn sweep(distances: &[f64], same: &[bool]) -> Sweep {
-    let mut sorted: Vec<f64> = distances.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.dedup();
-    let mut candidates = vec![sorted.first().copied().unwrap_or(0.0) - 1.0];
-    candidates.extend(sorted.windows(2).map(|w| (w[0] + w[1]) / 2.0));
-    candidates.push(sorted.last().copied().unwrap_or(0.0) + 1.0);
+/// Sweeps every threshold between consecutive distinct distances, one below them all and
+/// one above (`distances[i]` is labelled `same[i]`). The counts are the ROC core's
+/// ([`crate::roc`]), as [`Calibration`](crate::calibration::Calibration)'s are; both
+/// classes must be present.
+pub fn sweep(distances: &[f64], same: &[bool]) -> Result<Sweep, RocError> {
+    let classes = Classes::of_labels(same)?;
+    let sorted = SortedDistances::new(distances.iter().copied().zip(same.iter().copied()));
+    let mut values = sorted.all();
+    values.dedup();
+    let mut candidates = vec![values.first().copied().unwrap_or(0.0) - 1.0];
+    candidates.extend(values.windows(2).map(|w| (w[0] + w[1]) / 2.0));
+    candidates.push(values.last().copied().unwrap_or(0.0) + 1.0);
+    let tallies: Vec<Tally> = candidates
+        .iter()
+        .map(|&t| {
+            let (g, i) = sorted.accepted(t);
+            classes.tally(g, i)
+        })
+        .collect();
 
-    let genuine = same.iter().filter(|&&s| s).count();
-    let impostor = same.len() - genuine;
     let mut best = (f64::NAN, -1.0);
-    let mut eer: Option<(f64, f64)> = None; // (|FAR - FRR|, rate)
-    let mut roc = Vec::with_capacity(candidates.len());
-    let tar_at = |max_far: f64, min_impostors: usize, points: &[(f64, f64)]| {
-        (impostor >= min_impostors).then(|| {
-            points
-                .iter()
+    for (&t, tally) in candidates.iter().zip(&tallies) {
+        if tally.accuracy() > best.1 {
+            best = (t, tally.accuracy());
+        }
+    }
+    let eer = equal_error(tallies.iter().copied())
+        .expect("at least two candidate thresholds")
+        .rate;
+    let mut roc: Vec<(f64, f64)> = tallies.iter().map(|t| (t.far(), t.tar())).collect();
+    roc.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let tar_at = |max_far: f64, min_impostors: u64| {
+        (classes.impostor() >= min_impostors).then(|| {
+            roc.iter()
                 .filter(|(far, _)| *far <= max_far)
                 .map(|(_, tar)| *tar)
                 .fold(0.0, f64::max)
         })
     };
-    for &t in &candidates {
-        let accepted: Vec<bool> = distances.iter().map(|&d| d <= t).collect();
-        let r = rates(&accepted, same);
-        if r.accuracy > best.1 {
-            best = (t, r.accuracy);
-        }
-        if genuine > 0 && impostor > 0 {
-            let frr = 1.0 - r.tar;
-            let gap = (r.far - frr).abs();
-            if eer.is_none_or(|(g, _)| gap < g) {
-                eer = Some((gap, (r.far + frr) / 2.0));
-            }
-            roc.push((r.far, r.tar));
-        }
-    }
-    roc.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    Sweep {
+    Ok(Sweep {
         best_threshold: best.0,
         best_accuracy: best.1,
-        eer: eer.map(|(_, r)| r),
-        tar_at_far_1e2: tar_at(0.01, 100, &roc),
-        tar_at_far_1e3: tar_at(0.001, 1000, &roc),
+        eer,
+        tar_at_far_1e2: tar_at(0.01, 100),
+        tar_at_far_1e3: tar_at(0.001, 1000),
         roc,
-    }
+    })
 }
 
 /// Accuracy counting every pair of a file: `correct` right decisions among the scored
@@ -234,9 +241,6 @@ pub fn accuracy_all_pairs(correct: usize, scored: usize, unscored: usize) -> f64
 }
 
 // ---- identification (1:N) ----
-
-/// Image extensions a labelled folder is scanned for (case-insensitive).
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
 
 /// One image of a labelled folder and whose it is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -272,12 +276,6 @@ pub fn identity_from_file_name(file_name: &str) -> Option<&str> {
     let (name, number) = stem.rsplit_once('_')?;
     (!name.is_empty() && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
         .then_some(name)
-}
-
-fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// The labelled images of `dir`, sorted by identity then path. Two layouts, which may be
@@ -415,25 +413,25 @@ pub struct FnirAtFpir {
     pub threshold_sq_below: i64,
 }
 
-/// Identification figures at the squared-distance threshold `threshold_sq` (accept if
-/// distance <= it).
-pub fn identification_rates(searches: &[Search], threshold_sq: i64) -> IdentificationRates {
+/// Identification figures at `threshold` (a candidate is accepted by
+/// [`Threshold::accepts`]).
+pub fn identification_rates(searches: &[Search], threshold: &Threshold) -> IdentificationRates {
     let mated: Vec<&Search> = searches.iter().filter(|s| s.mated).collect();
     let strangers: Vec<&Search> = searches.iter().filter(|s| !s.mated).collect();
     let rank1_hits = mated
         .iter()
         .filter(|s| s.top.is_some_and(|(_, right)| right))
         .count();
-    let hits_below = |limit: i64| {
+    let hits = |accept: &dyn Fn(i64) -> bool| {
         mated
             .iter()
-            .filter(|s| s.top.is_some_and(|(d, right)| right && d < limit))
+            .filter(|s| s.top.is_some_and(|(d, right)| right && accept(d)))
             .count()
     };
-    let hits_at_threshold = hits_below(threshold_sq.saturating_add(1));
+    let hits_at_threshold = hits(&|d| threshold.accepts(d));
     let strangers_accepted = strangers
         .iter()
-        .filter(|s| s.top.is_some_and(|(d, _)| d <= threshold_sq))
+        .filter(|s| s.top.is_some_and(|(d, _)| threshold.accepts(d)))
         .count();
     // Non-mated best distances, ascending; no-face strangers never give a candidate.
     let mut stranger_top: Vec<i64> = strangers
@@ -451,7 +449,7 @@ pub fn identification_rates(searches: &[Search], threshold_sq: i64) -> Identific
         let limit = stranger_top.get(k).copied().unwrap_or(i64::MAX);
         let fp = stranger_top.iter().filter(|&&d| d < limit).count();
         Some(FnirAtFpir {
-            fnir: 1.0 - ratio(hits_below(limit), mated.len()),
+            fnir: 1.0 - ratio(hits(&|d| d < limit), mated.len()),
             fpir: ratio(fp, n),
             threshold_sq_below: limit,
         })
@@ -466,7 +464,10 @@ pub fn identification_rates(searches: &[Search], threshold_sq: i64) -> Identific
         fnir_at_threshold: 1.0 - ratio(hits_at_threshold, mated.len()),
         misidentified_at_threshold: mated
             .iter()
-            .filter(|s| s.top.is_some_and(|(d, right)| !right && d <= threshold_sq))
+            .filter(|s| {
+                s.top
+                    .is_some_and(|(d, right)| !right && threshold.accepts(d))
+            })
             .count(),
         strangers_accepted,
         stranger_false_accept_rate: ratio(strangers_accepted, strangers.len()),
@@ -569,7 +570,11 @@ mod tests {
     #[test]
     fn identification_rates_worked_by_hand() {
         let s = |mated, top| Search { mated, top };
-        // Threshold 100. Mated: hit at 50, hit at 150 (beyond threshold), wrong at 80, no face.
+        let p = crate::he::Params::v1();
+        // L2 0.12 is a squared threshold of 112: between 90 and 150, like 100.
+        let t = Threshold::new(0.12, &p);
+        assert!((90..150).contains(&t.squared()), "{t:?}");
+        // Threshold ~100. Mated: hit at 50, hit at 150 (beyond threshold), wrong at 80, no face.
         // Strangers: 90 (accepted), 200, 300, no face.
         let searches = [
             s(true, Some((50, true))),
@@ -581,7 +586,7 @@ mod tests {
             s(false, Some((300, false))),
             s(false, None),
         ];
-        let r = identification_rates(&searches, 100);
+        let r = identification_rates(&searches, &t);
         assert_eq!(
             (
                 r.mated_searches,
@@ -595,7 +600,7 @@ mod tests {
         assert_eq!(r.rank1_accuracy, 0.5);
         assert_eq!(
             r.fnir_at_threshold, 0.75,
-            "only the hit at 50 is within 100"
+            "only the hit at 50 is within the threshold"
         );
         assert_eq!(r.misidentified_at_threshold, 1);
         assert_eq!(
@@ -612,7 +617,7 @@ mod tests {
             .collect();
         many.push(s(true, Some((500, true))));
         many.push(s(true, Some((1050, true))));
-        let r = identification_rates(&many, 0);
+        let r = identification_rates(&many, &Threshold::new(0.0, &p));
         let at = r.fnir_at_fpir_1e2.expect("100 strangers");
         assert_eq!((at.fnir, at.fpir, at.threshold_sq_below), (0.5, 0.01, 1001));
         assert_eq!(r.fnir_at_fpir_1e3, None);
@@ -648,17 +653,29 @@ mod tests {
         // Genuine at 0.5, 0.6, 1.3 (one hard pair); impostors at 1.2, 1.4, 1.5.
         let d = [0.5, 0.6, 1.3, 1.2, 1.4, 1.5];
         let same = [true, true, true, false, false, false];
-        let r = rates(&d.map(|x| x <= 1.128), &same);
+        let r = rates(&d.map(|x| x <= 1.128), &same).unwrap();
         assert_eq!(r.accuracy, 5.0 / 6.0);
         assert!((r.tar - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(r.far, 0.0);
-        let s = sweep(&d, &same);
+        let s = sweep(&d, &same).unwrap();
         assert_eq!(s.best_accuracy, 5.0 / 6.0);
         assert!(s.best_threshold >= 0.6 && s.best_threshold < 1.3);
-        assert!((s.eer.unwrap() - 1.0 / 3.0).abs() < 1e-12, "{:?}", s.eer);
+        assert!((s.eer - 1.0 / 3.0).abs() < 1e-12, "{:?}", s.eer);
         assert_eq!(s.tar_at_far_1e2, None, "too few impostors to say");
-        let perfect = sweep(&[0.1, 0.2, 0.9, 1.0], &[true, true, false, false]);
+        let perfect = sweep(&[0.1, 0.2, 0.9, 1.0], &[true, true, false, false]).unwrap();
         assert_eq!(perfect.best_accuracy, 1.0);
-        assert_eq!(perfect.eer, Some(0.0));
+        assert_eq!(perfect.eer, 0.0);
+    }
+
+    #[test]
+    fn an_empty_class_is_a_typed_error_not_nan() {
+        assert_eq!(sweep(&[0.1, 0.2], &[true, true]), Err(RocError::NoImpostor));
+        assert_eq!(sweep(&[0.9], &[false]), Err(RocError::NoGenuine));
+        assert_eq!(sweep(&[], &[]), Err(RocError::NoGenuine));
+        assert_eq!(rates(&[true], &[true]), Err(RocError::NoImpostor));
+        assert_eq!(
+            rates(&[false, true], &[false, false]),
+            Err(RocError::NoGenuine)
+        );
     }
 }

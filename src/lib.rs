@@ -18,5 +18,6 @@ pub mod matcher;
 pub mod ort_platform;
 pub mod paths;
 pub mod ranking;
+pub mod roc;
 pub mod server;
 pub mod vision;

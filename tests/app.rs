@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use blindface::app::protocol::{Command, Connection, Operation, SourceId};
 use blindface::app::state::TrackLabel;
 use blindface::app::{AppConfig, BlindfaceApp, Dialogs};
+use blindface::he::{Params, Threshold};
 use blindface::matcher::MatcherSpec as MatcherChoice;
 use eframe::egui::Role;
 use egui_kittest::kittest::Queryable;
@@ -428,7 +429,7 @@ fn live_labels(h: &Harness<'static, BlindfaceApp>) -> Vec<String> {
     let mut v: Vec<String> = s
         .tracker
         .visible()
-        .map(|t| TrackLabel::of(t, s.settings.threshold).text())
+        .map(|t| TrackLabel::of(t, &s.threshold()).text())
         .collect();
     v.sort();
     v
@@ -872,7 +873,7 @@ fn a_slideshow_never_shows_a_name_computed_on_another_photo() {
             return;
         }
         for t in a.state.tracker.visible() {
-            if let TrackLabel::Match { name, .. } = TrackLabel::of(t, a.state.settings.threshold) {
+            if let TrackLabel::Match { name, .. } = TrackLabel::of(t, &a.state.threshold()) {
                 assert_eq!(name, person_of(file), "a name from another photo on {file}");
             }
         }
@@ -908,17 +909,16 @@ fn with_the_matcher_stopped_mid_slideshow_no_old_name_stays() {
         let a = h.state();
         if a.state.frame_label == "biden2.jpg" {
             for t in a.state.tracker.visible() {
-                let l = TrackLabel::of(t, a.state.settings.threshold);
+                let l = TrackLabel::of(t, &a.state.threshold());
                 assert!(
                     matches!(l, TrackLabel::Pending | TrackLabel::Unreachable(_)),
                     "{l:?} on biden2.jpg with the matcher down"
                 );
             }
-            if a.state
-                .tracker
-                .visible()
-                .any(|t| matches!(TrackLabel::of(t, 1.128), TrackLabel::Unreachable(_)))
-            {
+            if a.state.tracker.visible().any(|t| {
+                let t_1128 = Threshold::new(1.128, &Params::v1());
+                matches!(TrackLabel::of(t, &t_1128), TrackLabel::Unreachable(_))
+            }) {
                 break;
             }
         }

@@ -301,19 +301,19 @@ fn eval_calibration_counts_every_pair_and_json_output_stays_clean() {
     let text = std::fs::read_to_string(&calibration).unwrap();
     let c = blindface::calibration::Calibration::from_json(&text).expect("valid calibration");
     assert_eq!(
-        (c.pairs, c.genuine, c.impostor, c.no_face_pairs),
+        (c.pairs(), c.genuine(), c.impostor(), c.no_face_pairs()),
         (21, 11, 10, 0)
     );
-    assert!(c.command.contains("--calibrate"), "{}", c.command);
+    assert!(c.command().contains("--calibrate"), "{}", c.command());
     assert!(c
-        .points
+        .points()
         .windows(2)
         .all(|w| w[0].threshold < w[1].threshold && w[0].far <= w[1].far && w[0].tar <= w[1].tar));
     // At the run's threshold the calibration says what eval's encrypted decisions were.
     let at = c.at_threshold(v["threshold"].as_f64().unwrap() as f32);
     assert_eq!(at.tar, v["encrypted"]["all_pairs"]["tar"].as_f64().unwrap());
     assert_eq!(at.far, v["encrypted"]["all_pairs"]["far"].as_f64().unwrap());
-    let last = c.points.last().unwrap();
+    let last = c.points().last().unwrap();
     assert_eq!((last.genuine_accepted, last.impostor_accepted), (11, 10));
 }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use blindface::he::EncryptedTemplate;
 use blindface::he::{
-    decrypt, decrypt_for, encrypt_probe, encrypt_template, quantise, synthetic_templates,
-    threshold_sq, Params, SecretKey, Template, TemplateId,
+    decrypt, decrypt_for, encrypt_probe, encrypt_template, quantise, synthetic_templates, Params,
+    SecretKey, Template, TemplateId, Threshold,
 };
 use blindface::labels::LabelKey;
 use blindface::matcher::{
@@ -170,7 +170,7 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
     let p = params();
     let key = key();
     let labels = LabelKey::from_secret(&key);
-    let limit = threshold_sq(SFACE_L2_THRESHOLD, &p);
+    let threshold = Threshold::new(SFACE_L2_THRESHOLD, &p);
     let third = synthetic_templates(1, 7, &p).remove(0);
     let stranger = stranger_template();
 
@@ -205,21 +205,27 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
             let ranked = identify_exact(m, &key, &faces[photo], &known);
             assert_eq!(ranked.len(), 3);
             assert_eq!(names[&ranked[0].0], who, "{photo} on {}", m.describe());
-            assert!(ranked[0].1 <= limit, "{photo}: genuine pair must match");
-            assert!(ranked[1].1 > limit, "{photo}: others must not match");
+            assert!(
+                threshold.accepts(ranked[0].1),
+                "{photo}: genuine pair must match"
+            );
+            assert!(
+                !threshold.accepts(ranked[1].1),
+                "{photo}: others must not match"
+            );
             // 1:1 against the right person and the wrong one.
             let (probe, ctx) = encrypt_probe(&key, &faces[photo]);
             for (&id, t) in &known {
                 let r = m.verify(&probe, id).unwrap().result;
                 let d = decrypt_for(&key, &ctx, &r, id).unwrap();
                 assert_eq!(d.distance_sq, faces[photo].distance_sq(t));
-                assert_eq!(d.distance_sq <= limit, names[&id] == who);
+                assert_eq!(threshold.accepts(d.distance_sq), names[&id] == who);
             }
         }
         // A stranger (the child in obama_and_biden.jpg): nobody matches.
         let ranked = identify_exact(m, &key, &stranger, &known);
         assert_eq!(ranked.len(), 3);
-        assert!(ranked[0].1 > limit, "a stranger must not match");
+        assert!(!threshold.accepts(ranked[0].1), "a stranger must not match");
     }
 
     // A stranger: Biden's photo against a gallery holding only Obama.
@@ -234,7 +240,7 @@ fn real_faces_identify_and_verify_over_http_and_builtin() {
     let known = BTreeMap::from([(id, faces["obama.jpg"].clone())]);
     let ranked = identify_exact(&other, &key, &faces["biden2.jpg"], &known);
     assert_eq!(ranked.len(), 1);
-    assert!(ranked[0].1 > limit, "a stranger must not match");
+    assert!(!threshold.accepts(ranked[0].1), "a stranger must not match");
     server.stop();
 }
 

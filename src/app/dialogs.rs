@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use eframe::egui;
 
-use super::source::IMAGE_EXTENSIONS;
+use crate::vision::{is_image, IMAGE_EXTENSIONS};
 
 /// Which dialog answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +235,7 @@ pub fn validate(kind: DialogKind, path: &Path) -> Result<(), String> {
                 Err(format!(
                     "{shown} is a folder: choose an image in it, or use Open folder"
                 ))
-            } else if !is_image_name(path) {
+            } else if !is_image(path) {
                 Err(format!(
                     "{shown} is not an image ({})",
                     IMAGE_EXTENSIONS.join(", ")
@@ -285,13 +285,6 @@ pub fn validate(kind: DialogKind, path: &Path) -> Result<(), String> {
     }
 }
 
-/// Whether the file name has one of the image extensions (any case).
-pub fn is_image_name(path: &Path) -> bool {
-    path.extension()
-        .and_then(OsStr::to_str)
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
 /// Where the built-in browser starts: the folder around what is open now (`current`, an
 /// image or a folder source) for images and folders, else the Pictures folder; the home
 /// folder for keys.
@@ -337,8 +330,8 @@ impl InAppDialog {
         let title = format!("{} (built-in file browser)", kind.title());
         let base = match kind {
             DialogKind::OpenImage => egui_file::FileDialog::open_file()
-                .show_files_filter(Box::new(is_image_name))
-                .filename_filter(Box::new(|name: &str| is_image_name(Path::new(name))))
+                .show_files_filter(Box::new(is_image))
+                .filename_filter(Box::new(|name: &str| is_image(Path::new(name))))
                 .open_button_text("Open image".into()),
             DialogKind::OpenFolder => {
                 egui_file::FileDialog::select_folder().open_button_text("Open this folder".into())

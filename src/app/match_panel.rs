@@ -7,7 +7,7 @@ use eframe::egui::{self, Color32, RichText};
 
 use super::action::Action;
 use super::protocol::MatchMode;
-use super::state::{is_match, AppState};
+use super::state::AppState;
 
 /// The mode the panel is set to (verify if a person is chosen).
 pub fn current_mode(state: &AppState) -> MatchMode {
@@ -74,7 +74,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     {
         actions.push(Action::SetLive(live));
     }
-    let threshold = state.settings.threshold;
+    let threshold = state.threshold();
     if let Some(o) = &state.last_match {
         if !state.is_current(o.epoch) {
             let why = if o.epoch.source != state.frame_source {
@@ -104,7 +104,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         });
         return;
     };
-    let matched = outcome.verdict(threshold).is_some();
+    let matched = outcome.verdict(&threshold).is_some();
     let color = if matched {
         Color32::from_rgb(40, 170, 70)
     } else {
@@ -112,7 +112,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     };
     ui.add(
         egui::Label::new(
-            RichText::new(outcome.verdict_text(threshold))
+            RichText::new(outcome.verdict_text(&threshold))
                 .size(20.0)
                 .strong()
                 .color(color),
@@ -134,7 +134,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         ui.label("Verdict");
         ui.end_row();
         for d in &outcome.distances {
-            let m = is_match(d.distance_sq, threshold);
+            let m = threshold.accepts(d.distance_sq);
             ui.label(&d.name);
             ui.label(format!("{:.3}", d.l2));
             ui.colored_label(

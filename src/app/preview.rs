@@ -29,10 +29,10 @@ pub fn label_color(label: &TrackLabel) -> Color32 {
 /// Under each tracked face: its name, decrypted distance and verdict colour at the current
 /// threshold (real labels, so the accessibility tree, and tests, see them).
 fn live_labels(ui: &mut egui::Ui, state: &AppState, scale: f32, bounds: Rect) {
-    let threshold = state.settings.threshold;
+    let threshold = state.threshold();
     let origin = bounds.min;
     for t in state.tracker.visible() {
-        let label = TrackLabel::of(t, threshold);
+        let label = TrackLabel::of(t, &threshold);
         let color = label_color(&label);
         let [x, y, bw, bh] = t.face.bbox;
         let face_rect = Rect::from_min_max(

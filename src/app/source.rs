@@ -11,7 +11,7 @@ use image::RgbImage;
 use super::camera::Camera;
 use crate::frames::{FrameCounter, MjpegStream, RawFrame, StreamState};
 
-pub use crate::vision::{list_images, IMAGE_EXTENSIONS};
+use crate::vision::list_images;
 
 /// What to analyse next.
 pub enum Next {

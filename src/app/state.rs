@@ -27,7 +27,7 @@ use super::protocol::{
     Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, SourceId, Timings,
 };
 use crate::client::WireView;
-use crate::he::{threshold_sq, TemplateId};
+use crate::he::{Params, TemplateId, Threshold};
 use crate::live::{Track, TrackId, TrackStatus, Tracker, TrackerConfig};
 use crate::matcher::MatcherSpec;
 use crate::vision::{Face, SFACE_L2_THRESHOLD};
@@ -109,26 +109,17 @@ fn rate(times: &VecDeque<Instant>) -> f32 {
     }
 }
 
-/// Verdict of one distance at a threshold.
-pub fn is_match(distance_sq: i64, threshold_l2: f32) -> bool {
-    distance_sq <= threshold_sq(threshold_l2, &crate::client::keys::current_params())
-}
-
 impl MatchOutcome {
-    /// The best row if it is within the threshold.
-    pub fn verdict(&self, threshold_l2: f32) -> Option<&PersonDistance> {
+    /// The best row if the threshold accepts it.
+    pub fn verdict(&self, threshold: &Threshold) -> Option<&PersonDistance> {
         self.distances
             .first()
-            .filter(|d| is_match(d.distance_sq, threshold_l2))
+            .filter(|d| threshold.accepts(d.distance_sq))
     }
 
     /// One line for the window: "Match: NAME" or why not.
-    pub fn verdict_text(&self, threshold_l2: f32) -> String {
-        match (
-            self.verdict(threshold_l2),
-            &self.mode,
-            self.distances.first(),
-        ) {
+    pub fn verdict_text(&self, threshold: &Threshold) -> String {
+        match (self.verdict(threshold), &self.mode, self.distances.first()) {
             (Some(d), _, _) => format!("Match: {}", d.name),
             (None, MatchMode::Verify(n), _) => format!("No match: this is not {n}"),
             (None, MatchMode::Identify, None) => "No match: the gallery is empty".into(),
@@ -185,13 +176,13 @@ pub enum TrackLabel {
 }
 
 impl TrackLabel {
-    /// The label of `track` at `threshold_l2` (decided here, from decrypted distances).
-    pub fn of(track: &Track, threshold_l2: f32) -> TrackLabel {
+    /// The label of `track` at `threshold` (decided here, from decrypted distances).
+    pub fn of(track: &Track, threshold: &Threshold) -> TrackLabel {
         match (&track.status, track.best()) {
             (TrackStatus::Identifying, _) => TrackLabel::Pending,
             (TrackStatus::Unreachable(why), _) => TrackLabel::Unreachable(why.clone()),
             (TrackStatus::Identified, None) => TrackLabel::EmptyGallery,
-            (TrackStatus::Identified, Some(b)) if is_match(b.distance_sq, threshold_l2) => {
+            (TrackStatus::Identified, Some(b)) if threshold.accepts(b.distance_sq) => {
                 TrackLabel::Match {
                     name: b.name.clone(),
                     l2: b.l2,
@@ -255,7 +246,8 @@ pub struct AppState {
     pub last_exchange: Option<Exchange>,
     /// Bumped per exchange (texture key of its crop).
     pub exchange_serial: u64,
-    pub history: VecDeque<(f64, f32, String)>,
+    /// Recent best rows, with their time in seconds since start (the history chart).
+    pub history: VecDeque<(f64, PersonDistance)>,
     pub timings: Timings,
     pub notices: Vec<Notice>,
     /// The key's fingerprint (`None` while the key file is unusable).
@@ -321,6 +313,15 @@ impl AppState {
             started: Instant::now(),
             matcher_calls: 0,
         }
+    }
+
+    /// The threshold the user set, on the integer scale of the key the distances were
+    /// computed with: every verdict in the window is its [`Threshold::accepts`]. The
+    /// window never holds the key (the worker's `Client` does), and every key the app
+    /// opens, imports or creates is read with or made from `Params::v1()`
+    /// (`client::keys::open_key`), so those are the key's parameters.
+    pub fn threshold(&self) -> Threshold {
+        Threshold::new(self.settings.threshold, &Params::v1())
     }
 
     fn push(&mut self, text: String, is_error: bool, topic: Option<Operation>) {
@@ -566,7 +567,7 @@ impl AppState {
                 self.exchange(outcome.epoch, what, wire, crop, rows);
                 if let Some(best) = outcome.distances.first() {
                     let t = self.started.elapsed().as_secs_f64();
-                    self.history.push_back((t, best.l2, best.name.clone()));
+                    self.history.push_back((t, best.clone()));
                     while self.history.len() > HISTORY_LEN {
                         self.history.pop_front();
                     }

@@ -13,7 +13,7 @@ use egui_plot::{Bar, BarChart, HLine, Legend, Line, Plot, PlotPoints, Points};
 use super::action::Action;
 use super::match_panel;
 use super::protocol::MatchMode;
-use super::state::{is_match, AppState, TrackLabel, THRESHOLD_RANGE};
+use super::state::{AppState, PersonDistance, TrackLabel, THRESHOLD_RANGE};
 use crate::calibration::{far_for_fpir, Calibration, CalibrationError, OperatingPoint};
 use crate::vision::SFACE_L2_THRESHOLD;
 
@@ -83,7 +83,7 @@ fn fpir_unavailable(cal: &Calibration, error: &CalibrationError, people: u64) ->
         } => {
             let needed = far_for_fpir(FPIR_PRESET, people);
             let none_accepted = cal
-                .points
+                .points()
                 .iter()
                 .take_while(|p| p.impostor_accepted == 0)
                 .last()
@@ -248,7 +248,8 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
     if (state.settings.threshold, state.settings.show_history) != before {
         actions.push(Action::SettingsChanged);
     }
-    let threshold = state.settings.threshold as f64;
+    let threshold = state.threshold();
+    let line = threshold.l2() as f64;
     ui.label("Same person when the distance is at or below the line.");
     if state.live {
         ui.label("One bar per face in view. \"? Name\": nobody is within the line; Name is the closest person.");
@@ -260,7 +261,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
             .tracker
             .visible()
             .filter_map(|t| {
-                let shown = bar_label(&TrackLabel::of(t, threshold as f32));
+                let shown = bar_label(&TrackLabel::of(t, &threshold));
                 t.best().map(|b| (shown, b.distance_sq, b.l2))
             })
             .collect()
@@ -280,7 +281,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         .iter()
         .enumerate()
         .map(|(i, (name, distance_sq, l2))| {
-            let m = is_match(*distance_sq, threshold as f32);
+            let m = threshold.accepts(*distance_sq);
             Bar::new(i as f64, *l2 as f64)
                 .name(name)
                 .fill(if m { GREEN } else { RED })
@@ -308,7 +309,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         .show(ui, |plot| {
             plot.bar_chart(BarChart::new("decrypted L2", bars));
             plot.hline(
-                HLine::new("threshold", threshold)
+                HLine::new("threshold", line)
                     .color(Color32::from_rgb(90, 140, 255))
                     .width(2.0),
             );
@@ -316,13 +317,14 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
 
     if state.settings.show_history && !state.history.is_empty() {
         ui.label("Recent best distances");
-        let pts: Vec<[f64; 2]> = state
+        let point = |(t, d): &(f64, PersonDistance)| [*t, d.l2 as f64];
+        let pts: Vec<[f64; 2]> = state.history.iter().map(point).collect();
+        let (hit, miss): (Vec<_>, Vec<_>) = state
             .history
             .iter()
-            .map(|(t, l2, _)| [*t, *l2 as f64])
-            .collect();
-        let (hit, miss): (Vec<[f64; 2]>, Vec<[f64; 2]>) =
-            pts.iter().partition(|p| p[1] <= threshold);
+            .partition(|(_, d)| threshold.accepts(d.distance_sq));
+        let hit: Vec<[f64; 2]> = hit.into_iter().map(point).collect();
+        let miss: Vec<[f64; 2]> = miss.into_iter().map(point).collect();
         Plot::new("history-plot")
             .height(150.0)
             .x_axis_label("seconds since start")
@@ -344,9 +346,7 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
                         .color(RED)
                         .radius(4.0),
                 );
-                plot.hline(
-                    HLine::new("threshold", threshold).color(Color32::from_rgb(90, 140, 255)),
-                );
+                plot.hline(HLine::new("threshold", line).color(Color32::from_rgb(90, 140, 255)));
             });
     }
 }

@@ -7,7 +7,7 @@
 
 use eframe::egui::{self, RichText};
 
-use super::state::{is_match, AppState};
+use super::state::AppState;
 use super::textures::Textures;
 
 /// Hex of `bytes`, grouped in pairs, `per_line` bytes a line.
@@ -103,11 +103,11 @@ pub fn ui(ui: &mut egui::Ui, state: &AppState, textures: &mut Textures) {
                     if let Some((_, tex)) = &textures.probe {
                         ui.add(egui::Image::new(tex).max_height(96.0));
                     }
-                    let threshold = state.settings.threshold;
+                    let threshold = state.threshold();
                     match &x.distances {
                         Some(distances) => {
                             for d in distances.iter().take(5) {
-                                let m = is_match(d.distance_sq, threshold);
+                                let m = threshold.accepts(d.distance_sq);
                                 ui.label(format!(
                                     "{} {:.3} {}",
                                     d.name,

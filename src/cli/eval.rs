@@ -23,8 +23,8 @@ use blindface::eval::{
     accuracy_all_pairs, identity_from_file_name, rates, read_pairs, sweep, Rates, Sweep,
 };
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, quantise, threshold_sq, to_float_l2, Gallery, Params,
-    PreparedProbe, SecretKey, Template, TemplateId,
+    decrypt, encrypt_probe, encrypt_template, quantise, to_float_l2, Gallery, Params,
+    PreparedProbe, SecretKey, Template, TemplateId, Threshold,
 };
 
 use super::output::{emit, pct, Globals};
@@ -80,7 +80,7 @@ struct EvalOutput {
     best_accuracy: f64,
     /// The best threshold's accuracy counting every pair.
     best_accuracy_all_pairs: f64,
-    eer: Option<f64>,
+    eer: f64,
     tar_at_far_1e2: Option<f64>,
     tar_at_far_1e3: Option<f64>,
     embed_threads: usize,
@@ -109,7 +109,6 @@ pub fn eval(
 ) -> Result<()> {
     let started = Instant::now();
     let pairs = read_pairs(pairs_path)?;
-    let params = Params::v1();
 
     // Each image once, in first-seen order; a missing file is an error naming the line.
     let mut index: HashMap<&str, usize> = HashMap::new();
@@ -152,8 +151,11 @@ pub fn eval(
         with_face.iter().map(|e| f(e)).sum::<f64>() / with_face.len().max(1) as f64
     };
 
-    // Quantise and enrol every usable image under a fresh key.
-    let key = SecretKey::generate(&params);
+    // Quantise and enrol every usable image under a fresh key, and decide on its
+    // parameters.
+    let key = SecretKey::generate(&Params::v1());
+    let params = *key.params();
+    let threshold = Threshold::new(globals.threshold, &params);
     let mut templates: HashMap<usize, Template> = HashMap::new();
     let mut gallery = Gallery::new(&params);
     let mut clipped_components = 0;
@@ -221,40 +223,45 @@ pub fn eval(
     }
     anyhow::ensure!(!rows.is_empty(), "no pair has a face on both sides");
 
-    let t = globals.threshold;
-    let t_sq = threshold_sq(t, &params);
+    let t = threshold.l2();
     let same: Vec<bool> = rows.iter().map(|r| r.same).collect();
     let all_same: Vec<bool> = pairs.iter().map(|p| p.same).collect();
+    // Rates need both classes among the scored pairs (and so among all of them).
+    let l2s: Vec<f64> = rows.iter().map(|r| r.l2_float).collect();
+    let s: Sweep = sweep(&l2s, &same)
+        .context("eval needs genuine and impostor pairs with a face on both sides")?;
     let float_dec: Vec<bool> = rows.iter().map(|r| r.l2_float <= t as f64).collect();
     let quant_dec: Vec<bool> = rows
         .iter()
-        .map(|r| r.distance_sq_quantised <= t_sq)
+        .map(|r| threshold.accepts(r.distance_sq_quantised))
         .collect();
     let enc_dec: Vec<bool> = rows
         .iter()
-        .map(|r| r.distance_sq_encrypted <= t_sq)
+        .map(|r| threshold.accepts(r.distance_sq_encrypted))
         .collect();
     let unscored = pairs.len() - rows.len();
     // Every pair: a no-face pair is not accepted and counts as an error.
-    let figures = |decisions: &[bool]| {
+    let figures = |decisions: &[bool]| -> Result<Figures> {
         let all: Vec<bool> = pair_rows
             .iter()
             .map(|r| r.is_some_and(|i| decisions[i]))
             .collect();
-        let scored = rates(decisions, &same);
+        let scored = rates(decisions, &same)?;
         let correct = decisions.iter().zip(&same).filter(|(a, s)| a == s).count();
-        Figures {
+        Ok(Figures {
             all_pairs: Rates {
                 accuracy: accuracy_all_pairs(correct, rows.len(), unscored),
-                ..rates(&all, &all_same)
+                ..rates(&all, &all_same)?
             },
             scored,
-        }
+        })
     };
     let differ = |a: &[bool], b: &[bool]| a.iter().zip(b).filter(|(x, y)| x != y).count();
-    let l2s: Vec<f64> = rows.iter().map(|r| r.l2_float).collect();
-    let s: Sweep = sweep(&l2s, &same);
-    let (float, quantised, enc) = (figures(&float_dec), figures(&quant_dec), figures(&enc_dec));
+    let (float, quantised, enc) = (
+        figures(&float_dec)?,
+        figures(&quant_dec)?,
+        figures(&enc_dec)?,
+    );
 
     let report = match report_dir {
         Some(dir) => {
@@ -274,7 +281,7 @@ pub fn eval(
                 .iter()
                 .map(|r| r.map(|i| rows[i].distance_sq_encrypted))
                 .collect();
-            let mut c = if all_impostors {
+            let (c, source, pipeline) = if all_impostors {
                 let a = all_impostor_pairs(&names, &templates, &encrypted)?;
                 // The listed genuine pairs, through the encrypted matcher as before.
                 let mut genuine_counts: Vec<u64> = Vec::new();
@@ -292,7 +299,7 @@ pub fn eval(
                     }
                 }
                 let genuine = all_same.iter().filter(|&&s| s).count() as u64;
-                let mut c = Calibration::from_counts(
+                let c = Calibration::from_counts(
                     &genuine_counts,
                     genuine,
                     &a.counts,
@@ -306,7 +313,7 @@ pub fn eval(
                     .filter_map(|n| identity_of(n))
                     .collect::<HashSet<_>>()
                     .len();
-                c.source = format!(
+                let source = format!(
                     "{pairs_name}: its {genuine} genuine pairs, and as impostor pairs every \
                      pair of two of its {} images of different identities ({} identities, \
                      from the file names), {} pairs",
@@ -314,7 +321,7 @@ pub fn eval(
                     identities,
                     a.pairs
                 );
-                c.pipeline = serde_json::json!({
+                let pipeline = serde_json::json!({
                     "settings": settings,
                     "q": params.q,
                     "distances": "genuine pairs: encrypted squared distances of quantised \
@@ -327,23 +334,23 @@ pub fn eval(
                     "impostor_pairs_checked_encrypted": a.checked,
                 });
                 impostors_all = Some(a);
-                c
+                (c, source, pipeline)
             } else {
-                let mut c = Calibration::from_distances(
+                let c = Calibration::from_distances(
                     &distances,
                     &all_same,
                     &Calibration::default_grid(),
                     &params,
                 )?;
-                c.source = format!("{pairs_name} ({} pairs)", pairs.len());
-                c.pipeline = serde_json::json!({
+                let source = format!("{pairs_name} ({} pairs)", pairs.len());
+                let pipeline = serde_json::json!({
                     "settings": settings,
                     "q": params.q,
                     "distances": "encrypted squared distances of quantised templates",
                 });
-                c
+                (c, source, pipeline)
             };
-            c.command = command_line();
+            let c = c.with_origin(source, command_line(), pipeline);
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
@@ -602,7 +609,7 @@ fn table(o: &EvalOutput) -> String {
         o.best_threshold,
         pct(o.best_accuracy),
         pct(o.best_accuracy_all_pairs),
-        opt(o.eer),
+        pct(o.eer),
         opt(o.tar_at_far_1e2),
         opt(o.tar_at_far_1e3)
     );

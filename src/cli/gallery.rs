@@ -10,7 +10,7 @@ use serde::Serialize;
 use blindface::client::face::{choose_face, template_of, FaceSelection};
 use blindface::client::keys::{open_key, KeyPolicy};
 use blindface::client::{connect, Client, ClientError, Locations, MatchReport};
-use blindface::he::{threshold_sq, Template, TemplateId};
+use blindface::he::{Template, TemplateId, Threshold};
 use blindface::matcher::TokenStore;
 use blindface::ranking::PersonDistance;
 use blindface::vision::{load_image, FacePipeline};
@@ -170,11 +170,11 @@ fn matches_output(
     rows: Vec<PersonDistance>,
     (face, faces_found): (usize, usize),
 ) -> MatchesOutput {
-    let limit = threshold_sq(globals.threshold, client.params());
+    let threshold = Threshold::new(globals.threshold, client.params());
     let matches: Vec<MatchOut> = rows
         .into_iter()
         .map(|r| MatchOut {
-            same_person: r.distance_sq <= limit,
+            same_person: threshold.accepts(r.distance_sq),
             name: r.name,
             l2: r.l2,
             id: r.id,

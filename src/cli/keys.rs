@@ -3,8 +3,8 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use blindface::client::keys::{current_params, KeyFile};
-use blindface::he::SecretKey;
+use blindface::client::keys::KeyFile;
+use blindface::he::{Params, SecretKey};
 
 use super::output::{emit, Globals};
 
@@ -15,7 +15,7 @@ struct KeygenOutput {
 }
 
 pub fn keygen(globals: &Globals, force: bool) -> Result<()> {
-    let key = SecretKey::generate(&current_params());
+    let key = SecretKey::generate(&Params::v1());
     key.save(&globals.key, force)?;
     let out = KeygenOutput {
         path: globals.key.display().to_string(),

@@ -13,7 +13,7 @@ use serde::Serialize;
 use blindface::client::face::embed_face;
 use blindface::client::Client;
 use blindface::frames::MjpegStream;
-use blindface::he::threshold_sq;
+use blindface::he::Threshold;
 use blindface::live::{Tracker, TrackerConfig};
 use blindface::vision::{list_images, load_image, FacePipeline};
 
@@ -66,7 +66,7 @@ impl Live<'_> {
             self.tracker
                 .matched(id, report.best_per_person(), embedded.embedding);
         }
-        let limit = threshold_sq(self.globals.threshold, self.client.params());
+        let threshold = Threshold::new(self.globals.threshold, self.client.params());
         let mut faces: Vec<FaceOut> = self
             .tracker
             .visible()
@@ -74,7 +74,7 @@ impl Live<'_> {
                 bbox: t.face.bbox,
                 name: t.best().map(|b| b.name.clone()),
                 l2: t.best().map(|b| b.l2),
-                same_person: t.best().is_some_and(|b| b.distance_sq <= limit),
+                same_person: t.best().is_some_and(|b| threshold.accepts(b.distance_sq)),
             })
             .collect();
         faces.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));

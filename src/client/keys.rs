@@ -90,14 +90,10 @@ pub enum KeyError {
     Save(HeError),
 }
 
-/// The parameters this build creates and reads keys with.
-pub fn current_params() -> Params {
-    Params::v1()
-}
-
-/// Opens the key at `path` under `policy`.
+/// Opens the key at `path` under `policy`. Keys are read with and made from
+/// `Params::v1()`: a key file of other parameters is `Unreadable`.
 pub fn open_key(path: &Path, policy: KeyPolicy) -> Result<OpenedKey, KeyError> {
-    let params = current_params();
+    let params = Params::v1();
     if path.exists() {
         let key = SecretKey::load(path, &params).map_err(|reason| KeyError::Unreadable {
             path: path.to_path_buf(),

@@ -41,6 +41,6 @@ pub use id::TemplateId;
 pub use keys::SecretKey;
 pub use params::{Params, PARAMS_VERSION};
 pub use probe::PreparedProbe;
-pub use quantise::{quantise, threshold_sq, to_float_l2, Quantised, Template};
+pub use quantise::{quantise, to_float_l2, Quantised, Template, Threshold};
 pub use result::{BlockResult, MatchResult, ResultReader, ResultWriter, SlotReadout, RESULT_BITS};
 pub use synthetic::{synthetic_template, synthetic_templates};

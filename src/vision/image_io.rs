@@ -1,4 +1,5 @@
-//! Loading images as RGB with their EXIF orientation applied.
+//! Loading images as RGB with their EXIF orientation applied, and which files are images
+//! (by extension: the one list every source, dialog and folder command uses).
 //!
 //! The `image` crate decodes pixels as stored; phone photos are often stored sideways with
 //! an EXIF orientation tag, and YuNet finds few faces lying on their side. The decoder's
@@ -82,19 +83,23 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// File extensions read as images (by sources and folder commands).
+/// File extensions read as images (by sources, file dialogs and folder commands), matched
+/// in any case.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
+
+/// Whether `path`'s extension is one of [`IMAGE_EXTENSIONS`] (any case); the file itself
+/// is not read.
+pub fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
 
 /// The images in `dir` (by extension), sorted by name.
 pub fn list_images(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
+        .filter(|p| p.is_file() && is_image(p))
         .collect();
     files.sort();
     Ok(files)

@@ -31,7 +31,7 @@ pub use detect::{
 };
 pub use embed::{Embedding, EMBEDDING_DIM, SFACE_L2_THRESHOLD};
 pub use error::VisionError;
-pub use image_io::{list_images, load_image, load_image_from_bytes, IMAGE_EXTENSIONS};
+pub use image_io::{is_image, list_images, load_image, load_image_from_bytes, IMAGE_EXTENSIONS};
 pub use models::default_models_dir;
 pub use pipeline::{EmbeddingMode, FacePipeline, PipelineOptions};
 pub use runtime::locate_onnxruntime;

@@ -20,11 +20,11 @@ use crate::app::protocol::{
     Timings,
 };
 use crate::client::face::{embed_face, EmbeddedFace};
-use crate::client::keys::{current_params, open_key, KeyError, KeyFile, KeyOrigin, KeyPolicy};
+use crate::client::keys::{open_key, KeyError, KeyFile, KeyOrigin, KeyPolicy};
 use crate::client::{
     connect, elapsed_ms, Access, Client, ClientError, Enrolment, Locations, MatchReport,
 };
-use crate::he::SecretKey;
+use crate::he::{Params, SecretKey};
 use crate::matcher::{MatcherError, MatcherSpec, TokenStore, Traffic};
 use crate::vision::Face;
 
@@ -367,7 +367,7 @@ impl ClientThread {
                 Err(e) => self.fail(Operation::Key, e),
             },
             Command::GenerateKey => {
-                let key = SecretKey::generate(&current_params());
+                let key = SecretKey::generate(&Params::v1());
                 let fingerprint = key.fingerprint();
                 self.candidate = Some(key);
                 self.send(Event::KeyCandidate {

@@ -23,7 +23,7 @@ use blindface::client::Client;
 use blindface::eval::{
     identification_rates, scan_labelled_folder, split_roles, IdentificationRates, Role, Search,
 };
-use blindface::he::{quantise, threshold_sq, Params, SecretKey, Template, TemplateId};
+use blindface::he::{quantise, Params, SecretKey, Template, TemplateId, Threshold};
 use blindface::matcher::BuiltinMatcher;
 
 use super::embed::{self, Settings};
@@ -61,7 +61,10 @@ struct Probe {
 
 pub fn identify(globals: &Globals, dir: &Path, settings: &Settings) -> Result<()> {
     let started = Instant::now();
-    let params = Params::v1();
+    // A fresh key for this run; everything is quantised and decided on its parameters.
+    let key = SecretKey::generate(&Params::v1());
+    let params = *key.params();
+    let threshold = Threshold::new(globals.threshold, &params);
     let images = scan_labelled_folder(dir)?;
     let files: Vec<_> = images
         .iter()
@@ -82,7 +85,6 @@ pub fn identify(globals: &Globals, dir: &Path, settings: &Settings) -> Result<()
     // Enrol through the real matcher, in a data directory that lives for this run only.
     let enrol_started = Instant::now();
     let data = tempfile::tempdir().context("creating a temporary matcher data directory")?;
-    let key = SecretKey::generate(&params);
     let matcher = BuiltinMatcher::open_with_limit(
         data.path(),
         &params,
@@ -158,7 +160,6 @@ pub fn identify(globals: &Globals, dir: &Path, settings: &Settings) -> Result<()
     let searched = outcomes.iter().filter(|o| o.0.top.is_some()).count();
 
     let searches: Vec<Search> = outcomes.iter().map(|o| o.0).collect();
-    let t_sq = threshold_sq(globals.threshold, &params);
     let mut no_face_images: Vec<String> = (0..images.len())
         .filter(|&i| !has_face[i])
         .map(|i| images[i].path.display().to_string())
@@ -178,8 +179,8 @@ pub fn identify(globals: &Globals, dir: &Path, settings: &Settings) -> Result<()
         no_face_images,
         retry_images: run.embedded.iter().flatten().filter(|e| e.retry).count(),
         settings: *settings,
-        threshold: globals.threshold,
-        rates: identification_rates(&searches, t_sq),
+        threshold: threshold.l2(),
+        rates: identification_rates(&searches, &threshold),
         encrypted_equals_quantised: outcomes.iter().all(|o| o.1),
         distances_checked: outcomes.iter().map(|o| o.2).sum(),
         embed_seconds: run.seconds,
