@@ -13,6 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::accounts;
 use super::auth::{bearer, hash_token, random_hex};
 use super::{ApiError, AppState};
 use crate::matcher::{codes, MatcherError, Store};
@@ -26,7 +27,7 @@ pub fn admin_token(
     store: &Store,
     rotate: bool,
 ) -> Result<([u8; 32], Option<String>), MatcherError> {
-    if let (Some(hash), false) = (store.admin_token_hash()?, rotate) {
+    if let (Some(hash), false) = (accounts::admin_token_hash(store)?, rotate) {
         return Ok((hash, None));
     }
     let token = random_hex(32).map_err(|e| MatcherError::BadInput {
@@ -34,7 +35,7 @@ pub fn admin_token(
         detail: e,
     })?;
     let hash = hash_token(&token);
-    store.set_admin_token_hash(&hash)?;
+    accounts::set_admin_token_hash(store, &hash)?;
     Ok((hash, Some(token)))
 }
 
@@ -87,7 +88,7 @@ pub async fn create_invites(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        s.galleries.store().add_invites(&hashes, now)?;
+        accounts::add_invites(s.galleries.store(), &hashes, now)?;
         Ok(codes)
     })
     .await?;

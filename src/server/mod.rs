@@ -12,9 +12,10 @@
 //! ciphertexts, and shuts down gracefully on Ctrl-C or SIGTERM.
 //!
 //! Routes are in `routes`, the accept loop in `listen`, authentication in `auth`, the
-//! admin token and invitations in `admin`, work bounds in `limits`, metrics and the
+//! admin token and invitations in `admin` (their tables in `accounts`), work bounds in `limits`, metrics and the
 //! request log in `metrics`, the certificate in `tls`, error replies in `error`.
 
+mod accounts;
 mod admin;
 mod auth;
 mod error;
