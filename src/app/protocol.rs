@@ -10,7 +10,7 @@ use image::RgbImage;
 
 use crate::client::keys::KeyError;
 use crate::client::{Access, ClientError, WireView};
-use crate::he::TemplateId;
+use crate::he::{HeError, TemplateId};
 use crate::live::TrackId;
 use crate::matcher::{MatcherError, MatcherSpec};
 use crate::ranking::PersonDistance;
@@ -108,7 +108,7 @@ pub enum Operation {
 pub enum AppError {
     #[error("{}", explain_client(.0))]
     Client(#[from] ClientError),
-    #[error("{0}")]
+    #[error("{}", explain_key(.0))]
     Key(#[from] KeyError),
     #[error("your secret key cannot be used ({0}), so nothing is enrolled or matched: import your key or generate a new one in Settings")]
     KeyUnusable(String),
@@ -120,7 +120,7 @@ pub enum AppError {
     Image(VisionError),
     #[error("face detection failed: {0}")]
     Detect(VisionError),
-    #[error("{name} could not be enrolled ({error}), and {kept} template(s) enrolled before the failure could not be taken back ({undo}): remove {name} from the gallery and enrol again")]
+    #[error("{name} could not be enrolled ({}), and {kept} template(s) enrolled before the failure could not be taken back ({undo}): remove {name} from the gallery and enrol again", explain_client(error))]
     PartialEnrol {
         name: String,
         kept: usize,
@@ -146,6 +146,10 @@ fn explain_client(e: &ClientError) -> String {
             "cannot reach the matcher at {url} ({detail}): start it with `blindface serve`, \
              check the URL in Settings, or switch to the built-in matcher"
         ),
+        ClientError::Matcher(e) => explain_matcher(e),
+        ClientError::Crypto(HeError::KeyExists { .. }) => {
+            format!("{e}; choose another file name")
+        }
         ClientError::Vision(VisionError::NoFace) | ClientError::NoFace => {
             "no face in this frame: face the camera or choose another image".into()
         }
@@ -156,6 +160,49 @@ fn explain_client(e: &ClientError) -> String {
         ClientError::NoSuchPerson(who) => format!(
             "nobody called {who:?} is enrolled; enrol them first or pick someone from the gallery"
         ),
+        e => e.to_string(),
+    }
+}
+
+/// A matcher error with what to do about it in the app (the library's text says only
+/// what happened).
+fn explain_matcher(e: &MatcherError) -> String {
+    match e {
+        MatcherError::UnknownId(_) => format!("{e}; the gallery shows what is enrolled"),
+        MatcherError::GalleryFull { .. } => format!(
+            "{e}; remove some from the gallery, or ask the matcher's operator to allow more \
+             templates"
+        ),
+        MatcherError::StoreLocked { .. } => format!(
+            "{e} (a running `blindface serve`, or another blindface window?); close it and \
+             press Connect in Settings"
+        ),
+        MatcherError::TenantQuota { .. } => format!(
+            "{e}; remove some from the gallery, or ask the matcher's operator for a larger quota"
+        ),
+        MatcherError::MemoryBudget { .. } => {
+            format!("{e}. Ask the matcher's operator to raise its memory budget")
+        }
+        MatcherError::InviteRequired { .. } => format!(
+            "{e}: ask its operator for an invitation code, enter it under Invitation in \
+             Settings and press Connect"
+        ),
+        MatcherError::InsecureHttp { .. } => format!(
+            "{e}. Use https://, an SSH tunnel to 127.0.0.1, or allow plain HTTP in Settings \
+             if you accept that"
+        ),
+        MatcherError::CertificateChanged { presented, .. } => format!(
+            "{e}. If its operator confirms the new fingerprint, enter {presented} under \
+             Certificate in Settings and press Connect"
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// A key error with what to do about it in the app.
+fn explain_key(e: &KeyError) -> String {
+    match e {
+        KeyError::Missing { .. } => format!("{e}; choose another key file"),
         e => e.to_string(),
     }
 }
@@ -310,4 +357,38 @@ pub enum Event {
         op: Option<Operation>,
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_names_its_own_remedies_not_command_line_flags() {
+        let shown = |e: MatcherError| AppError::from(ClientError::from(e)).to_string();
+        let full = shown(MatcherError::GalleryFull { max: 4 });
+        assert!(
+            full.starts_with("the gallery is full (4 templates); remove some from the gallery"),
+            "{full}"
+        );
+        let changed = shown(MatcherError::CertificateChanged {
+            url: "https://m".into(),
+            pinned: "aa".into(),
+            presented: "bb".into(),
+        });
+        assert!(
+            changed.contains("enter bb under Certificate in Settings"),
+            "{changed}"
+        );
+        let missing = AppError::from(KeyError::Missing {
+            path: "k.key".into(),
+        })
+        .to_string();
+        for text in [full, changed, missing] {
+            assert!(
+                !text.contains("--") && !text.contains("`blindface "),
+                "{text}"
+            );
+        }
+    }
 }

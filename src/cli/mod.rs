@@ -1,7 +1,8 @@
 //! Command line: argument parsing (clap; the client options are not `serve`'s) into
 //! `Globals` and one `Command`, dispatch, and the exit status (one-line errors with exit
-//! status 2; `verify` exits 1 when the face is not the person's). The output conventions
-//! the commands share are in `output`.
+//! status 2 and the command or flag that deals with them (`hints`); `verify` exits 1 when
+//! the face is not the person's). The output conventions the commands share are in
+//! `output`.
 
 mod app;
 mod bench;
@@ -9,6 +10,7 @@ mod doctor;
 mod eval;
 mod faces;
 mod gallery;
+mod hints;
 mod keys;
 mod live;
 mod output;
@@ -307,7 +309,7 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::NotVerified) => ExitCode::from(EXIT_NOT_VERIFIED),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {e:#}{}", hints::hint(&e).unwrap_or_default());
             ExitCode::from(EXIT_ERROR)
         }
     }

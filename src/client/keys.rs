@@ -82,7 +82,7 @@ pub struct OpenedKey {
 
 #[derive(Debug, Error)]
 pub enum KeyError {
-    #[error("no secret key at {}; run `blindface keygen` first (or pass --key PATH)", path.display())]
+    #[error("no secret key at {}", path.display())]
     Missing { path: PathBuf },
     #[error("the secret key file {} cannot be used ({reason}); import your key, or move the file away to start a new gallery with a new key", path.display())]
     Unreadable { path: PathBuf, reason: HeError },

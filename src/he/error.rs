@@ -48,6 +48,6 @@ pub enum HeError {
         path: String,
         reason: std::io::Error,
     },
-    #[error("key file {path} already exists; refusing to overwrite it (use --force to replace it, after exporting it if you still need it)")]
+    #[error("key file {path} already exists; refusing to overwrite it")]
     KeyExists { path: String },
 }

@@ -42,12 +42,6 @@ pub struct Params {
     pub clip_milli: u32,
 }
 
-impl Default for Params {
-    fn default() -> Self {
-        Self::v1()
-    }
-}
-
 impl Params {
     /// The parameter set of version 1.
     pub fn v1() -> Self {

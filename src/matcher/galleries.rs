@@ -193,18 +193,18 @@ impl Galleries {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    /// Registers a tenant durably, within the memory budget, consuming the one-time code
-    /// whose hash is `invite` (`None`: open registration); `false` if that code is unknown
-    /// or used, with nothing changed.
+    /// Registers a tenant durably, within the memory budget, if `admit` (run in the
+    /// registering transaction: [`Store::register_tenant`]) says so; `false`, with nothing
+    /// changed, if it does not.
     pub fn register_tenant(
         &self,
         tenant: &str,
         token_hash: &[u8; 32],
-        invite: Option<&[u8; 32]>,
+        admit: impl FnOnce(&redb::WriteTransaction) -> Result<bool, redb::Error>,
     ) -> Result<bool, MatcherError> {
         let cost = self.bytes_per_tenant();
         self.reserve(cost)?;
-        match self.store.register_tenant(tenant, token_hash, invite) {
+        match self.store.register_tenant(tenant, token_hash, admit) {
             Ok(true) => {
                 self.ensure_tenant(tenant)?;
                 Ok(true)

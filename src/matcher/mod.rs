@@ -212,10 +212,12 @@ pub mod codes {
     pub const ERASE_REQUIRED: &str = "erase_required";
 }
 
-/// Matcher errors; each message says what happened and what to do.
+/// Matcher errors; each message says what happened, with its numbers. What to do about
+/// it is the edge's to say: the command line (`blindface`) and the app each add their
+/// own hint from the variant.
 #[derive(Debug, Error)]
 pub enum MatcherError {
-    #[error("no template with id {0} in this gallery; `blindface list` shows what is enrolled")]
+    #[error("no template with id {0} in this gallery")]
     UnknownId(TemplateId),
     #[error("a template with id {0} is already enrolled")]
     DuplicateId(TemplateId),
@@ -223,7 +225,7 @@ pub enum MatcherError {
     BadId(TemplateId),
     #[error("the matcher's state was damaged by an earlier failure; restart it")]
     Poisoned,
-    #[error("the gallery is full ({max} templates); remove some with `blindface remove` or raise the matcher's --max-templates")]
+    #[error("the gallery is full ({max} templates)")]
     GalleryFull { max: usize },
     #[error("the label is {got} bytes, more than the {max} allowed; use a shorter name")]
     LabelTooLarge { got: usize, max: usize },
@@ -231,11 +233,11 @@ pub enum MatcherError {
     BadInput { what: &'static str, detail: String },
     #[error(transparent)]
     Crypto(#[from] HeError),
-    #[error("the store {path} is in use by another blindface process (a running `blindface serve` or app?); stop it or use another --data directory")]
+    #[error("the store {path} is in use by another blindface process")]
     StoreLocked { path: String },
     #[error("store {path}: {detail}; check the disk and the directory's permissions")]
     Store { path: String, detail: String },
-    #[error("cannot reach the matcher at {url}: {detail}; is `blindface serve` running there?")]
+    #[error("cannot reach the matcher at {url}: {detail}")]
     Unreachable { url: String, detail: String },
     #[error("the server at {url} speaks HTTPS, not plain HTTP: use {https_url}")]
     SpeaksHttps { url: String, https_url: String },
@@ -252,19 +254,19 @@ pub enum MatcherError {
         /// Seconds the server asked us to wait (its `Retry-After`).
         retry_after: Option<u64>,
     },
-    #[error("the gallery has reached its byte quota ({max_bytes} bytes of encrypted templates); remove some with `blindface remove` or ask the operator to raise --max-tenant-bytes")]
+    #[error("the gallery has reached its byte quota ({max_bytes} bytes of encrypted templates)")]
     TenantQuota { max_bytes: u64 },
-    #[error("the matcher's memory budget ({budget} bytes) is used up; nothing was changed. Ask its operator to raise --memory-budget")]
+    #[error("the matcher's memory budget ({budget} bytes) is used up; nothing was changed")]
     MemoryBudget { budget: u64 },
-    #[error("the matcher at {url} registers galleries by invitation only: ask its operator for a code (`blindface admin invite`) and connect with --invite CODE")]
+    #[error("the matcher at {url} registers galleries by invitation only")]
     InviteRequired { url: String },
     #[error("the matcher at {url} refused the invitation code: it is unknown or was used already; ask its operator for a new one")]
     InviteInvalid { url: String },
-    #[error("the matcher at {url} refused the admin token ({message}); use the token `blindface serve` printed on its first start, or restart it with --new-admin-token")]
+    #[error("the matcher at {url} refused the admin token ({message})")]
     AdminUnauthorized { url: String, message: String },
-    #[error("refusing plain HTTP to {url}: the bearer token and every ciphertext would cross the network unprotected, and anyone on the path could answer in the matcher's place and force any verdict. Use https://, an SSH tunnel to 127.0.0.1, or pass --insecure-http if you accept that")]
+    #[error("refusing plain HTTP to {url}: the bearer token and every ciphertext would cross the network unprotected, and anyone on the path could answer in the matcher's place and force any verdict")]
     InsecureHttp { url: String },
-    #[error("the matcher at {url} presented a different TLS certificate (SHA-256 {presented}) than the one pinned for it ({pinned}): someone may be intercepting the connection, or the server's certificate was replaced. Nothing was sent. If its operator confirms the new fingerprint, connect with --fingerprint {presented}")]
+    #[error("the matcher at {url} presented a different TLS certificate (SHA-256 {presented}) than the one pinned for it ({pinned}): someone may be intercepting the connection, or the server's certificate was replaced. Nothing was sent")]
     CertificateChanged {
         url: String,
         pinned: String,

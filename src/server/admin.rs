@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 
+use super::accounts;
 use super::auth::{hash_token, random_hex, require_admin};
 use super::{blocking, ApiError, ServerState};
 use crate::matcher::api::{InviteReply, InviteRequest};
@@ -24,7 +25,7 @@ pub fn admin_token(
     store: &Store,
     rotate: bool,
 ) -> Result<([u8; 32], Option<String>), MatcherError> {
-    if let (Some(hash), false) = (store.admin_token_hash()?, rotate) {
+    if let (Some(hash), false) = (accounts::admin_token_hash(store)?, rotate) {
         return Ok((hash, None));
     }
     let token = random_hex(32).map_err(|e| MatcherError::BadInput {
@@ -32,7 +33,7 @@ pub fn admin_token(
         detail: e,
     })?;
     let hash = hash_token(&token);
-    store.set_admin_token_hash(&hash)?;
+    accounts::set_admin_token_hash(store, &hash)?;
     Ok((hash, Some(token)))
 }
 
@@ -62,7 +63,7 @@ pub async fn create_invites(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        s.galleries.store().add_invites(&hashes, now)?;
+        accounts::add_invites(s.galleries.store(), &hashes, now)?;
         Ok(codes)
     })
     .await?;

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, ServerState};
+use super::{accounts, ApiError, ServerState};
 use crate::matcher::{codes, Galleries, MatcherError, Store};
 
 /// Who may register a tenant.
@@ -80,7 +80,7 @@ impl Tokens {
         }
         let (tenant, token) = new_tenant()?;
         let hash = hash_token(&token);
-        if !galleries.register_tenant(&tenant, &hash, invite_hash.as_ref())? {
+        if !galleries.register_tenant(&tenant, &hash, accounts::admit(invite_hash))? {
             return Err(forbidden(
                 codes::INVITE_INVALID,
                 "unknown or already used invitation code",

@@ -13,10 +13,11 @@
 //!
 //! Routes are in `routes` (their bodies are `crate::matcher::api`'s, shared with the
 //! client), the accept loop in `listen`, authentication (tenants' and the admin's) in
-//! `auth`, the admin token and invitations in `admin`, work bounds in `limits`, metrics
-//! and the request log in `metrics`, the certificate in `tls`, error replies in `error`;
-//! the state they share and `blocking` are here.
+//! `auth`, the admin token and invitations in `admin` (their tables in `accounts`), work
+//! bounds in `limits`, metrics and the request log in `metrics`, the certificate in `tls`,
+//! error replies in `error`; the state they share and `blocking` are here.
 
+mod accounts;
 mod admin;
 mod auth;
 mod error;

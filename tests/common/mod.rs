@@ -122,7 +122,7 @@ pub fn seed_gallery(data: &Path, key: &SecretKey, templates: &[Template]) -> Cre
         token: "seeded-token-0123456789abcdef0123456789abcdef".into(),
     };
     let hash: [u8; 32] = Sha256::digest(creds.token.as_bytes()).into();
-    assert!(store.register_tenant(&creds.tenant, &hash, None).unwrap());
+    store.add_tenant(&creds.tenant, &hash).unwrap();
     let rows: Vec<_> = templates
         .par_iter()
         .enumerate()
