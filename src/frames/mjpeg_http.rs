@@ -9,9 +9,9 @@
 //! `Connecting`, `Streaming` once a frame has decoded, `Reconnecting(error)` after the
 //! connection failed or dropped (the error stays until frames flow again). It reconnects with
 //! exponential backoff (reset after a connection that delivered frames) and stops when the
-//! `MjpegStream` is dropped: the connection is shut down at once ([`ureq::Agent::shutdown`])
-//! and the thread exits, or once a TCP connect in progress gives up
-//! ([`StreamOptions::connect_timeout`]).
+//! `MjpegStream` is dropped: the connection is shut down ([`ureq::Agent::shutdown`]) and a
+//! backoff wait woken, so the thread exits at once, or once a TCP connect in progress gives
+//! up ([`StreamOptions::connect_timeout`]).
 //!
 //! HTTP is ureq's: chunked bodies (ESP32-CAM sends them), redirects, IPv6, and a per-read
 //! timeout that notices a camera that stalls ([`StreamOptions::idle_timeout`]). `http://`
@@ -42,8 +42,6 @@ use super::multipart::{parse_content_type, MultipartError, Splitter};
 
 /// The largest JPEG part accepted by default (16 MiB).
 pub const DEFAULT_MAX_PART_BYTES: usize = 16 << 20;
-/// How often the backoff wait checks whether the stream was dropped.
-const POLL: Duration = Duration::from_millis(100);
 /// How much of a reply that is not HTTP is shown in [`StreamError::NotHttp`].
 const PREVIEW: usize = 40;
 
@@ -160,6 +158,8 @@ pub struct MjpegStream {
     stop: Arc<AtomicBool>,
     /// The reader's agent: shutting it down interrupts a read in progress.
     agent: Agent,
+    /// The reader's thread, woken from its backoff wait on drop.
+    thread: std::thread::Thread,
 }
 
 impl MjpegStream {
@@ -193,16 +193,19 @@ impl MjpegStream {
             counter: counter.clone(),
             stop: stop.clone(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("blindface-mjpeg".into())
             .spawn(move || reader.run())
-            .map_err(|e| StreamError::Io(format!("cannot start the stream thread: {e}")))?;
+            .map_err(|e| StreamError::Io(format!("cannot start the stream thread: {e}")))?
+            .thread()
+            .clone();
         Ok(MjpegStream {
             label,
             shared,
             counter,
             stop,
             agent,
+            thread,
         })
     }
 
@@ -242,6 +245,7 @@ impl Drop for MjpegStream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         self.agent.clone().shutdown();
+        self.thread.unpark();
     }
 }
 
@@ -367,7 +371,6 @@ impl<In: Transport> Connector<In> for FirstBytes {
         _details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        self.0.lock().clear();
         Ok(chained.map(|inner| Recorded {
             inner,
             first: self.clone(),
@@ -446,9 +449,10 @@ impl Reader {
             if delivered {
                 backoff = initial;
             }
+            // Woken early by drop (parking may also wake spuriously: hence the loop).
             let until = Instant::now() + backoff;
             while !self.stopped() && Instant::now() < until {
-                std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+                std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
             }
             backoff = (backoff * 2).min(self.options.backoff_max);
         }
