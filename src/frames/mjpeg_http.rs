@@ -1,57 +1,56 @@
 //! A live source without a webcam: an MJPEG-over-HTTP stream, what IP cameras, phone camera
 //! apps, `mjpg-streamer`, `motion` and ESP32-CAM boards serve: one HTTP response of type
-//! `multipart/x-mixed-replace; boundary=...` whose parts are JPEG images, each with an
-//! optional `Content-Length`.
+//! `multipart/x-mixed-replace; boundary=...` whose parts are JPEG images.
 //!
-//! [`MjpegStream::open`] parses the URL, then reads the stream on a background thread: it
-//! decodes every complete part with [`super::decode::decode_jpeg`] (so a bad frame is
-//! counted and dropped, never shown), keeps only the newest image for
-//! [`MjpegStream::latest`], and publishes a [`StreamState`]: `Connecting`, `Streaming` once
-//! a frame has decoded, `Reconnecting(error)` after the connection failed or dropped (the
-//! error stays until frames flow again). It reconnects with exponential backoff (reset after
-//! a connection that delivered frames) and stops when the `MjpegStream` is dropped: the
-//! socket is shut down and the thread exits within one poll interval (100 ms), or once a
-//! TCP connect in progress gives up ([`StreamOptions::connect_timeout`]).
+//! [`MjpegStream::open`] checks the URL, then reads the stream on a background thread: it
+//! splits the body into parts ([`super::multipart::Splitter`]), decodes every complete part
+//! with [`super::decode::decode_jpeg`] (so a bad frame is counted and dropped, never shown),
+//! keeps only the newest image for [`MjpegStream::latest`], and publishes a [`StreamState`]:
+//! `Connecting`, `Streaming` once a frame has decoded, `Reconnecting(error)` after the
+//! connection failed or dropped (the error stays until frames flow again). It reconnects with
+//! exponential backoff (reset after a connection that delivered frames) and stops when the
+//! `MjpegStream` is dropped: the connection is shut down ([`ureq::Agent::shutdown`]) and a
+//! backoff wait woken, so the thread exits at once, or once a TCP connect in progress gives
+//! up ([`StreamOptions::connect_timeout`]).
 //!
-//! The client is a small HTTP/1.1 one on `std::net::TcpStream` rather than `ureq`: ureq 3
-//! streams bodies, but its only body timeout is a total budget, so a camera that stalls
-//! would block the reader with no way to notice or to stop the thread on drop. Here reads
-//! poll every 100 ms (stop flag, stall timeout). Supported: `http://` only (cameras on a
-//! local network; `https` is refused with a clear error), `user:password@` (Basic auth, no
-//! percent-decoding), chunked transfer encoding (ESP32-CAM sends it), parts with or without
-//! `Content-Length`, boundaries declared with or without the leading `--` (both occur) or
-//! not declared at all (taken from the first `--` line). Not supported: redirects, TLS,
-//! Digest auth, compressed bodies.
-//!
-//! Everything is bounded: response and part headers (64 KiB, 8 KiB a line), a part
-//! ([`StreamOptions::max_part_bytes`], 16 MiB by default: a larger `Content-Length` is an
-//! error before any allocation, and a part without one stops being buffered at the limit).
+//! HTTP is ureq's: chunked bodies (ESP32-CAM sends them), redirects, IPv6, and a per-read
+//! timeout that notices a camera that stalls ([`StreamOptions::idle_timeout`]). `http://`
+//! only (cameras on a local network; `https` is refused with a clear error);
+//! `user:password@` in the URL is sent as Basic auth (no percent-decoding). `Host` and
+//! `Authorization` are sent with their usual capitals: some camera servers (mjpg-streamer)
+//! look for `Authorization: Basic` case-sensitively. Not supported: Digest auth, compressed
+//! bodies. The response head is bounded by ureq (64 KiB), the parts by the splitter
+//! ([`StreamOptions::max_part_bytes`], 16 MiB by default).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use image::RgbImage;
+use parking_lot::Mutex;
+use ureq::http::{header, StatusCode, Uri};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, NextTimeout, TcpConnector, Transport,
+};
+use ureq::{Agent, ResponseExt as _, Timeout};
 
 use super::decode::{decode_jpeg, FrameCounter, FrameCounts};
+use super::multipart::{parse_content_type, MultipartError, Splitter};
 
 /// The largest JPEG part accepted by default (16 MiB).
 pub const DEFAULT_MAX_PART_BYTES: usize = 16 << 20;
-/// How often a blocked read wakes to check the stop flag and the stall timeout.
-const POLL: Duration = Duration::from_millis(100);
-/// Bounds on header lines and header blocks.
-const MAX_LINE: usize = 8 << 10;
-const MAX_HEADERS: usize = 64 << 10;
+/// How much of a reply that is not HTTP is shown in [`StreamError::NotHttp`].
+const PREVIEW: usize = 40;
 
 /// Tuning of a stream; [`StreamOptions::default`] suits a camera on a local network.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
     /// A part larger than this is an error (the connection is dropped and reopened).
     pub max_part_bytes: usize,
-    /// Time allowed to open the TCP connection.
+    /// Time allowed to open the TCP connection (and for each write of the request).
     pub connect_timeout: Duration,
     /// A connection that sends nothing for this long is dropped and reopened.
     pub idle_timeout: Duration,
@@ -110,6 +109,17 @@ fn http_hint(status: u16) -> &'static str {
     }
 }
 
+impl From<MultipartError> for StreamError {
+    fn from(e: MultipartError) -> Self {
+        match e {
+            MultipartError::PartTooLarge { size, limit } => {
+                StreamError::PartTooLarge { size, limit }
+            }
+            e => StreamError::Malformed(e.to_string()),
+        }
+    }
+}
+
 /// Where a stream is, as its caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamState {
@@ -146,11 +156,10 @@ pub struct MjpegStream {
     shared: Arc<Mutex<Shared>>,
     counter: Arc<FrameCounter>,
     stop: Arc<AtomicBool>,
-    socket: Arc<Mutex<Option<TcpStream>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// The reader's agent: shutting it down interrupts a read in progress.
+    agent: Agent,
+    /// The reader's thread, woken from its backoff wait on drop.
+    thread: std::thread::Thread,
 }
 
 impl MjpegStream {
@@ -172,26 +181,31 @@ impl MjpegStream {
         }));
         let counter = Arc::new(FrameCounter::new());
         let stop = Arc::new(AtomicBool::new(false));
-        let socket = Arc::new(Mutex::new(None));
+        let first_bytes = FirstBytes::default();
+        let agent = agent(&options, first_bytes.clone());
         let label = url.display.clone();
         let reader = Reader {
             url,
             options,
+            agent: agent.clone(),
+            first_bytes,
             shared: shared.clone(),
             counter: counter.clone(),
             stop: stop.clone(),
-            socket: socket.clone(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("blindface-mjpeg".into())
             .spawn(move || reader.run())
-            .map_err(|e| StreamError::Io(format!("cannot start the stream thread: {e}")))?;
+            .map_err(|e| StreamError::Io(format!("cannot start the stream thread: {e}")))?
+            .thread()
+            .clone();
         Ok(MjpegStream {
             label,
             shared,
             counter,
             stop,
-            socket,
+            agent,
+            thread,
         })
     }
 
@@ -202,12 +216,12 @@ impl MjpegStream {
 
     /// Where the stream is now.
     pub fn state(&self) -> StreamState {
-        lock(&self.shared).state.clone()
+        self.shared.lock().state.clone()
     }
 
     /// The newest decoded frame since the last call (`None` if none arrived since).
     pub fn latest(&self) -> Option<RgbImage> {
-        lock(&self.shared).latest.take()
+        self.shared.lock().latest.take()
     }
 
     /// Parts decoded and dropped so far.
@@ -217,7 +231,7 @@ impl MjpegStream {
 
     /// State, connection count, frame counts and the last error, in one snapshot.
     pub fn status(&self) -> StreamStatus {
-        let s = lock(&self.shared);
+        let s = self.shared.lock();
         StreamStatus {
             state: s.state.clone(),
             connections: s.connections,
@@ -230,19 +244,37 @@ impl MjpegStream {
 impl Drop for MjpegStream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(s) = lock(&self.socket).take() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.agent.clone().shutdown();
+        self.thread.unpark();
     }
 }
 
-/// A parsed `http://` URL.
+/// The agent a stream reads with: no pooling (one connection per attempt), a per-read
+/// timeout for stalls, status codes as responses, and the connector that keeps the first
+/// bytes of each reply.
+fn agent(options: &StreamOptions, first_bytes: FirstBytes) -> Agent {
+    let config = Agent::config_builder()
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_per_write(Some(options.connect_timeout))
+        .timeout_per_read(Some(options.idle_timeout))
+        .http_status_as_error(false)
+        .max_redirects_will_error(false)
+        .max_idle_connections(0)
+        .user_agent(concat!("blindface/", env!("CARGO_PKG_VERSION")))
+        .accept("multipart/x-mixed-replace, */*;q=0.1")
+        .build();
+    let connector = ().chain(TcpConnector::default()).chain(first_bytes);
+    Agent::with_parts(config, connector, DefaultResolver::default())
+}
+
+/// A checked `http://` URL.
 #[derive(Debug, Clone)]
 struct Url {
+    uri: Uri,
+    /// The `Host` header: host, and port unless 80.
     host: String,
-    port: u16,
-    /// Path and query, starting with `/`.
-    target: String,
+    /// Host and port, for connection errors.
+    addr: String,
     /// `Basic ...` credentials, if the URL has `user:password@`.
     auth: Option<String>,
     /// The URL without the password.
@@ -267,36 +299,22 @@ impl Url {
             None => s,
         };
         let rest = rest.split('#').next().unwrap_or_default();
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, target) = rest.split_at(split);
-        let target = match target.chars().next() {
-            None => "/".to_string(),
-            Some('?') => format!("/{target}"),
-            Some(_) => target.to_string(),
-        };
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("an IPv6 address without its closing ]"))?;
-            match after.strip_prefix(':') {
-                Some(p) => (h, Some(p)),
-                None if after.is_empty() => (h, None),
-                None => return Err(bad("stray characters after the IPv6 address")),
-            }
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
-        if host.is_empty() {
+        let uri: Uri = format!("http://{rest}")
+            .parse()
+            .map_err(|e| bad(&format!("{e}")))?;
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.host().is_empty() {
             return Err(bad("no host"));
         }
-        let port = match port {
+        let (userinfo, hostport) = match authority.as_str().rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority.as_str()),
+        };
+        let bare = authority.host();
+        let port = match hostport
+            .strip_prefix(bare)
+            .and_then(|r| r.strip_prefix(':'))
+        {
             None => 80,
             Some(p) => p
                 .parse::<u16>()
@@ -304,10 +322,10 @@ impl Url {
                 .filter(|&p| p != 0)
                 .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
         };
-        let host = if hostport.starts_with('[') {
-            format!("[{host}]")
+        let host = if port == 80 {
+            bare.to_string()
         } else {
-            host.to_string()
+            format!("{bare}:{port}")
         };
         let auth = userinfo.map(|u| {
             format!(
@@ -319,335 +337,92 @@ impl Url {
             Some((name, _)) => format!("{name}:***@"),
             None => format!("{u}@"),
         });
-        let display = format!(
-            "http://{}{host}{}{target}",
-            user.unwrap_or_default(),
-            if port == 80 {
-                String::new()
-            } else {
-                format!(":{port}")
-            }
-        );
+        let display = format!("http://{}{host}{}", user.unwrap_or_default(), target(&uri));
         Ok(Url {
+            addr: format!("{bare}:{port}"),
+            uri,
             host,
-            port,
-            target,
             auth,
             display,
         })
     }
+}
 
-    fn host_header(&self) -> String {
-        if self.port == 80 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+/// Path and query, starting with `/`.
+fn target(uri: &Uri) -> String {
+    match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("") => "/".into(),
+        Some(p) if p.starts_with('?') => format!("/{p}"),
+        Some(p) => p.to_string(),
     }
 }
 
-/// A socket read that wakes every [`POLL`] to honour the stop flag and the stall timeout.
-struct Wire {
-    tcp: TcpStream,
-    stop: Arc<AtomicBool>,
-    idle: Duration,
-}
+/// The first bytes the server sent on the current connection, kept by a connector that
+/// wraps each transport, to show in [`StreamError::NotHttp`] (ureq's parse error does not
+/// carry them).
+#[derive(Debug, Clone, Default)]
+struct FirstBytes(Arc<Mutex<Vec<u8>>>);
 
-/// The error message [`Wire`] uses for a stall, told apart from other timeouts.
-const STALLED: &str = "blindface: stream stalled";
-const STOPPED: &str = "blindface: stream stopped";
+impl<In: Transport> Connector<In> for FirstBytes {
+    type Out = Recorded<In>;
 
-impl Read for Wire {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let start = Instant::now();
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return Err(io::Error::other(STOPPED));
-            }
-            match self.tcp.read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if start.elapsed() >= self.idle {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, STALLED));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+    fn connect(
+        &self,
+        _details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(chained.map(|inner| Recorded {
+            inner,
+            first: self.clone(),
+            done: false,
+        }))
     }
 }
 
-/// The body of a `Transfer-Encoding: chunked` response.
-struct Chunked<R> {
-    inner: R,
-    left: u64,
-    after_chunk: bool,
+/// A transport that copies the start of its input into [`FirstBytes`].
+#[derive(Debug)]
+struct Recorded<T> {
+    inner: T,
+    first: FirstBytes,
+    /// A whole line or [`PREVIEW`] bytes were kept.
     done: bool,
 }
 
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            if self.after_chunk {
-                let crlf = read_line(&mut self.inner, MAX_LINE)?;
-                if !crlf.trim_ascii().is_empty() {
-                    return Err(malformed("a chunk is longer than its size"));
-                }
-            }
-            let line = read_line(&mut self.inner, MAX_LINE)?;
-            let line = String::from_utf8_lossy(&line);
-            let size = line.split(';').next().unwrap_or_default().trim();
-            self.left = u64::from_str_radix(size, 16)
-                .map_err(|_| malformed("a chunk size is not hexadecimal"))?;
-            self.after_chunk = true;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// An `InvalidData` error that becomes [`StreamError::Malformed`].
-fn malformed(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
-
-/// One line including its `\n`, at most `max` bytes; end of stream is `UnexpectedEof`.
-fn read_line<R: BufRead + ?Sized>(r: &mut R, max: usize) -> io::Result<Vec<u8>> {
-    let mut line = Vec::new();
-    r.take(max as u64 + 1).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        if line.len() > max {
-            return Err(malformed("a header line is too long"));
-        }
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(line)
-}
-
-/// A header block (name lower-cased, value trimmed) up to the empty line.
-fn read_headers<R: BufRead + ?Sized>(r: &mut R) -> io::Result<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    let mut total = 0;
-    loop {
-        let line = read_line(r, MAX_LINE)?;
-        total += line.len();
-        if total > MAX_HEADERS {
-            return Err(malformed("the headers are too long"));
-        }
-        let line = String::from_utf8_lossy(&line);
-        let line = line.trim();
-        if line.is_empty() {
-            return Ok(headers);
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// The media type of a `Content-Type` value, lower-cased, and its `boundary` parameter.
-fn media_type(value: &str) -> (String, Option<String>) {
-    let mut parts = value.split(';');
-    let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-    let boundary = parts.find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"').to_string())
-    });
-    (media, boundary.filter(|b| !b.is_empty()))
-}
-
-fn is_jpeg_type(media: &str) -> bool {
-    matches!(media, "image/jpeg" | "image/jpg" | "image/pjpeg")
-}
-
-/// The multipart body: finds delimiters, reads parts, with every read bounded.
-struct Parts {
-    r: Box<dyn BufRead + Send>,
-    /// The boundary as declared, leading dashes removed (None: take it from the body).
-    boundary: Option<Vec<u8>>,
-    /// The delimiter line exactly as the server writes it, once seen.
-    delimiter: Option<Vec<u8>>,
-    /// The last part was read up to and including the next delimiter line.
-    at_delimiter: bool,
-    max_part: usize,
-}
-
-enum Line {
-    Delimiter,
-    End,
-    Other,
-}
-
-impl Parts {
-    fn classify(&mut self, line: &[u8]) -> Line {
-        let t = line.trim_ascii();
-        if let Some(d) = &self.delimiter {
-            return if t == d.as_slice() {
-                Line::Delimiter
-            } else if t.len() == d.len() + 2 && t.starts_with(d) && t.ends_with(b"--") {
-                Line::End
-            } else {
-                Line::Other
-            };
-        }
-        let stripped = trim_dashes(t);
-        let is_delim = match &self.boundary {
-            Some(b) => stripped == b.as_slice() && t.starts_with(b"--"),
-            None => t.starts_with(b"--") && !stripped.is_empty(),
-        };
-        if is_delim {
-            self.delimiter = Some(t.to_vec());
-            Line::Delimiter
-        } else {
-            Line::Other
-        }
+impl<T: Transport> Transport for Recorded<T> {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
     }
 
-    /// Skips to the next delimiter line (bounded); `Ok(false)` at the closing delimiter.
-    fn next_delimiter(&mut self) -> io::Result<bool> {
-        let mut skipped = 0;
-        loop {
-            let line = read_line(&mut self.r, MAX_LINE)?;
-            match self.classify(&line) {
-                Line::Delimiter => return Ok(true),
-                Line::End => return Ok(false),
-                Line::Other => {
-                    skipped += line.len();
-                    if skipped > MAX_HEADERS {
-                        return Err(malformed("no part delimiter found"));
-                    }
-                }
-            }
-        }
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.inner.transmit_output(amount, timeout)
     }
 
-    /// The body of the next part (trailing whitespace removed; a JPEG ends in `FF D9`).
-    /// Assumes the delimiter line before it has been read.
-    fn next_part(&mut self) -> Result<Vec<u8>, PartError> {
-        let headers = read_headers(&mut self.r).map_err(PartError::Io)?;
-        if let Some(ct) = header(&headers, "content-type") {
-            let (media, _) = media_type(ct);
-            if !is_jpeg_type(&media) {
-                return Err(PartError::Stream(StreamError::PartNotJpeg {
-                    content_type: media,
-                }));
-            }
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let more = self.inner.await_input(timeout)?;
+        if !self.done {
+            // Nothing is consumed before the response head parses: `input` is the start.
+            let input = self.inner.buffers().input();
+            let kept = &input[..input.len().min(PREVIEW)];
+            self.done = kept.len() == PREVIEW || kept.contains(&b'\n');
+            *self.first.0.lock() = kept.to_vec();
         }
-        let body = match header(&headers, "content-length") {
-            Some(len) => {
-                let len: u64 = len
-                    .parse()
-                    .map_err(|_| PartError::Io(malformed("a part length is not a number")))?;
-                if len > self.max_part as u64 {
-                    return Err(PartError::Stream(StreamError::PartTooLarge {
-                        size: len,
-                        limit: self.max_part,
-                    }));
-                }
-                let mut body = vec![0u8; len as usize];
-                self.r.read_exact(&mut body).map_err(PartError::Io)?;
-                body
-            }
-            None => self.read_to_delimiter()?,
-        };
-        Ok(body.trim_ascii_end().to_vec())
+        Ok(more)
     }
 
-    /// A part without a length: its bytes up to `\n` + delimiter (bounded by `max_part`).
-    /// Leaves the reader after the delimiter line, so `next_part` can follow.
-    fn read_to_delimiter(&mut self) -> Result<Vec<u8>, PartError> {
-        let delim = self.delimiter.clone().unwrap_or_default();
-        let mut marker = b"\n".to_vec();
-        marker.extend_from_slice(&delim);
-        let mut acc: Vec<u8> = Vec::new();
-        loop {
-            let avail = self.r.fill_buf().map_err(PartError::Io)?;
-            if avail.is_empty() {
-                return Err(PartError::Io(io::ErrorKind::UnexpectedEof.into()));
-            }
-            let old = acc.len();
-            let from = old.saturating_sub(marker.len() - 1);
-            acc.extend_from_slice(avail);
-            let found = acc[from..]
-                .windows(marker.len())
-                .position(|w| w == marker.as_slice());
-            match found {
-                Some(p) => {
-                    let end = from + p + marker.len();
-                    self.r.consume(end - old);
-                    acc.truncate(from + p);
-                    // The rest of the delimiter line: "--" marks the end of the body.
-                    let rest = read_line(&mut self.r, MAX_LINE).map_err(PartError::Io)?;
-                    if rest.trim_ascii().starts_with(b"--") {
-                        return Err(PartError::End(acc.trim_ascii_end().to_vec()));
-                    }
-                    self.at_delimiter = true;
-                    return Ok(acc);
-                }
-                None => {
-                    let n = avail.len();
-                    self.r.consume(n);
-                    if acc.len() > self.max_part {
-                        return Err(PartError::Stream(StreamError::PartTooLarge {
-                            size: acc.len() as u64,
-                            limit: self.max_part,
-                        }));
-                    }
-                }
-            }
-        }
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
     }
-}
-
-fn trim_dashes(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|&&c| c == b'-').count();
-    &b[n..]
-}
-
-enum PartError {
-    Io(io::Error),
-    Stream(StreamError),
-    /// The last part, followed by the closing delimiter.
-    End(Vec<u8>),
 }
 
 /// The background half of a stream.
 struct Reader {
     url: Url,
     options: StreamOptions,
+    agent: Agent,
+    first_bytes: FirstBytes,
     shared: Arc<Mutex<Shared>>,
     counter: Arc<FrameCounter>,
     stop: Arc<AtomicBool>,
-    socket: Arc<Mutex<Option<TcpStream>>>,
 }
 
 impl Reader {
@@ -660,71 +435,69 @@ impl Reader {
         let initial = self.options.backoff_initial.max(Duration::from_millis(10));
         let mut backoff = initial;
         while !self.stopped() {
-            lock(&self.shared).connections += 1;
+            self.shared.lock().connections += 1;
             let mut delivered = false;
             let err = self.connection(&mut delivered);
-            *lock(&self.socket) = None;
             if self.stopped() {
                 break;
             }
             {
-                let mut s = lock(&self.shared);
+                let mut s = self.shared.lock();
                 s.state = StreamState::Reconnecting(err.clone());
                 s.last_error = Some(err);
             }
             if delivered {
                 backoff = initial;
             }
+            // Woken early by drop (parking may also wake spuriously: hence the loop).
             let until = Instant::now() + backoff;
             while !self.stopped() && Instant::now() < until {
-                std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+                std::thread::park_timeout(until.saturating_duration_since(Instant::now()));
             }
             backoff = (backoff * 2).min(self.options.backoff_max);
         }
     }
 
+    /// The response to the stream's GET. After a redirect to another host the `Host` set
+    /// here would be stale (ureq keeps request headers), so that host is asked again.
+    fn request(&self) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.first_bytes.0.lock().clear();
+        let mut req = self
+            .agent
+            .get(&self.url.uri)
+            .header_raw("Host", self.url.host.as_bytes());
+        if let Some(auth) = &self.url.auth {
+            req = req.header_raw("Authorization", auth.as_bytes());
+        }
+        let response = req.call()?;
+        let (from, to) = (self.url.uri.authority(), response.get_uri().authority());
+        if from.map(|a| (a.host(), a.port_u16())) == to.map(|a| (a.host(), a.port_u16())) {
+            return Ok(response);
+        }
+        let uri = response.get_uri().clone();
+        drop(response);
+        self.agent.get(uri).call()
+    }
+
     /// Connects and reads until the connection fails; returns why.
     fn connection(&self, delivered: &mut bool) -> StreamError {
-        let tcp = match self.connect() {
-            Ok(t) => t,
-            Err(e) => return e,
+        let response = match self.request() {
+            Ok(r) => r,
+            Err(e) => return self.request_error(e),
         };
-        let wire = Wire {
-            tcp,
-            stop: self.stop.clone(),
-            idle: self.options.idle_timeout,
-        };
-        let mut head = BufReader::with_capacity(64 << 10, wire);
-        let io_err = |e: io::Error, when: &str| self.io_error(e, when);
-        let mut status = Vec::new();
-        if let Err(e) = (&mut head)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut status)
-        {
-            return io_err(e, "before answering");
-        }
-        if status.is_empty() {
-            return StreamError::Closed("before answering".into());
-        }
-        let status_text = String::from_utf8_lossy(&status).trim().to_string();
-        let mut words = status_text.splitn(3, ' ');
-        let (version, code, reason) = (words.next(), words.next(), words.next());
-        let code = match (version, code.and_then(|c| c.parse::<u16>().ok())) {
-            (Some(v), Some(c)) if v.starts_with("HTTP/1.") => c,
-            _ => return StreamError::NotHttp(preview(&status)),
-        };
-        let headers = match read_headers(&mut head) {
-            Ok(h) => h,
-            Err(e) => return io_err(e, "in the response headers"),
-        };
-        if code != 200 {
+        let status = response.status();
+        if status != StatusCode::OK {
             return StreamError::Http {
-                status: code,
-                reason: reason.unwrap_or_default().to_string(),
+                status: status.as_u16(),
+                reason: status.canonical_reason().unwrap_or_default().to_string(),
             };
         }
-        let content_type = header(&headers, "content-type").unwrap_or("");
-        let (media, boundary) = media_type(content_type);
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let (media, boundary) = parse_content_type(content_type);
         if !media.starts_with("multipart/") {
             if media.starts_with("image/") {
                 return StreamError::SingleImage(media);
@@ -737,46 +510,30 @@ impl Reader {
                 },
             };
         }
-        let chunked = header(&headers, "transfer-encoding")
-            .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
-        let r: Box<dyn BufRead + Send> = if chunked {
-            Box::new(BufReader::with_capacity(
-                64 << 10,
-                Chunked {
-                    inner: head,
-                    left: 0,
-                    after_chunk: false,
-                    done: false,
-                },
-            ))
-        } else {
-            Box::new(head)
-        };
-        let mut parts = Parts {
-            r,
-            boundary: boundary.map(|b| trim_dashes(b.as_bytes()).to_vec()),
-            delimiter: None,
-            at_delimiter: false,
-            max_part: self.options.max_part_bytes,
-        };
+        let mut parts = Splitter::new(boundary.as_deref(), self.options.max_part_bytes);
+        let mut body = response.into_body().into_reader();
+        let mut buf = vec![0u8; 64 << 10];
         loop {
-            // A part with a Content-Length leaves the reader before the next delimiter, a
-            // part read up to its delimiter leaves it after.
-            if !std::mem::take(&mut parts.at_delimiter) {
-                match parts.next_delimiter() {
-                    Ok(true) => {}
-                    Ok(false) => return StreamError::Closed("at the end of the stream".into()),
-                    Err(e) => return io_err(e, "between frames"),
-                }
-            }
-            let (body, end) = match parts.next_part() {
-                Ok(b) => (b, false),
-                Err(PartError::End(b)) => (b, true),
-                Err(PartError::Stream(e)) => return e,
-                Err(PartError::Io(e)) => return io_err(e, "in the middle of a frame"),
+            let n = match body.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => return self.body_error(e, &parts),
             };
-            self.publish(&body, delivered);
-            if end {
+            if n == 0 {
+                return StreamError::Closed(where_cut(&parts).into());
+            }
+            parts.push(&buf[..n]);
+            loop {
+                let part = match parts.next_part() {
+                    Ok(Some(p)) => p,
+                    Ok(None) => break,
+                    Err(e) => return e.into(),
+                };
+                if let Some(t) = part.content_type.filter(|t| !is_jpeg_type(t)) {
+                    return StreamError::PartNotJpeg { content_type: t };
+                }
+                self.publish(&part.body, delivered);
+            }
+            if parts.is_finished() {
                 return StreamError::Closed("at the end of the stream".into());
             }
         }
@@ -787,89 +544,84 @@ impl Reader {
         self.counter.record(&r);
         if let Ok(img) = r {
             *delivered = true;
-            let mut s = lock(&self.shared);
+            let mut s = self.shared.lock();
             s.latest = Some(img);
             s.state = StreamState::Streaming;
         }
     }
 
-    fn io_error(&self, e: io::Error, when: &str) -> StreamError {
-        let msg = e.to_string();
-        if msg == STALLED {
-            return StreamError::Stalled(self.options.idle_timeout);
+    /// Why the request got no response.
+    fn request_error(&self, e: ureq::Error) -> StreamError {
+        let first = self.first_bytes.0.lock().clone();
+        if !first.is_empty() && !first.starts_with(b"HTTP/") {
+            return StreamError::NotHttp(preview(&first));
         }
-        match e.kind() {
-            io::ErrorKind::UnexpectedEof => StreamError::Closed(when.to_string()),
-            io::ErrorKind::InvalidData => StreamError::Malformed(msg),
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                StreamError::Closed(format!("{when} ({msg})"))
-            }
-            _ => StreamError::Io(msg),
-        }
-    }
-
-    /// Sets the socket's timeouts and sends the GET request.
-    fn send_request(&self, tcp: &TcpStream) -> io::Result<()> {
-        tcp.set_read_timeout(Some(POLL))?;
-        tcp.set_write_timeout(Some(self.options.connect_timeout))?;
-        tcp.set_nodelay(true)?;
-        let mut req = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: blindface/{}\r\nAccept: multipart/x-mixed-replace, */*;q=0.1\r\nConnection: close\r\n",
-            self.url.target,
-            self.url.host_header(),
-            env!("CARGO_PKG_VERSION")
-        );
-        if let Some(a) = &self.url.auth {
-            req.push_str(&format!("Authorization: {a}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut w = tcp;
-        w.write_all(req.as_bytes())
-    }
-
-    fn connect(&self) -> Result<TcpStream, StreamError> {
-        let addr = format!("{}:{}", self.url.host, self.url.port);
-        let fail = |message: String| StreamError::Connect {
-            addr: addr.clone(),
+        let connect = |message: String| StreamError::Connect {
+            addr: self.url.addr.clone(),
             message,
         };
-        let host = self.url.host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<_> = (host, self.url.port)
-            .to_socket_addrs()
-            .map_err(|e| fail(format!("the name does not resolve ({e})")))?
-            .collect();
-        let mut last = fail("the name has no address".into());
-        for a in addrs {
-            if self.stopped() {
-                return Err(StreamError::Io(STOPPED.into()));
+        match e {
+            ureq::Error::HostNotFound => connect("the name does not resolve".into()),
+            ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => {
+                connect("timed out".into())
             }
-            match TcpStream::connect_timeout(&a, self.options.connect_timeout) {
-                Ok(tcp) => {
-                    let setup = self.send_request(&tcp);
-                    if let Err(e) = setup {
-                        last = fail(e.to_string());
-                        continue;
-                    }
-                    // Registered so that drop can shut it down; re-check the flag after,
-                    // in case drop ran in between.
-                    if let Ok(clone) = tcp.try_clone() {
-                        *lock(&self.socket) = Some(clone);
-                    }
-                    if self.stopped() {
-                        return Err(StreamError::Io(STOPPED.into()));
-                    }
-                    return Ok(tcp);
-                }
-                Err(e) => last = fail(e.to_string()),
+            ureq::Error::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::HostUnreachable
+                        | io::ErrorKind::NetworkUnreachable
+                        | io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                connect(e.to_string())
             }
+            ureq::Error::Protocol(e) => StreamError::Malformed(e.to_string()),
+            e => self.read_error(e, "before answering"),
         }
-        Err(last)
     }
+
+    /// Why reading the body stopped.
+    fn body_error(&self, e: io::Error, parts: &Splitter) -> StreamError {
+        match ureq::Error::from(e) {
+            ureq::Error::Protocol(e) => StreamError::Malformed(e.to_string()),
+            e => self.read_error(e, where_cut(parts)),
+        }
+    }
+
+    fn read_error(&self, e: ureq::Error, when: &str) -> StreamError {
+        match e {
+            ureq::Error::Timeout(Timeout::PerRead) => {
+                StreamError::Stalled(self.options.idle_timeout)
+            }
+            ureq::Error::Io(e) => match e.kind() {
+                io::ErrorKind::UnexpectedEof => StreamError::Closed(when.to_string()),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    StreamError::Closed(format!("{when} ({e})"))
+                }
+                _ => StreamError::Io(e.to_string()),
+            },
+            e => StreamError::Io(e.to_string()),
+        }
+    }
+}
+
+/// Where a body that stops now was cut.
+fn where_cut(parts: &Splitter) -> &'static str {
+    if parts.in_part() {
+        "in the middle of a frame"
+    } else {
+        "between frames"
+    }
+}
+
+fn is_jpeg_type(media: &str) -> bool {
+    matches!(media, "image/jpeg" | "image/jpg" | "image/pjpeg")
 }
 
 /// The first bytes of a reply, printable, for an error message.
 fn preview(bytes: &[u8]) -> String {
-    let s: String = String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+    let s: String = String::from_utf8_lossy(&bytes[..bytes.len().min(PREVIEW)])
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
@@ -883,21 +635,26 @@ mod tests {
     #[test]
     fn urls_parse_with_port_path_auth_and_ipv6() {
         let u = Url::parse("http://admin:secret@192.168.1.5:8080/video?fps=15").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("192.168.1.5", 8080));
-        assert_eq!(u.target, "/video?fps=15");
+        assert_eq!(u.host, "192.168.1.5:8080");
+        assert_eq!(target(&u.uri), "/video?fps=15");
         assert_eq!(u.display, "http://admin:***@192.168.1.5:8080/video?fps=15");
         assert_eq!(u.auth.as_deref(), Some("Basic YWRtaW46c2VjcmV0"));
         let u = Url::parse("cam.local").unwrap();
         assert_eq!(
-            (u.host.as_str(), u.port, u.target.as_str()),
-            ("cam.local", 80, "/")
+            (u.host.as_str(), target(&u.uri).as_str()),
+            ("cam.local", "/")
         );
+        assert_eq!(u.addr, "cam.local:80");
         let u = Url::parse("HTTP://[::1]:81?x=1").unwrap();
         assert_eq!(
-            (u.host.as_str(), u.port, u.target.as_str()),
-            ("[::1]", 81, "/?x=1")
+            (u.host.as_str(), target(&u.uri).as_str()),
+            ("[::1]:81", "/?x=1")
         );
-        assert_eq!(u.host_header(), "[::1]:81");
+        assert_eq!(u.display, "http://[::1]:81/?x=1");
+        assert_eq!(
+            Url::parse("http://cam:80/v#top").unwrap().display,
+            "http://cam/v"
+        );
         for bad in [
             "https://cam/video",
             "http://:80/",
@@ -911,14 +668,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn content_types_and_boundaries() {
-        assert_eq!(
-            media_type("multipart/x-mixed-replace; boundary=\"--frame\""),
-            ("multipart/x-mixed-replace".into(), Some("--frame".into()))
-        );
-        assert_eq!(media_type("Image/JPEG"), ("image/jpeg".into(), None));
     }
 }
