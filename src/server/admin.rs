@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 
 use super::accounts;
-use super::auth::{hash_token, random_hex, require_admin};
-use super::{blocking, ApiError, ServerState};
+use super::auth::{hash_token, random_hex};
+use super::error::ApiError;
+use super::state::{blocking, ServerState};
 use crate::matcher::api::{InviteReply, InviteRequest};
 use crate::matcher::{MatcherError, Store};
 
@@ -43,7 +44,7 @@ pub async fn create_invites(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<InviteReply>), ApiError> {
-    require_admin(&s, &headers)?;
+    s.require_admin(&headers)?;
     let req: InviteRequest = if body.is_empty() {
         InviteRequest::default()
     } else {

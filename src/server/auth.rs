@@ -1,18 +1,18 @@
 //! Authentication: tenants' random 32-byte bearer tokens from the OS, of which the server
 //! keeps only their SHA-256 (in the store and in memory) and maps a presented token to
-//! its tenant; and the check of the admin token (`require_admin`).
+//! its tenant; and the check of the admin token (`require_admin`). The rate limit and the
+//! request extractor that combine these with the server's state are in `state`.
 //! Registration needs a one-time invitation code unless the server runs with open
-//! registration; every authenticated request passes the tenant's rate limit here.
+//! registration.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 
-use super::{accounts, ApiError, ServerState};
+use super::accounts;
+use super::error::ApiError;
 use crate::matcher::{codes, Galleries, MatcherError, Store};
 
 /// Who may register a tenant.
@@ -33,6 +33,13 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// The tenant a request's bearer token belongs to (the rate limit is the caller's).
+    pub fn tenant_of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let token = bearer(headers)?;
+        self.lookup(token)
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))
+    }
+
     pub fn load(store: &Store) -> Result<Self, MatcherError> {
         Ok(Tokens {
             by_hash: RwLock::new(store.tenants()?.into_iter().map(|(t, h)| (h, t)).collect()),
@@ -138,41 +145,14 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-/// Passes requests bearing the admin token only.
-pub fn require_admin(state: &ServerState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Passes requests bearing the admin token (whose hash is `admin_hash`) only.
+pub fn require_admin(admin_hash: &[u8; 32], headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers) {
-        Ok(token) if hash_token(token) == state.admin_hash => Ok(()),
+        Ok(token) if hash_token(token) == *admin_hash => Ok(()),
         _ => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::ADMIN_UNAUTHORIZED,
             "this route needs `Authorization: Bearer ADMIN_TOKEN` (printed by `blindface serve` when it created the token)",
         )),
     }
-}
-
-/// The authenticated tenant of a request.
-pub struct Tenant(pub String);
-
-impl FromRequestParts<Arc<ServerState>> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ServerState>,
-    ) -> Result<Self, Self::Rejection> {
-        tenant_of(state, &parts.headers).map(Tenant)
-    }
-}
-
-/// The tenant a request's bearer token belongs to, within its rate limit. Routes with a
-/// body call this after reading the (bounded) body, so a client still sending it hears
-/// the 401 instead of a broken pipe.
-pub fn tenant_of(state: &ServerState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let token = bearer(headers)?;
-    let tenant = state
-        .auth
-        .lookup(token)
-        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-    state.limits.rate.check(&tenant)?;
-    Ok(tenant)
 }

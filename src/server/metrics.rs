@@ -8,21 +8,12 @@
 //! at scrape time: `blindface_tenants`, `blindface_templates`,
 //! `blindface_memory_used_bytes`, `blindface_memory_budget_bytes`.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
-use super::auth::require_admin;
-use super::error::ErrorCode;
-use super::{ApiError, ServerState};
+use crate::matcher::Galleries;
 
 /// Every metric the server exports.
 pub struct Metrics {
@@ -92,13 +83,21 @@ impl Metrics {
         }
     }
 
+    /// Counts a routed request and its time, by route pattern and status.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
     /// Counts a refusal by its code.
     pub fn reject(&self, code: &str) {
         self.rejected.with_label_values(&[code]).inc();
     }
 
-    fn render(&self, state: &ServerState) -> String {
-        let g = &state.galleries;
+    /// The Prometheus text, with the gauges read from `g` now.
+    pub fn render(&self, g: &Galleries) -> String {
         self.tenants.set(g.tenant_count() as i64);
         self.templates.set(g.template_count() as i64);
         self.memory_used
@@ -109,49 +108,4 @@ impl Metrics {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
     }
-}
-
-/// Counts, times and logs every routed request (route pattern, status, milliseconds,
-/// error code: nothing a client sent).
-pub async fn observe(State(state): State<Arc<ServerState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_string();
-    let method = req.method().clone();
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let status = resp.status().as_u16();
-    let m = &state.metrics;
-    m.requests
-        .with_label_values(&[route.as_str(), &status.to_string()])
-        .inc();
-    m.latency
-        .with_label_values(&[route.as_str()])
-        .observe(elapsed);
-    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
-    if let Some(code) = code {
-        m.reject(code);
-    }
-    tracing::info!(
-        %method,
-        route,
-        status,
-        code = code.unwrap_or(""),
-        ms = format_args!("{:.2}", elapsed * 1e3),
-        "request"
-    );
-    resp
-}
-
-/// `GET /metrics`: the Prometheus text format, for the admin token only.
-pub async fn scrape(
-    State(state): State<Arc<ServerState>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
-    let body = state.metrics.render(&state);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -15,7 +15,9 @@
 //! client), the accept loop in `listen`, authentication (tenants' and the admin's) in
 //! `auth`, the admin token and invitations in `admin` (their tables in `accounts`), work
 //! bounds in `limits`, metrics and the request log in `metrics`, the certificate in `tls`,
-//! error replies in `error`; the state they share and `blocking` are here.
+//! error replies in `error`; the state they share and `blocking` in `state`.
+//! The files form a DAG: `state` holds what the handlers share, the handlers (`routes`,
+//! `admin`) read it, and nothing below `state` knows of it.
 
 mod accounts;
 mod admin;
@@ -24,7 +26,9 @@ mod error;
 mod limits;
 mod listen;
 mod metrics;
+mod observe;
 mod routes;
+mod state;
 mod tls;
 
 use std::io::Write;
@@ -36,6 +40,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::matcher::{Galleries, Quotas};
+use state::ServerState;
 
 pub use auth::Registration;
 pub use error::ApiError;
@@ -97,26 +102,6 @@ pub struct ServerConfig {
     /// Replace the admin token (printing the new one).
     pub new_admin_token: bool,
     pub limits: WorkLimits,
-}
-
-/// Shared server state.
-pub(crate) struct ServerState {
-    pub galleries: Galleries,
-    pub auth: auth::Tokens,
-    pub max_tenants: usize,
-    pub registration: Registration,
-    pub admin_hash: [u8; 32],
-    pub limits: limits::Limits,
-    pub metrics: Arc<metrics::Metrics>,
-}
-
-/// Runs CPU-heavy or blocking (fsync) work off the async executor.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
 /// Opens the store, sets up TLS and the admin token, binds, prints the certificate

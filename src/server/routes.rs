@@ -23,7 +23,7 @@
 //!
 //! Verify and identify take a matching slot first (503 when every slot and the queue are
 //! taken); every authenticated route passes the tenant's rate limit (429); every request
-//! has a deadline (408) and is counted and logged by `metrics::observe`.
+//! has a deadline (408) and is counted and logged by `observe::observe`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +39,9 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
-use super::auth::{tenant_of, Tenant};
-use super::{admin, blocking, limits, metrics, ApiError, ServerState};
+use super::error::ApiError;
+use super::state::{blocking, ServerState, Tenant};
+use super::{admin, limits, observe};
 use crate::he::{
     wire::WIRE_VERSION, BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ResultWriter,
     TemplateId, PARAMS_VERSION,
@@ -62,7 +63,7 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
     Router::new()
         .route(paths::HEALTH, get(health))
         .route(paths::VERSION, get(version))
-        .route(paths::METRICS, get(metrics::scrape))
+        .route(paths::METRICS, get(observe::scrape))
         .route(paths::TENANTS, limited(post(create_tenant), 1024))
         .route(paths::INVITES, limited(post(admin::create_invites), 1024))
         .route(
@@ -95,7 +96,7 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            metrics::observe,
+            observe::observe,
         ))
         .with_state(state)
 }
@@ -203,7 +204,7 @@ async fn enrol(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<EnrolReply>), ApiError> {
     let b = body(b)?;
-    let tenant = tenant_of(&s, &headers)?;
+    let tenant = s.tenant_of(&headers)?;
     let req: EnrolRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
             "expected JSON {{\"id\": integer, \"template\": base64, \"label\": base64}}: {e}"
@@ -285,7 +286,7 @@ async fn erase(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let b = body(b)?;
-    let tenant = tenant_of(&s, &headers)?;
+    let tenant = s.tenant_of(&headers)?;
     let id = path_id(id)?;
     let req: EraseRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"negation\": base64}}: {e}"))
@@ -305,7 +306,7 @@ async fn relocate(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<MoveReply>, ApiError> {
     let b = body(b)?;
-    let tenant = tenant_of(&s, &headers)?;
+    let tenant = s.tenant_of(&headers)?;
     let id = path_id(id)?;
     let req: MoveRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
@@ -329,7 +330,7 @@ async fn verify(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let tenant = tenant_of(&s, &headers)?;
+    let tenant = s.tenant_of(&headers)?;
     let id = path_id(id)?;
     let slot = s.limits.matching.enter().await?;
     let r = blocking(move || {
@@ -347,7 +348,7 @@ async fn identify(
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let b = body(b)?;
-    let tenant = tenant_of(&s, &headers)?;
+    let tenant = s.tenant_of(&headers)?;
     let slot = s.limits.matching.enter().await?;
     let probe = blocking({
         let s = s.clone();

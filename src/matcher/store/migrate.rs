@@ -6,7 +6,7 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::record::{encode_record, encode_slot, put_record};
-use super::{BLOCKS, SLOTS};
+use super::tables::{BLOCKS, SLOTS};
 use crate::he::{EncryptedTemplate, Gallery, Params, TemplateId};
 
 const LEGACY_TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("templates_v1");

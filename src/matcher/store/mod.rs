@@ -19,26 +19,23 @@
 
 mod migrate;
 mod record;
+mod tables;
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use self::record::{
     decode_record, encode_record, encode_slot, put_record, split_slot, PART_BITS, PART_BYTES,
     PART_MASK,
 };
-use super::MatcherError;
+use self::tables::{BLOCKS, META, SCHEMA, SLOTS, TENANTS};
+use super::error::MatcherError;
 use crate::he::{BlockRecord, Location, Params, TemplateId};
 
 /// Name of the store file inside a data directory.
 pub const STORE_FILE: &str = "matcher.redb";
 
-const BLOCKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("blocks_v2");
-const SLOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("slots_v2");
-const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants_v1");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
-const SCHEMA: u64 = 2;
 /// redb's page cache: the galleries live in memory already (rebuilt at open), so the
 /// store needs little cache of its own; redb's default (1 GiB) would double the
 /// matcher's memory for a large gallery.

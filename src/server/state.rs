@@ -1,0 +1,67 @@
+//! What the server's handlers share (`ServerState`: the galleries, tokens, limits and
+//! metrics), the request-level checks made against it (`require_admin`, `tenant_of`,
+//! the `Tenant` extractor), and `blocking`, which runs heavy work off the executor.
+//!
+//! Only the handlers (`routes`, `admin`) and `mod.rs` import this file; the parts it
+//! holds (`auth`, `limits`, `metrics`) know nothing of it.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+
+use super::auth::{self, Registration};
+use super::error::ApiError;
+use super::{limits, metrics};
+use crate::matcher::Galleries;
+
+/// Shared server state.
+pub(crate) struct ServerState {
+    pub galleries: Galleries,
+    pub auth: auth::Tokens,
+    pub max_tenants: usize,
+    pub registration: Registration,
+    pub admin_hash: [u8; 32],
+    pub limits: limits::Limits,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Runs CPU-heavy or blocking (fsync) work off the async executor.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+impl ServerState {
+    /// Passes requests bearing the admin token only.
+    pub fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        auth::require_admin(&self.admin_hash, headers)
+    }
+
+    /// The tenant a request's bearer token belongs to, within its rate limit. Routes with a
+    /// body call this after reading the (bounded) body, so a client still sending it hears
+    /// the 401 instead of a broken pipe.
+    pub fn tenant_of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let tenant = self.auth.tenant_of(headers)?;
+        self.limits.rate.check(&tenant)?;
+        Ok(tenant)
+    }
+}
+
+/// The authenticated tenant of a request (token and rate limit checked).
+pub struct Tenant(pub String);
+
+impl FromRequestParts<Arc<ServerState>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ServerState>,
+    ) -> Result<Self, Self::Rejection> {
+        state.tenant_of(&parts.headers).map(Tenant)
+    }
+}
