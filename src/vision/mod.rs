@@ -33,5 +33,7 @@ pub use embed::{Embedding, EMBEDDING_DIM, SFACE_L2_THRESHOLD};
 pub use error::VisionError;
 pub use image_io::{is_image, list_images, load_image, load_image_from_bytes, IMAGE_EXTENSIONS};
 pub use models::default_models_dir;
+/// Public for the fuzz target only (`fuzz/`): the module itself stays private.
+pub use onnx_edit::strip_initializer_inputs;
 pub use pipeline::{EmbeddingMode, FacePipeline, PipelineOptions};
 pub use runtime::locate_onnxruntime;

@@ -104,8 +104,9 @@ fn bytes_field(msg: &[u8], number: u64) -> Option<&[u8]> {
 }
 
 /// The model with initializers removed from the graph inputs, or `None` when there is
-/// nothing to remove or the bytes are not what this expects.
-pub(crate) fn strip_initializer_inputs(model: &[u8]) -> Option<Vec<u8>> {
+/// nothing to remove or the bytes are not what this expects (any bytes: never panics).
+/// Public for the fuzz target (`fuzz/`) and its regression tests.
+pub fn strip_initializer_inputs(model: &[u8]) -> Option<Vec<u8>> {
     let top = fields(model)?;
     // IR version (field 1) must be >= 4 for initializers not to be inputs.
     let ir_version = top
