@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-180}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(wire result_stream jpeg_frame onnx_edit)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(wire result_stream jpeg_frame onnx_edit multipart)
 FLAGS=(-s none -a --release --codegen-units 16)
 
 for t in "${TARGETS[@]}"; do

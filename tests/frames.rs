@@ -551,6 +551,33 @@ fn bad_dimensions_are_errors() {
     );
 }
 
+/// A few hundred bytes whose header claims 8000x8000 from a camera that announced 64x48 are
+/// refused from the header, before the decoder allocates ~190 MB for the claimed size (the
+/// fuzzer's finding). The frame is otherwise undecodable (no quantisation tables), so a
+/// check made only after decoding would report it as corrupt instead.
+#[test]
+fn a_jpeg_claiming_another_size_is_refused_before_decoding() {
+    let img = RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30]));
+    let mut jpeg = strip_segments(&to_jpeg(&img, 80), 0xDB);
+    let sof = (2..jpeg.len())
+        .find(|&i| jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0)
+        .unwrap();
+    jpeg[sof + 5..sof + 9].copy_from_slice(&8000u16.to_be_bytes().repeat(2));
+    assert!(matches!(
+        decode_jpeg(&jpeg),
+        Err(FrameError::CorruptJpeg(_))
+    ));
+    assert_eq!(
+        decode(&RawFrame::new(PixelFormat::Mjpeg, 64, 48, jpeg)),
+        Err(FrameError::JpegSizeMismatch {
+            width: 64,
+            height: 48,
+            got_width: 8000,
+            got_height: 8000
+        })
+    );
+}
+
 /// nokhwa's buffers map to frames (all six of its formats), and decode like our own frames.
 #[test]
 fn nokhwa_buffers_become_raw_frames() {

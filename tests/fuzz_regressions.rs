@@ -74,6 +74,11 @@ fn stored_onnx_edit_inputs() {
     replay("onnx_edit", checks::onnx_edit);
 }
 
+#[test]
+fn stored_multipart_inputs() {
+    replay("multipart", checks::multipart);
+}
+
 // ---- real objects of the small parameter set --------------------------------------------
 
 struct Objects {
@@ -412,4 +417,79 @@ fn write_fuzz_seeds() {
         &with_selector(&[2, 4, 0, 2, 0], &[90; 12]),
     );
     write_seed("onnx_edit", "tiny-model", &tiny_model());
+    let stream = multipart_body(&[&jpeg, b"second part"], true);
+    write_seed(
+        "multipart",
+        "two-parts",
+        &multipart_input(4096, "frame", 7, &stream),
+    );
+    let open = multipart_body(&[&jpeg, b"second part"], false);
+    write_seed(
+        "multipart",
+        "no-lengths",
+        &multipart_input(4096, "", 3, &open),
+    );
+}
+
+// ---- the multipart splitter ---------------------------------------------------------------
+
+/// A `multipart/x-mixed-replace` body of boundary `frame` holding `parts` (each with a
+/// `Content-Length` if `lengths`), closed by the final delimiter.
+fn multipart_body(parts: &[&[u8]], lengths: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(b"--frame\r\nContent-Type: image/jpeg\r\n");
+        if lengths {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", part.len()).as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"--frame--\r\n");
+    out
+}
+
+/// A `multipart` input: parts of at most `max_part` bytes, `boundary` declared (empty:
+/// taken from the body), pieces of `1 + chunk` bytes.
+fn multipart_input(max_part: u16, boundary: &str, chunk: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = max_part.to_le_bytes().to_vec();
+    out.extend_from_slice(&[boundary.len() as u8, chunk]);
+    out.extend_from_slice(boundary.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Real stream bodies split the same in pieces of every size from 1 byte, with or without
+/// lengths, with the boundary declared or found; a part over the limit, a header line
+/// without end and a body without delimiter are refused the same however they arrive.
+#[test]
+fn multipart_bodies_split_the_same_in_any_pieces() {
+    let jpeg = gradient_jpeg(24, 16);
+    for lengths in [true, false] {
+        let body = multipart_body(&[&jpeg, b"second part", &jpeg], lengths);
+        for boundary in ["frame", "--frame", ""] {
+            for chunk in [0, 1, 2, 6, 63, 255] {
+                let input = multipart_input(4096, boundary, chunk, &body);
+                assert!(checks::multipart(&input), "{lengths} {boundary:?} {chunk}");
+            }
+        }
+        // A limit below the JPEG's size refuses it, however the body arrives.
+        for chunk in [0, 5, 255] {
+            let input = multipart_input(jpeg.len() as u16 - 2, "frame", chunk, &body);
+            assert!(!checks::multipart(&input), "{lengths} {chunk}");
+        }
+    }
+    let mut endless_header = b"--frame\r\nX-Pad: ".to_vec();
+    endless_header.extend(std::iter::repeat_n(b'a', 20_000));
+    let no_delimiter = vec![b'x'; 70_000];
+    for body in [endless_header, no_delimiter] {
+        for chunk in [0, 9, 255] {
+            assert!(!checks::multipart(&multipart_input(
+                4096, "frame", chunk, &body
+            )));
+        }
+    }
+    // Too short to hold the header of the input layout.
+    assert!(!checks::multipart(&[1, 2, 3]));
 }

@@ -18,10 +18,14 @@
 //! - [`jpeg_frame`]: `format || width (u16 LE) || height (u16 LE) || bytes`: format % 6 picks
 //!   the pixel format; format bit 3 (MJPEG) uses the JPEG's own size as the announced one.
 //! - [`onnx_edit`]: the model bytes.
+//! - [`multipart`]: `max_part (u16 LE) || boundary length || chunk || boundary || body`:
+//!   parts of at most `1 + max_part` bytes, the boundary as declared (`boundary length %
+//!   16` bytes, none: taken from the body), the body fed whole and in pieces of `1 + chunk`.
 
 use std::io::Read;
 
 use blindface::frames::decode::{jpeg_dimensions, MAX_SIDE};
+use blindface::frames::multipart::{MultipartError, Part, Splitter};
 use blindface::frames::{FrameCounter, PixelFormat, RawFrame};
 use blindface::he::wire::{self, Kind};
 use blindface::he::{
@@ -240,4 +244,54 @@ pub fn onnx_edit(data: &[u8]) -> bool {
             true
         }
     }
+}
+
+/// The MJPEG stream's part splitter (`frames::multipart::Splitter`): fed whole or in
+/// pieces of any size, it finds the same parts and ends the same way (only the size a
+/// `PartTooLarge` reports depends on where the pieces were cut), and no part is larger
+/// than the limit. Accepted: at least one part was found.
+pub fn multipart(data: &[u8]) -> bool {
+    let [m0, m1, blen, chunk, rest @ ..] = data else {
+        return false;
+    };
+    let max_part = 1 + usize::from(u16::from_le_bytes([*m0, *m1]));
+    let (boundary, body) = rest.split_at(usize::from(*blen % 16).min(rest.len()));
+    let boundary = std::str::from_utf8(boundary).ok().filter(|b| !b.is_empty());
+    let whole = split(boundary, max_part, body, body.len().max(1));
+    let pieces = split(boundary, max_part, body, 1 + usize::from(*chunk));
+    assert_eq!(
+        whole.0, pieces.0,
+        "the parts depend on how the body was cut"
+    );
+    match (&whole.1, &pieces.1) {
+        (Err(MultipartError::PartTooLarge { .. }), Err(MultipartError::PartTooLarge { .. })) => {}
+        (a, b) => assert_eq!(a, b, "the outcome depends on how the body was cut"),
+    }
+    for part in &whole.0 {
+        assert!(part.body.len() <= max_part, "a part over the limit");
+    }
+    !whole.0.is_empty()
+}
+
+/// The parts a splitter finds in `body` fed `chunk` bytes at a time, and how it ended
+/// (`Ok(finished)`, or its error).
+fn split(
+    boundary: Option<&str>,
+    max_part: usize,
+    body: &[u8],
+    chunk: usize,
+) -> (Vec<Part>, Result<bool, MultipartError>) {
+    let mut splitter = Splitter::new(boundary, max_part);
+    let mut parts = Vec::new();
+    for piece in body.chunks(chunk) {
+        splitter.push(piece);
+        loop {
+            match splitter.next_part() {
+                Ok(Some(part)) => parts.push(part),
+                Ok(None) => break,
+                Err(e) => return (parts, Err(e)),
+            }
+        }
+    }
+    (parts, Ok(splitter.is_finished()))
 }

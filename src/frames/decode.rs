@@ -227,16 +227,19 @@ pub fn decode(frame: &RawFrame) -> Result<RgbImage, FrameError> {
     let b = &frame.bytes;
     let img = match frame.format {
         PixelFormat::Mjpeg => {
-            let img = decode_jpeg(b)?;
-            if img.dimensions() != (w, h) {
+            // The size the JPEG's header claims is checked against the announced one
+            // before decoding: a few hundred bytes claiming 8192x8192 would otherwise make
+            // the decoder allocate ~200 MB first.
+            let (got_width, got_height) = jpeg_dimensions(b)?;
+            if (got_width, got_height) != (w, h) {
                 return Err(FrameError::JpegSizeMismatch {
                     width: w,
                     height: h,
-                    got_width: img.width(),
-                    got_height: img.height(),
+                    got_width,
+                    got_height,
                 });
             }
-            return Ok(img);
+            return decode_jpeg(b);
         }
         PixelFormat::Yuyv => yuyv_to_rgb(b, w as usize, h as usize),
         PixelFormat::Nv12 => nv12_to_rgb(b, w as usize, h as usize),
