@@ -82,7 +82,7 @@ impl Tokens {
             return Err(ApiError::new(
                 axum::http::StatusCode::CONFLICT,
                 codes::TENANT_LIMIT,
-                format!("this server already has its maximum of {max} tenants; ask its operator to raise --max-tenants"),
+                format!("this server already has its maximum of {max} tenants"),
             ));
         }
         let (tenant, token) = new_tenant()?;
@@ -152,7 +152,7 @@ pub fn require_admin(admin_hash: &[u8; 32], headers: &HeaderMap) -> Result<(), A
         _ => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::ADMIN_UNAUTHORIZED,
-            "this route needs `Authorization: Bearer ADMIN_TOKEN` (printed by `blindface serve` when it created the token)",
+            "this route needs `Authorization: Bearer ADMIN_TOKEN`, the admin token",
         )),
     }
 }
