@@ -72,7 +72,7 @@ pub enum ClientError {
     UnknownIds(Vec<TemplateId>),
     #[error("the matcher's answer does not match where it listed the gallery's templates ({0}): it was forged or relabelled, by the matcher or by someone answering in its place, and was refused (if another client re-packed this gallery since it was listed, reconnect and try again)")]
     ForgedResult(String),
-    #[error("{} label(s) in this gallery do not open with this key (template ids {}): the store was edited or damaged", .0.len(), ids_text(.0))]
+    #[error("{} label(s) in this gallery do not open with this key (template ids {}): the store was edited or damaged, or an enrolment was replayed under another id; they are listed as \"(label does not open)\", never matched, and can be removed", .0.len(), ids_text(.0))]
     UnreadableLabels(Vec<TemplateId>),
 }
 
