@@ -761,3 +761,202 @@ fn an_all_zero_forged_result_is_rejected_by_the_app() {
         assert!(e.to_string().contains("forged"));
     }
 }
+
+/// How [`Relabeller`] lies (issue 20, item 5): it keeps every readout honest and only
+/// moves the names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Relabel {
+    Honest,
+    /// Identify: the id fields of a block's first two occupied entries are swapped.
+    SwapIdentifyIds,
+    /// Verify: the claimed template's entry is given another occupied slot's slot and
+    /// readout (and that entry the claimed one's), so the claimed id reads another's
+    /// distance.
+    MoveVerifySlot,
+}
+
+struct Relabeller {
+    inner: BuiltinMatcher,
+    mode: std::sync::Arc<std::sync::Mutex<Relabel>>,
+}
+
+/// Swaps the id fields of the first two occupied entries (slot and readout stay).
+fn swap_first_two_ids(b: &mut BlockResult) {
+    let occupied: Vec<usize> = (0..b.entries.len())
+        .filter(|&i| b.entries[i].id.is_some())
+        .collect();
+    let (i, j) = (occupied[0], occupied[1]);
+    let (a, c) = (b.entries[i].id, b.entries[j].id);
+    b.entries[i].id = c;
+    b.entries[j].id = a;
+}
+
+impl Matcher for Relabeller {
+    fn enrol(
+        &self,
+        id: TemplateId,
+        t: &EncryptedTemplate,
+        l: &[u8],
+    ) -> Result<Traffic, MatcherError> {
+        self.inner.enrol(id, t, l)
+    }
+    fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
+        self.inner.removal_block(id)
+    }
+    fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
+        self.inner.erase(id, n)
+    }
+    fn relocate(
+        &self,
+        id: TemplateId,
+        n: &EncryptedTemplate,
+        f: &EncryptedTemplate,
+    ) -> Result<blindface::matcher::Relocated, MatcherError> {
+        self.inner.relocate(id, n, f)
+    }
+    fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
+        self.inner.list()
+    }
+    fn verify(&self, p: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
+        let mut r = self.inner.verify(p, id)?;
+        if *self.mode.lock().unwrap() == Relabel::MoveVerifySlot {
+            let b = &mut r.result.blocks[0];
+            let mine = b.entries.iter().position(|e| e.id == Some(id)).unwrap();
+            let other = b
+                .entries
+                .iter()
+                .position(|e| e.id.is_some() && e.id != Some(id))
+                .unwrap();
+            let (s, v) = (b.entries[mine].slot, b.entries[mine].readout);
+            b.entries[mine].slot = b.entries[other].slot;
+            b.entries[mine].readout = b.entries[other].readout;
+            b.entries[other].slot = s;
+            b.entries[other].readout = v;
+        }
+        Ok(r)
+    }
+    fn identify_stream(
+        &self,
+        p: &EncryptedProbe,
+        sink: &mut BlockSink<'_>,
+    ) -> Result<Streamed, MatcherError> {
+        let mode = *self.mode.lock().unwrap();
+        self.inner.identify_stream(p, &mut |mut b| {
+            if mode == Relabel::SwapIdentifyIds {
+                swap_first_two_ids(&mut b);
+            }
+            sink(b)
+        })
+    }
+    fn describe(&self) -> String {
+        "relabeller".into()
+    }
+}
+
+/// A matcher that relabels honest readouts (issue 20, item 5: "obama3 identified as
+/// Biden", "obama4 verified as Biden") is caught against the listing: an identify whose
+/// block swaps two templates' ids, and a verify answered from another template's slot,
+/// both fail with [`ClientError::ForgedResult`] and never name the wrong person.
+#[test]
+fn a_matcher_that_relabels_results_is_caught_against_the_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let ts = synthetic_templates(3, 21, &p);
+    // Enrolled honestly first (the listing the relabelling client starts from).
+    let mut honest = Client::new(
+        key,
+        Box::new(BuiltinMatcher::open(dir.path(), &p, "owner").unwrap()),
+    )
+    .unwrap();
+    honest.enrol(&ts[0], "Ada").unwrap();
+    honest.enrol(&ts[1], "Bob").unwrap();
+    honest.enrol(&ts[2], "Cy").unwrap();
+    let key = honest.into_key();
+    let mode = std::sync::Arc::new(std::sync::Mutex::new(Relabel::Honest));
+    let m = Relabeller {
+        inner: BuiltinMatcher::open(dir.path(), &p, "owner").unwrap(),
+        mode: mode.clone(),
+    };
+    let mut c = Client::new(key, Box::new(m)).unwrap();
+    let set = |r: Relabel| *mode.lock().unwrap() = r;
+    // Honest: Ada's probe finds Ada at distance 0, and verifies as Ada only.
+    let r = c.identify(&ts[0]).unwrap();
+    assert_eq!((r.rows[0].name.as_str(), r.rows[0].distance_sq), ("Ada", 0));
+    assert_eq!(c.verify(&ts[0], "Ada").unwrap().rows[0].distance_sq, 0);
+    assert!(c.verify(&ts[0], "Bob").unwrap().rows[0].distance_sq > 0);
+    // Ada's and Bob's ids swapped in the identify reply: refused, never "Bob".
+    set(Relabel::SwapIdentifyIds);
+    let e = c.identify(&ts[0]).unwrap_err();
+    assert!(matches!(e, ClientError::ForgedResult(_)), "{e:?}");
+    assert!(e.to_string().contains("forged"), "{e}");
+    // Bob's verify answered from Ada's slot: refused, never "verified as Bob".
+    set(Relabel::MoveVerifySlot);
+    let e = c.verify(&ts[0], "Bob").unwrap_err();
+    assert!(matches!(e, ClientError::ForgedResult(_)), "{e:?}");
+    // Honest again: everything answers as before.
+    set(Relabel::Honest);
+    assert_eq!(c.identify(&ts[1]).unwrap().rows[0].name, "Bob");
+    assert_eq!(c.verify(&ts[1], "Bob").unwrap().rows[0].distance_sq, 0);
+}
+
+/// One replayed enrolment does not lock the owner out (issue 20, item 6): a real person's
+/// sealed label enrolled again under a new id (so it does not open) is listed as such,
+/// never answers an identify, is refused by verify, and can be removed; afterwards the
+/// gallery is as before.
+#[test]
+fn an_entry_whose_label_does_not_open_is_flagged_skipped_and_removable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let ts = synthetic_templates(2, 22, &p);
+    let open = || BuiltinMatcher::open(dir.path(), &p, "owner").unwrap();
+    let mut c = Client::new(key, Box::new(open())).unwrap();
+    let ada = c.enrol(&ts[0], "Ada").unwrap().id;
+    let bob = c.enrol(&ts[1], "Bob").unwrap().id;
+    let before = c.names().clone();
+    let key = c.into_key();
+    // The replay, through the matcher directly: Ada's sealed label under a new id.
+    let replayed = TemplateId(ada.0 % (TemplateId::LIMIT - 2) + 1);
+    assert!(replayed != ada && replayed != bob);
+    {
+        let m = open();
+        let label = m
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.id == ada)
+            .unwrap()
+            .label;
+        m.enrol(replayed, &encrypt_template(&key, &ts[0]), &label)
+            .unwrap();
+    }
+    let mut c = Client::new(key, Box::new(open())).unwrap();
+    // Listed, flagged.
+    assert_eq!(c.unreadable(), [replayed]);
+    assert_eq!(c.names()[&replayed], blindface::client::UNREADABLE_NAME);
+    assert!(matches!(
+        c.check_labels(),
+        Err(ClientError::UnreadableLabels(_))
+    ));
+    // Never an answer: Ada's probe finds Ada (the replay holds Ada's template too).
+    for (t, name) in [(&ts[0], "Ada"), (&ts[1], "Bob")] {
+        let r = c.identify(t).unwrap();
+        assert_eq!(r.compared(), 2);
+        assert!(r.rows.iter().all(|row| row.id != replayed));
+        assert_eq!((r.rows[0].name.as_str(), r.rows[0].distance_sq), (name, 0));
+        assert_eq!(c.verify(t, name).unwrap().rows[0].distance_sq, 0);
+    }
+    assert!(c
+        .verify(&ts[0], blindface::client::UNREADABLE_NAME)
+        .is_err());
+    // Removable.
+    c.remove_ids(&[replayed]).unwrap();
+    assert!(c.unreadable().is_empty());
+    assert_eq!(*c.names(), before);
+    c.refresh().unwrap();
+    assert_eq!(*c.names(), before);
+    c.check_labels().unwrap();
+    let r = c.identify(&ts[0]).unwrap();
+    assert_eq!((r.compared(), r.rows[0].id), (2, ada));
+}

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use blindface::client::face::{choose_face, template_of, FaceSelection};
 use blindface::client::keys::{open_key, KeyPolicy};
-use blindface::client::{connect, Client, ClientError, Locations, MatchReport};
+use blindface::client::{connect, Client, ClientError, Locations, MatchReport, UNREADABLE_NAME};
 use blindface::he::{Template, TemplateId, Threshold};
 use blindface::matcher::TokenStore;
 use blindface::ranking::PersonDistance;
@@ -39,7 +39,20 @@ pub fn client(globals: &Globals) -> Result<Client> {
     if let blindface::matcher::MatcherSpec::Remote { url } = &globals.matcher {
         tell_new_pin(client.new_pin(), url);
     }
-    client.check_labels()?;
+    if !client.unreadable().is_empty() {
+        eprintln!(
+            "warning: {} entr(ies) of this gallery have a label that does not open with this key \
+             (ids {}): listed as {UNREADABLE_NAME:?}, never matched; remove them with \
+             `blindface remove --id ID`",
+            client.unreadable().len(),
+            client
+                .unreadable()
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(client)
 }
 
@@ -272,6 +285,9 @@ pub fn identify(globals: &Globals, image: &Path, face: Option<usize>) -> Result<
 struct ListEntry {
     id: TemplateId,
     name: String,
+    /// False: the label does not open with this key (`name` is a placeholder); the entry
+    /// never matches and can be removed by id.
+    label_opens: bool,
 }
 
 #[derive(Serialize)]
@@ -289,6 +305,7 @@ pub fn list(globals: &Globals) -> Result<()> {
         .map(|(&id, name)| ListEntry {
             id,
             name: name.clone(),
+            label_opens: !client.unreadable().contains(&id),
         })
         .collect();
     templates.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
@@ -313,18 +330,25 @@ struct RemoveOutput {
     removed: Vec<TemplateId>,
 }
 
-pub fn remove(globals: &Globals, name: &str) -> Result<()> {
+pub fn remove(globals: &Globals, name: Option<&str>, id: Option<TemplateId>) -> Result<()> {
     let mut client = client(globals)?;
-    let removed = match client.remove_person(name) {
-        Err(ClientError::NoSuchPerson(_)) => {
-            bail!("nobody called {name:?} is enrolled; `blindface list` shows who is")
+    let (name, removed) = match (name, id) {
+        (_, Some(id)) => {
+            let Some(name) = client.names().get(&id).cloned() else {
+                bail!("there is no template with id {id}; `blindface list` shows the ids")
+            };
+            client.remove_ids(&[id])?;
+            (name, vec![id])
         }
-        r => r?,
+        (Some(name), None) => match client.remove_person(name) {
+            Err(ClientError::NoSuchPerson(_)) => {
+                bail!("nobody called {name:?} is enrolled; `blindface list` shows who is")
+            }
+            r => (name.to_string(), r?),
+        },
+        (None, None) => bail!("say which: --name NAME or --id ID"),
     };
-    let out = RemoveOutput {
-        name: name.to_string(),
-        removed,
-    };
+    let out = RemoveOutput { name, removed };
     emit(globals, &out, || {
         format!(
             "removed {} template(s) of {}\n",

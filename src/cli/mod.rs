@@ -214,10 +214,14 @@ enum Command {
     },
     /// List enrolled people (names decrypted with your key).
     List,
-    /// Remove every template enrolled as NAME.
+    /// Remove every template enrolled as NAME, or the one template ID (`blindface list`
+    /// shows ids; an entry whose label does not open can only be removed by its id, or all
+    /// of them with --name "(label does not open)").
     Remove {
-        #[arg(long)]
-        name: String,
+        #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+        name: Option<String>,
+        #[arg(long, value_name = "ID")]
+        id: Option<blindface::he::TemplateId>,
     },
     /// Re-pack a gallery that removals left sparse: move templates out of the highest
     /// blocks into free slots of lower ones (your key re-encrypts them; the matcher still
@@ -381,7 +385,7 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
         }) => live::identify_all(&globals, &image.to_string_lossy(), frames)?,
         Some(Command::Identify { image, face, .. }) => gallery::identify(&globals, &image, face)?,
         Some(Command::List) => gallery::list(&globals)?,
-        Some(Command::Remove { name }) => gallery::remove(&globals, &name)?,
+        Some(Command::Remove { name, id }) => gallery::remove(&globals, name.as_deref(), id)?,
         Some(Command::Repack) => gallery::repack(&globals)?,
         Some(Command::Serve(args)) => server::serve(&globals, args)?,
         Some(Command::Admin { command }) => server::admin(&globals, command)?,

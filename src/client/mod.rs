@@ -11,6 +11,12 @@
 //!   moved to another template does not open ([`crate::labels`]).
 //! - Results are checked against what was asked: a verify must answer for exactly the
 //!   requested templates, an identify only for templates in the name table.
+//! - Results are checked against where the listing put each template: every readout of a
+//!   listed template must come from its listed slot, one result block from one listed
+//!   block, each listed block at most once ([`ClientError::ForgedResult`]). Templates
+//!   enrolled since the last listing are checked at the next one.
+//! - A template whose label does not open is shown as [`UNREADABLE_NAME`], never answers
+//!   (identify skips it, verify refuses it), and can be removed like any other.
 //! - The name table changes only on enrol, remove and refresh; matching never re-lists.
 //!
 //! No UI, camera or network code of its own (the remote matcher does the HTTP).
@@ -28,7 +34,7 @@ use thiserror::Error;
 
 use crate::he::{
     decrypt_block, encrypt_probe, encrypt_template, erasure, relocation, BlockResult,
-    EncryptedProbe, HeError, Params, SecretKey, Template, TemplateId,
+    EncryptedProbe, HeError, Location, Params, SecretKey, SlotReadout, Template, TemplateId,
 };
 use crate::labels::{LabelError, LabelKey};
 use crate::matcher::tls::Fingerprint;
@@ -37,7 +43,7 @@ use crate::ranking::{best_per_person, rank, PersonDistance};
 use crate::vision::VisionError;
 
 /// What the name table shows for a template whose label does not open.
-pub const UNREADABLE_NAME: &str = "(unreadable label)";
+pub const UNREADABLE_NAME: &str = "(label does not open)";
 
 /// Client errors: what happened and what to do, until the edge turns them into text.
 #[derive(Debug, Error)]
@@ -64,7 +70,9 @@ pub enum ClientError {
     UnexpectedIds(String),
     #[error("the matcher answered for templates that are not in this gallery (ids {}); its answer was discarded", ids_text(.0))]
     UnknownIds(Vec<TemplateId>),
-    #[error("{} label(s) in this gallery do not open with this key (template ids {}): the store was edited or damaged", .0.len(), ids_text(.0))]
+    #[error("the matcher's answer does not match where it listed the gallery's templates ({0}): it was forged or relabelled, by the matcher or by someone answering in its place, and was refused (if another client re-packed this gallery since it was listed, reconnect and try again)")]
+    ForgedResult(String),
+    #[error("{} label(s) in this gallery do not open with this key (template ids {}): the store was edited or damaged, or an enrolment was replayed under another id; they are listed as \"(label does not open)\", never matched, and can be removed", .0.len(), ids_text(.0))]
     UnreadableLabels(Vec<TemplateId>),
 }
 
@@ -148,6 +156,8 @@ pub struct Client {
     matcher: Box<dyn Matcher>,
     names: BTreeMap<TemplateId, String>,
     unreadable: Vec<TemplateId>,
+    /// Where the last listing put each template (templates enrolled since are absent).
+    listed: Listing,
     new_pin: Option<Fingerprint>,
 }
 
@@ -199,6 +209,7 @@ impl Client {
             matcher,
             names: BTreeMap::new(),
             unreadable: Vec::new(),
+            listed: Listing::default(),
             new_pin: None,
         };
         match c.refresh() {
@@ -262,11 +273,12 @@ impl Client {
         }
     }
 
-    /// The ids enrolled as `name`.
+    /// The ids enrolled as `name` (never those whose label does not open: see
+    /// [`Client::unreadable`]).
     pub fn ids_of(&self, name: &str) -> Vec<TemplateId> {
         self.names
             .iter()
-            .filter(|(_, n)| n.as_str() == name)
+            .filter(|(id, n)| n.as_str() == name && !self.unreadable.contains(id))
             .map(|(&id, _)| id)
             .collect()
     }
@@ -276,6 +288,7 @@ impl Client {
         let list = self.matcher.list()?;
         self.names.clear();
         self.unreadable.clear();
+        self.listed = Listing::of(&list);
         for e in list {
             match self.labels.open(&e.label, e.id) {
                 Ok(name) => {
@@ -294,6 +307,9 @@ impl Client {
     pub fn enrol(&mut self, template: &Template, name: &str) -> Result<Enrolment, ClientError> {
         let name = name.trim();
         crate::labels::check_name(name)?;
+        if name == UNREADABLE_NAME {
+            return Err(LabelError::BadName.into());
+        }
         let t = Instant::now();
         let ct = encrypt_template(&self.key, template);
         let encrypt_ms = elapsed_ms(t);
@@ -332,6 +348,9 @@ impl Client {
 
     /// 1:1 against every template of `name`.
     pub fn verify(&self, template: &Template, name: &str) -> Result<MatchReport, ClientError> {
+        if name == UNREADABLE_NAME {
+            return Err(ClientError::UnreadableLabels(self.unreadable.clone()));
+        }
         let ids = self.ids_of(name);
         if ids.is_empty() {
             return Err(ClientError::NoSuchPerson(name.to_string()));
@@ -365,9 +384,11 @@ impl Client {
         let t = Instant::now();
         let mut distances = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut listed_blocks = BTreeSet::new();
         let mut blocks = 0usize;
         let mut decrypting = std::time::Duration::ZERO;
         let mut failure: Option<ClientError> = None;
+        let unreadable: BTreeSet<TemplateId> = self.unreadable.iter().copied().collect();
         let asked = ask(&probe, &mut |block, only| {
             let d = Instant::now();
             let decrypted = decrypt_block(&self.key, &ctx, &block, blocks);
@@ -381,6 +402,15 @@ impl Client {
                 Ok(ds) => ds,
                 Err(e) => return fail(e.into()),
             };
+            match self.listed.block_of(&block.entries) {
+                Ok(Some(b)) if !listed_blocks.insert(b) => {
+                    return fail(ClientError::ForgedResult(format!(
+                        "listed block {b} was answered twice"
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return fail(e),
+            }
             // Every readout of the block was checked; a 1:1 keeps the asked one only.
             let mut in_block = BTreeSet::new();
             if let Some(x) = ds.iter().find(|x| !in_block.insert(x.id)) {
@@ -406,7 +436,8 @@ impl Client {
                     )));
                 }
             }
-            distances.extend(kept);
+            // Templates whose label does not open never answer.
+            distances.extend(kept.into_iter().filter(|x| !unreadable.contains(&x.id)));
             Ok(())
         });
         let (calls, traffic) = match (asked, failure) {
@@ -470,6 +501,7 @@ impl Client {
             self.matcher.erase(id, &negation)?;
             self.names.remove(&id);
             self.unreadable.retain(|u| *u != id);
+            self.listed.forget(id);
         }
         Ok(())
     }
@@ -521,23 +553,86 @@ impl Client {
                 moved += usize::from(r.to.is_some());
             }
         }
+        let after = self.matcher.list()?;
+        self.listed = Listing::of(&after);
         Ok(Repacked {
             templates: listed.len(),
             moved,
             blocks_before,
-            blocks_after: span(&self.matcher.list()?),
+            blocks_after: span(&after),
             traffic,
         })
     }
 
-    /// Removes every template of `name`; returns their ids.
+    /// Removes every template of `name` (every template whose label does not open, for
+    /// [`UNREADABLE_NAME`]); returns their ids.
     pub fn remove_person(&mut self, name: &str) -> Result<Vec<TemplateId>, ClientError> {
-        let ids = self.ids_of(name);
+        let ids = if name == UNREADABLE_NAME {
+            self.unreadable.clone()
+        } else {
+            self.ids_of(name)
+        };
         if ids.is_empty() {
             return Err(ClientError::NoSuchPerson(name.to_string()));
         }
         self.remove_ids(&ids)?;
         Ok(ids)
+    }
+}
+
+/// Where the last listing put each template, both ways: what every answer is checked
+/// against.
+#[derive(Debug, Default)]
+struct Listing {
+    at: BTreeMap<TemplateId, Location>,
+    holder: BTreeMap<(usize, usize), TemplateId>,
+}
+
+impl Listing {
+    fn of(list: &[Enrolled]) -> Listing {
+        let mut l = Listing::default();
+        for e in list {
+            l.at.insert(e.id, e.location);
+            l.holder.insert((e.location.block, e.location.slot), e.id);
+        }
+        l
+    }
+
+    fn forget(&mut self, id: TemplateId) {
+        if let Some(loc) = self.at.remove(&id) {
+            self.holder.remove(&(loc.block, loc.slot));
+        }
+    }
+
+    /// The listed block one result block answers for (`None`: it holds no listed
+    /// template), checking that every listed template in it answers from its listed slot
+    /// and all from one block. Templates unknown to the listing are left to the callers
+    /// (enrolled since, or by another client: [`ClientError::UnknownIds`]).
+    fn block_of(&self, entries: &[SlotReadout]) -> Result<Option<usize>, ClientError> {
+        let mut block: Option<(usize, TemplateId)> = None;
+        for e in entries {
+            let Some(id) = e.id else { continue };
+            let Some(loc) = self.at.get(&id) else {
+                continue;
+            };
+            if loc.slot != e.slot as usize {
+                return Err(ClientError::ForgedResult(format!(
+                    "template {id} answered from slot {}, listed in block {} slot {}",
+                    e.slot, loc.block, loc.slot
+                )));
+            }
+            match block {
+                Some((b, other)) if b != loc.block => {
+                    return Err(ClientError::ForgedResult(format!(
+                        "one result block answers for template {other} (listed in block {b}) \
+                         and template {id} (listed in block {})",
+                        loc.block
+                    )))
+                }
+                _ => block = Some((loc.block, id)),
+            }
+        }
+        Ok(block.map(|(b, _)| b))
     }
 }
 
