@@ -1053,3 +1053,192 @@ fn repacking_moves_templates_down_and_drops_the_emptied_blocks() {
     );
     assert_eq!(b.list().unwrap().len(), kept[1]);
 }
+
+/// One record of the store as the test finds it with redb: its table, tenant and key.
+struct RawRecord {
+    table: &'static str,
+    tenant: String,
+    key: u64,
+    len: usize,
+}
+
+const RAW_TABLES: [redb::TableDefinition<(&str, u64), &[u8]>; 2] = [
+    redb::TableDefinition::new("blocks_v2"),
+    redb::TableDefinition::new("slots_v2"),
+];
+
+/// A single flipped byte inside any block record or slot row of a closed store (written
+/// with redb directly, as a damaged disk would leave it after a clean shutdown) makes the
+/// next open (or identify) fail with `StoreDamaged` naming the record's tenant and block
+/// (or id); no answer is ever computed from it. Before records carried checksums, most
+/// such flips went unnoticed and some gave wrong distances.
+#[test]
+fn flipped_bytes_in_store_records_are_refused_naming_tenant_and_record() {
+    use blindface::matcher::StoredRecord;
+    use rand::{Rng, SeedableRng};
+    use redb::{ReadableTable, ReadableTableMetadata};
+
+    let p = params();
+    let key = key();
+    let templates = synthetic_templates(20, 11, &p);
+    let src = tempfile::tempdir().unwrap();
+    {
+        let m = builtin(src.path()).unwrap();
+        for (i, t) in templates.iter().enumerate() {
+            let id = TemplateId(i as u64 + 1);
+            m.enrol(id, &encrypt_template(&key, t), b"sealed label")
+                .unwrap();
+        }
+    }
+    let file = src.path().join("matcher.redb");
+    let original = std::fs::read(&file).unwrap();
+    let mut records: Vec<RawRecord> = Vec::new();
+    {
+        let db = redb::Database::open(&file).unwrap();
+        let txn = db.begin_read().unwrap();
+        for (def, table) in RAW_TABLES.iter().zip(["blocks_v2", "slots_v2"]) {
+            let t = txn.open_table(*def).unwrap();
+            assert!(t.len().unwrap() > 0);
+            for row in t.iter().unwrap() {
+                let (k, v) = row.unwrap();
+                let (tenant, key) = k.value();
+                records.push(RawRecord {
+                    table,
+                    tenant: tenant.to_string(),
+                    key,
+                    len: v.value().len(),
+                });
+            }
+        }
+    }
+    let (probe_template, probe_id) = (&templates[3], TemplateId(4));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20);
+    let (mut detected, mut accepted, mut wrong) = (0, 0, 0);
+    let trials = 60;
+    for trial in 0..trials {
+        // Alternate block records and slot rows; any byte of the value, any bit.
+        let pool: Vec<&RawRecord> = records
+            .iter()
+            .filter(|r| (r.table == "blocks_v2") == (trial % 2 == 0))
+            .collect();
+        let r = pool[rng.random_range(0..pool.len())];
+        let at = rng.random_range(0..r.len);
+        let bit = 1u8 << rng.random_range(0..8);
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("matcher.redb");
+        std::fs::write(&copy, &original).unwrap();
+        {
+            let db = redb::Database::open(&copy).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let def = RAW_TABLES[usize::from(r.table == "slots_v2")];
+                let mut t = txn.open_table(def).unwrap();
+                let mut v = t
+                    .get((r.tenant.as_str(), r.key))
+                    .unwrap()
+                    .unwrap()
+                    .value()
+                    .to_vec();
+                v[at] ^= bit;
+                t.insert((r.tenant.as_str(), r.key), v.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let answer = builtin(dir.path()).and_then(|m| {
+            m.list()?;
+            let (probe, ctx) = encrypt_probe(&key, probe_template);
+            let result = m.identify(&probe)?.result;
+            Ok(decrypt(&key, &ctx, &result))
+        });
+        let expected = if r.table == "blocks_v2" {
+            StoredRecord::Block(r.key >> 8)
+        } else {
+            StoredRecord::Slot(TemplateId(r.key))
+        };
+        match answer {
+            Err(MatcherError::StoreDamaged { tenant, record, .. }) => {
+                assert_eq!((tenant.as_str(), record), (r.tenant.as_str(), expected));
+                detected += 1;
+            }
+            Err(e) => panic!("{} byte {at} of {}/{}: {e}", r.table, r.tenant, r.key),
+            Ok(decrypted) => {
+                accepted += 1;
+                let exact = decrypted.is_ok_and(|d| {
+                    d.iter().all(|x| {
+                        let t = &templates[x.id.0 as usize - 1];
+                        x.distance_sq == probe_template.distance_sq(t)
+                    }) && d.iter().any(|x| x.id == probe_id)
+                });
+                if !exact {
+                    wrong += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{trials} flips: {detected} refused as damaged, {accepted} accepted ({wrong} with a wrong or undecryptable answer)");
+    assert_eq!((detected, accepted), (trials, 0));
+}
+
+/// A store file that is not a blindface store (empty, cut in half, zero-filled, random
+/// bytes, a redb file without our tables) is refused with `NotAStore`, and left exactly
+/// as it was: never replaced by a new, empty store.
+#[test]
+fn damaged_or_empty_store_files_are_refused_and_left_unchanged() {
+    use rand::{RngCore, SeedableRng};
+
+    let p = params();
+    let key = key();
+    let src = tempfile::tempdir().unwrap();
+    {
+        let m = builtin(src.path()).unwrap();
+        for (i, t) in synthetic_templates(5, 12, &p).iter().enumerate() {
+            m.enrol(TemplateId(i as u64 + 1), &encrypt_template(&key, t), b"l")
+                .unwrap();
+        }
+    }
+    let good = std::fs::read(src.path().join("matcher.redb")).unwrap();
+    let mut random = vec![0u8; good.len()];
+    rand::rngs::StdRng::seed_from_u64(7).fill_bytes(&mut random);
+    let foreign = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.redb");
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("other"))
+            .unwrap()
+            .insert("x", 1)
+            .unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        std::fs::read(&path).unwrap()
+    };
+    let kinds: [(&str, Vec<u8>); 5] = [
+        ("empty", Vec::new()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("zero-filled", vec![0; good.len()]),
+        ("random", random),
+        ("another redb file", foreign),
+    ];
+    for (kind, bytes) in kinds {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("matcher.redb");
+        std::fs::write(&file, &bytes).unwrap();
+        match builtin(dir.path()) {
+            Err(MatcherError::NotAStore { path, .. }) => {
+                assert_eq!(path, file.display().to_string(), "{kind}")
+            }
+            Err(e) => panic!("{kind}: {e}"),
+            Ok(_) => panic!("{kind}: opened"),
+        }
+        assert!(std::fs::read(&file).unwrap() == bytes, "{kind}: changed");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["matcher.redb"], "{kind}: nothing else created");
+    }
+    // Where no file exists, a new store is created (and is whole: it opens again).
+    let dir = tempfile::tempdir().unwrap();
+    drop(builtin(dir.path()).unwrap());
+    assert!(builtin(dir.path()).unwrap().list().unwrap().is_empty());
+}

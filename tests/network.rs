@@ -960,3 +960,54 @@ fn an_entry_whose_label_does_not_open_is_flagged_skipped_and_removable() {
     let r = c.identify(&ts[0]).unwrap();
     assert_eq!((r.compared(), r.rows[0].id), (2, ada));
 }
+
+/// A store file that is not a blindface store (empty, cut in half, zero-filled, random
+/// bytes) stops `serve` at start-up with a one-line error naming the file, exit status
+/// not 101 (no panic inside redb), and the file left as it was: an empty file is never
+/// taken for a new store (a new admin token, every tenant gone).
+#[test]
+fn serve_refuses_a_damaged_or_empty_store_file_with_one_line_naming_it() {
+    use rand::{RngCore, SeedableRng};
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = {
+        let data = dir.path().join("good");
+        let galleries =
+            blindface::matcher::Galleries::open(&data, &blindface::he::Params::v1(), 100).unwrap();
+        galleries.ensure_tenant("t").unwrap();
+        drop(galleries);
+        std::fs::read(data.join("matcher.redb")).unwrap()
+    };
+    let mut random = vec![0u8; good.len()];
+    rand::rngs::StdRng::seed_from_u64(9).fill_bytes(&mut random);
+    let kinds: [(&str, Vec<u8>); 4] = [
+        ("empty", Vec::new()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("zero-filled", vec![0; good.len()]),
+        ("random", random),
+    ];
+    for (kind, bytes) in kinds {
+        let data = dir.path().join(kind);
+        std::fs::create_dir_all(&data).unwrap();
+        let file = data.join("matcher.redb");
+        std::fs::write(&file, &bytes).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--plain-http", "--addr", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{kind}: started\n{stdout}");
+        assert_ne!(out.status.code(), Some(101), "{kind}: panicked\n{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{kind}: {stderr}");
+        assert!(
+            lines[0].contains(&file.display().to_string())
+                && lines[0].contains("not a valid blindface store"),
+            "{kind}: {stderr}"
+        );
+        assert!(!stdout.contains("admin token"), "{kind}: {stdout}");
+        assert!(std::fs::read(&file).unwrap() == bytes, "{kind}: changed");
+    }
+}

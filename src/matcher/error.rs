@@ -34,6 +34,24 @@ impl MatcherError {
     }
 }
 
+/// Which record of the store a [`MatcherError::StoreDamaged`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredRecord {
+    /// A block's record (its number).
+    Block(u64),
+    /// A template's slot row (its id).
+    Slot(TemplateId),
+}
+
+impl std::fmt::Display for StoredRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredRecord::Block(b) => write!(f, "block {b}"),
+            StoredRecord::Slot(id) => write!(f, "the slot row of template {id}"),
+        }
+    }
+}
+
 /// Error codes of the server's JSON errors (`{"error": text, "code": CODE}`).
 pub mod codes {
     pub const UNKNOWN_TEMPLATE: &str = "unknown_template";
@@ -93,6 +111,18 @@ pub enum MatcherError {
     StoreLocked { path: String },
     #[error("store {path}: {detail}; check the disk and the directory's permissions")]
     Store { path: String, detail: String },
+    /// A record of the store does not match its checksum: the file was damaged. No
+    /// answer is computed from it.
+    #[error("store {path}: {record} of tenant {tenant:?} is damaged (its checksum does not match); restore the store from a backup")]
+    StoreDamaged {
+        path: String,
+        tenant: String,
+        record: StoredRecord,
+    },
+    /// The file is not a blindface store (empty, truncated, overwritten, another redb
+    /// file); it was left as it was, and no new store is created in its place.
+    #[error("{path} is not a valid blindface store ({detail}); it was left unchanged: restore it from a backup, or move it away to start a new, empty store")]
+    NotAStore { path: String, detail: String },
     #[error("cannot reach the matcher at {url}: {detail}")]
     Unreachable { url: String, detail: String },
     #[error("the server at {url} speaks HTTPS, not plain HTTP: use {https_url}")]

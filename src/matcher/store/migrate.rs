@@ -1,11 +1,16 @@
-//! Schema 1 (`templates_v1`: one seeded ciphertext per template, `u32 LE template length
-//! || template || label`) into schema 2, in the transaction that opens the store: each
-//! tenant's templates are packed into blocks in id order exactly as enrolment would, and
-//! the old table is dropped. A corrupt template refuses the whole store, unchanged.
+//! Older schemas into schema 3, in the transaction that opens the store. Schema 1
+//! (`templates_v1`: one seeded ciphertext per template, `u32 LE template length ||
+//! template || label`): each tenant's templates are packed into blocks in id order
+//! exactly as enrolment would, and the old table is dropped. Schema 2 (the same tables,
+//! records without checksums): every block record and slot row is rewritten with its
+//! checksum (format-1 block bodies are rounded as they are). A corrupt record refuses
+//! the whole store, unchanged.
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::record::{encode_record, encode_slot, put_record};
+use super::record::{
+    decode_legacy, encode_record, encode_slot, put_record, split_slot_v2, PART_BITS,
+};
 use super::tables::{BLOCKS, SLOTS};
 use crate::he::{EncryptedTemplate, Gallery, Params, TemplateId};
 
@@ -58,17 +63,78 @@ pub(super) fn migrate_v1(
             touched.insert(loc.block);
             slots.insert(
                 (tenant.as_str(), *id),
-                encode_slot(loc.block, loc.slot, label).as_slice(),
+                encode_slot(&tenant, *id, loc.block, loc.slot, label).as_slice(),
             )?;
         }
         for b in touched {
             let record = gallery.record(b).expect("block exists");
-            put_record(&mut blocks, &tenant, b, &encode_record(&record, params))?;
+            put_record(
+                &mut blocks,
+                &tenant,
+                b,
+                &encode_record(&record, &tenant, b, params),
+            )?;
         }
     }
     drop(blocks);
     drop(slots);
     txn.delete_table(LEGACY_TEMPLATES)?;
+    Ok(Ok(()))
+}
+
+/// Rewrites schema 2's block records and slot rows with their checksums (block by block,
+/// so a large store is never held in memory at once). `Err(text)` refuses the store
+/// unchanged.
+#[allow(clippy::result_large_err)]
+pub(super) fn migrate_v2(
+    txn: &redb::WriteTransaction,
+    params: &Params,
+) -> Result<Result<(), String>, redb::Error> {
+    let mut blocks = txn.open_table(BLOCKS)?;
+    let mut keys: Vec<(String, u64)> = Vec::new();
+    for row in blocks.iter()? {
+        let (k, _) = row?;
+        let (tenant, key) = k.value();
+        let block = key >> PART_BITS;
+        if keys.last().map(|(t, b)| (t.as_str(), *b)) != Some((tenant, block)) {
+            keys.push((tenant.to_string(), block));
+        }
+    }
+    for (tenant, block) in keys {
+        let base = block << PART_BITS;
+        let mut bytes = Vec::new();
+        for row in blocks.range((tenant.as_str(), base)..=(tenant.as_str(), base | 0xff))? {
+            bytes.extend_from_slice(row?.1.value());
+        }
+        let Some(record) = decode_legacy(&bytes, params) else {
+            return Ok(Err(format!(
+                "block {block} of {tenant} is corrupt; nothing was migrated"
+            )));
+        };
+        let b = block as usize;
+        put_record(
+            &mut blocks,
+            &tenant,
+            b,
+            &encode_record(&record, &tenant, b, params),
+        )?;
+    }
+    let mut slots = txn.open_table(SLOTS)?;
+    let mut rows: Vec<(String, u64, Vec<u8>)> = Vec::new();
+    for row in slots.iter()? {
+        let (k, v) = row?;
+        let (tenant, id) = k.value();
+        rows.push((tenant.to_string(), id, v.value().to_vec()));
+    }
+    for (tenant, id, row) in rows {
+        let Some((loc, label)) = split_slot_v2(&row) else {
+            return Ok(Err(format!(
+                "the slot row of template {id} of {tenant} is corrupt; nothing was migrated"
+            )));
+        };
+        let row = encode_slot(&tenant, id, loc.block, loc.slot, label);
+        slots.insert((tenant.as_str(), id), row.as_slice())?;
+    }
     Ok(Ok(()))
 }
 
@@ -188,14 +254,14 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             store
                 .write(|txn| {
-                    txn.open_table(META)?.insert("schema", 3)?;
+                    txn.open_table(META)?.insert("schema", 4)?;
                     Ok(())
                 })
                 .unwrap();
         }
         let e = Store::open(dir.path()).unwrap_err().to_string();
         assert!(
-            e.contains("schema version 3") && e.contains("upgrade blindface"),
+            e.contains("schema version 4") && e.contains("upgrade blindface"),
             "{e}"
         );
     }

@@ -1,18 +1,28 @@
 //! The durable store of encrypted galleries: one redb file (embedded, ACID, crash-safe)
 //! per data directory. Blocks are the unit of storage: no per-template ciphertext is kept.
 //!
-//! Layout (file `DIR/matcher.redb`, schema 2):
+//! Layout (file `DIR/matcher.redb`, schema 3):
 //! - `blocks_v2`: key `(tenant, block number << 8 | part)`, values the parts (3,860
-//!   bytes each, the last shorter) of a [`BlockRecord`] (its bytes: `record`).
-//! - `slots_v2`: key `(tenant, id)`, value `u64 block || u8 slot || encrypted label`.
+//!   bytes each, the last shorter) of a [`BlockRecord`] (its bytes: `record`, format 3,
+//!   with a checksum over its tenant, block number and bytes).
+//! - `slots_v2`: key `(tenant, id)`, value `u64 block || u8 slot || encrypted label ||
+//!   checksum` (over its tenant, id and bytes).
 //! - `tenants_v1`: key tenant id, value SHA-256 of the tenant's bearer token (32 bytes).
-//! - `meta_v1`: `schema` = 2.
+//! - `meta_v1`: `schema` = 3.
+//!
+//! Every record is verified wherever it is read (at open, list, a label change, a
+//! rename): one that does not match its checksum is [`MatcherError::StoreDamaged`],
+//! naming its tenant and block or id, never a distance. A new store is created only
+//! where no file exists; a file that is not a blindface store is refused unchanged
+//! ([`MatcherError::NotAStore`]).
 //!
 //! The server keeps its own tables in the same file (one-time registration codes, the
 //! admin token: `crate::server`), through [`Store::read`], [`Store::write`] and the
 //! `admit` step of [`Store::register_tenant`].
 //!
-//! Schema 1 is migrated at open, in one transaction (`migrate`). A newer schema is
+//! Schemas 1 and 2 are migrated at open, in one transaction (`migrate`): schema 2's
+//! records (no checksum) are rewritten with theirs, so after open every record is
+//! checked. A newer schema is
 //! refused with a message. Every write is one transaction committed with immediate
 //! durability (fsync) before it returns, so a crash (kill -9, power loss) keeps every
 //! acknowledged write and never exposes half of one.
@@ -30,7 +40,7 @@ use self::record::{
     PART_MASK,
 };
 use self::tables::{BLOCKS, META, SCHEMA, SLOTS, TENANTS};
-use super::error::MatcherError;
+use super::error::{MatcherError, StoredRecord};
 use crate::he::{BlockRecord, Location, Params, TemplateId};
 
 /// Name of the store file inside a data directory.
@@ -91,6 +101,38 @@ pub enum SlotChange<'a> {
     },
 }
 
+/// The first bytes of every redb file.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+thread_local! {
+    /// Set while this thread runs [`catch_quietly`]: its panics are not printed.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(its message)` without printing it (the panic hook
+/// installed once here stays silent on this thread while `f` runs, and defers to the
+/// previous hook everywhere else).
+fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    out.map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "it panicked".into())
+    })
+}
+
 /// The redb-backed store.
 pub struct Store {
     db: Database,
@@ -113,7 +155,9 @@ impl Store {
     }
 
     /// Opens (or creates, or migrates) the store in `dir`, creating the directory if
-    /// needed.
+    /// needed. A new store is created only where no file exists; a file that is not a
+    /// valid blindface store (empty, truncated, overwritten, another redb file) is
+    /// refused ([`MatcherError::NotAStore`]) and left as it was.
     pub fn open_with(dir: &Path, params: &Params) -> Result<Store, MatcherError> {
         let path = dir.join(STORE_FILE);
         let shown = path.display().to_string();
@@ -122,15 +166,14 @@ impl Store {
             detail,
         };
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => MatcherError::StoreLocked {
-                    path: shown.clone(),
-                },
-                e => err(e.to_string()),
-            })?;
+        match std::fs::metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Self::create_new(dir, &path, params)?
+            }
+            Err(e) => return Err(err(e.to_string())),
+        }
+        let db = Self::open_existing(&path)?;
         let store = Store {
             db,
             path,
@@ -138,6 +181,108 @@ impl Store {
         };
         store.upgrade().map_err(err)?;
         Ok(store)
+    }
+
+    /// Creates a new, empty store at `path`: built under a temporary name and renamed
+    /// into place once its tables exist, so that a crash never leaves a file at `path`
+    /// that is not a whole store.
+    fn create_new(dir: &Path, path: &Path, params: &Params) -> Result<(), MatcherError> {
+        let building = dir.join(format!("{STORE_FILE}.new"));
+        let err = |detail: String| MatcherError::Store {
+            path: building.display().to_string(),
+            detail,
+        };
+        match std::fs::remove_file(&building) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e.to_string())),
+            _ => {}
+        }
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&building)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => MatcherError::StoreLocked {
+                    path: building.display().to_string(),
+                },
+                e => err(e.to_string()),
+            })?;
+        let store = Store {
+            db,
+            path: building.clone(),
+            params: *params,
+        };
+        store.upgrade().map_err(err)?;
+        drop(store);
+        std::fs::rename(&building, path).map_err(|e| err(e.to_string()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            d.sync_all().ok();
+        }
+        Ok(())
+    }
+
+    /// Opens an existing store file, refusing one that is not a blindface store. redb
+    /// panics on some damaged files (a truncated one): the panic is caught (and kept out
+    /// of stderr) and becomes [`MatcherError::NotAStore`].
+    fn open_existing(path: &Path) -> Result<Database, MatcherError> {
+        let shown = path.display().to_string();
+        let not_a_store = |detail: String| MatcherError::NotAStore {
+            path: shown.clone(),
+            detail,
+        };
+        let mut head = [0u8; REDB_MAGIC.len()];
+        let read = std::fs::File::open(path).and_then(|mut f| {
+            use std::io::Read;
+            let len = f.metadata()?.len();
+            f.read_exact(&mut head)
+                .map(|()| len)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => Ok(len),
+                    _ => Err(e),
+                })
+        });
+        match read {
+            Err(e) => {
+                return Err(MatcherError::Store {
+                    path: shown.clone(),
+                    detail: e.to_string(),
+                })
+            }
+            Ok(0) => return Err(not_a_store("the file is empty (0 bytes)".into())),
+            Ok(_) if head != REDB_MAGIC => {
+                return Err(not_a_store(
+                    "it does not start with a redb header: overwritten, or another kind of file"
+                        .into(),
+                ))
+            }
+            Ok(_) => {}
+        }
+        let opened = catch_quietly(|| {
+            let db = redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .open(path)?;
+            let schema = (|| {
+                let txn = db.begin_read()?;
+                let meta = txn.open_table(META)?;
+                let schema = meta.get("schema")?.map(|v| v.value());
+                Ok::<_, redb::Error>(schema)
+            })();
+            Ok::<_, redb::Error>((db, schema))
+        });
+        match opened {
+            Err(panic) => Err(not_a_store(format!("redb cannot read it: {panic}"))),
+            Ok(Err(redb::Error::DatabaseAlreadyOpen)) => {
+                Err(MatcherError::StoreLocked { path: shown })
+            }
+            Ok(Err(redb::Error::Io(e))) => Err(MatcherError::Store {
+                path: shown,
+                detail: e.to_string(),
+            }),
+            Ok(Err(e)) => Err(not_a_store(e.to_string())),
+            Ok(Ok((_, Err(redb::Error::TableDoesNotExist(_)) | Ok(None)))) => {
+                Err(not_a_store("a redb file without blindface's tables".into()))
+            }
+            Ok(Ok((_, Err(e)))) => Err(not_a_store(e.to_string())),
+            Ok(Ok((db, Ok(Some(_))))) => Ok(db),
+        }
     }
 
     /// Creates the tables, or migrates schema 1, or refuses a newer schema; a refused or
@@ -167,17 +312,20 @@ impl Store {
             let schema = meta.get("schema")?.map(|v| v.value());
             match schema {
                 Some(SCHEMA) => return Ok(Ok(())),
-                None | Some(1) => {}
+                None | Some(1) | Some(2) => {}
                 Some(other) => {
                     return Ok(Err(format!(
-                        "schema version {other}, this build reads {SCHEMA} (and migrates 1); upgrade blindface"
+                        "schema version {other}, this build reads {SCHEMA} (and migrates 1 and 2); upgrade blindface"
                     )))
                 }
             }
-            if schema == Some(1) {
-                if let Err(e) = migrate::migrate_v1(txn, &params)? {
-                    return Ok(Err(e));
-                }
+            let migrated = match schema {
+                Some(1) => migrate::migrate_v1(txn, &params)?,
+                Some(2) => migrate::migrate_v2(txn, &params)?,
+                _ => Ok(()),
+            };
+            if let Err(e) = migrated {
+                return Ok(Err(e));
             }
             meta.insert("schema", SCHEMA)?;
             Ok(Ok(()))
@@ -192,6 +340,15 @@ impl Store {
     /// load, or by an operator at a quiet moment); `false` if there was nothing to do.
     pub fn compact(&mut self) -> Result<bool, MatcherError> {
         self.db.compact().map_err(|e| self.error(e))
+    }
+
+    /// The error for a record of `tenant` that does not match its checksum.
+    fn damaged(&self, tenant: &str, record: StoredRecord) -> MatcherError {
+        MatcherError::StoreDamaged {
+            path: self.path.display().to_string(),
+            tenant: tenant.to_string(),
+            record,
+        }
     }
 
     fn error(&self, e: impl std::fmt::Display) -> MatcherError {
@@ -270,8 +427,8 @@ impl Store {
         for row in rows {
             let (k, v) = row.map_err(|e| self.error(e))?;
             let (tenant, id) = k.value();
-            let (location, label) =
-                split_slot(v.value()).ok_or_else(|| self.error("a slot record is corrupt"))?;
+            let (location, label) = split_slot(v.value(), tenant, id)
+                .ok_or_else(|| self.damaged(tenant, StoredRecord::Slot(TemplateId(id))))?;
             out.push(StoredSlot {
                 tenant: tenant.to_string(),
                 id: TemplateId(id),
@@ -289,8 +446,8 @@ impl Store {
         let Some(v) = table.get((tenant, id.0)).map_err(|e| self.error(e))? else {
             return Ok(None);
         };
-        let (location, label) =
-            split_slot(v.value()).ok_or_else(|| self.error("a slot record is corrupt"))?;
+        let (location, label) = split_slot(v.value(), tenant, id.0)
+            .ok_or_else(|| self.damaged(tenant, StoredRecord::Slot(id)))?;
         Ok(Some(StoredSlot {
             tenant: tenant.to_string(),
             id,
@@ -336,8 +493,8 @@ impl Store {
                           part: &mut Vec<(usize, BlockRecord)>|
          -> Result<(), MatcherError> {
             if let Some((block, bytes)) = current {
-                let record = decode_record(&bytes, &params)
-                    .ok_or_else(|| self.error(format!("block {block} of {tenant} is corrupt")))?;
+                let record = decode_record(&bytes, tenant, block as usize, &params)
+                    .ok_or_else(|| self.damaged(tenant, StoredRecord::Block(block)))?;
                 part.push((block as usize, record));
                 if part.len() == batch {
                     f(std::mem::replace(part, Vec::with_capacity(batch)))?;
@@ -356,9 +513,7 @@ impl Store {
                 Some((b, bytes)) if *b == block && index as usize * PART_BYTES == bytes.len() => {
                     bytes.extend_from_slice(v.value())
                 }
-                _ if index != 0 => {
-                    return Err(self.error(format!("block {block} of {tenant} is missing a part")))
-                }
+                _ if index != 0 => return Err(self.damaged(tenant, StoredRecord::Block(block))),
                 _ => {
                     finish(current.take(), &mut part)?;
                     current = Some((block, v.value().to_vec()));
@@ -462,7 +617,7 @@ impl Store {
             .map(|c| {
                 written
                     .insert(c.block)
-                    .then(|| encode_record(c.record, &self.params))
+                    .then(|| encode_record(c.record, tenant, c.block, &self.params))
             })
             .collect();
         encoded.reverse();
@@ -475,7 +630,7 @@ impl Store {
                 }
                 match c.slot {
                     SlotChange::Fill { id, slot, label } => {
-                        let row = encode_slot(c.block, slot, label);
+                        let row = encode_slot(tenant, id.0, c.block, slot, label);
                         slots.insert((tenant, id.0), row.as_slice())?;
                     }
                     SlotChange::Free { id } => {
@@ -501,15 +656,17 @@ impl Store {
     ) -> Result<(), MatcherError> {
         let found = self.write(|txn| {
             let mut table = txn.open_table(SLOTS)?;
-            let location = table
-                .get((tenant, id.0))?
-                .and_then(|v| split_slot(v.value()).map(|(loc, _)| loc));
-            if let Some(loc) = location {
-                let row = encode_slot(loc.block, loc.slot, label);
-                table.insert((tenant, id.0), row.as_slice())?;
-            }
-            Ok(location.is_some())
-        })?;
+            let location = match table.get((tenant, id.0))? {
+                None => return Ok(Ok(false)),
+                Some(v) => split_slot(v.value(), tenant, id.0).map(|(loc, _)| loc),
+            };
+            let Some(loc) = location else {
+                return Ok(Err(self.damaged(tenant, StoredRecord::Slot(id))));
+            };
+            let row = encode_slot(tenant, id.0, loc.block, loc.slot, label);
+            table.insert((tenant, id.0), row.as_slice())?;
+            Ok(Ok(true))
+        })??;
         if !found {
             return Err(MatcherError::UnknownId(id));
         }
@@ -519,24 +676,61 @@ impl Store {
     /// Moves every block and slot (and the token hash, if any) of tenant `from` to `to`,
     /// in one durable transaction.
     pub fn rename_tenant(&self, from: &str, to: &str) -> Result<(), MatcherError> {
-        self.write(|txn| {
-            for table in [BLOCKS, SLOTS] {
-                let mut table = txn.open_table(table)?;
-                let rows: Vec<(u64, Vec<u8>)> = table
-                    .range((from, 0u64)..=(from, u64::MAX))?
-                    .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
-                    .collect::<Result<_, _>>()?;
-                for (key, record) in rows {
-                    table.remove((from, key))?;
-                    table.insert((to, key), record.as_slice())?;
+        // Every record's checksum covers its tenant: each is verified under `from` and
+        // written again under `to`. A damaged one refuses the whole move (nothing changes:
+        // the transaction is not committed).
+        let params = self.params;
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let moved = (|| {
+            let mut blocks = txn.open_table(BLOCKS)?;
+            let rows: Vec<(u64, Vec<u8>)> = blocks
+                .extract_from_if((from, 0u64)..=(from, u64::MAX), |_, _| true)?
+                .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
+                .collect::<Result<_, _>>()?;
+            let mut i = 0;
+            while i < rows.len() {
+                let block = rows[i].0 >> PART_BITS;
+                let mut bytes = Vec::new();
+                while i < rows.len() && rows[i].0 >> PART_BITS == block {
+                    bytes.extend_from_slice(&rows[i].1);
+                    i += 1;
                 }
+                let Some(record) = decode_record(&bytes, from, block as usize, &params) else {
+                    return Ok(Err(self.damaged(from, StoredRecord::Block(block))));
+                };
+                put_record(
+                    &mut blocks,
+                    to,
+                    block as usize,
+                    &encode_record(&record, to, block as usize, &params),
+                )?;
+            }
+            let mut slots = txn.open_table(SLOTS)?;
+            let rows: Vec<(u64, Vec<u8>)> = slots
+                .extract_from_if((from, 0u64)..=(from, u64::MAX), |_, _| true)?
+                .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
+                .collect::<Result<_, _>>()?;
+            for (id, row) in rows {
+                let Some((loc, label)) = split_slot(&row, from, id) else {
+                    return Ok(Err(self.damaged(from, StoredRecord::Slot(TemplateId(id)))));
+                };
+                let row = encode_slot(to, id, loc.block, loc.slot, label);
+                slots.insert((to, id), row.as_slice())?;
             }
             let mut tenants = txn.open_table(TENANTS)?;
             let hash = tenants.remove(from)?.map(|v| v.value().to_vec());
             if let Some(hash) = hash {
                 tenants.insert(to, hash.as_slice())?;
             }
-            Ok(())
-        })
+            Ok::<_, redb::Error>(Ok(()))
+        })()
+        .map_err(|e| self.error(e))?;
+        match moved {
+            Ok(()) => txn.commit().map_err(|e| self.error(e)),
+            Err(e) => {
+                txn.abort().ok();
+                Err(e)
+            }
+        }
     }
 }

@@ -1,30 +1,78 @@
 //! The byte layout of what the store keeps per block and per template: a block's
-//! [`BlockRecord`] (format 2: `u8 format || N x 44-bit summed body (two in 11 bytes) ||
+//! [`BlockRecord`] (format 3: `u8 format || N x 44-bit summed body (two in 11 bytes) ||
 //! u8 has_base || [N x u64 base mask] || u32 seed count || seeds x (u128 seed, u16
-//! shift)`, little-endian; format 1, with a 64-bit body and u32 shifts, is still read),
-//! written as parts of one redb page each, and a template's slot row (`u64 block || u8
-//! slot || encrypted label`).
+//! shift) || checksum`, little-endian; formats 2 (the same without checksum) and 1 (a
+//! 64-bit body, u32 shifts) are read by the migration only), written as parts of one redb
+//! page each, and a template's slot row (`u64 block || u8 slot || encrypted label ||
+//! checksum`; schema 2's rows had no checksum).
+//!
+//! A checksum is the first 8 bytes of the SHA-256 of a domain tag, the record's key
+//! (tenant and block number, or tenant and id) and its bytes: a flipped byte, a record
+//! cut short, or a record moved to another key (two blocks swapped, a row moved to
+//! another id or tenant) does not verify. It guards against damage, not against an
+//! attacker who can write the file (who can recompute it): SECURITY.md.
+
+use sha2::{Digest, Sha256};
 
 use crate::he::{round_body, BlockRecord, Location, MaskSeed, Params};
 
-/// Block records written by this build: 44-bit bodies, 16-bit shifts.
-const RECORD_FORMAT: u8 = 2;
-/// Block records of the first block layout (read, rounded, rewritten on change).
+/// Block records written by this build: 44-bit bodies, 16-bit shifts, a checksum.
+const RECORD_FORMAT: u8 = 3;
+/// Block records of schema 2 (no checksum; read by the migration only).
+const RECORD_FORMAT_V2: u8 = 2;
+/// Block records of the first block layout (read, rounded and rewritten by the migration).
 const RECORD_FORMAT_V1: u8 = 1;
 /// A seed on disk: the u128 seed and its u16 shift.
 const SEED_BYTES: usize = 18;
+/// Bytes of a record's or a row's checksum.
+const CHECKSUM_BYTES: usize = 8;
 
-/// A slot row: `u64 block || u8 slot || encrypted label`.
-pub(super) fn encode_slot(block: usize, slot: usize, label: &[u8]) -> Vec<u8> {
-    let mut row = Vec::with_capacity(9 + label.len());
+/// The checksum of `bytes` stored under (`tenant`, `key`) in the table named by `domain`.
+fn checksum(domain: &[u8], tenant: &str, key: u64, bytes: &[u8]) -> [u8; CHECKSUM_BYTES] {
+    let mut h = Sha256::new();
+    h.update(domain);
+    h.update((tenant.len() as u64).to_le_bytes());
+    h.update(tenant.as_bytes());
+    h.update(key.to_le_bytes());
+    h.update(bytes);
+    h.finalize()[..CHECKSUM_BYTES].try_into().expect("8 bytes")
+}
+
+const BLOCK_DOMAIN: &[u8] = b"blindface block record v3\0";
+const SLOT_DOMAIN: &[u8] = b"blindface slot row v3\0";
+
+/// `bytes` without their checksum, if it is that of (`domain`, `tenant`, `key`).
+fn verified<'a>(domain: &[u8], tenant: &str, key: u64, v: &'a [u8]) -> Option<&'a [u8]> {
+    let (bytes, sum) = v.split_at(v.len().checked_sub(CHECKSUM_BYTES)?);
+    (checksum(domain, tenant, key, bytes) == sum).then_some(bytes)
+}
+
+/// A slot row of template `id` of `tenant`: `u64 block || u8 slot || encrypted label ||
+/// checksum`.
+pub(super) fn encode_slot(
+    tenant: &str,
+    id: u64,
+    block: usize,
+    slot: usize,
+    label: &[u8],
+) -> Vec<u8> {
+    let mut row = Vec::with_capacity(9 + label.len() + CHECKSUM_BYTES);
     row.extend_from_slice(&(block as u64).to_le_bytes());
     row.push(slot as u8);
     row.extend_from_slice(label);
+    let sum = checksum(SLOT_DOMAIN, tenant, id, &row);
+    row.extend_from_slice(&sum);
     row
 }
 
-/// The location and label of a slot row (`None`: too short).
-pub(super) fn split_slot(v: &[u8]) -> Option<(Location, &[u8])> {
+/// The location and label of template `id`'s slot row (`None`: its checksum does not
+/// match, or it is too short).
+pub(super) fn split_slot<'a>(v: &'a [u8], tenant: &str, id: u64) -> Option<(Location, &'a [u8])> {
+    split_slot_v2(verified(SLOT_DOMAIN, tenant, id, v)?)
+}
+
+/// The location and label of a schema-2 slot row (no checksum; `None`: too short).
+pub(super) fn split_slot_v2(v: &[u8]) -> Option<(Location, &[u8])> {
     let block = u64::from_le_bytes(v.get(..8)?.try_into().ok()?) as usize;
     let slot = *v.get(8)? as usize;
     Some((Location { block, slot }, &v[9..]))
@@ -94,15 +142,21 @@ fn packed_body_len(n: usize) -> usize {
     n / 2 * 11
 }
 
-/// A block record in this build's format (2).
-pub(super) fn encode_record(r: &BlockRecord, params: &Params) -> Vec<u8> {
+/// Block `block` of `tenant` as a record in this build's format (3).
+pub(super) fn encode_record(
+    r: &BlockRecord,
+    tenant: &str,
+    block: usize,
+    params: &Params,
+) -> Vec<u8> {
     let n = r.body.len();
     let mut out = Vec::with_capacity(
         1 + packed_body_len(n)
             + 1
             + r.base_mask.as_ref().map_or(0, |m| 8 * m.len())
             + 4
-            + SEED_BYTES * r.seeds.len(),
+            + SEED_BYTES * r.seeds.len()
+            + CHECKSUM_BYTES,
     );
     out.push(RECORD_FORMAT);
     pack_body(&r.body, params, &mut out);
@@ -120,13 +174,36 @@ pub(super) fn encode_record(r: &BlockRecord, params: &Params) -> Vec<u8> {
         out.extend_from_slice(&s.seed.to_le_bytes());
         out.extend_from_slice(&(s.shift as u16).to_le_bytes());
     }
+    let sum = checksum(BLOCK_DOMAIN, tenant, block as u64, &out);
+    out.extend_from_slice(&sum);
     out
 }
 
-/// Decodes a record of format 2 (this build's) or 1 (64-bit body, 32-bit shifts; its
-/// body is rounded to the stored precision as it is read, the one-time rounding a
-/// format-1 block gets; the record is rewritten as format 2 at its next change).
-pub(super) fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
+/// Decodes block `block` of `tenant`, a record of format 3 (`None`: its checksum does not
+/// match, or it is not a valid record).
+pub(super) fn decode_record(
+    v: &[u8],
+    tenant: &str,
+    block: usize,
+    params: &Params,
+) -> Option<BlockRecord> {
+    let bytes = verified(BLOCK_DOMAIN, tenant, block as u64, v)?;
+    (bytes.first() == Some(&RECORD_FORMAT))
+        .then(|| decode_unchecked(bytes, params))
+        .flatten()
+}
+
+/// Decodes a record of schema 2, format 2 or 1 (64-bit body, 32-bit shifts; its body is
+/// rounded to the stored precision as it is read, the one-time rounding a format-1 block
+/// gets), for the migration to rewrite it as format 3.
+pub(super) fn decode_legacy(v: &[u8], params: &Params) -> Option<BlockRecord> {
+    matches!(v.first(), Some(&RECORD_FORMAT_V1 | &RECORD_FORMAT_V2))
+        .then(|| decode_unchecked(v, params))
+        .flatten()
+}
+
+/// Decodes a record's bytes without its checksum (formats 3 and 2 share their layout).
+fn decode_unchecked(v: &[u8], params: &Params) -> Option<BlockRecord> {
     let n = params.polynomial_size;
     let mut at = 0usize;
     let mut take = |len: usize| -> Option<&[u8]> {
@@ -141,7 +218,7 @@ pub(super) fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
             .collect()
     };
     let body = match format {
-        RECORD_FORMAT => unpack_body(take(packed_body_len(n))?, params),
+        RECORD_FORMAT | RECORD_FORMAT_V2 => unpack_body(take(packed_body_len(n))?, params),
         RECORD_FORMAT_V1 => words(take(8 * n)?)
             .into_iter()
             .map(|c| round_body(c, params))
@@ -160,7 +237,7 @@ pub(super) fn decode_record(v: &[u8], params: &Params) -> Option<BlockRecord> {
     let mut seeds = Vec::with_capacity(count);
     for _ in 0..count {
         let seed = u128::from_le_bytes(take(16)?.try_into().ok()?);
-        let shift = if format == RECORD_FORMAT {
+        let shift = if format != RECORD_FORMAT_V1 {
             u16::from_le_bytes(take(2)?.try_into().ok()?) as u32
         } else {
             u32::from_le_bytes(take(4)?.try_into().ok()?)
@@ -211,17 +288,25 @@ mod tests {
                     },
                 ],
             };
-            let bytes = encode_record(&record, &p);
-            assert_eq!(decode_record(&bytes, &p), Some(record.clone()));
+            let bytes = encode_record(&record, "t", 5, &p);
+            assert_eq!(decode_record(&bytes, "t", 5, &p), Some(record.clone()));
             for cut in [0, 1, 100, bytes.len() - 1] {
-                assert_eq!(decode_record(&bytes[..cut], &p), None);
+                assert_eq!(decode_record(&bytes[..cut], "t", 5, &p), None);
             }
             let mut long = bytes.clone();
             long.push(0);
-            assert_eq!(decode_record(&long, &p), None);
+            assert_eq!(decode_record(&long, "t", 5, &p), None);
             let mut unknown = bytes.clone();
             unknown[0] = 9;
-            assert_eq!(decode_record(&unknown, &p), None);
+            assert_eq!(decode_record(&unknown, "t", 5, &p), None);
+            // Its checksum binds it to its key: another block or tenant does not verify.
+            assert_eq!(decode_record(&bytes, "t", 6, &p), None);
+            assert_eq!(decode_record(&bytes, "u", 5, &p), None);
+            for at in [1, 500, bytes.len() / 2, bytes.len() - 9, bytes.len() - 1] {
+                let mut flipped = bytes.clone();
+                flipped[at] ^= 0x10;
+                assert_eq!(decode_record(&flipped, "t", 5, &p), None, "byte {at}");
+            }
         }
         // A full block of 15 seeds is three parts of one page each.
         let full = BlockRecord {
@@ -234,7 +319,10 @@ mod tests {
                 })
                 .collect(),
         };
-        assert_eq!(encode_record(&full, &p).len().div_ceil(PART_BYTES), 3);
+        assert_eq!(
+            encode_record(&full, "t", 0, &p).len().div_ceil(PART_BYTES),
+            3
+        );
     }
 
     /// The first block layout's encoding (64-bit body, u32 shifts), as earlier builds wrote it.
@@ -253,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_record_is_read_with_its_body_rounded_and_rewritten_as_format_2() {
+    fn a_format_1_record_is_read_with_its_body_rounded_and_rewritten_as_format_3() {
         let p = Params::v1();
         let mut rng = StdRng::seed_from_u64(4);
         let old = BlockRecord {
@@ -264,13 +352,31 @@ mod tests {
                 shift: 129 * 3,
             }],
         };
-        let read = decode_record(&encode_record_v1(&old), &p).unwrap();
+        let read = decode_legacy(&encode_record_v1(&old), &p).unwrap();
         assert_eq!(read.seeds, old.seeds);
         for (r, o) in read.body.iter().zip(&old.body) {
             assert_eq!(*r, round_body(*o, &p));
             let err = r.wrapping_sub(*o) as i64;
             assert!(err.unsigned_abs() <= 1 << (63 - p.body_bits()), "{err}");
         }
-        assert_eq!(decode_record(&encode_record(&read, &p), &p), Some(read));
+        assert_eq!(
+            decode_record(&encode_record(&read, "t", 0, &p), "t", 0, &p),
+            Some(read)
+        );
+    }
+
+    #[test]
+    fn slot_rows_round_trip_and_a_flipped_or_moved_row_is_rejected() {
+        let row = encode_slot("t", 7, 3, 14, b"label");
+        let (loc, label) = split_slot(&row, "t", 7).unwrap();
+        assert_eq!((loc.block, loc.slot, label), (3, 14, &b"label"[..]));
+        assert_eq!(split_slot(&row, "t", 8), None);
+        assert_eq!(split_slot(&row, "u", 7), None);
+        for at in 0..row.len() {
+            let mut flipped = row.clone();
+            flipped[at] ^= 1;
+            assert_eq!(split_slot(&flipped, "t", 7), None, "byte {at}");
+        }
+        assert_eq!(split_slot(&row[..4], "t", 7), None);
     }
 }
