@@ -761,3 +761,99 @@ fn an_all_zero_forged_result_is_rejected_by_the_app() {
         assert!(e.to_string().contains("forged"));
     }
 }
+
+/// One raw HTTP/1.1 exchange on a fresh connection (`Connection: close` is the caller's):
+/// (status, body), or None when the server closed without a reply.
+fn raw(host: &str, request: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+fn host_of(server: &Server) -> String {
+    server.url.split("://").nth(1).unwrap().to_string()
+}
+
+/// Replies hyper makes before any route (malformed request line, headers too large) carry
+/// the same JSON errors as every other reply; a space-padded admin token is refused.
+#[test]
+fn parse_errors_are_json_and_a_padded_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let host = host_of(&server);
+    let admin = server.admin_token.clone().unwrap();
+    let big = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    );
+    for (request, status, code) in [
+        (big.as_bytes(), 431, "too_large"),
+        (&b"\x01\x02 nonsense\r\n\r\n"[..], 400, "bad_input"),
+    ] {
+        let (got, body) = raw(&host, request).expect("a reply");
+        assert_eq!(got, status, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        assert_eq!(v["code"], code, "{body}");
+    }
+    let metrics = |token: &str| {
+        raw(
+            &host,
+            format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap()
+        .0
+    };
+    assert_eq!(metrics(&admin), 200);
+    assert_eq!(metrics(&format!("  {admin}")), 401, "padded token accepted");
+}
+
+/// Refusing work under load (503 busy) is the server working as meant: the log has no
+/// ERROR line for it.
+#[test]
+fn busy_refusals_are_not_logged_as_errors() {
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(2_000, 5, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let creds = seed_gallery(&data, &key, &templates);
+    let log = dir.path().join("stderr.log");
+    let server = Server::spawn(
+        "127.0.0.1:0",
+        &data,
+        &["--plain-http", "--rate-limit", "0", "--max-matching", "1"],
+        Some(&log),
+    );
+    let ep = pinned(&server);
+    let (probe, _) = encrypt_probe(&key, &templates[0]);
+    let busy = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                let m = RemoteMatcher::new(&ep, &p, creds.clone(), Path::new("t"));
+                match m.identify(&probe) {
+                    Ok(_) => {}
+                    Err(MatcherError::Busy { .. }) => {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            });
+        }
+    });
+    server.stop();
+    assert!(busy.into_inner() >= 1, "no 503 in the flood");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let errors = text.lines().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(errors, 0, "{text}");
+}

@@ -20,6 +20,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::metrics::Metrics;
+use super::parse_reply::JsonReplies;
 
 /// Connection-level bounds.
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +89,10 @@ pub async fn serve(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
+                .serve_connection(
+                    TokioIo::new(JsonReplies::new(io)),
+                    TowerToHyperService::new(router),
+                );
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,

@@ -15,7 +15,7 @@
 //! client), the accept loop in `listen`, authentication (tenants' and the admin's) in
 //! `auth`, the admin token and invitations in `admin` (their tables in `accounts`), work
 //! bounds in `limits`, metrics and the request log in `metrics`, the certificate in `tls`,
-//! error replies in `error`; the state they share and `blocking` in `state`.
+//! error replies in `error` (hyper's own, for unparseable requests, in `parse_reply`); the state they share and `blocking` in `state`.
 //! The files form a DAG: `state` holds what the handlers share, the handlers (`routes`,
 //! `admin`) read it, and nothing below `state` knows of it.
 
@@ -27,6 +27,7 @@ mod limits;
 mod listen;
 mod metrics;
 mod observe;
+mod parse_reply;
 mod routes;
 mod state;
 mod tls;
