@@ -459,7 +459,13 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 fn half_open_connections_are_closed_after_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
     for tls in [false, true] {
-        let mut args = vec!["--header-timeout", "1"];
+        // All from one address: lift the per-address limit to see the header timeout alone.
+        let mut args = vec![
+            "--header-timeout",
+            "1",
+            "--max-connections-per-address",
+            "1024",
+        ];
         if !tls {
             args.push("--plain-http");
         }
@@ -856,4 +862,65 @@ fn busy_refusals_are_not_logged_as_errors() {
     let text = std::fs::read_to_string(&log).unwrap();
     let errors = text.lines().filter(|l| l.contains("ERROR")).count();
     assert_eq!(errors, 0, "{text}");
+}
+
+/// One address cannot hold more than its share of connections: idle connections beyond
+/// the per-address limit are closed (the oldest idle first) and a health check from the
+/// same address still gets in.
+#[test]
+fn idle_connections_beyond_the_per_address_limit_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("server"),
+        &["--max-connections-per-address", "4"],
+    );
+    let host = host_of(&server);
+    let mut idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&host).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body) = raw(
+        &host,
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let open = idle
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(200)))
+        .filter(|closed| !closed)
+        .count();
+    assert!(
+        open <= 4,
+        "{open} idle connections from one address left open"
+    );
+}
+
+/// Requests failing authentication are rate-limited per address: a burst of bad tokens
+/// gets 429 with Retry-After after a few 401s.
+#[test]
+fn a_burst_of_bad_tokens_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let host = host_of(&server);
+    let mut statuses = Vec::new();
+    let mut retry_after = false;
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(&host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status: u16 = out.split(' ').nth(1).unwrap().parse().unwrap();
+        retry_after |= status == 429 && out.to_ascii_lowercase().contains("retry-after:");
+        statuses.push(status);
+    }
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(limited >= 30, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(retry_after);
 }
