@@ -459,7 +459,13 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 fn half_open_connections_are_closed_after_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
     for tls in [false, true] {
-        let mut args = vec!["--header-timeout", "1"];
+        // All from one address: lift the per-address limit to see the header timeout alone.
+        let mut args = vec![
+            "--header-timeout",
+            "1",
+            "--max-connections-per-address",
+            "1024",
+        ];
         if !tls {
             args.push("--plain-http");
         }
@@ -1010,4 +1016,161 @@ fn serve_refuses_a_damaged_or_empty_store_file_with_one_line_naming_it() {
         assert!(!stdout.contains("admin token"), "{kind}: {stdout}");
         assert!(std::fs::read(&file).unwrap() == bytes, "{kind}: changed");
     }
+}
+
+/// One raw HTTP/1.1 exchange on a fresh connection (`Connection: close` is the caller's):
+/// (status, body), or None when the server closed without a reply.
+fn raw(host: &str, request: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+fn host_of(server: &Server) -> String {
+    server.url.split("://").nth(1).unwrap().to_string()
+}
+
+/// Replies hyper makes before any route (malformed request line, headers too large) carry
+/// the same JSON errors as every other reply; a space-padded admin token is refused.
+#[test]
+fn parse_errors_are_json_and_a_padded_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let host = host_of(&server);
+    let admin = server.admin_token.clone().unwrap();
+    let big = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    );
+    for (request, status, code) in [
+        (big.as_bytes(), 431, "too_large"),
+        (&b"\x01\x02 nonsense\r\n\r\n"[..], 400, "bad_input"),
+    ] {
+        let (got, body) = raw(&host, request).expect("a reply");
+        assert_eq!(got, status, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        assert_eq!(v["code"], code, "{body}");
+    }
+    let metrics = |token: &str| {
+        raw(
+            &host,
+            format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap()
+        .0
+    };
+    assert_eq!(metrics(&admin), 200);
+    assert_eq!(metrics(&format!("  {admin}")), 401, "padded token accepted");
+}
+
+/// Refusing work under load (503 busy) is the server working as meant: the log has no
+/// ERROR line for it.
+#[test]
+fn busy_refusals_are_not_logged_as_errors() {
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(2_000, 5, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let creds = seed_gallery(&data, &key, &templates);
+    let log = dir.path().join("stderr.log");
+    let server = Server::spawn(
+        "127.0.0.1:0",
+        &data,
+        &["--plain-http", "--rate-limit", "0", "--max-matching", "1"],
+        Some(&log),
+    );
+    let ep = pinned(&server);
+    let (probe, _) = encrypt_probe(&key, &templates[0]);
+    let busy = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                let m = RemoteMatcher::new(&ep, &p, creds.clone(), Path::new("t"));
+                match m.identify(&probe) {
+                    Ok(_) => {}
+                    Err(MatcherError::Busy { .. }) => {
+                        busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            });
+        }
+    });
+    server.stop();
+    assert!(busy.into_inner() >= 1, "no 503 in the flood");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let errors = text.lines().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(errors, 0, "{text}");
+}
+
+/// One address cannot hold more than its share of connections: idle connections beyond
+/// the per-address limit are closed (the oldest idle first) and a health check from the
+/// same address still gets in.
+#[test]
+fn idle_connections_beyond_the_per_address_limit_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("server"),
+        &["--max-connections-per-address", "4"],
+    );
+    let host = host_of(&server);
+    let mut idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&host).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, body) = raw(
+        &host,
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let open = idle
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(200)))
+        .filter(|closed| !closed)
+        .count();
+    assert!(
+        open <= 4,
+        "{open} idle connections from one address left open"
+    );
+}
+
+/// Requests failing authentication are rate-limited per address: a burst of bad tokens
+/// gets 429 with Retry-After after a few 401s.
+#[test]
+fn a_burst_of_bad_tokens_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let host = host_of(&server);
+    let mut statuses = Vec::new();
+    let mut retry_after = false;
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(&host).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status: u16 = out.split(' ').nth(1).unwrap().parse().unwrap();
+        retry_after |= status == 429 && out.to_ascii_lowercase().contains("retry-after:");
+        statuses.push(status);
+    }
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(limited >= 30, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(retry_after);
 }

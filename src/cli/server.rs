@@ -69,6 +69,13 @@ pub struct ServeArgs {
     /// Open connections at once [default: 1024].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Open connections at once from one source address [default: 64].
+    #[arg(long, value_name = "N")]
+    max_connections_per_address: Option<usize>,
+    /// Requests failing authentication per second per source address (0: unlimited),
+    /// bursts of four times that; more are answered 429 [default: 5].
+    #[arg(long, value_name = "N")]
+    unauthenticated_rate: Option<f64>,
 }
 
 /// `12345`, `64KiB`, `256MiB`, `4GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
@@ -147,6 +154,14 @@ pub fn serve(globals: &Globals, a: ServeArgs) -> Result<()> {
             max_matching,
             match_queue: 4 * max_matching,
             max_connections: a.max_connections.unwrap_or(defaults.max_connections).max(1),
+            max_connections_per_address: a
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address)
+                .max(1),
+            unauthenticated_rate: a
+                .unauthenticated_rate
+                .unwrap_or(defaults.unauthenticated_rate)
+                .max(0.0),
         },
     })
 }

@@ -138,7 +138,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .to_str()
         .ok()
         .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        // Exactly the token: no trimming (a padded token is another token).
         .filter(|t| !t.is_empty() && t.len() <= 256)
         .ok_or_else(|| {
             ApiError::unauthorized("malformed Authorization header; expected `Bearer TOKEN`")

@@ -1,8 +1,8 @@
 //! Error replies: JSON `{"error": "...", "code": "..."}` (plus `id`, `max` or
 //! `retry_after` where the code carries one: `crate::matcher::api::ErrorBody`) with the status that fits: 4xx for the
 //! client's mistakes, 429/503 (with `Retry-After`) under load, 507 when the memory budget
-//! is used up, 500 only for the server's own failures (including a poisoned lock), which
-//! are logged. Clients map the `code` (see `crate::matcher::codes`), never the text. The
+//! is used up (these refusals are logged at INFO), 500 only for the server's own failures
+//! (including a poisoned lock), which alone are logged at ERROR. Clients map the `code` (see `crate::matcher::codes`), never the text. The
 //! code also travels in the response's extensions ([`ErrorCode`]) for the metrics.
 
 use axum::http::StatusCode;
@@ -68,6 +68,16 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL, message)
     }
+
+    /// A refusal under load or at a bound (429, 503, 507): logged at INFO, never ERROR.
+    fn is_expected_refusal(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::INSUFFICIENT_STORAGE
+        )
+    }
 }
 
 impl From<HeError> for ApiError {
@@ -125,7 +135,15 @@ impl From<MatcherError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        if self.is_expected_refusal() {
+            // Load shedding and quotas are the server working as meant: not an error.
+            tracing::info!(
+                status = self.status.as_u16(),
+                code = self.code,
+                retry_after = self.retry_after,
+                "request refused"
+            );
+        } else if self.status.is_server_error() {
             tracing::error!(status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
         } else {
             tracing::debug!(

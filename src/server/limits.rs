@@ -1,7 +1,8 @@
 //! Bounded work per request: a per-tenant request rate (token bucket), a cap on
 //! concurrent matching with a short admission queue, and the whole-request timeout. Each
 //! refuses at once with a status the client can act on (429 or 503 with `Retry-After`,
-//! 408) instead of queueing without bound. Connection-level bounds (header-read and TLS
+//! 408) instead of queueing without bound; and a per-address limit on requests that fail
+//! authentication (429). Connection-level bounds (header-read and TLS
 //! handshake timeouts, the connection cap) are in `listen`.
 
 use std::collections::HashMap;
@@ -20,8 +21,14 @@ use crate::matcher::codes;
 /// The per-request bounds the routes share.
 pub struct Limits {
     pub rate: RateLimiter,
+    /// Failed authentications per source address.
+    pub unauthenticated: Arc<RateLimiter>,
     pub matching: MatchSlots,
 }
+
+/// The source address of a request (set by `listen` on every request).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// Token buckets by tenant: `per_second` requests on average, bursts of `burst`.
 pub struct RateLimiter {
@@ -43,6 +50,15 @@ impl RateLimiter {
     /// Takes one request from `tenant`'s bucket, or says how long to wait (429). Only
     /// authenticated tenants have buckets, so the map is bounded by the tenant count.
     pub fn check(&self, tenant: &str) -> Result<(), ApiError> {
+        self.take(tenant, 1.0)
+    }
+
+    /// Whether `key` has a request left, without taking it.
+    pub fn peek(&self, key: &str) -> Result<(), ApiError> {
+        self.take(key, 0.0)
+    }
+
+    fn take(&self, key: &str, cost: f64) -> Result<(), ApiError> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
@@ -51,14 +67,18 @@ impl RateLimiter {
             .buckets
             .lock()
             .map_err(|_| ApiError::from(crate::matcher::MatcherError::Poisoned))?;
-        let (tokens, at) = buckets
-            .entry(tenant.to_string())
-            .or_insert((self.burst, now));
+        if buckets.len() > MAX_BUCKETS {
+            // Keyed by address, the map could grow without bound: forget the buckets
+            // that have refilled (they would start full anyway).
+            let full = Duration::from_secs_f64(self.burst / self.per_second);
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < full);
+        }
+        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.burst, now));
         *tokens =
             (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            *tokens -= cost;
             return Ok(());
         }
         let wait = ((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64;
@@ -72,6 +92,35 @@ impl RateLimiter {
             wait,
         ))
     }
+}
+
+/// Buckets kept before the refilled ones are forgotten.
+const MAX_BUCKETS: usize = 16_384;
+
+/// The unauthenticated rate limit: a source address whose requests failed authentication
+/// (401) more often than the limit is answered 429 (with `Retry-After`) without any work,
+/// authentication or body read, until its bucket refills. Health checks are exempt.
+pub async fn unauthenticated(
+    State(limiter): State<Arc<RateLimiter>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(Peer(ip)) = req.extensions().get::<Peer>().copied() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == crate::matcher::api::paths::HEALTH {
+        return next.run(req).await;
+    }
+    let key = ip.to_string();
+    if let Err(mut e) = limiter.peek(&key) {
+        e.message = "too many requests that failed authentication from this address".into();
+        return e.into_response();
+    }
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        let _ = limiter.check(&key);
+    }
+    resp
 }
 
 /// At most `running` verifies and identifies at once, `queued` more waiting; beyond that,

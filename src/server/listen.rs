@@ -3,29 +3,123 @@
 //! `max_connections` at once (more are closed at once), a deadline for the TLS handshake,
 //! and hyper's header-read timeout, which also closes idle keep-alive connections. So a
 //! slowloris (many connections that never finish their headers) costs each connection
-//! `header_timeout` at most. Shutdown stops accepting, lets requests in flight finish,
+//! `header_timeout` at most. One source address holds at most `max_per_address`
+//! connections: beyond that, and at the global cap, a new connection closes an idle one
+//! (no request in flight) first and is refused only if none is idle. Each request
+//! carries its source address (`limits::Peer`) for the unauthenticated rate limit. Shutdown stops accepting, lets requests in flight finish,
 //! and waits for them.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::limits::Peer;
 use super::metrics::Metrics;
+use super::parse_reply::JsonReplies;
 
 /// Connection-level bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections at once from one source address.
+    pub max_per_address: usize,
+}
+
+/// One open connection: how many of its requests are in flight (0: idle, including a
+/// connection still in its handshake or headers), and how to close it.
+struct Conn {
+    in_flight: AtomicUsize,
+    close: Notify,
+}
+
+/// The open connections by source address: one address holds at most `max_per_address`;
+/// a new connection beyond that (or beyond the global cap) closes an idle one first, and
+/// is refused only when none is idle.
+#[derive(Default)]
+struct Registry {
+    by_addr: Mutex<HashMap<IpAddr, Vec<Arc<Conn>>>>,
+}
+
+impl Registry {
+    /// Closes one idle connection from `ip` (any address when `None`: the one holding
+    /// the most); false if there is none.
+    fn evict_idle(map: &mut HashMap<IpAddr, Vec<Arc<Conn>>>, ip: Option<IpAddr>) -> bool {
+        let list = match ip {
+            Some(ip) => map.get_mut(&ip),
+            None => map.values_mut().max_by_key(|l| l.len()),
+        };
+        let Some(list) = list else { return false };
+        // The oldest idle first.
+        match list
+            .iter()
+            .position(|c| c.in_flight.load(Ordering::Acquire) == 0)
+        {
+            Some(i) => {
+                let c = list.remove(i);
+                c.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Registers a connection from `ip`, making room if needed; None when refused.
+    fn admit(
+        &self,
+        ip: IpAddr,
+        limits: &ConnLimits,
+        global_full: bool,
+    ) -> Option<(Arc<Conn>, bool)> {
+        let mut map = self.by_addr.lock().ok()?;
+        let held = map.get(&ip).map_or(0, Vec::len);
+        if held >= limits.max_per_address && !Self::evict_idle(&mut map, Some(ip)) {
+            return None;
+        }
+        let evicted = global_full && Self::evict_idle(&mut map, None);
+        if global_full && !evicted {
+            return None;
+        }
+        let conn = Arc::new(Conn {
+            in_flight: AtomicUsize::new(0),
+            close: Notify::new(),
+        });
+        map.entry(ip).or_default().push(conn.clone());
+        Some((conn, evicted))
+    }
+
+    fn remove(&self, ip: IpAddr, conn: &Arc<Conn>) {
+        if let Ok(mut map) = self.by_addr.lock() {
+            if let Some(list) = map.get_mut(&ip) {
+                list.retain(|c| !Arc::ptr_eq(c, conn));
+                if list.is_empty() {
+                    map.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Marks a request in flight on its connection until dropped.
+struct InFlight(Arc<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -42,10 +136,11 @@ pub async fn serve(
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let registry = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
@@ -57,8 +152,14 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics.reject("connection_limit");
+        let ip = peer.ip();
+        let permit = slots.clone().try_acquire_owned().ok();
+        let Some((conn_entry, evicted)) = registry.admit(ip, &limits, permit.is_none()) else {
+            metrics.reject(if permit.is_none() {
+                "connection_limit"
+            } else {
+                "address_connection_limit"
+            });
             drop(tcp);
             continue;
         };
@@ -66,13 +167,35 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let metrics = metrics.clone();
+        let registry = registry.clone();
+        let slots = slots.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let entry = conn_entry.clone();
+            let _registered = scopeguard(move || registry.remove(ip, &entry));
+            // At the global cap, an idle connection was told to close: take its slot.
+            let _permit = match permit {
+                Some(p) => p,
+                None if evicted => {
+                    match tokio::time::timeout(Duration::from_secs(1), slots.acquire_owned()).await
+                    {
+                        Ok(Ok(p)) => p,
+                        _ => return,
+                    }
+                }
+                None => return,
+            };
+            let closed = conn_entry.clone();
             let io: Box<dyn Io> = match acceptor {
                 None => Box::new(tcp),
                 Some(acceptor) => {
-                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp));
+                    let handshake = tokio::select! {
+                        h = handshake => h,
+                        _ = closed.close.notified() => return,
+                    };
+                    match handshake {
                         Ok(Ok(tls)) => Box::new(tls),
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -88,10 +211,28 @@ pub async fn serve(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
+                .serve_connection(
+                    TokioIo::new(JsonReplies::new(io)),
+                    hyper::service::service_fn({
+                        let inner = TowerToHyperService::new(router);
+                        let conn_entry = conn_entry.clone();
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(Peer(ip));
+                            conn_entry.in_flight.fetch_add(1, Ordering::AcqRel);
+                            let busy = InFlight(conn_entry.clone());
+                            let fut = inner.call(req);
+                            async move {
+                                let _busy = busy;
+                                fut.await
+                            }
+                        }
+                    }),
+                );
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
+                // Evicted while idle (another connection needed the room).
+                _ = closed.close.notified() => return,
                 _ = stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
@@ -121,4 +262,17 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

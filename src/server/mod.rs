@@ -15,7 +15,7 @@
 //! client), the accept loop in `listen`, authentication (tenants' and the admin's) in
 //! `auth`, the admin token and invitations in `admin` (their tables in `accounts`), work
 //! bounds in `limits`, metrics and the request log in `metrics`, the certificate in `tls`,
-//! error replies in `error`; the state they share and `blocking` in `state`.
+//! error replies in `error` (hyper's own, for unparseable requests, in `parse_reply`); the state they share and `blocking` in `state`.
 //! The files form a DAG: `state` holds what the handlers share, the handlers (`routes`,
 //! `admin`) read it, and nothing below `state` knows of it.
 
@@ -27,6 +27,7 @@ mod limits;
 mod listen;
 mod metrics;
 mod observe;
+mod parse_reply;
 mod routes;
 mod state;
 mod tls;
@@ -71,6 +72,11 @@ pub struct WorkLimits {
     pub match_queue: usize,
     /// Open connections at once.
     pub max_connections: usize,
+    /// Open connections at once from one source address.
+    pub max_connections_per_address: usize,
+    /// Requests failing authentication per second per source address (0: unlimited),
+    /// beyond a burst of four times that; more are answered 429.
+    pub unauthenticated_rate: f64,
 }
 
 impl Default for WorkLimits {
@@ -84,6 +90,8 @@ impl Default for WorkLimits {
             max_matching: cores,
             match_queue: 4 * cores,
             max_connections: 1024,
+            max_connections_per_address: 64,
+            unauthenticated_rate: 5.0,
         }
     }
 }
@@ -154,6 +162,10 @@ pub fn run(config: ServerConfig) -> Result<()> {
         admin_hash,
         limits: limits::Limits {
             rate: limits::RateLimiter::new(l.rate_per_second, l.rate_burst),
+            unauthenticated: Arc::new(limits::RateLimiter::new(
+                l.unauthenticated_rate,
+                (l.unauthenticated_rate * 4.0).ceil() as u32,
+            )),
             matching: limits::MatchSlots::new(l.max_matching, l.match_queue),
         },
         metrics: metrics.clone(),
@@ -202,6 +214,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
             listen::ConnLimits {
                 header_timeout: l.header_timeout,
                 max_connections: l.max_connections,
+                max_per_address: l.max_connections_per_address.max(1),
             },
             metrics,
             shutdown_signal(),

@@ -95,6 +95,10 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
             limits::request_timeout,
         ))
         .layer(middleware::from_fn_with_state(
+            state.limits.unauthenticated.clone(),
+            limits::unauthenticated,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
         ))
