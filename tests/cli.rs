@@ -1138,3 +1138,79 @@ fn server_log_has_no_colours_when_stderr_is_not_a_terminal() {
     );
     assert!(!log.contains("\x1b["), "colour codes in {log:?}");
 }
+
+/// A store written before record checksums (schema 2, `tests/fixtures/store-schema2`) is
+/// migrated when today's build opens it, losing nothing: the same three templates under
+/// the same ids and names, and the same exact distances as a gallery enrolled afresh
+/// from the same photos with the same key; a second open (schema 3 now) agrees again.
+#[test]
+fn a_schema_2_store_is_migrated_with_every_template_and_distance() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-schema2");
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, old, fresh) = (
+        tmp.path().join("secret.key"),
+        tmp.path().join("old"),
+        tmp.path().join("fresh"),
+    );
+    std::fs::create_dir(&old).unwrap();
+    std::fs::copy(fixture.join("secret.key"), &key).unwrap();
+    std::fs::copy(fixture.join("matcher.redb"), old.join("matcher.redb")).unwrap();
+
+    let listed = json(&run_with(&["list", "--json"], &key, &old));
+    let mut ids: Vec<(u64, String)> = listed["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_u64().unwrap(),
+                t["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            (1608733122760005, "Obama".to_string()),
+            (1767464204266812, "Obama".to_string()),
+            (6684976493856123, "Biden".to_string()),
+        ]
+    );
+
+    for (photo, name) in [
+        ("obama.jpg", "Obama"),
+        ("obama2.jpg", "Obama"),
+        ("biden.jpg", "Biden"),
+    ] {
+        let out = run_with(&["enrol", "--name", name, &face(photo)], &key, &fresh);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Name -> squared distance of every row, for each probe.
+    let distances = |data: &Path, probe: &str| -> Vec<(String, i64)> {
+        let v = json(&run_with(&["identify", &face(probe), "--json"], &key, data));
+        assert_eq!(v["compared"], 3, "{v}");
+        let mut rows: Vec<(String, i64)> = v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["distance_sq"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    for probe in ["obama3.jpg", "biden2.jpg"] {
+        let want = distances(&fresh, probe);
+        assert_eq!(
+            distances(&old, probe),
+            want,
+            "{probe}: first open (migration)"
+        );
+        assert_eq!(distances(&old, probe), want, "{probe}: second open");
+    }
+}
