@@ -14,7 +14,7 @@
 //! Routes are in `routes` (their bodies are `crate::matcher::api`'s, shared with the
 //! client), the accept loop in `listen`, authentication (tenants' and the admin's) in
 //! `auth`, the admin token and invitations in `admin` (their tables in `accounts`), work
-//! bounds in `limits`, metrics and the request log in `metrics`, the certificate in `tls`,
+//! bounds in `limits`, request bodies (read after authentication, bounded) in `body`, metrics and the request log in `metrics`, the certificate in `tls`,
 //! error replies in `error` (hyper's own, for unparseable requests, in `parse_reply`); the state they share and `blocking` in `state`.
 //! The files form a DAG: `state` holds what the handlers share, the handlers (`routes`,
 //! `admin`) read it, and nothing below `state` knows of it.
