@@ -535,7 +535,9 @@ fn the_threshold_says_what_it_means_and_presets_move_it() {
         "a.key",
         MatcherChoice::Builtin,
     )));
-    h.step();
+    // Connected first: the connection's arrival moves the panels, and a click queued
+    // against the previous frame's layout would land on whatever moved under it.
+    connected(&mut h);
     let cal = blindface::calibration::Calibration::lfw_devtrain().unwrap();
     let here = cal.at_threshold(1.128);
     assert!(shows(&h, &here.describe()), "the meaning of 1.128 is shown");
@@ -547,6 +549,7 @@ fn the_threshold_says_what_it_means_and_presets_move_it() {
     assert_eq!(h.state().state.settings.threshold, want.threshold);
     assert!(shows(&h, &want.describe()));
     h.get_by_label("FAR 0.1%").click();
+    h.step();
     h.step();
     assert_eq!(
         h.state().state.settings.threshold,

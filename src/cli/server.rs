@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// bursts of four times that; more are answered 429 [default: 5].
     #[arg(long, value_name = "N")]
     unauthenticated_rate: Option<f64>,
+    /// Bytes request bodies in flight may hold at once (suffixes K, M, G); a request
+    /// beyond that is answered 503 [default: 256M].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    max_body_bytes: Option<u64>,
 }
 
 /// `12345`, `64KiB`, `256MiB`, `4GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
@@ -162,6 +166,9 @@ pub fn serve(globals: &Globals, a: ServeArgs) -> Result<()> {
                 .unauthenticated_rate
                 .unwrap_or(defaults.unauthenticated_rate)
                 .max(0.0),
+            max_body_bytes: a
+                .max_body_bytes
+                .map_or(defaults.max_body_bytes, |b| b as usize),
         },
     })
 }

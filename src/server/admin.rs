@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 
 use super::accounts;
 use super::auth::{hash_token, random_hex};
+use super::body::Body;
 use super::error::ApiError;
-use super::state::{blocking, ServerState};
+use super::state::{blocking, Admin, ServerState};
 use crate::matcher::api::{InviteReply, InviteRequest};
 use crate::matcher::{MatcherError, Store};
 
@@ -41,10 +41,9 @@ pub fn admin_token(
 /// `POST /v1/admin/invites` `{count}` -> 201 `{codes: [...]}`.
 pub async fn create_invites(
     State(s): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    body: Bytes,
+    _: Admin,
+    body: Body<1024>,
 ) -> Result<(StatusCode, Json<InviteReply>), ApiError> {
-    s.require_admin(&headers)?;
     let req: InviteRequest = if body.is_empty() {
         InviteRequest::default()
     } else {

@@ -2,7 +2,8 @@
 //! concurrent matching with a short admission queue, and the whole-request timeout. Each
 //! refuses at once with a status the client can act on (429 or 503 with `Retry-After`,
 //! 408) instead of queueing without bound; and a per-address limit on requests that fail
-//! authentication (429). Connection-level bounds (header-read and TLS
+//! authentication (429); and the budget of bytes held by request bodies in flight (503),
+//! which `body` draws on. Connection-level bounds (header-read and TLS
 //! handshake timeouts, the connection cap) are in `listen`.
 
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub struct Limits {
     /// Failed authentications per source address.
     pub unauthenticated: Arc<RateLimiter>,
     pub matching: MatchSlots,
+    /// Bytes held by request bodies in flight.
+    pub body_bytes: BodyBudget,
 }
 
 /// The source address of a request (set by `listen` on every request).
@@ -168,6 +171,39 @@ impl MatchSlots {
     }
 }
 
+/// The bytes request bodies in flight may hold at once, across all connections.
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    pub fn new(max_bytes: usize) -> Self {
+        let max = max_bytes.clamp(1, u32::MAX as usize);
+        BodyBudget {
+            bytes: Arc::new(Semaphore::new(max)),
+        }
+    }
+
+    /// `n` bytes of the budget, or 503 at once when they are not free.
+    pub fn take(&self, n: usize) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+        if n == 0 {
+            return Ok(None);
+        }
+        u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes.clone().try_acquire_many_owned(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::busy(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    codes::BUSY,
+                    "the server holds as many request bodies as it may; retry shortly",
+                    1,
+                )
+            })
+    }
+}
+
 /// Ends any request that takes longer than the limit (reading its body included) with
 /// 408; matching already started finishes on its blocking thread, holding its slot.
 pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
@@ -202,6 +238,20 @@ mod tests {
         );
         r.check("b").unwrap();
         RateLimiter::new(0.0, 1).check("a").unwrap();
+    }
+
+    #[test]
+    fn the_budget_refuses_beyond_its_bytes_and_frees_on_drop() {
+        let b = BodyBudget::new(100);
+        let first = b.take(60).unwrap();
+        let e = b.take(60).unwrap_err();
+        assert_eq!(
+            (e.status, e.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        drop(first);
+        b.take(100).unwrap();
+        assert!(b.take(0).unwrap().is_none());
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 //! Routes are in `routes` (their bodies are `crate::matcher::api`'s, shared with the
 //! client), the accept loop in `listen`, authentication (tenants' and the admin's) in
 //! `auth`, the admin token and invitations in `admin` (their tables in `accounts`), work
-//! bounds in `limits`, metrics and the request log in `metrics`, the certificate in `tls`,
+//! bounds in `limits`, request bodies (read after authentication, bounded) in `body`, metrics and the request log in `metrics`, the certificate in `tls`,
 //! error replies in `error` (hyper's own, for unparseable requests, in `parse_reply`); the state they share and `blocking` in `state`.
 //! The files form a DAG: `state` holds what the handlers share, the handlers (`routes`,
 //! `admin`) read it, and nothing below `state` knows of it.
@@ -22,6 +22,7 @@
 mod accounts;
 mod admin;
 mod auth;
+mod body;
 mod error;
 mod limits;
 mod listen;
@@ -56,6 +57,9 @@ pub const DEFAULT_MAX_TENANT_BYTES: u64 = 256 << 20;
 /// Default memory budget for every tenant together.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
 
+/// Default bound on the bytes held by request bodies in flight.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 << 20;
+
 /// How the server bounds its work.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkLimits {
@@ -77,6 +81,9 @@ pub struct WorkLimits {
     /// Requests failing authentication per second per source address (0: unlimited),
     /// beyond a burst of four times that; more are answered 429.
     pub unauthenticated_rate: f64,
+    /// Bytes request bodies in flight may hold at once, across all connections; a body
+    /// beyond that is answered 503.
+    pub max_body_bytes: usize,
 }
 
 impl Default for WorkLimits {
@@ -92,6 +99,7 @@ impl Default for WorkLimits {
             max_connections: 1024,
             max_connections_per_address: 64,
             unauthenticated_rate: 5.0,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -167,6 +175,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
                 (l.unauthenticated_rate * 4.0).ceil() as u32,
             )),
             matching: limits::MatchSlots::new(l.max_matching, l.match_queue),
+            body_bytes: limits::BodyBudget::new(l.max_body_bytes),
         },
         metrics: metrics.clone(),
     });

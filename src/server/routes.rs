@@ -1,7 +1,9 @@
 //! HTTP routes under `/v1`. Templates travel as base64 in a small JSON body (with the
 //! encrypted label); probes and results as binary `application/octet-stream` bodies.
 //! Every JSON body is a type of `crate::matcher::api`, the one the client uses too.
-//! Every body is size-limited and every ciphertext is parsed (version, parameters, size,
+//! Authentication (token and rate limit) comes before any body byte is read; every body
+//! is read by `body::Body` (bounded per route and server-wide, with a minimum rate) and
+//! every ciphertext is parsed (version, parameters, size,
 //! checksum) before any heavy work; matching runs on blocking threads, off the executor.
 //!
 //! - `GET  /v1/health`, `GET /v1/version`
@@ -29,16 +31,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
+use super::body::{self, Body, TenantBody};
 use super::error::ApiError;
 use super::state::{blocking, ServerState, Tenant};
 use super::{admin, limits, observe};
@@ -54,8 +57,12 @@ use crate::matcher::MatcherError;
 
 /// Largest enrol body (a seeded template is ~16 KiB, ~22 KiB in base64).
 pub const ENROL_BODY_LIMIT: usize = 64 * 1024;
+/// Largest move body (a negation and a template).
+pub const MOVE_BODY_LIMIT: usize = 2 * ENROL_BODY_LIMIT;
 /// Largest probe body (a seeded probe is ~128 KiB).
 pub const PROBE_BODY_LIMIT: usize = 512 * 1024;
+/// Largest registration or invitation body.
+pub const SMALL_BODY_LIMIT: usize = 1024;
 
 type Shared = Arc<ServerState>;
 
@@ -64,24 +71,15 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
         .route(paths::HEALTH, get(health))
         .route(paths::VERSION, get(version))
         .route(paths::METRICS, get(observe::scrape))
-        .route(paths::TENANTS, limited(post(create_tenant), 1024))
-        .route(paths::INVITES, limited(post(admin::create_invites), 1024))
-        .route(
-            paths::TEMPLATES,
-            limited(post(enrol), ENROL_BODY_LIMIT).get(list),
-        )
+        .route(paths::TENANTS, post(create_tenant))
+        .route(paths::INVITES, post(admin::create_invites))
+        .route(paths::TEMPLATES, post(enrol).get(list))
         .route(paths::TEMPLATE, delete(remove))
         .route(paths::TEMPLATE_BLOCK, get(removal_block))
-        .route(
-            paths::TEMPLATE_ERASE,
-            limited(post(erase), ENROL_BODY_LIMIT),
-        )
-        .route(
-            paths::TEMPLATE_MOVE,
-            limited(post(relocate), 2 * ENROL_BODY_LIMIT),
-        )
-        .route(paths::VERIFY, limited(post(verify), PROBE_BODY_LIMIT))
-        .route(paths::IDENTIFY, limited(post(identify), PROBE_BODY_LIMIT))
+        .route(paths::TEMPLATE_ERASE, post(erase))
+        .route(paths::TEMPLATE_MOVE, post(relocate))
+        .route(paths::VERIFY, post(verify))
+        .route(paths::IDENTIFY, post(identify))
         .fallback(|| async { ApiError::not_found("no such route; see GET /v1/version") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -98,54 +96,12 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
             state.limits.unauthenticated.clone(),
             limits::unauthenticated,
         ))
+        .layer(middleware::from_fn(body::linger))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             observe::observe,
         ))
         .with_state(state)
-}
-
-/// Bounds a route's body: refused up front when Content-Length announces too much, and
-/// cut off while streaming otherwise.
-fn limited(route: MethodRouter<Shared>, max: usize) -> MethodRouter<Shared> {
-    route
-        .layer(DefaultBodyLimit::max(max))
-        .layer(middleware::from_fn_with_state(max, check_length))
-}
-
-async fn check_length(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let announced = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > max as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            crate::matcher::codes::TOO_LARGE,
-            format!("request body too large for this route (at most {max} bytes)"),
-        )
-        .into_response();
-    }
-    next.run(req).await
-}
-
-fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|r| {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                crate::matcher::codes::TOO_LARGE,
-                "request body too large for this route",
-            )
-        } else {
-            let mut e =
-                ApiError::bad_request(format!("cannot read the request body: {}", r.body_text()));
-            e.status = status;
-            e
-        }
-    })
 }
 
 fn path_id(p: Result<Path<TemplateId>, PathRejection>) -> Result<TemplateId, ApiError> {
@@ -179,9 +135,8 @@ async fn version() -> Json<Version> {
 
 async fn create_tenant(
     State(s): State<Shared>,
-    b: Result<Bytes, BytesRejection>,
+    b: Body<SMALL_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<Credentials>), ApiError> {
-    let b = body(b)?;
     let req: RegisterRequest = if b.is_empty() {
         RegisterRequest::default()
     } else {
@@ -204,11 +159,8 @@ async fn create_tenant(
 
 async fn enrol(
     State(s): State<Shared>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
+    TenantBody { tenant, body: b }: TenantBody<ENROL_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<EnrolReply>), ApiError> {
-    let b = body(b)?;
-    let tenant = s.tenant_of(&headers)?;
     let req: EnrolRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
             "expected JSON {{\"id\": integer, \"template\": base64, \"label\": base64}}: {e}"
@@ -285,12 +237,9 @@ fn template_field(what: &str, text: &str, s: &ServerState) -> Result<EncryptedTe
 
 async fn erase(
     State(s): State<Shared>,
-    headers: HeaderMap,
     id: Result<Path<TemplateId>, PathRejection>,
-    b: Result<Bytes, BytesRejection>,
+    TenantBody { tenant, body: b }: TenantBody<ENROL_BODY_LIMIT>,
 ) -> Result<StatusCode, ApiError> {
-    let b = body(b)?;
-    let tenant = s.tenant_of(&headers)?;
     let id = path_id(id)?;
     let req: EraseRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"negation\": base64}}: {e}"))
@@ -305,12 +254,9 @@ async fn erase(
 /// when no lower block had room, nothing changed).
 async fn relocate(
     State(s): State<Shared>,
-    headers: HeaderMap,
     id: Result<Path<TemplateId>, PathRejection>,
-    b: Result<Bytes, BytesRejection>,
+    TenantBody { tenant, body: b }: TenantBody<MOVE_BODY_LIMIT>,
 ) -> Result<Json<MoveReply>, ApiError> {
-    let b = body(b)?;
-    let tenant = s.tenant_of(&headers)?;
     let id = path_id(id)?;
     let req: MoveRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!(
@@ -323,23 +269,20 @@ async fn relocate(
     Ok(Json(MoveReply::from(to)))
 }
 
-fn parse_probe(s: &ServerState, b: Bytes) -> Result<EncryptedProbe, ApiError> {
-    Ok(EncryptedProbe::from_bytes(&b, s.galleries.params())?)
+fn parse_probe(s: &ServerState, b: &[u8]) -> Result<EncryptedProbe, ApiError> {
+    Ok(EncryptedProbe::from_bytes(b, s.galleries.params())?)
 }
 
 async fn verify(
     State(s): State<Shared>,
-    headers: HeaderMap,
     id: Result<Path<TemplateId>, PathRejection>,
-    b: Result<Bytes, BytesRejection>,
+    TenantBody { tenant, body: b }: TenantBody<PROBE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let tenant = s.tenant_of(&headers)?;
     let id = path_id(id)?;
     let slot = s.limits.matching.enter().await?;
     let r = blocking(move || {
         let _slot = slot;
-        let probe = parse_probe(&s, b)?;
+        let probe = parse_probe(&s, &b)?;
         Ok(result_bytes(s.galleries.verify(&tenant, &probe, id)?))
     })
     .await?;
@@ -348,15 +291,12 @@ async fn verify(
 
 async fn identify(
     State(s): State<Shared>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
+    TenantBody { tenant, body: b }: TenantBody<PROBE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
-    let b = body(b)?;
-    let tenant = s.tenant_of(&headers)?;
     let slot = s.limits.matching.enter().await?;
     let probe = blocking({
         let s = s.clone();
-        move || parse_probe(&s, b)
+        move || parse_probe(&s, &b)
     })
     .await?;
     // The matching thread computes a chunk of blocks at a time and hands each, encoded,

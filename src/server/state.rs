@@ -1,6 +1,6 @@
 //! What the server's handlers share (`ServerState`: the galleries, tokens, limits and
 //! metrics), the request-level checks made against it (`require_admin`, `tenant_of`,
-//! the `Tenant` extractor), and `blocking`, which runs heavy work off the executor.
+//! the `Tenant` and `Admin` extractors, which run before any body is read), and `blocking`, which runs heavy work off the executor.
 //!
 //! Only the handlers (`routes`, `admin`) and `mod.rs` import this file; the parts it
 //! holds (`auth`, `limits`, `metrics`) know nothing of it.
@@ -43,8 +43,9 @@ impl ServerState {
     }
 
     /// The tenant a request's bearer token belongs to, within its rate limit. Routes with a
-    /// body call this after reading the (bounded) body, so a client still sending it hears
-    /// the 401 instead of a broken pipe.
+    /// body check the same (as `body::TenantBody`) before reading any of it: an
+    /// unauthenticated client costs no body buffer (issue #20); its body is then read into
+    /// nothing (`body::linger`) so it hears the 401 rather than a reset connection.
     pub fn tenant_of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let tenant = self.auth.tenant_of(headers)?;
         self.limits.rate.check(&tenant)?;
@@ -63,5 +64,19 @@ impl FromRequestParts<Arc<ServerState>> for Tenant {
         state: &Arc<ServerState>,
     ) -> Result<Self, Self::Rejection> {
         state.tenant_of(&parts.headers).map(Tenant)
+    }
+}
+
+/// A request bearing the admin token.
+pub struct Admin;
+
+impl FromRequestParts<Arc<ServerState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ServerState>,
+    ) -> Result<Self, Self::Rejection> {
+        state.require_admin(&parts.headers).map(|()| Admin)
     }
 }
