@@ -1358,3 +1358,119 @@ fn a_refused_upload_hears_its_refusal_not_a_reset() {
         }
     }
 }
+
+/// What one raw identify connection heard first: its status line's code, or None when
+/// nothing arrived within `wait`.
+fn open_identify(
+    host: &str,
+    token: &str,
+    probe: &[u8],
+    wait: Duration,
+) -> (TcpStream, Option<u16>) {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/identify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            probe.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(probe).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    // Only the status line: reading more would let a stalled response go on.
+    let mut head = [0u8; 12];
+    let code = s
+        .read_exact(&mut head)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&head[9..12]).ok()?.parse().ok());
+    (s, code)
+}
+
+/// Issue #20 item 3: identifies opened and never read. A tenant holds at most
+/// --max-matching-per-tenant of them (more are 429 at once), all of them together at most
+/// --max-buffered-bytes of result (more are 503), and each only until the write deadline:
+/// then the server closes the connection, frees its matching slot and the tenant is
+/// served again. Before: every stalled identify held its matching slot and its result
+/// with no deadline, so two of them (on --max-matching 2) locked every tenant out.
+#[test]
+fn identifies_nobody_reads_are_bounded_and_closed_at_the_write_deadline() {
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(10_000, 33, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let creds = seed_gallery(&data, &key, &templates);
+    let (probe, ctx) = encrypt_probe(&key, &templates[1234]);
+    let probe_bytes = probe.to_bytes();
+    // The whole response: 667 blocks of results, ~5.6 MB.
+    let full = 10_000usize.div_ceil(p.slots_per_block())
+        * BlockResult::encoded_len(&p, p.slots_per_block());
+    let cases: [(&[&str], usize, u16); 2] = [
+        // Two per tenant: the third and later are 429.
+        (&["--max-matching-per-tenant", "2"], 2, 429),
+        // Room for two results' buffers (~5.6 MB each): the third and later are 503.
+        (
+            &[
+                "--max-matching-per-tenant",
+                "8",
+                "--max-buffered-bytes",
+                "12M",
+            ],
+            2,
+            503,
+        ),
+    ];
+    for (extra, admitted, refusal) in cases {
+        let mut args = vec![
+            "--plain-http",
+            "--rate-limit",
+            "0",
+            "--max-matching",
+            "2",
+            "--write-timeout",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        let server = Server::spawn("127.0.0.1:0", &data, &args, None);
+        let host = host_of(&server);
+        std::thread::sleep(Duration::from_millis(300));
+        let idle = rss_of(&server);
+        let mut stalled = Vec::new();
+        let mut codes = Vec::new();
+        for _ in 0..6 {
+            let (s, code) =
+                open_identify(&host, &creds.token, &probe_bytes, Duration::from_secs(5));
+            codes.push(code);
+            if code == Some(200) {
+                stalled.push(s);
+            }
+        }
+        let grown = rss_of(&server).saturating_sub(idle);
+        eprintln!("{extra:?}: {codes:?}, grown {} MiB", grown >> 20);
+        let mut want = vec![Some(200); admitted];
+        want.resize(6, Some(refusal));
+        assert_eq!(codes, want, "{extra:?}");
+        assert!(grown < 96 << 20, "{extra:?}: grew {} MiB", grown >> 20);
+        // Past the write deadline the stalled connections are closed: what each holds is
+        // a cut-off response, and the tenant is served again, exactly.
+        std::thread::sleep(Duration::from_secs(5));
+        for mut s in stalled {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            assert!(
+                got.len() < full,
+                "{extra:?}: a stalled response was not cut off ({} of {full} bytes)",
+                got.len()
+            );
+        }
+        let ep = pinned(&server);
+        let m = RemoteMatcher::new(&ep, &p, creds.clone(), Path::new("t"));
+        let r = m.identify(&probe).expect("served again after the deadline");
+        let d = decrypt(&key, &ctx, &r.result).unwrap();
+        assert_eq!(d.len(), 10_000);
+        server.kill9();
+    }
+}

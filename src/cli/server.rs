@@ -76,10 +76,18 @@ pub struct ServeArgs {
     /// bursts of four times that; more are answered 429 [default: 5].
     #[arg(long, value_name = "N")]
     unauthenticated_rate: Option<f64>,
-    /// Bytes request bodies in flight may hold at once (suffixes K, M, G); a request
-    /// beyond that is answered 503 [default: 256M].
+    /// Bytes request bodies and identify responses in flight may hold at once (suffixes
+    /// K, M, G); a request beyond that is answered 503 [default: 256M].
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
-    max_body_bytes: Option<u64>,
+    max_buffered_bytes: Option<u64>,
+    /// Verifies and identifies one gallery may have in flight, until each response's
+    /// last byte is sent; more are answered 429 [default: 16].
+    #[arg(long, value_name = "N")]
+    max_matching_per_tenant: Option<usize>,
+    /// Seconds a connection may go without taking any of its response (a client that
+    /// stopped reading) before it is closed [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    write_timeout: Option<f64>,
 }
 
 /// `12345`, `64KiB`, `256MiB`, `4GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
@@ -102,7 +110,9 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 }
 
 fn seconds(s: Option<f64>, default: Duration) -> Duration {
-    s.map_or(default, |s| Duration::from_secs_f64(s.max(0.001)))
+    s.map_or(default, |s| {
+        Duration::try_from_secs_f64(s.max(0.001)).unwrap_or(Duration::MAX)
+    })
 }
 
 /// The server's log: stderr, filtered by `RUST_LOG` (default `info`), in colour only when
@@ -166,9 +176,14 @@ pub fn serve(globals: &Globals, a: ServeArgs) -> Result<()> {
                 .unauthenticated_rate
                 .unwrap_or(defaults.unauthenticated_rate)
                 .max(0.0),
-            max_body_bytes: a
-                .max_body_bytes
-                .map_or(defaults.max_body_bytes, |b| b as usize),
+            max_buffered_bytes: a
+                .max_buffered_bytes
+                .map_or(defaults.max_buffered_bytes, |b| b as usize),
+            max_matching_per_tenant: a
+                .max_matching_per_tenant
+                .unwrap_or(defaults.max_matching_per_tenant)
+                .max(1),
+            write_timeout: seconds(a.write_timeout, defaults.write_timeout),
         },
     })
 }

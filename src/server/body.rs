@@ -28,7 +28,7 @@ use hyper::body::{Frame, SizeHint};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::error::ApiError;
-use super::limits::BodyBudget;
+use super::limits::BufferBudget;
 use super::state::ServerState;
 use crate::matcher::codes;
 
@@ -96,7 +96,7 @@ fn announced(req: &Request, max: usize) -> Result<Option<usize>, ApiError> {
 async fn read(
     req: Request,
     max: usize,
-    budget: &BodyBudget,
+    budget: &BufferBudget,
 ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ApiError> {
     let announced = announced(&req, max)?;
     let body = req.into_body();
@@ -140,7 +140,7 @@ impl<const MAX: usize> FromRequest<Arc<ServerState>> for Body<MAX> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<ServerState>) -> Result<Self, ApiError> {
-        let (bytes, budget) = read(req, MAX, &state.limits.body_bytes).await?;
+        let (bytes, budget) = read(req, MAX, &state.limits.buffered).await?;
         Ok(Body {
             bytes,
             _budget: budget,
@@ -161,7 +161,7 @@ impl<const MAX: usize> FromRequest<Arc<ServerState>> for TenantBody<MAX> {
 
     async fn from_request(req: Request, state: &Arc<ServerState>) -> Result<Self, ApiError> {
         let tenant = state.tenant_of(req.headers())?;
-        let (bytes, budget) = read(req, MAX, &state.limits.body_bytes).await?;
+        let (bytes, budget) = read(req, MAX, &state.limits.buffered).await?;
         Ok(TenantBody {
             tenant,
             body: Body {

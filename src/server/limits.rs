@@ -2,9 +2,11 @@
 //! concurrent matching with a short admission queue, and the whole-request timeout. Each
 //! refuses at once with a status the client can act on (429 or 503 with `Retry-After`,
 //! 408) instead of queueing without bound; and a per-address limit on requests that fail
-//! authentication (429); and the budget of bytes held by request bodies in flight (503),
-//! which `body` draws on. Connection-level bounds (header-read and TLS
-//! handshake timeouts, the connection cap) are in `listen`.
+//! authentication (429); a per-tenant cap on verifies and identifies in flight, from
+//! admission to the response's last byte (429); and the budget of bytes held by request
+//! bodies and identify responses in flight (503), which `body` and the identify route
+//! draw on. Connection-level bounds (header-read, TLS handshake and write-stall
+//! timeouts, the connection caps) are in `listen`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,8 +27,10 @@ pub struct Limits {
     /// Failed authentications per source address.
     pub unauthenticated: Arc<RateLimiter>,
     pub matching: MatchSlots,
-    /// Bytes held by request bodies in flight.
-    pub body_bytes: BodyBudget,
+    /// Verifies and identifies in flight per tenant.
+    pub per_tenant: TenantSlots,
+    /// Bytes held by request bodies and identify responses in flight.
+    pub buffered: BufferBudget,
 }
 
 /// The source address of a request (set by `listen` on every request).
@@ -171,15 +175,74 @@ impl MatchSlots {
     }
 }
 
-/// The bytes request bodies in flight may hold at once, across all connections.
-pub struct BodyBudget {
+/// At most `max` verifies and identifies per tenant in flight, each counted from its
+/// admission until its response's last byte is handed to the connection (or the
+/// connection is gone): a tenant that opens identifies and never reads them holds at
+/// most `max` responses; beyond that, 429 at once.
+pub struct TenantSlots {
+    max: usize,
+    held: Arc<parking_lot::Mutex<HashMap<String, usize>>>,
+}
+
+/// One of a tenant's slots, given back on drop.
+pub struct TenantSlot {
+    tenant: String,
+    held: Arc<parking_lot::Mutex<HashMap<String, usize>>>,
+}
+
+impl TenantSlots {
+    pub fn new(max: usize) -> Self {
+        TenantSlots {
+            max: max.max(1),
+            held: Arc::default(),
+        }
+    }
+
+    /// One of `tenant`'s slots, or 429 when all are taken.
+    pub fn take(&self, tenant: &str) -> Result<TenantSlot, ApiError> {
+        let mut held = self.held.lock();
+        let n = held.entry(tenant.to_string()).or_insert(0);
+        if *n >= self.max {
+            return Err(ApiError::busy(
+                StatusCode::TOO_MANY_REQUESTS,
+                codes::RATE_LIMITED,
+                format!(
+                    "this gallery already has {} verifies or identifies in flight",
+                    self.max
+                ),
+                1,
+            ));
+        }
+        *n += 1;
+        Ok(TenantSlot {
+            tenant: tenant.to_string(),
+            held: self.held.clone(),
+        })
+    }
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut held = self.held.lock();
+        if let Some(n) = held.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// The bytes request bodies and identify responses in flight may hold at once, across
+/// all connections.
+pub struct BufferBudget {
     bytes: Arc<Semaphore>,
 }
 
-impl BodyBudget {
+impl BufferBudget {
     pub fn new(max_bytes: usize) -> Self {
-        let max = max_bytes.clamp(1, u32::MAX as usize);
-        BodyBudget {
+        let max = max_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        BufferBudget {
             bytes: Arc::new(Semaphore::new(max)),
         }
     }
@@ -197,7 +260,7 @@ impl BodyBudget {
                 ApiError::busy(
                     StatusCode::SERVICE_UNAVAILABLE,
                     codes::BUSY,
-                    "the server holds as many request bodies as it may; retry shortly",
+                    "the server holds as many requests and responses in flight as it may; retry shortly",
                     1,
                 )
             })
@@ -241,8 +304,29 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_holds_at_most_its_slots_and_gets_them_back_on_drop() {
+        let slots = TenantSlots::new(2);
+        let a1 = slots.take("a").unwrap();
+        let _a2 = slots.take("a").unwrap();
+        let e = slots.take("a").err().unwrap();
+        assert_eq!(
+            (e.status, e.code, e.retry_after),
+            (StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, Some(1))
+        );
+        // Another tenant is not affected.
+        let _b = slots.take("b").unwrap();
+        drop(a1);
+        let _a3 = slots.take("a").unwrap();
+        drop((_a2, _a3, _b));
+        assert!(
+            slots.held.lock().is_empty(),
+            "no entry left for idle tenants"
+        );
+    }
+
+    #[test]
     fn the_budget_refuses_beyond_its_bytes_and_frees_on_drop() {
-        let b = BodyBudget::new(100);
+        let b = BufferBudget::new(100);
         let first = b.take(60).unwrap();
         let e = b.take(60).unwrap_err();
         assert_eq!(

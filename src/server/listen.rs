@@ -3,7 +3,8 @@
 //! `max_connections` at once (more are closed at once), a deadline for the TLS handshake,
 //! and hyper's header-read timeout, which also closes idle keep-alive connections. So a
 //! slowloris (many connections that never finish their headers) costs each connection
-//! `header_timeout` at most. One source address holds at most `max_per_address`
+//! `header_timeout` at most; a connection whose writes make no progress for
+//! `write_timeout` (a client that stopped reading its responses) is closed (`stall`). One source address holds at most `max_per_address`
 //! connections: beyond that, and at the global cap, a new connection closes an idle one
 //! (no request in flight) first and is refused only if none is idle. Each request
 //! carries its source address (`limits::Peer`) for the unauthenticated rate limit. Shutdown stops accepting, lets requests in flight finish,
@@ -29,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use super::limits::Peer;
 use super::metrics::Metrics;
 use super::parse_reply::JsonReplies;
+use super::stall::WriteDeadline;
 
 /// Connection-level bounds.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +39,8 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// Open connections at once from one source address.
     pub max_per_address: usize,
+    /// The longest a write may make no progress before the connection is closed.
+    pub write_timeout: Duration,
 }
 
 /// One open connection: how many of its requests are in flight (0: idle, including a
@@ -186,6 +190,7 @@ pub async fn serve(
                 None => return,
             };
             let closed = conn_entry.clone();
+            let tcp = WriteDeadline::new(tcp, limits.write_timeout);
             let io: Box<dyn Io> = match acceptor {
                 None => Box::new(tcp),
                 Some(acceptor) => {

@@ -30,6 +30,7 @@ mod metrics;
 mod observe;
 mod parse_reply;
 mod routes;
+mod stall;
 mod state;
 mod tls;
 
@@ -57,8 +58,8 @@ pub const DEFAULT_MAX_TENANT_BYTES: u64 = 256 << 20;
 /// Default memory budget for every tenant together.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
 
-/// Default bound on the bytes held by request bodies in flight.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 << 20;
+/// Default bound on the bytes held by request bodies and identify responses in flight.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
 
 /// How the server bounds its work.
 #[derive(Debug, Clone, Copy)]
@@ -81,9 +82,15 @@ pub struct WorkLimits {
     /// Requests failing authentication per second per source address (0: unlimited),
     /// beyond a burst of four times that; more are answered 429.
     pub unauthenticated_rate: f64,
-    /// Bytes request bodies in flight may hold at once, across all connections; a body
-    /// beyond that is answered 503.
-    pub max_body_bytes: usize,
+    /// Bytes request bodies and identify responses in flight may hold at once, across
+    /// all connections; a request beyond that is answered 503.
+    pub max_buffered_bytes: usize,
+    /// Verifies and identifies in flight per tenant (until the response's last byte);
+    /// more are answered 429.
+    pub max_matching_per_tenant: usize,
+    /// The longest a connection's write may make no progress (a client that stopped
+    /// reading) before the connection is closed.
+    pub write_timeout: Duration,
 }
 
 impl Default for WorkLimits {
@@ -99,7 +106,9 @@ impl Default for WorkLimits {
             max_connections: 1024,
             max_connections_per_address: 64,
             unauthenticated_rate: 5.0,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            max_matching_per_tenant: 16,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -175,7 +184,8 @@ pub fn run(config: ServerConfig) -> Result<()> {
                 (l.unauthenticated_rate * 4.0).ceil() as u32,
             )),
             matching: limits::MatchSlots::new(l.max_matching, l.match_queue),
-            body_bytes: limits::BodyBudget::new(l.max_body_bytes),
+            per_tenant: limits::TenantSlots::new(l.max_matching_per_tenant),
+            buffered: limits::BufferBudget::new(l.max_buffered_bytes),
         },
         metrics: metrics.clone(),
     });
@@ -224,6 +234,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
                 header_timeout: l.header_timeout,
                 max_connections: l.max_connections,
                 max_per_address: l.max_connections_per_address.max(1),
+                write_timeout: l.write_timeout,
             },
             metrics,
             shutdown_signal(),

@@ -279,9 +279,11 @@ async fn verify(
     TenantBody { tenant, body: b }: TenantBody<PROBE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
+    // A verify's result is one block (~8 KiB): the tenant's slot is held while it is made.
+    let tenant_slot = s.limits.per_tenant.take(&tenant)?;
     let slot = s.limits.matching.enter().await?;
     let r = blocking(move || {
-        let _slot = slot;
+        let _slots = (slot, tenant_slot);
         let probe = parse_probe(&s, &b)?;
         Ok(result_bytes(s.galleries.verify(&tenant, &probe, id)?))
     })
@@ -289,10 +291,26 @@ async fn verify(
     Ok(result_response(r))
 }
 
+/// Chunks of an identify's result waiting between the matching thread and the connection.
+const RESULT_CHANNEL: usize = 2;
+
+/// The most result bytes one identify of `blocks` blocks holds at once: the chunks in
+/// the channel, the one being made and the one the connection took last. Taken from the
+/// buffer budget before matching starts and held until the response is done.
+fn identify_buffer_bytes(params: &crate::he::Params, blocks: usize) -> usize {
+    let block = BlockResult::encoded_len(params, params.slots_per_block());
+    let held = blocks.min((RESULT_CHANNEL + 2) * crate::matcher::IDENTIFY_CHUNK);
+    held * block + ResultWriter::new(params, blocks).header().len() + 64
+}
+
 async fn identify(
     State(s): State<Shared>,
     TenantBody { tenant, body: b }: TenantBody<PROBE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
+    // Held until the response's last byte is handed over (or the connection is gone),
+    // with the result's buffer bytes: a client that never reads holds them only until
+    // the connection's write deadline (`stall`).
+    let tenant_slot = s.limits.per_tenant.take(&tenant)?;
     let slot = s.limits.matching.enter().await?;
     let probe = blocking({
         let s = s.clone();
@@ -302,8 +320,9 @@ async fn identify(
     // The matching thread computes a chunk of blocks at a time and hands each, encoded,
     // to the response body through a small bounded channel: at most a few chunks are in
     // memory, and a client that stops reading stops the computation.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(RESULT_CHANNEL);
+    type Admitted = Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError>;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Admitted>();
     tokio::task::spawn_blocking(move || {
         // The matching slot is held until the last block is computed.
         let _slot = slot;
@@ -314,12 +333,16 @@ async fn identify(
             &probe,
             crate::matcher::IDENTIFY_CHUNK,
             |n| {
-                let mut w = ResultWriter::new(&params, n);
-                let header = w.header();
+                let budget = s.limits.buffered.take(identify_buffer_bytes(&params, n));
+                let refused = budget.is_err();
                 if let Some(f) = first.take() {
-                    let _ = f.send(Ok(()));
+                    let _ = f.send(budget);
                 }
-                tx.blocking_send(Ok(Bytes::from(header)))
+                if refused {
+                    return Err(MatcherError::Cancelled);
+                }
+                let mut w = ResultWriter::new(&params, n);
+                tx.blocking_send(Ok(Bytes::from(w.header())))
                     .map_err(|_| MatcherError::Cancelled)?;
                 Ok(w)
             },
@@ -355,10 +378,14 @@ async fn identify(
             },
         }
     });
-    first_rx
+    let budget = first_rx
         .await
         .map_err(|_| ApiError::internal("the matching thread stopped"))??;
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let held = (tenant_slot, budget);
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        let _held = &held;
+        rx.poll_recv(cx)
+    });
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         axum::body::Body::from_stream(stream),
