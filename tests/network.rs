@@ -1146,6 +1146,60 @@ fn idle_connections_beyond_the_per_address_limit_are_closed() {
     );
 }
 
+/// Connections sending bodies slower than anyone honest do not lock their address out:
+/// with all 4 of an address's connections trickling an authenticated enrol body, a new
+/// connection closes the slowest of them (receiving for over a second) and a health check
+/// gets its 200. Before, a busy connection was never closed: the health check's
+/// connection was refused until a trickle hit its body deadline.
+#[test]
+fn slow_bodies_are_closed_before_their_address_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("server"),
+        &["--max-connections-per-address", "4"],
+    );
+    let host = host_of(&server);
+    let creds =
+        blindface::matcher::RemoteMatcher::register(&pinned(&server), None).expect("register");
+    let mut slow: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(&host).unwrap();
+            s.write_all(
+                format!(
+                    "POST /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                     Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
+                    creds.token
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Trickle for 1.5 s: every body is now "slow".
+    for _ in 0..15 {
+        for s in &mut slow {
+            let _ = s.write_all(b" ");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = raw(
+        &host,
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let closed = slow
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(300)))
+        .filter(|&closed| closed)
+        .count();
+    assert_eq!(
+        closed, 1,
+        "exactly one slow connection closed for the new one"
+    );
+}
+
 /// Requests failing authentication are rate-limited per address: a burst of bad tokens
 /// gets 429 with Retry-After after a few 401s.
 #[test]

@@ -28,7 +28,7 @@ use hyper::body::{Frame, SizeHint};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::error::ApiError;
-use super::limits::BufferBudget;
+use super::limits::{BodyClock, BufferBudget};
 use super::state::ServerState;
 use crate::matcher::codes;
 
@@ -99,6 +99,7 @@ async fn read(
     budget: &BufferBudget,
 ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ApiError> {
     let announced = announced(&req, max)?;
+    let _receiving = req.extensions().get::<BodyClock>().map(BodyClock::start);
     let body = req.into_body();
     // Without a length the body is empty, or chunked: then it may take up to `max`.
     let len = match announced {

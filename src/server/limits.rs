@@ -9,6 +9,7 @@
 //! timeouts, the connection caps) are in `listen`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,45 @@ pub struct Limits {
 /// The source address of a request (set by `listen` on every request).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::IpAddr);
+
+/// A connection's body clock (one per connection, set by `listen` on each of its
+/// requests): when the body now being read started arriving, if one is. `body` starts it;
+/// `listen` closes the connection slowest at its body first when an address or the
+/// server runs out of connections and none is idle.
+#[derive(Debug, Clone, Default)]
+pub struct BodyClock(Arc<AtomicU64>);
+
+/// Stops a `BodyClock` when dropped.
+pub struct Receiving(Arc<AtomicU64>);
+
+/// Milliseconds since the first clock was read (0 means "not receiving").
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    epoch.elapsed().as_millis() as u64 + 1
+}
+
+impl BodyClock {
+    /// Marks a body as arriving until the guard is dropped.
+    pub fn start(&self) -> Receiving {
+        self.0.store(now_ms(), Ordering::Release);
+        Receiving(self.0.clone())
+    }
+
+    /// How long the body now arriving has taken, if one is.
+    pub fn receiving_for(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(Duration::from_millis(now_ms().saturating_sub(since))),
+        }
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
 
 /// Token buckets by tenant: `per_second` requests on average, bursts of `burst`.
 pub struct RateLimiter {
@@ -301,6 +341,18 @@ mod tests {
         );
         r.check("b").unwrap();
         RateLimiter::new(0.0, 1).check("a").unwrap();
+    }
+
+    #[test]
+    fn the_body_clock_runs_only_while_a_body_arrives() {
+        let clock = BodyClock::default();
+        assert_eq!(clock.receiving_for(), None);
+        let guard = clock.start();
+        std::thread::sleep(Duration::from_millis(20));
+        let took = clock.receiving_for().unwrap();
+        assert!(took >= Duration::from_millis(19), "{took:?}");
+        drop(guard);
+        assert_eq!(clock.receiving_for(), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! `header_timeout` at most; a connection whose writes make no progress for
 //! `write_timeout` (a client that stopped reading its responses) is closed (`stall`). One source address holds at most `max_per_address`
 //! connections: beyond that, and at the global cap, a new connection closes an idle one
-//! (no request in flight) first and is refused only if none is idle. Each request
+//! (no request in flight) first, else one that has been receiving a body for over a
+//! second (the slowest), and is refused only if there is neither. Each request
 //! carries its source address (`limits::Peer`) for the unauthenticated rate limit. Shutdown stops accepting, lets requests in flight finish,
 //! and waits for them.
 
@@ -27,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::limits::Peer;
+use super::limits::{BodyClock, Peer};
 use super::metrics::Metrics;
 use super::parse_reply::JsonReplies;
 use super::stall::WriteDeadline;
@@ -44,34 +45,48 @@ pub struct ConnLimits {
 }
 
 /// One open connection: how many of its requests are in flight (0: idle, including a
-/// connection still in its handshake or headers), and how to close it.
+/// connection still in its handshake or headers), how long the body it is receiving has
+/// taken, and how to close it.
 struct Conn {
     in_flight: AtomicUsize,
+    body: BodyClock,
     close: Notify,
 }
 
+/// A connection receiving a body for longer than this may be closed to make room, when
+/// none is idle (an honest body of at most 512 KiB takes far less).
+const SLOW_BODY: Duration = Duration::from_secs(1);
+
 /// The open connections by source address: one address holds at most `max_per_address`;
-/// a new connection beyond that (or beyond the global cap) closes an idle one first, and
-/// is refused only when none is idle.
+/// a new connection beyond that (or beyond the global cap) closes an idle one first, else
+/// one slow at its body, and is refused only when there is neither.
 #[derive(Default)]
 struct Registry {
     by_addr: Mutex<HashMap<IpAddr, Vec<Arc<Conn>>>>,
 }
 
 impl Registry {
-    /// Closes one idle connection from `ip` (any address when `None`: the one holding
-    /// the most); false if there is none.
-    fn evict_idle(map: &mut HashMap<IpAddr, Vec<Arc<Conn>>>, ip: Option<IpAddr>) -> bool {
+    /// Closes one connection from `ip` (any address when `None`: the one holding the
+    /// most) to make room: the oldest idle one, else the one slowest at its body (for
+    /// more than `SLOW_BODY`); false if there is none.
+    fn evict(map: &mut HashMap<IpAddr, Vec<Arc<Conn>>>, ip: Option<IpAddr>) -> bool {
         let list = match ip {
             Some(ip) => map.get_mut(&ip),
             None => map.values_mut().max_by_key(|l| l.len()),
         };
         let Some(list) = list else { return false };
-        // The oldest idle first.
-        match list
+        let idle = list
             .iter()
-            .position(|c| c.in_flight.load(Ordering::Acquire) == 0)
-        {
+            .position(|c| c.in_flight.load(Ordering::Acquire) == 0);
+        let slow = || {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, c)| Some((i, c.body.receiving_for()?)))
+                .filter(|&(_, took)| took > SLOW_BODY)
+                .max_by_key(|&(_, took)| took)
+                .map(|(i, _)| i)
+        };
+        match idle.or_else(slow) {
             Some(i) => {
                 let c = list.remove(i);
                 c.close.notify_one();
@@ -90,15 +105,16 @@ impl Registry {
     ) -> Option<(Arc<Conn>, bool)> {
         let mut map = self.by_addr.lock().ok()?;
         let held = map.get(&ip).map_or(0, Vec::len);
-        if held >= limits.max_per_address && !Self::evict_idle(&mut map, Some(ip)) {
+        if held >= limits.max_per_address && !Self::evict(&mut map, Some(ip)) {
             return None;
         }
-        let evicted = global_full && Self::evict_idle(&mut map, None);
+        let evicted = global_full && Self::evict(&mut map, None);
         if global_full && !evicted {
             return None;
         }
         let conn = Arc::new(Conn {
             in_flight: AtomicUsize::new(0),
+            body: BodyClock::default(),
             close: Notify::new(),
         });
         map.entry(ip).or_default().push(conn.clone());
@@ -223,6 +239,7 @@ pub async fn serve(
                         let conn_entry = conn_entry.clone();
                         move |mut req: hyper::Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(Peer(ip));
+                            req.extensions_mut().insert(conn_entry.body.clone());
                             conn_entry.in_flight.fetch_add(1, Ordering::AcqRel);
                             let busy = InFlight(conn_entry.clone());
                             let fut = inner.call(req);
@@ -236,7 +253,7 @@ pub async fn serve(
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
-                // Evicted while idle (another connection needed the room).
+                // Evicted, idle or slow at its body (another connection needed the room).
                 _ = closed.close.notified() => return,
                 _ = stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
