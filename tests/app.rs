@@ -1207,3 +1207,66 @@ fn at_1024x640_the_preview_is_the_largest_and_controls_stay_put() {
     assert!(h.state().panels.layout.right_open);
     assert!(h.query_by_label("Threshold (L2)").is_some());
 }
+
+/// Issue #20 item 6 in the window: an entry whose label does not open (an enrolment
+/// replayed under another id) is listed as "(label does not open)" with a notice saying
+/// so, never gets a name on screen, and Remove takes it out by id, leaving the rest.
+#[test]
+fn an_entry_whose_label_does_not_open_is_shown_as_such_and_removable() {
+    use blindface::client::keys::KeyFile;
+    use blindface::he::{SecretKey, TemplateId};
+    use blindface::matcher::{BuiltinMatcher, Matcher};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut h = builtin_on(dir.path(), "obama.jpg");
+        enrol(&mut h, "Obama");
+    }
+    // The replay, through the store with the app closed: Obama's sealed label and
+    // template under a new id.
+    let key = SecretKey::load(&dir.path().join("a.key"), &Params::v1()).unwrap();
+    {
+        let m = BuiltinMatcher::open(&dir.path().join("data"), key.params(), &key.fingerprint())
+            .unwrap();
+        let listed = m.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        let obama = &listed[0];
+        let replayed = TemplateId(obama.id.0 % (TemplateId::LIMIT - 2) + 1);
+        let t = blindface::he::synthetic_templates(1, 3, key.params()).remove(0);
+        m.enrol(
+            replayed,
+            &blindface::he::encrypt_template(&key, &t),
+            &obama.label,
+        )
+        .unwrap();
+    }
+    let mut h = builtin_on(dir.path(), "obama2.jpg");
+    wait(&mut h, "the gallery", |a| a.state.gallery.len() == 2);
+    let unreadable = blindface::client::UNREADABLE_NAME;
+    assert!(shows(&h, &format!("{unreadable} (1 template(s))")));
+    assert!(shows(&h, "Obama (1 template(s))"));
+    assert!(
+        shows(&h, "do not open with this key"),
+        "a notice says why: {:?}",
+        h.state().state.notices
+    );
+    // Obama is still found, and the replayed entry never answers.
+    identify(&mut h);
+    let m = h.state().state.last_match.clone().unwrap();
+    assert_eq!(m.distances.len(), 1);
+    assert!(shows_exact(&h, "Match: Obama"));
+    // Remove on its row, confirmed: only Obama is left.
+    let row = h
+        .get_by_label(&format!("{unreadable} (1 template(s))"))
+        .rect();
+    let remove = h
+        .get_all_by_label("Remove")
+        .map(|n| n.rect())
+        .find(|r| (r.center().y - row.center().y).abs() < row.height())
+        .expect("a Remove button on the row");
+    press_release(&mut h, remove.center());
+    h.step();
+    h.get_by_label(&format!("Remove {unreadable}")).click();
+    h.step();
+    wait(&mut h, "the removal", |a| a.state.gallery.len() == 1);
+    assert_eq!(h.state().state.gallery[0].1, "Obama");
+}
