@@ -961,6 +961,15 @@ fn press_release(h: &mut Harness<'static, BlindfaceApp>, pos: eframe::egui::Pos2
     }
 }
 
+/// Where the Remove button on the gallery row labelled `row` is.
+fn remove_button_of(h: &Harness<'static, BlindfaceApp>, row: &str) -> eframe::egui::Rect {
+    let row = h.get_by_label(row).rect();
+    h.get_all_by_label("Remove")
+        .map(|n| n.rect())
+        .find(|r| (r.center().y - row.center().y).abs() < row.height())
+        .expect("a Remove button on the row")
+}
+
 #[test]
 fn remove_takes_the_row_under_the_pointer_and_only_after_confirming() {
     let dir = tempfile::tempdir().unwrap();
@@ -973,12 +982,7 @@ fn remove_takes_the_row_under_the_pointer_and_only_after_confirming() {
     h.get_by_role_and_label(Role::TextInput, "Name").click();
     h.step();
     assert!(h.state().panels.enrol.typing);
-    let obama_row = h.get_by_label("Obama (1 template(s))").rect();
-    let remove = h
-        .get_all_by_label("Remove")
-        .map(|n| n.rect())
-        .find(|r| (r.center().y - obama_row.center().y).abs() < obama_row.height())
-        .expect("a Remove button on Obama's row");
+    let remove = remove_button_of(&h, "Obama (1 template(s))");
     press_release(&mut h, remove.center());
     h.step();
     // Nothing is removed yet: the dialog names the person and the templates.
@@ -1255,14 +1259,7 @@ fn an_entry_whose_label_does_not_open_is_shown_as_such_and_removable() {
     assert_eq!(m.distances.len(), 1);
     assert!(shows_exact(&h, "Match: Obama"));
     // Remove on its row, confirmed: only Obama is left.
-    let row = h
-        .get_by_label(&format!("{unreadable} (1 template(s))"))
-        .rect();
-    let remove = h
-        .get_all_by_label("Remove")
-        .map(|n| n.rect())
-        .find(|r| (r.center().y - row.center().y).abs() < row.height())
-        .expect("a Remove button on the row");
+    let remove = remove_button_of(&h, &format!("{unreadable} (1 template(s))"));
     press_release(&mut h, remove.center());
     h.step();
     h.get_by_label(&format!("Remove {unreadable}")).click();

@@ -15,13 +15,15 @@ use std::time::{Duration, Instant};
 use blindface::client::keys::KeyFile;
 use blindface::client::{connect, Access, Client, ClientError, Locations};
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, synthetic_templates, BlockResult, EncryptedProbe,
-    EncryptedTemplate, HeError, Params, SecretKey, TemplateId,
+    decrypt, encrypt_probe, encrypt_template, synthetic_templates, BlockResult, EncryptedTemplate,
+    HeError, Params, SecretKey, TemplateId,
 };
+use blindface::matcher::api::paths;
+use blindface::matcher::tampering::Tampering;
 use blindface::matcher::tls::Fingerprint;
 use blindface::matcher::{
-    BlockSink, BuiltinMatcher, Credentials, Endpoint, Enrolled, Galleries, Matcher, MatcherError,
-    MatcherSpec, RemoteMatcher, RemovalBlock, Reply, Streamed, TokenStore, Traffic,
+    BuiltinMatcher, Credentials, Endpoint, Galleries, Matcher, MatcherError, MatcherSpec,
+    RemoteMatcher, Reply, TokenStore,
 };
 
 mod common;
@@ -657,69 +659,12 @@ fn server_logs_hold_no_tokens_names_or_ciphertext_bytes() {
     }
 }
 
-/// A matcher (or someone answering in its place) that returns trivial results: zero mask
-/// and noiseless readouts, so every distance decodes to ||probe||^2, under the threshold
-/// for any normalised face.
-struct Forger {
-    inner: BuiltinMatcher,
-}
-
-impl Forger {
-    fn forge(&self, mut r: Reply) -> Reply {
-        for b in &mut r.result.blocks {
-            forge_block(b);
-        }
-        r
-    }
-}
-
+/// What a forger (a matcher, or someone answering in its place) returns: a trivial
+/// result, zero mask and noiseless readouts, so every distance decodes to ||probe||^2,
+/// under the threshold for any normalised face.
 fn forge_block(b: &mut BlockResult) {
     b.mask.iter_mut().for_each(|c| *c = 0);
     b.entries.iter_mut().for_each(|e| e.readout = 0);
-}
-
-impl Matcher for Forger {
-    fn enrol(
-        &self,
-        id: TemplateId,
-        t: &EncryptedTemplate,
-        l: &[u8],
-    ) -> Result<Traffic, MatcherError> {
-        self.inner.enrol(id, t, l)
-    }
-    fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
-        self.inner.removal_block(id)
-    }
-    fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
-        self.inner.erase(id, n)
-    }
-    fn relocate(
-        &self,
-        id: TemplateId,
-        n: &EncryptedTemplate,
-        f: &EncryptedTemplate,
-    ) -> Result<blindface::matcher::Relocated, MatcherError> {
-        self.inner.relocate(id, n, f)
-    }
-    fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
-        self.inner.list()
-    }
-    fn verify(&self, p: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
-        Ok(self.forge(self.inner.verify(p, id)?))
-    }
-    fn identify_stream(
-        &self,
-        p: &EncryptedProbe,
-        sink: &mut BlockSink<'_>,
-    ) -> Result<Streamed, MatcherError> {
-        self.inner.identify_stream(p, &mut |mut b| {
-            forge_block(&mut b);
-            sink(b)
-        })
-    }
-    fn describe(&self) -> String {
-        "forger".into()
-    }
 }
 
 /// An all-zero forged result is refused by the app (verify and identify), with the typed
@@ -749,9 +694,9 @@ fn an_all_zero_forged_result_is_rejected_by_the_app() {
         Err(HeError::NoiselessResult { block: 0 })
     ));
     // ...and by the app-side client, for verify and identify.
-    let forger = Forger {
-        inner: BuiltinMatcher::open(&dir.path().join("f"), &p, "owner").unwrap(),
-    };
+    let forger = Tampering::new(BuiltinMatcher::open(&dir.path().join("f"), &p, "owner").unwrap())
+        .on_verify(|_, r| r.result.blocks.iter_mut().for_each(forge_block))
+        .on_block(forge_block);
     let mut client = Client::new(key, Box::new(forger))
         .map_err(|e| e.error)
         .unwrap();
@@ -768,8 +713,8 @@ fn an_all_zero_forged_result_is_rejected_by_the_app() {
     }
 }
 
-/// How [`Relabeller`] lies (issue 20, item 5): it keeps every readout honest and only
-/// moves the names.
+/// How the relabelling matcher lies (issue 20, item 5): it keeps every readout honest
+/// and only moves the names.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Relabel {
     Honest,
@@ -779,11 +724,6 @@ enum Relabel {
     /// readout (and that entry the claimed one's), so the claimed id reads another's
     /// distance.
     MoveVerifySlot,
-}
-
-struct Relabeller {
-    inner: BuiltinMatcher,
-    mode: std::sync::Arc<std::sync::Mutex<Relabel>>,
 }
 
 /// Swaps the id fields of the first two occupied entries (slot and readout stay).
@@ -797,66 +737,21 @@ fn swap_first_two_ids(b: &mut BlockResult) {
     b.entries[j].id = a;
 }
 
-impl Matcher for Relabeller {
-    fn enrol(
-        &self,
-        id: TemplateId,
-        t: &EncryptedTemplate,
-        l: &[u8],
-    ) -> Result<Traffic, MatcherError> {
-        self.inner.enrol(id, t, l)
-    }
-    fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
-        self.inner.removal_block(id)
-    }
-    fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
-        self.inner.erase(id, n)
-    }
-    fn relocate(
-        &self,
-        id: TemplateId,
-        n: &EncryptedTemplate,
-        f: &EncryptedTemplate,
-    ) -> Result<blindface::matcher::Relocated, MatcherError> {
-        self.inner.relocate(id, n, f)
-    }
-    fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
-        self.inner.list()
-    }
-    fn verify(&self, p: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
-        let mut r = self.inner.verify(p, id)?;
-        if *self.mode.lock().unwrap() == Relabel::MoveVerifySlot {
-            let b = &mut r.result.blocks[0];
-            let mine = b.entries.iter().position(|e| e.id == Some(id)).unwrap();
-            let other = b
-                .entries
-                .iter()
-                .position(|e| e.id.is_some() && e.id != Some(id))
-                .unwrap();
-            let (s, v) = (b.entries[mine].slot, b.entries[mine].readout);
-            b.entries[mine].slot = b.entries[other].slot;
-            b.entries[mine].readout = b.entries[other].readout;
-            b.entries[other].slot = s;
-            b.entries[other].readout = v;
-        }
-        Ok(r)
-    }
-    fn identify_stream(
-        &self,
-        p: &EncryptedProbe,
-        sink: &mut BlockSink<'_>,
-    ) -> Result<Streamed, MatcherError> {
-        let mode = *self.mode.lock().unwrap();
-        self.inner.identify_stream(p, &mut |mut b| {
-            if mode == Relabel::SwapIdentifyIds {
-                swap_first_two_ids(&mut b);
-            }
-            sink(b)
-        })
-    }
-    fn describe(&self) -> String {
-        "relabeller".into()
-    }
+/// Gives the claimed template's entry another occupied slot's slot and readout (and
+/// that entry the claimed one's), so the claimed id reads another's distance.
+fn move_verify_slot(id: TemplateId, r: &mut Reply) {
+    let b = &mut r.result.blocks[0];
+    let mine = b.entries.iter().position(|e| e.id == Some(id)).unwrap();
+    let other = b
+        .entries
+        .iter()
+        .position(|e| e.id.is_some() && e.id != Some(id))
+        .unwrap();
+    let (s, v) = (b.entries[mine].slot, b.entries[mine].readout);
+    b.entries[mine].slot = b.entries[other].slot;
+    b.entries[mine].readout = b.entries[other].readout;
+    b.entries[other].slot = s;
+    b.entries[other].readout = v;
 }
 
 /// A matcher that relabels honest readouts (issue 20, item 5: "obama3 identified as
@@ -880,10 +775,23 @@ fn a_matcher_that_relabels_results_is_caught_against_the_listing() {
     honest.enrol(&ts[2], "Cy").unwrap();
     let key = honest.into_key();
     let mode = std::sync::Arc::new(std::sync::Mutex::new(Relabel::Honest));
-    let m = Relabeller {
-        inner: BuiltinMatcher::open(dir.path(), &p, "owner").unwrap(),
-        mode: mode.clone(),
-    };
+    let m = Tampering::new(BuiltinMatcher::open(dir.path(), &p, "owner").unwrap())
+        .on_verify({
+            let mode = mode.clone();
+            move |id, r| {
+                if *mode.lock().unwrap() == Relabel::MoveVerifySlot {
+                    move_verify_slot(id, r);
+                }
+            }
+        })
+        .on_block({
+            let mode = mode.clone();
+            move |b| {
+                if *mode.lock().unwrap() == Relabel::SwapIdentifyIds {
+                    swap_first_two_ids(b);
+                }
+            }
+        });
     let mut c = Client::new(key, Box::new(m)).unwrap();
     let set = |r: Relabel| *mode.lock().unwrap() = r;
     // Honest: Ada's probe finds Ada at distance 0, and verifies as Ada only.
@@ -1129,21 +1037,47 @@ fn idle_connections_beyond_the_per_address_limit_are_closed() {
         .map(|_| TcpStream::connect(&host).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(200));
-    let (status, body) = raw(
-        &host,
-        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let open = idle
-        .iter_mut()
-        .map(|s| closed_within(s, Duration::from_millis(200)))
-        .filter(|closed| !closed)
-        .count();
+    assert_health_answered(&host);
+    let open = idle.len() - closed_count(&mut idle, Duration::from_millis(200));
     assert!(
         open <= 4,
         "{open} idle connections from one address left open"
     );
+}
+
+/// A new connection with a POST's head written (`extra`: more header lines, each ending
+/// in CRLF), its body of `len` bytes still to send.
+fn post_head(host: &str, path: &str, token: &str, len: usize, extra: &str) -> TcpStream {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\
+             Content-Length: {len}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s
+}
+
+/// A health check from this address gets its 200.
+fn assert_health_answered(host: &str) {
+    let (status, body) = raw(
+        host,
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+/// How many of `conns` the server closes within `limit`.
+fn closed_count(conns: &mut [TcpStream], limit: Duration) -> usize {
+    conns
+        .iter_mut()
+        .map(|s| closed_within(s, limit))
+        .filter(|&closed| closed)
+        .count()
 }
 
 /// Connections sending bodies slower than anyone honest do not lock their address out:
@@ -1162,19 +1096,7 @@ fn slow_bodies_are_closed_before_their_address_is_locked_out() {
     let creds =
         blindface::matcher::RemoteMatcher::register(&pinned(&server), None).expect("register");
     let mut slow: Vec<TcpStream> = (0..4)
-        .map(|_| {
-            let mut s = TcpStream::connect(&host).unwrap();
-            s.write_all(
-                format!(
-                    "POST /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-                     Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
-                    creds.token
-                )
-                .as_bytes(),
-            )
-            .unwrap();
-            s
-        })
+        .map(|_| post_head(&host, paths::TEMPLATES, &creds.token, 60_000, ""))
         .collect();
     // Trickle for 1.5 s: every body is now "slow".
     for _ in 0..15 {
@@ -1183,17 +1105,8 @@ fn slow_bodies_are_closed_before_their_address_is_locked_out() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (status, body) = raw(
-        &host,
-        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let closed = slow
-        .iter_mut()
-        .map(|s| closed_within(s, Duration::from_millis(300)))
-        .filter(|&closed| closed)
-        .count();
+    assert_health_answered(&host);
+    let closed = closed_count(&mut slow, Duration::from_millis(300));
     assert_eq!(
         closed, 1,
         "exactly one slow connection closed for the new one"
@@ -1258,13 +1171,7 @@ fn a_trickled_body_with_a_bad_token_is_refused_before_it_is_read() {
     let idle = rss_of(&server);
     let mut conns: Vec<(TcpStream, Option<Instant>)> = (0..60)
         .map(|_| {
-            let mut s = TcpStream::connect(&host).unwrap();
-            s.set_nodelay(true).unwrap();
-            s.write_all(
-                b"POST /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\
-                  Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
-            )
-            .unwrap();
+            let s = post_head(&host, paths::TEMPLATES, "nope", 60_000, "");
             s.set_nonblocking(true).unwrap();
             (s, None)
         })
@@ -1326,17 +1233,7 @@ fn a_body_slower_than_the_minimum_rate_gets_408() {
     let host = host_of(&server);
     let creds =
         blindface::matcher::RemoteMatcher::register(&pinned(&server), None).expect("register");
-    let mut s = TcpStream::connect(&host).unwrap();
-    s.set_nodelay(true).unwrap();
-    s.write_all(
-        format!(
-            "POST /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n",
-            creds.token
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    let mut s = post_head(&host, paths::TEMPLATES, &creds.token, 60_000, "");
     s.set_nonblocking(true).unwrap();
     let started = Instant::now();
     let mut reply = String::new();
@@ -1377,22 +1274,14 @@ fn a_refused_upload_hears_its_refusal_not_a_reset() {
     let server = Server::start(&dir.path().join("server"), &[]);
     let host = host_of(&server);
     let routes = [
-        (blindface::matcher::api::paths::IDENTIFY, 400_000usize),
-        (blindface::matcher::api::paths::TEMPLATES, 60_000),
-        (blindface::matcher::api::paths::INVITES, 1_000),
+        (paths::IDENTIFY, 400_000usize),
+        (paths::TEMPLATES, 60_000),
+        (paths::INVITES, 1_000),
     ];
     for round in 0..8 {
         for (path, len) in routes {
-            let mut s = TcpStream::connect(&host).unwrap();
+            let mut s = post_head(&host, path, "nope", len, "Connection: close\r\n");
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            s.write_all(
-                format!(
-                    "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\
-                     Connection: close\r\nContent-Length: {len}\r\n\r\n"
-                )
-                .as_bytes(),
-            )
-            .unwrap();
             // Give the server time to decide before the body arrives, as a slow uplink does.
             std::thread::sleep(Duration::from_millis(20));
             let body = vec![b'A'; len];
@@ -1421,16 +1310,7 @@ fn open_identify(
     probe: &[u8],
     wait: Duration,
 ) -> (TcpStream, Option<u16>) {
-    let mut s = TcpStream::connect(host).unwrap();
-    s.write_all(
-        format!(
-            "POST /v1/identify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            probe.len()
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    let mut s = post_head(host, paths::IDENTIFY, token, probe.len(), "");
     s.write_all(probe).unwrap();
     s.set_read_timeout(Some(wait)).unwrap();
     // Only the status line: reading more would let a stalled response go on.

@@ -693,65 +693,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::he::{synthetic_templates, EncryptedProbe, EncryptedTemplate};
-    use crate::matcher::{BuiltinMatcher, MatcherSpec, Reply, TokenStore};
-
-    /// A matcher that can answer a verify as if it were another template's.
-    struct Lying {
-        inner: BuiltinMatcher,
-        claim: Arc<Mutex<Option<TemplateId>>>,
-        lists: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl Matcher for Lying {
-        fn enrol(
-            &self,
-            id: TemplateId,
-            t: &EncryptedTemplate,
-            l: &[u8],
-        ) -> Result<Traffic, MatcherError> {
-            self.inner.enrol(id, t, l)
-        }
-        fn removal_block(
-            &self,
-            id: TemplateId,
-        ) -> Result<crate::matcher::RemovalBlock, MatcherError> {
-            self.inner.removal_block(id)
-        }
-        fn erase(&self, id: TemplateId, n: &EncryptedTemplate) -> Result<Traffic, MatcherError> {
-            self.inner.erase(id, n)
-        }
-        fn relocate(
-            &self,
-            id: TemplateId,
-            n: &EncryptedTemplate,
-            f: &EncryptedTemplate,
-        ) -> Result<crate::matcher::Relocated, MatcherError> {
-            self.inner.relocate(id, n, f)
-        }
-        fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
-            self.lists
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.inner.list()
-        }
-        fn verify(&self, p: &EncryptedProbe, id: TemplateId) -> Result<Reply, MatcherError> {
-            let mut r = self.inner.verify(p, id)?;
-            if let Some(other) = *self.claim.lock().unwrap() {
-                r.result.blocks[0].entries[0].id = Some(other);
-            }
-            Ok(r)
-        }
-        fn identify_stream(
-            &self,
-            p: &EncryptedProbe,
-            sink: &mut crate::matcher::BlockSink<'_>,
-        ) -> Result<crate::matcher::Streamed, MatcherError> {
-            self.inner.identify_stream(p, sink)
-        }
-        fn describe(&self) -> String {
-            "lying".into()
-        }
-    }
+    use crate::he::synthetic_templates;
+    use crate::matcher::tampering::Tampering;
+    use crate::matcher::{BuiltinMatcher, MatcherSpec, TokenStore};
 
     #[test]
     fn verify_rejects_answers_for_other_templates() {
@@ -759,11 +703,24 @@ mod tests {
         let key = SecretKey::generate(&Params::v1());
         let claim: Arc<Mutex<Option<TemplateId>>> = Arc::default();
         let lists: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-        let m = Lying {
-            inner: BuiltinMatcher::open(dir.path(), key.params(), &key.fingerprint()).unwrap(),
-            claim: claim.clone(),
-            lists: lists.clone(),
-        };
+        // A matcher that can answer a verify as if it were another template's.
+        let m = Tampering::new(
+            BuiltinMatcher::open(dir.path(), key.params(), &key.fingerprint()).unwrap(),
+        )
+        .on_verify({
+            let claim = claim.clone();
+            move |_, r| {
+                if let Some(other) = *claim.lock().unwrap() {
+                    r.result.blocks[0].entries[0].id = Some(other);
+                }
+            }
+        })
+        .on_list({
+            let lists = lists.clone();
+            move || {
+                lists.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
         let mut c = Client::new(key, Box::new(m)).unwrap();
         let ts = synthetic_templates(2, 5, c.params());
         let ada = c.enrol(&ts[0], "Ada").unwrap();

@@ -18,6 +18,8 @@ mod galleries;
 mod remote;
 pub mod spec;
 mod store;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod tampering;
 pub mod tls;
 
 pub use api::Credentials;
