@@ -89,8 +89,13 @@ pub struct CalibrationPoint {
 /// method may rely on `validate`'s invariants: at least one point, both
 /// classes present, thresholds increasing, counts consistent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "CalibrationFile")]
-pub struct Calibration {
+#[serde(try_from = "Fields", into = "Fields")]
+pub struct Calibration(Fields);
+
+/// A calibration's fields, as its file holds them; checked (`validate`) before they
+/// become a [`Calibration`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fields {
     format: String,
     source: String,
     command: String,
@@ -102,37 +107,19 @@ pub struct Calibration {
     points: Vec<CalibrationPoint>,
 }
 
-/// A calibration file as read, before it is checked.
-#[derive(Deserialize)]
-struct CalibrationFile {
-    format: String,
-    source: String,
-    command: String,
-    pipeline: serde_json::Value,
-    pairs: u64,
-    genuine: u64,
-    impostor: u64,
-    no_face_pairs: u64,
-    points: Vec<CalibrationPoint>,
-}
-
-impl TryFrom<CalibrationFile> for Calibration {
+impl TryFrom<Fields> for Calibration {
     type Error = CalibrationError;
 
-    fn try_from(f: CalibrationFile) -> Result<Self, Self::Error> {
-        let c = Calibration {
-            format: f.format,
-            source: f.source,
-            command: f.command,
-            pipeline: f.pipeline,
-            pairs: f.pairs,
-            genuine: f.genuine,
-            impostor: f.impostor,
-            no_face_pairs: f.no_face_pairs,
-            points: f.points,
-        };
+    fn try_from(f: Fields) -> Result<Self, Self::Error> {
+        let c = Calibration(f);
         c.validate()?;
         Ok(c)
+    }
+}
+
+impl From<Calibration> for Fields {
+    fn from(c: Calibration) -> Fields {
+        c.0
     }
 }
 
@@ -416,7 +403,7 @@ impl Calibration {
             })
             .collect();
         let (genuine, impostor) = (classes.genuine(), classes.impostor());
-        let c = Calibration {
+        let c = Calibration(Fields {
             format: FORMAT.to_string(),
             source: String::new(),
             command: String::new(),
@@ -426,7 +413,7 @@ impl Calibration {
             impostor,
             no_face_pairs,
             points,
-        };
+        });
         c.validate()?;
         Ok(c)
     }
@@ -441,55 +428,55 @@ impl Calibration {
         command: String,
         pipeline: serde_json::Value,
     ) -> Calibration {
-        self.source = source;
-        self.command = command;
-        self.pipeline = pipeline;
+        self.0.source = source;
+        self.0.command = command;
+        self.0.pipeline = pipeline;
         self
     }
 
     /// [`FORMAT`].
     pub fn format(&self) -> &str {
-        &self.format
+        &self.0.format
     }
 
     /// What the pairs were, e.g. "LFW View 1 DevTrain".
     pub fn source(&self) -> &str {
-        &self.source
+        &self.0.source
     }
 
     /// The command that regenerates this calibration.
     pub fn command(&self) -> &str {
-        &self.command
+        &self.0.command
     }
 
     /// The pipeline settings the distances were made with.
     pub fn pipeline(&self) -> &serde_json::Value {
-        &self.pipeline
+        &self.0.pipeline
     }
 
     /// Pairs counted: genuine + impostor.
     pub fn pairs(&self) -> u64 {
-        self.pairs
+        self.0.pairs
     }
 
     /// Genuine pairs (same person), with a face or not.
     pub fn genuine(&self) -> u64 {
-        self.genuine
+        self.0.genuine
     }
 
     /// Impostor pairs (different people), with a face or not.
     pub fn impostor(&self) -> u64 {
-        self.impostor
+        self.0.impostor
     }
 
     /// Pairs with an image where no face was found (counted, never accepted).
     pub fn no_face_pairs(&self) -> u64 {
-        self.no_face_pairs
+        self.0.no_face_pairs
     }
 
     /// The grid, thresholds increasing; never empty.
     pub fn points(&self) -> &[CalibrationPoint] {
-        &self.points
+        &self.0.points
     }
 
     /// The grid `blindface eval --calibrate` uses: 0 to 2 in steps of [`GRID_STEP`],
@@ -537,7 +524,7 @@ impl Calibration {
     /// invariant is [`CalibrationError::Invalid`], [`NoPoints`](CalibrationError::NoPoints)
     /// or [`Classes`](CalibrationError::Classes).
     pub fn from_json(text: &str) -> Result<Calibration, CalibrationError> {
-        let file: CalibrationFile =
+        let file: Fields =
             serde_json::from_str(text).map_err(|e| CalibrationError::Parse(e.to_string()))?;
         Calibration::try_from(file)
     }
@@ -550,6 +537,7 @@ impl Calibration {
         let head = serde_json::to_string_pretty(&head).expect("calibration serializes");
         let head = head.trim_end().trim_end_matches('}').trim_end();
         let points: Vec<String> = self
+            .0
             .points
             .iter()
             .map(|p| {
@@ -579,33 +567,33 @@ impl Calibration {
     /// rates equal to the counts' ratios.
     fn validate(&self) -> Result<(), CalibrationError> {
         let bad = |m: String| Err(CalibrationError::Invalid(m));
-        if self.format != FORMAT {
-            return bad(format!("format `{}`, expected `{FORMAT}`", self.format));
+        if self.0.format != FORMAT {
+            return bad(format!("format `{}`, expected `{FORMAT}`", self.0.format));
         }
-        if self.genuine + self.impostor != self.pairs {
+        if self.0.genuine + self.0.impostor != self.0.pairs {
             return bad(format!(
                 "{} genuine + {} impostor pairs is not {} pairs",
-                self.genuine, self.impostor, self.pairs
+                self.0.genuine, self.0.impostor, self.0.pairs
             ));
         }
-        if self.no_face_pairs > self.pairs {
+        if self.0.no_face_pairs > self.0.pairs {
             return bad(format!(
                 "{} no-face pairs out of {}",
-                self.no_face_pairs, self.pairs
+                self.0.no_face_pairs, self.0.pairs
             ));
         }
-        if self.points.is_empty() {
+        if self.0.points.is_empty() {
             return Err(CalibrationError::NoPoints);
         }
         let classes = self.classes()?;
-        for (i, p) in self.points.iter().enumerate() {
+        for (i, p) in self.0.points.iter().enumerate() {
             if !p.threshold.is_finite() {
                 return bad(format!(
                     "point {i}: threshold {} is not finite",
                     p.threshold
                 ));
             }
-            if p.genuine_accepted > self.genuine || p.impostor_accepted > self.impostor {
+            if p.genuine_accepted > self.0.genuine || p.impostor_accepted > self.0.impostor {
                 return bad(format!(
                     "point {i} (threshold {}): more pairs accepted than there are",
                     p.threshold
@@ -618,7 +606,7 @@ impl Calibration {
                     p.threshold
                 ));
             }
-            if let Some(prev) = i.checked_sub(1).map(|j| &self.points[j]) {
+            if let Some(prev) = i.checked_sub(1).map(|j| &self.0.points[j]) {
                 if p.threshold <= prev.threshold {
                     return bad(format!(
                         "thresholds not increasing at point {i} ({} after {})",
@@ -641,7 +629,7 @@ impl Calibration {
 
     /// The class totals, both non-zero.
     fn classes(&self) -> Result<Classes, RocError> {
-        Classes::new(self.genuine, self.impostor)
+        Classes::new(self.0.genuine, self.0.impostor)
     }
 
     fn operating_point(&self, p: &CalibrationPoint) -> OperatingPoint {
@@ -651,15 +639,15 @@ impl Calibration {
             far: p.far,
             tar: p.tar,
             genuine_accepted: p.genuine_accepted,
-            genuine: self.genuine,
+            genuine: self.0.genuine,
             impostor_accepted: p.impostor_accepted,
-            impostor: self.impostor,
+            impostor: self.0.impostor,
         }
     }
 
     /// The smallest FAR above zero this calibration can tell: 1 / impostor pairs.
     pub fn min_far(&self) -> f64 {
-        1.0 / self.impostor.max(1) as f64
+        1.0 / self.0.impostor.max(1) as f64
     }
 
     /// The most accepting grid threshold whose FAR is at most `far` (so TAR is as high as
@@ -668,16 +656,16 @@ impl Calibration {
         if !(far.is_finite() && far > 0.0 && far <= 1.0) {
             return Err(CalibrationError::FarNotARate { far });
         }
-        if self.impostor == 0 || far < self.min_far() {
+        if self.0.impostor == 0 || far < self.min_far() {
             return Err(CalibrationError::FarBelowResolution {
                 far,
-                impostor: self.impostor,
+                impostor: self.0.impostor,
                 min_far: self.min_far(),
             });
         }
         // FAR is non-decreasing along the grid: the last point at or below the target.
-        let n = self.points.partition_point(|p| p.far <= far);
-        let p = &self.points[n.saturating_sub(1)];
+        let n = self.0.points.partition_point(|p| p.far <= far);
+        let p = &self.0.points[n.saturating_sub(1)];
         Ok(self.operating_point(p))
     }
 
@@ -685,26 +673,26 @@ impl Calibration {
     /// outside its range; the first point for NaN). The returned `threshold` says which.
     pub fn at_threshold(&self, threshold: f32) -> OperatingPoint {
         let t = threshold as f64;
-        let i = self.points.partition_point(|p| p.threshold <= t);
-        let nearest = match (i.checked_sub(1), self.points.get(i)) {
+        let i = self.0.points.partition_point(|p| p.threshold <= t);
+        let nearest = match (i.checked_sub(1), self.0.points.get(i)) {
             (None, _) => 0,
             (Some(below), None) => below,
             (Some(below), Some(above)) => {
-                if (above.threshold - t) < (t - self.points[below].threshold) {
+                if (above.threshold - t) < (t - self.0.points[below].threshold) {
                     i
                 } else {
                     below
                 }
             }
         };
-        self.operating_point(&self.points[nearest])
+        self.operating_point(&self.0.points[nearest])
     }
 
     /// The equal error rate point: the grid threshold where FAR and FRR are closest
     /// (ties: the smaller threshold), by the ROC core's rule ([`crate::roc::equal_error`]).
     /// The EER itself is [`eer_rate`](Self::eer_rate).
     pub fn eer(&self) -> OperatingPoint {
-        self.operating_point(&self.points[self.equal_error().index])
+        self.operating_point(&self.0.points[self.equal_error().index])
     }
 
     /// The equal error rate, (FAR + FRR) / 2 at [`eer`](Self::eer)'s point.
@@ -715,6 +703,7 @@ impl Calibration {
     fn equal_error(&self) -> EqualError {
         let classes = self.classes().expect("validated: both classes present");
         let tallies = self
+            .0
             .points
             .iter()
             .map(|p| classes.tally(p.genuine_accepted, p.impostor_accepted));
@@ -736,7 +725,7 @@ impl Calibration {
     /// most people for whom one accepted impostor pair ([`min_far`](Self::min_far)) still
     /// gives an FPIR of at most `target` (0 if not even one; `u64::MAX` for a target of 1).
     pub fn max_people_for_fpir(&self, target: f64) -> u64 {
-        if !(target.is_finite() && target > 0.0) || self.impostor == 0 {
+        if !(target.is_finite() && target > 0.0) || self.0.impostor == 0 {
             return 0;
         }
         if target >= 1.0 {
@@ -773,18 +762,19 @@ impl Calibration {
         let min_fpir = fpir(self.min_far(), people);
         // FPIR is non-decreasing along the grid (FAR is): the last point within the target.
         let n = self
+            .0
             .points
             .partition_point(|p| fpir(p.far, people) <= target);
-        if self.impostor == 0 || min_fpir > target || n == 0 {
+        if self.0.impostor == 0 || min_fpir > target || n == 0 {
             return Err(CalibrationError::FpirBelowResolution {
                 fpir: target,
                 people,
-                impostor: self.impostor,
+                impostor: self.0.impostor,
                 min_fpir,
                 max_people: self.max_people_for_fpir(target),
             });
         }
-        let pair = self.operating_point(&self.points[n - 1]);
+        let pair = self.operating_point(&self.0.points[n - 1]);
         Ok(IdentificationPoint {
             pair,
             people,
@@ -869,7 +859,7 @@ mod tests {
     fn counts_and_rates_from_distances() {
         let (c, p) = small();
         assert_eq!(
-            (c.pairs, c.genuine, c.impostor, c.no_face_pairs),
+            (c.0.pairs, c.0.genuine, c.0.impostor, c.0.no_face_pairs),
             (10, 5, 5, 1)
         );
         let at = |t: f32| c.at_threshold(t);
@@ -884,7 +874,7 @@ mod tests {
         assert_eq!((top.genuine_accepted, top.impostor_accepted), (4, 5));
         let bottom = at(0.0);
         assert_eq!((bottom.genuine_accepted, bottom.impostor_accepted), (0, 0));
-        for w in c.points.windows(2) {
+        for w in c.0.points.windows(2) {
             assert!(w[0].threshold < w[1].threshold);
             assert!(w[0].far <= w[1].far && w[0].tar <= w[1].tar);
         }
@@ -949,20 +939,23 @@ mod tests {
     #[test]
     fn json_round_trip_and_inconsistent_files_are_rejected() {
         let (mut c, _) = small();
-        c.source = "test".into();
+        c.0.source = "test".into();
         let text = c.to_json();
         let back = Calibration::from_json(&text).unwrap();
-        assert_eq!((back.pairs, back.genuine, back.no_face_pairs), (10, 5, 1));
-        assert_eq!(back.source, "test");
-        assert_eq!(back.points.len(), c.points.len());
-        for (a, b) in back.points.iter().zip(&c.points) {
+        assert_eq!(
+            (back.0.pairs, back.0.genuine, back.0.no_face_pairs),
+            (10, 5, 1)
+        );
+        assert_eq!(back.0.source, "test");
+        assert_eq!(back.0.points.len(), c.0.points.len());
+        for (a, b) in back.0.points.iter().zip(&c.0.points) {
             assert_eq!(
                 (a.genuine_accepted, a.impostor_accepted),
                 (b.genuine_accepted, b.impostor_accepted)
             );
             assert!((a.threshold - b.threshold).abs() < 1e-12 && (a.far - b.far).abs() < 1e-12);
         }
-        assert!(text.lines().count() > c.points.len(), "one point a line");
+        assert!(text.lines().count() > c.0.points.len(), "one point a line");
 
         let broken = |f: &dyn Fn(&mut Calibration)| {
             let mut b = c.clone();
@@ -970,11 +963,11 @@ mod tests {
             Calibration::from_json(&b.to_json()).unwrap_err()
         };
         let cases: [&dyn Fn(&mut Calibration); 5] = [
-            &|b| b.points.swap(3, 4),
-            &|b| b.points[700].impostor_accepted = 0,
-            &|b| b.points[10].tar = 0.5,
-            &|b| b.genuine = 9,
-            &|b| b.points[5].genuine_accepted = 99,
+            &|b| b.0.points.swap(3, 4),
+            &|b| b.0.points[700].impostor_accepted = 0,
+            &|b| b.0.points[10].tar = 0.5,
+            &|b| b.0.genuine = 9,
+            &|b| b.0.points[5].genuine_accepted = 99,
         ];
         for case in cases {
             assert!(matches!(broken(case), CalibrationError::Invalid(_)));
@@ -984,7 +977,7 @@ mod tests {
             Err(CalibrationError::Parse(_))
         ));
         let mut other = c.clone();
-        other.format = "something/2".into();
+        other.0.format = "something/2".into();
         assert!(matches!(
             Calibration::from_json(&other.to_json()),
             Err(CalibrationError::Invalid(_))
@@ -1124,22 +1117,22 @@ mod tests {
         // DevTrain's 1,100 listed genuine pairs, and every pair of two of its 3,443 images
         // of different identities as impostors: 5,923,194.
         assert_eq!(
-            (c.pairs, c.genuine, c.impostor, c.no_face_pairs),
+            (c.0.pairs, c.0.genuine, c.0.impostor, c.0.no_face_pairs),
             (5_924_294, 1100, 5_923_194, 0)
         );
-        assert_eq!(c.points.len(), Calibration::fine_grid().len());
+        assert_eq!(c.0.points.len(), Calibration::fine_grid().len());
         assert!(
-            c.command.contains("--calibrate") && c.command.contains("--all-impostors"),
+            c.0.command.contains("--calibrate") && c.0.command.contains("--all-impostors"),
             "{}",
-            c.command
+            c.0.command
         );
-        for w in c.points.windows(2) {
+        for w in c.0.points.windows(2) {
             assert!(w[0].threshold < w[1].threshold);
             assert!(w[0].far <= w[1].far && w[0].tar <= w[1].tar);
         }
         // Grid thresholds map to the squared distances the app compares with.
         let p = Params::v1();
-        for pt in &c.points {
+        for pt in &c.0.points {
             assert_eq!(
                 pt.threshold_sq,
                 Threshold::new(pt.threshold as f32, &p).squared()
