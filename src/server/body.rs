@@ -233,6 +233,9 @@ pub async fn linger(req: Request, next: Next) -> Response {
         Ok(Some(n)) => n,
         _ => DRAIN_MAX,
     };
+    // A body read into nothing counts as arriving too: slow at it, its connection may be
+    // closed to make room (`listen`).
+    let clock = req.extensions().get::<BodyClock>().cloned();
     let (back, rest) = oneshot::channel();
     let req = req.map(|inner| {
         AxumBody::new(Returning {
@@ -249,6 +252,7 @@ pub async fn linger(req: Request, next: Next) -> Response {
     // that (none is) is simply not waited for.
     let mut rest = rest;
     if let Ok(body) = rest.try_recv() {
+        let _receiving = clock.as_ref().map(BodyClock::start);
         drain(body, limit).await;
     }
     resp
