@@ -524,10 +524,7 @@ fn bad_dimensions_are_errors() {
     // A JPEG whose header claims 60000x60000 is refused from the header alone.
     let img = RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30]));
     let mut jpeg = to_jpeg(&img, 80);
-    let sof = (2..jpeg.len())
-        .find(|&i| jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0)
-        .unwrap();
-    jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+    claim_size(&mut jpeg, 60000, 60000);
     assert!(matches!(
         decode_jpeg(&jpeg),
         Err(FrameError::TooLarge {
@@ -536,7 +533,7 @@ fn bad_dimensions_are_errors() {
             ..
         })
     ));
-    jpeg[sof + 5..sof + 7].copy_from_slice(&[0, 0]);
+    claim_size(&mut jpeg, 60000, 0);
     assert!(decode_jpeg(&jpeg).is_err(), "a zero height is refused");
     // A JPEG of another size than the camera announced.
     let jpeg = to_jpeg(&img, 80);
@@ -551,6 +548,15 @@ fn bad_dimensions_are_errors() {
     );
 }
 
+/// Rewrites the size a baseline JPEG's frame header (SOF0) claims.
+fn claim_size(jpeg: &mut [u8], width: u16, height: u16) {
+    let sof = (2..jpeg.len())
+        .find(|&i| jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0)
+        .expect("a baseline frame header");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+}
+
 /// A few hundred bytes whose header claims 8000x8000 from a camera that announced 64x48 are
 /// refused from the header, before the decoder allocates ~190 MB for the claimed size (the
 /// fuzzer's finding). The frame is otherwise undecodable (no quantisation tables), so a
@@ -559,10 +565,7 @@ fn bad_dimensions_are_errors() {
 fn a_jpeg_claiming_another_size_is_refused_before_decoding() {
     let img = RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30]));
     let mut jpeg = strip_segments(&to_jpeg(&img, 80), 0xDB);
-    let sof = (2..jpeg.len())
-        .find(|&i| jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0)
-        .unwrap();
-    jpeg[sof + 5..sof + 9].copy_from_slice(&8000u16.to_be_bytes().repeat(2));
+    claim_size(&mut jpeg, 8000, 8000);
     assert!(matches!(
         decode_jpeg(&jpeg),
         Err(FrameError::CorruptJpeg(_))
