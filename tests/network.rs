@@ -1416,3 +1416,59 @@ fn identifies_nobody_reads_are_bounded_and_closed_at_the_write_deadline() {
         server.kill9();
     }
 }
+
+/// A client that stops reading its identify does not keep others from matching: with
+/// --max-matching 1 and one identify of a 40,000-template gallery left unread (its ~22 MB
+/// result more than the channel, hyper and both kernels' socket buffers hold, and its
+/// connection open well past the others' request timeout), another client's identify is
+/// answered with every distance exact. Before, the unread identify held the only matching
+/// slot until its write deadline, and the other waited into its request timeout (408).
+#[test]
+fn an_unread_identify_does_not_hold_the_matching_slot() {
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(40_000, 35, &p);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let creds = seed_gallery(&data, &key, &templates);
+    let server = Server::spawn(
+        "127.0.0.1:0",
+        &data,
+        &[
+            "--plain-http",
+            "--rate-limit",
+            "0",
+            "--max-matching",
+            "1",
+            "--write-timeout",
+            "120",
+            "--request-timeout",
+            "20",
+            "--max-templates",
+            "40000",
+        ],
+        None,
+    );
+    let host = host_of(&server);
+    let (probe, _) = encrypt_probe(&key, &templates[10]);
+    let (_unread, code) = open_identify(
+        &host,
+        &creds.token,
+        &probe.to_bytes(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(200));
+    std::thread::sleep(Duration::from_secs(1));
+    let ep = pinned(&server);
+    let m = RemoteMatcher::new(&ep, &p, creds.clone(), Path::new("t"));
+    let (probe, ctx) = encrypt_probe(&key, &templates[20]);
+    let r = m
+        .identify(&probe)
+        .expect("answered while another identify sits unread");
+    let d = decrypt(&key, &ctx, &r.result).unwrap();
+    assert_eq!(d.len(), templates.len());
+    for x in &d {
+        let t = &templates[x.id.0 as usize - 1];
+        assert_eq!(x.distance_sq, templates[20].distance_sq(t), "{:?}", x.id);
+    }
+}

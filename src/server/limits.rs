@@ -213,6 +213,16 @@ impl MatchSlots {
             _running: running,
         })
     }
+
+    /// A slot again for a match that gave its own back while waiting, if one is free now.
+    pub fn try_resume(&self) -> Option<MatchPermit> {
+        let admitted = self.admitted.clone().try_acquire_owned().ok()?;
+        let running = self.running.clone().try_acquire_owned().ok()?;
+        Some(MatchPermit {
+            _admitted: admitted,
+            _running: running,
+        })
+    }
 }
 
 /// At most `max` verifies and identifies per tenant in flight, each counted from its

@@ -40,6 +40,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::body::{self, Body, TenantBody};
 use super::error::ApiError;
@@ -324,8 +325,14 @@ async fn identify(
     type Admitted = Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError>;
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Admitted>();
     tokio::task::spawn_blocking(move || {
-        // The matching slot is held until the last block is computed.
-        let _slot = slot;
+        // The matching slot is held while blocks are computed, and given back while the
+        // client is behind (the channel full): a client that reads slowly, or not at all,
+        // holds no slot while it makes the matcher wait. When it catches up the next
+        // chunk is computed with a slot if one is free, else without: waiting for one
+        // here, under the gallery's read lock, could deadlock against an enrolment
+        // queued for the write lock and an identify holding the slot behind it. So a
+        // paused identify computes at its client's reading pace.
+        let mut slot = Some(slot);
         let params = *s.galleries.params();
         let mut first = Some(first_tx);
         let outcome = s.galleries.identify_chunks(
@@ -353,10 +360,20 @@ async fn identify(
                 for block in &part {
                     w.block(block, &mut out);
                 }
-                tx.blocking_send(Ok(Bytes::from(out)))
-                    .map_err(|_| MatcherError::Cancelled)
+                match tx.try_send(Ok(Bytes::from(out))) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Closed(_)) => Err(MatcherError::Cancelled),
+                    Err(TrySendError::Full(chunk)) => {
+                        slot = None;
+                        tx.blocking_send(chunk)
+                            .map_err(|_| MatcherError::Cancelled)?;
+                        slot = s.limits.matching.try_resume();
+                        Ok(())
+                    }
+                }
             },
         );
+        drop(slot);
         match outcome {
             Ok(w) => {
                 let mut tail = Vec::new();
