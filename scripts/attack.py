@@ -23,6 +23,10 @@ import threading
 import time
 import urllib.parse
 
+# An enrol request's head with a bad token, announcing a 60,000-byte body.
+BAD_POST = (b"POST /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n")
+
 
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -67,8 +71,7 @@ def trickle(a, host, port, tls):
     conns = []
     for _ in range(a.n):
         s = connect(host, port, tls)
-        s.sendall(b"POST /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
-                  b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n")
+        s.sendall(BAD_POST)
         s.setblocking(False)
         conns.append([s, None])
     start = time.time()
@@ -119,28 +122,24 @@ def slowbody(a, host, port, tls):
     stop = threading.Event()
 
     def attacker():
-        conns = []
-        for _ in range(a.n):
+        def open_one(conns):
             try:
                 s = connect(host, port, tls)
-                s.sendall(b"POST /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
-                          b"Content-Length: 60000\r\n\r\n")
+                s.sendall(BAD_POST)
                 conns.append(s)
             except OSError:
                 pass
+
+        conns = []
+        for _ in range(a.n):
+            open_one(conns)
         while not stop.is_set():
             for s in list(conns):
                 try:
                     s.send(b"x")
                 except OSError:
                     conns.remove(s)
-                    try:
-                        s = connect(host, port, tls)
-                        s.sendall(b"POST /v1/templates HTTP/1.1\r\nHost: x\r\n"
-                                  b"Authorization: Bearer nope\r\nContent-Length: 60000\r\n\r\n")
-                        conns.append(s)
-                    except OSError:
-                        pass
+                    open_one(conns)
             time.sleep(0.1)
 
     t = threading.Thread(target=attacker, daemon=True)
