@@ -11,8 +11,11 @@ Attacks (each prints one line of figures):
             over idle (from /proc/PID/status), and how many connections were answered.
   idle      more idle TCP connections than the server's cap, from one address, while
             health checks run: how many health checks were answered.
-  slowbody  N connections with a bad token trickling bodies while health checks run:
-            how many health checks were answered.
+  slowbody  N connections with a bad token trickling bodies (each reopened when the
+            server closes it) while health checks run: how many were answered.
+  Health checks come from the attacker's address unless --health-from gives another
+  (any 127.x.y.z is loopback): the per-address limit protects other addresses; the
+  attacker's own address is expected to suffer.
 Nothing here is used by the tests; the tests in tests/network.rs assert the bounds.
 """
 import argparse
@@ -36,8 +39,9 @@ def rss(pid):
     return 0
 
 
-def connect(host, port, tls):
-    s = socket.create_connection((host, port), timeout=10)
+def connect(host, port, tls, source=None):
+    s = socket.create_connection((host, port), timeout=10,
+                                 source_address=(source, 0) if source else None)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if tls:
         ctx = ssl.create_default_context()
@@ -47,9 +51,9 @@ def connect(host, port, tls):
     return s
 
 
-def health(host, port, tls, timeout=5.0):
+def health(host, port, tls, timeout=5.0, source=None):
     try:
-        s = connect(host, port, tls)
+        s = connect(host, port, tls, source)
         s.settimeout(timeout)
         s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = s.recv(64)
@@ -59,10 +63,10 @@ def health(host, port, tls, timeout=5.0):
         return False
 
 
-def health_loop(host, port, tls, seconds, every, results):
+def health_loop(host, port, tls, seconds, every, results, source=None):
     end = time.time() + seconds
     while time.time() < end:
-        results.append(health(host, port, tls))
+        results.append(health(host, port, tls, source=source))
         time.sleep(every)
 
 
@@ -113,8 +117,9 @@ def idle_conns(a, host, port, tls):
         except OSError:
             break
     results = []
-    health_loop(host, port, tls, a.seconds, a.seconds / 24, results)
-    print(f"idle: {len(held)} idle connections opened; health checks answered "
+    health_loop(host, port, tls, a.seconds, a.seconds / 24, results, a.health_from)
+    print(f"idle: {len(held)} idle connections opened; health checks "
+          f"{'from ' + a.health_from if a.health_from else 'from the same address'} answered "
           f"{sum(results)} of {len(results)}")
 
 
@@ -146,10 +151,12 @@ def slowbody(a, host, port, tls):
     t.start()
     time.sleep(2)
     results = []
-    health_loop(host, port, tls, a.seconds, a.seconds / 78, results)
+    health_loop(host, port, tls, a.seconds, a.seconds / 78, results, a.health_from)
     stop.set()
+    t.join()
     print(f"slowbody: {a.n} attacking connections (reopened when closed); health checks "
-          f"answered {sum(results)} of {len(results)}")
+          f"{'from ' + a.health_from if a.health_from else 'from the same address'} answered "
+          f"{sum(results)} of {len(results)}")
 
 
 def main():
@@ -159,6 +166,8 @@ def main():
     p.add_argument("--pid", type=int, required=True)
     p.add_argument("-n", type=int, default=60)
     p.add_argument("--seconds", type=float, default=12)
+    p.add_argument("--health-from", metavar="ADDR",
+                   help="source address of the health checks (e.g. 127.0.0.2: another client)")
     a = p.parse_args()
     u = urllib.parse.urlparse(a.url)
     host = u.hostname

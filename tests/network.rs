@@ -1086,7 +1086,7 @@ fn closed_count(conns: &mut [TcpStream], limit: Duration) -> usize {
 /// 200; so too when the trickles carry a bad token (their bodies read into nothing before
 /// the 401). Before, a busy connection was never closed: the health check's connection
 /// was refused until a trickle hit its body deadline (and, with a bad token, the end of
-/// its 2 s drain: `scripts/attack.py slowbody` had 12 of 66 health checks refused).
+/// its 2 s drain).
 #[test]
 fn slow_bodies_are_closed_before_their_address_is_locked_out() {
     let dir = tempfile::tempdir().unwrap();
