@@ -32,6 +32,18 @@ pub struct PreparedProbe {
     scratch_bytes: usize,
 }
 
+/// The probe's seeded GGSW, over its bodies (the masks come from its seed).
+fn seeded_ggsw<'a>(probe: &'a EncryptedProbe, p: &Params) -> SeededGgswCiphertext<&'a [u64]> {
+    SeededGgswCiphertext::from_container(
+        probe.bodies.as_slice(),
+        p.glwe_size(),
+        p.poly_size(),
+        p.base_log(),
+        CompressionSeed::from(Seed(probe.seed)),
+        p.modulus(),
+    )
+}
+
 impl PreparedProbe {
     /// Expands the seeded GGSW and converts it to the Fourier domain (once per probe).
     pub fn new(probe: &EncryptedProbe, params: &Params) -> Result<Self, HeError> {
@@ -41,14 +53,7 @@ impl PreparedProbe {
             });
         }
         let p = params;
-        let seeded = SeededGgswCiphertext::from_container(
-            probe.bodies.as_slice(),
-            p.glwe_size(),
-            p.poly_size(),
-            p.base_log(),
-            CompressionSeed::from(Seed(probe.seed)),
-            p.modulus(),
-        );
+        let seeded = seeded_ggsw(probe, p);
         let fft = Fft::new(p.poly_size());
         let mut fourier =
             FourierGgswCiphertext::new(p.glwe_size(), p.poly_size(), p.base_log(), p.level_count());
@@ -103,18 +108,23 @@ impl PreparedProbe {
                 },
             );
 
+        Ok(Self::from_fourier(p, fourier, fft))
+    }
+
+    /// A probe already in the Fourier domain, with the scratch its products need.
+    fn from_fourier(p: &Params, fourier: FourierGgswCiphertext<ABox<[c64]>>, fft: Fft) -> Self {
         let scratch_bytes = add_external_product_assign_mem_optimized_requirement::<u64>(
             p.glwe_size(),
             p.poly_size(),
             fft.as_view(),
         )
         .unaligned_bytes_required();
-        Ok(PreparedProbe {
+        PreparedProbe {
             params: *p,
             fourier,
             fft,
             scratch_bytes,
-        })
+        }
     }
 
     /// External product with one block; returns the result GLWE.
@@ -177,31 +187,11 @@ mod tests {
     /// The straightforward preparation the optimised one replaced: tfhe's own decompression
     /// of the whole standard GGSW, then tfhe's own conversion to the Fourier domain.
     fn prepare_reference(probe: &EncryptedProbe, p: &Params) -> PreparedProbe {
-        let seeded = SeededGgswCiphertext::from_container(
-            probe.bodies.as_slice(),
-            p.glwe_size(),
-            p.poly_size(),
-            p.base_log(),
-            CompressionSeed::from(Seed(probe.seed)),
-            p.modulus(),
-        );
-        let standard = seeded.decompress_into_ggsw_ciphertext();
+        let standard = seeded_ggsw(probe, p).decompress_into_ggsw_ciphertext();
         let mut fourier =
             FourierGgswCiphertext::new(p.glwe_size(), p.poly_size(), p.base_log(), p.level_count());
         convert_standard_ggsw_ciphertext_to_fourier(&standard, &mut fourier);
-        let fft = Fft::new(p.poly_size());
-        let scratch_bytes = add_external_product_assign_mem_optimized_requirement::<u64>(
-            p.glwe_size(),
-            p.poly_size(),
-            fft.as_view(),
-        )
-        .unaligned_bytes_required();
-        PreparedProbe {
-            params: *p,
-            fourier,
-            fft,
-            scratch_bytes,
-        }
+        PreparedProbe::from_fourier(p, fourier, Fft::new(p.poly_size()))
     }
 
     fn fourier_bits(probe: &PreparedProbe) -> Vec<(u64, u64)> {
