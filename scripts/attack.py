@@ -107,9 +107,14 @@ def trickle(a, host, port, tls):
           + (f", the last after {max(answered):.1f} s" if answered else ""))
 
 
-def idle_conns(a, host, port, tls):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+def more_files():
+    """Raises this process's open-file limit to its hard limit (more connections)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def idle_conns(a, host, port, tls):
+    more_files()
     held = []
     for _ in range(a.n):
         try:
@@ -124,6 +129,7 @@ def idle_conns(a, host, port, tls):
 
 
 def slowbody(a, host, port, tls):
+    more_files()
     stop = threading.Event()
 
     def attacker():
