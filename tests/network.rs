@@ -1043,6 +1043,12 @@ fn idle_connections_beyond_the_per_address_limit_are_closed() {
         open <= 4,
         "{open} idle connections from one address left open"
     );
+    // Counted for the operator: every idle connection closed to make room.
+    let m = pinned(&server)
+        .metrics(server.admin_token.as_ref().unwrap())
+        .unwrap();
+    let evicted = metric(&m, r#"blindface_rejected_total{code="evicted_idle"}"#);
+    assert!(evicted >= 16.0, "{evicted} evictions counted");
 }
 
 /// A new connection with a POST's head written (`extra`: more header lines, each ending
@@ -1114,6 +1120,13 @@ fn slow_bodies_are_closed_before_their_address_is_locked_out() {
             assert_eq!(
                 closed, 1,
                 "exactly one slow connection closed for the new one"
+            );
+            let m = pinned(&server)
+                .metrics(server.admin_token.as_ref().unwrap())
+                .unwrap();
+            assert_eq!(
+                metric(&m, r#"blindface_rejected_total{code="evicted_slow_body"}"#),
+                1.0
             );
         }
         drop(slow);
@@ -1367,6 +1380,7 @@ fn identifies_nobody_reads_are_bounded_and_closed_at_the_write_deadline() {
     for (extra, admitted, refusal) in cases {
         let mut args = vec![
             "--plain-http",
+            "--new-admin-token",
             "--rate-limit",
             "0",
             "--max-matching",
@@ -1413,6 +1427,13 @@ fn identifies_nobody_reads_are_bounded_and_closed_at_the_write_deadline() {
         let r = m.identify(&probe).expect("served again after the deadline");
         let d = decrypt(&key, &ctx, &r.result).unwrap();
         assert_eq!(d.len(), 10_000);
+        // Counted for the operator: each stalled connection closed at its deadline.
+        let m = ep.metrics(server.admin_token.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            metric(&m, r#"blindface_rejected_total{code="write_timeout"}"#),
+            admitted as f64,
+            "{extra:?}"
+        );
         server.kill9();
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,7 +50,20 @@ pub struct ConnLimits {
 struct Conn {
     in_flight: AtomicUsize,
     body: BodyClock,
+    /// Closed (or told to close) to make room because it was slow at its body, not idle.
+    evicted_slow: AtomicBool,
     close: Notify,
+}
+
+impl Conn {
+    /// What its eviction is counted as in `/metrics`.
+    fn eviction(&self) -> &'static str {
+        if self.evicted_slow.load(Ordering::Acquire) {
+            "evicted_slow_body"
+        } else {
+            "evicted_idle"
+        }
+    }
 }
 
 /// A connection receiving a body for longer than this may be closed to make room, when
@@ -86,9 +99,14 @@ impl Registry {
                 .max_by_key(|&(_, took)| took)
                 .map(|(i, _)| i)
         };
-        match idle.or_else(slow) {
+        let (i, slow) = match idle {
+            Some(i) => (Some(i), false),
+            None => (slow(), true),
+        };
+        match i {
             Some(i) => {
                 let c = list.remove(i);
+                c.evicted_slow.store(slow, Ordering::Release);
                 c.close.notify_one();
                 true
             }
@@ -115,6 +133,7 @@ impl Registry {
         let conn = Arc::new(Conn {
             in_flight: AtomicUsize::new(0),
             body: BodyClock::default(),
+            evicted_slow: AtomicBool::new(false),
             close: Notify::new(),
         });
         map.entry(ip).or_default().push(conn.clone());
@@ -214,7 +233,10 @@ pub async fn serve(
                         tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp));
                     let handshake = tokio::select! {
                         h = handshake => h,
-                        _ = closed.close.notified() => return,
+                        _ = closed.close.notified() => {
+                            metrics.reject(closed.eviction());
+                            return;
+                        }
                     };
                     match handshake {
                         Ok(Ok(tls)) => Box::new(tls),
@@ -254,7 +276,10 @@ pub async fn serve(
             let result = tokio::select! {
                 r = conn.as_mut() => r,
                 // Evicted, idle or slow at its body (another connection needed the room).
-                _ = closed.close.notified() => return,
+                _ = closed.close.notified() => {
+                    metrics.reject(closed.eviction());
+                    return;
+                }
                 _ = stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
@@ -263,6 +288,8 @@ pub async fn serve(
             if let Err(e) = result {
                 if e.is_timeout() {
                     metrics.reject("header_timeout");
+                } else if stalled(&e) {
+                    metrics.reject("write_timeout");
                 }
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -272,6 +299,18 @@ pub async fn serve(
     // Every connection holds a permit until it is done: wait for all of them.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(Duration::from_secs(30), slots.acquire_many(all)).await;
+}
+
+/// Whether a connection ended because a write made no progress (`stall`).
+fn stalled(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Completes once shutdown is signalled (never, if the sender is gone without it).

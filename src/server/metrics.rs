@@ -4,7 +4,10 @@
 //!
 //! Metrics: `blindface_requests_total{route,status}`, `blindface_request_seconds{route}`,
 //! `blindface_rejected_total{code}` (every error reply by its code, plus refusals before
-//! routing: `connection_limit`, `tls_handshake_timeout`, `header_timeout`), and gauges read
+//! routing: `connection_limit`, `address_connection_limit`, `tls_handshake_timeout`,
+//! `header_timeout`; connections closed to make room, `evicted_idle` and
+//! `evicted_slow_body`; and `write_timeout`, a client that took none of its response
+//! for the write deadline), and gauges read
 //! at scrape time: `blindface_tenants`, `blindface_templates`,
 //! `blindface_memory_used_bytes`, `blindface_memory_budget_bytes`.
 
