@@ -236,7 +236,7 @@ pub async fn linger(req: Request, next: Next) -> Response {
     // A body read into nothing counts as arriving too: slow at it, its connection may be
     // closed to make room (`listen`).
     let clock = req.extensions().get::<BodyClock>().cloned();
-    let (back, rest) = oneshot::channel();
+    let (back, mut rest) = oneshot::channel();
     let req = req.map(|inner| {
         AxumBody::new(Returning {
             inner: Some(inner),
@@ -250,7 +250,6 @@ pub async fn linger(req: Request, next: Next) -> Response {
     }
     // The request is dropped by the time its handler answers; a body kept alive past
     // that (none is) is simply not waited for.
-    let mut rest = rest;
     if let Ok(body) = rest.try_recv() {
         let _receiving = clock.as_ref().map(BodyClock::start);
         drain(body, limit).await;
