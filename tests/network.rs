@@ -1135,7 +1135,8 @@ fn slow_bodies_are_closed_before_their_address_is_locked_out() {
 }
 
 /// Requests failing authentication are rate-limited per address: a burst of bad tokens
-/// gets 429 with Retry-After after a few 401s.
+/// gets 429 with Retry-After after a few 401s, while valid tokens from the same address
+/// are still served.
 #[test]
 fn a_burst_of_bad_tokens_is_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
@@ -1145,6 +1146,9 @@ fn a_burst_of_bad_tokens_is_rate_limited() {
         &["--unauthenticated-rate", "0.5"],
     );
     let host = host_of(&server);
+    // Registered before the burst (registration carries no token, so it is limited too).
+    let creds =
+        blindface::matcher::RemoteMatcher::register(&pinned(&server), None).expect("register");
     let mut statuses = Vec::new();
     let mut retry_after = false;
     for _ in 0..60 {
@@ -1165,6 +1169,30 @@ fn a_burst_of_bad_tokens_is_rate_limited() {
         "{statuses:?}"
     );
     assert!(retry_after);
+    // A valid token from the same address, now over its limit, is still served: an
+    // honest client behind the attacker's address (a shared NAT) is not locked out.
+    // Before, it got the address's 429 too.
+    for _ in 0..3 {
+        let (status, body) = raw(
+            &host,
+            format!(
+                "GET /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Connection: close\r\n\r\n",
+                creds.token
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    // ...while a bad one is still refused with 429.
+    let (status, _) = raw(
+        &host,
+        b"GET /v1/templates HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 429);
 }
 
 /// The server's resident memory (VmRSS) in bytes.

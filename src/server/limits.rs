@@ -145,17 +145,20 @@ impl RateLimiter {
 const MAX_BUCKETS: usize = 16_384;
 
 /// The unauthenticated rate limit: a source address whose requests failed authentication
-/// (401) more often than the limit is answered 429 (with `Retry-After`) without any work,
-/// authentication or body read, until its bucket refills. Health checks are exempt.
+/// (401) more often than the limit is answered 429 (with `Retry-After`) without any work
+/// or body read, until its bucket refills. Health checks are exempt, and so is a request
+/// whose token is valid (`authenticated`, checked by the caller): an honest client behind
+/// the same address as an attacker (a shared NAT) is not locked out with it.
 pub async fn unauthenticated(
-    State(limiter): State<Arc<RateLimiter>>,
+    limiter: &RateLimiter,
+    authenticated: bool,
     req: Request,
     next: Next,
 ) -> Response {
     let Some(Peer(ip)) = req.extensions().get::<Peer>().copied() else {
         return next.run(req).await;
     };
-    if req.uri().path() == crate::matcher::api::paths::HEALTH {
+    if authenticated || req.uri().path() == crate::matcher::api::paths::HEALTH {
         return next.run(req).await;
     }
     let key = ip.to_string();

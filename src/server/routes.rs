@@ -94,8 +94,8 @@ pub fn router(state: Shared, request_timeout: Duration) -> Router {
             limits::request_timeout,
         ))
         .layer(middleware::from_fn_with_state(
-            state.limits.unauthenticated.clone(),
-            limits::unauthenticated,
+            state.clone(),
+            super::state::unauthenticated,
         ))
         .layer(middleware::from_fn(body::linger))
         .layer(middleware::from_fn_with_state(

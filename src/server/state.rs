@@ -1,15 +1,19 @@
 //! What the server's handlers share (`ServerState`: the galleries, tokens, limits and
 //! metrics), the request-level checks made against it (`require_admin`, `tenant_of`,
-//! the `Tenant` and `Admin` extractors, which run before any body is read), and `blocking`, which runs heavy work off the executor.
+//! the `Tenant` and `Admin` extractors, which run before any body is read, and the
+//! failed-authentication limit, which lets valid tokens through), and `blocking`, which
+//! runs heavy work off the executor.
 //!
 //! Only the handlers (`routes`, `admin`) and `mod.rs` import this file; the parts it
 //! holds (`auth`, `limits`, `metrics`) know nothing of it.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
 
 use super::auth::{self, Registration};
 use super::error::ApiError;
@@ -40,6 +44,11 @@ impl ServerState {
     /// Passes requests bearing the admin token only.
     pub fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         auth::require_admin(&self.admin_hash, headers)
+    }
+
+    /// Whether a request bears a valid token (a tenant's or the admin's).
+    pub fn authenticates(&self, headers: &HeaderMap) -> bool {
+        self.auth.tenant_of(headers).is_ok() || self.require_admin(headers).is_ok()
     }
 
     /// The tenant a request's bearer token belongs to, within its rate limit. Routes with a
@@ -79,4 +88,15 @@ impl FromRequestParts<Arc<ServerState>> for Admin {
     ) -> Result<Self, Self::Rejection> {
         state.require_admin(&parts.headers).map(|()| Admin)
     }
+}
+
+/// The per-address limit on failed authentications (`limits::unauthenticated`), as a
+/// middleware: a request with a valid token passes even from an address over the limit.
+pub async fn unauthenticated(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let authenticated = state.authenticates(req.headers());
+    limits::unauthenticated(&state.limits.unauthenticated, authenticated, req, next).await
 }
