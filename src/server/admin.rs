@@ -11,7 +11,7 @@ use axum::Json;
 
 use super::accounts;
 use super::auth::{hash_token, random_hex};
-use super::body::Body;
+use super::body::{Body, SMALL_BODY_LIMIT};
 use super::error::ApiError;
 use super::state::{blocking, Admin, ServerState};
 use crate::matcher::api::{InviteReply, InviteRequest};
@@ -42,7 +42,7 @@ pub fn admin_token(
 pub async fn create_invites(
     State(s): State<Arc<ServerState>>,
     _: Admin,
-    body: Body<1024>,
+    body: Body<SMALL_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<InviteReply>), ApiError> {
     let req: InviteRequest = if body.is_empty() {
         InviteRequest::default()

@@ -37,6 +37,9 @@ pub const BODY_GRACE: Duration = Duration::from_secs(10);
 /// The slowest a body may arrive, in bytes per second.
 pub const MIN_BODY_RATE: u64 = 16 * 1024;
 
+/// Largest registration or invitation body.
+pub const SMALL_BODY_LIMIT: usize = 1024;
+
 /// The longest a refused request's body is read into nothing before the refusal is sent.
 pub const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// The most bytes of a refused request's body read into nothing (the largest any route

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -26,7 +26,7 @@ use crate::matcher::codes;
 pub struct Limits {
     pub rate: RateLimiter,
     /// Failed authentications per source address.
-    pub unauthenticated: Arc<RateLimiter>,
+    pub unauthenticated: RateLimiter,
     pub matching: MatchSlots,
     /// Verifies and identifies in flight per tenant.
     pub per_tenant: TenantSlots,
@@ -147,28 +147,46 @@ const MAX_BUCKETS: usize = 16_384;
 /// The unauthenticated rate limit: a source address whose requests failed authentication
 /// (401) more often than the limit is answered 429 (with `Retry-After`) without any work
 /// or body read, until its bucket refills. Health checks are exempt, and so is a request
-/// whose token is valid (`authenticated`, checked by the caller): an honest client behind
-/// the same address as an attacker (a shared NAT) is not locked out with it.
+/// whose token is valid (`authenticated`, asked only of requests from an address over
+/// the limit): an honest client behind the same address as an attacker (a shared NAT) is
+/// not locked out with it.
 pub async fn unauthenticated(
     limiter: &RateLimiter,
-    authenticated: bool,
+    authenticated: impl Fn(&HeaderMap) -> bool,
     req: Request,
     next: Next,
 ) -> Response {
     let Some(Peer(ip)) = req.extensions().get::<Peer>().copied() else {
         return next.run(req).await;
     };
-    if authenticated || req.uri().path() == crate::matcher::api::paths::HEALTH {
+    if req.uri().path() == crate::matcher::api::paths::HEALTH {
         return next.run(req).await;
     }
     let key = ip.to_string();
+    // The token is looked up only where it decides something: from an address over the
+    // limit, and for a 401 (a valid token refused by a route, e.g. a tenant's on an admin
+    // route, is not a failed authentication of the address).
+    let token = req.headers().get(header::AUTHORIZATION).cloned();
+    let mut valid = None;
     if let Err(mut e) = limiter.peek(&key) {
-        e.message = "too many requests that failed authentication from this address".into();
-        return e.into_response();
+        if !authenticated(req.headers()) {
+            e.message = "too many requests that failed authentication from this address".into();
+            return e.into_response();
+        }
+        valid = Some(true);
     }
     let resp = next.run(req).await;
     if resp.status() == StatusCode::UNAUTHORIZED {
-        let _ = limiter.check(&key);
+        let valid = valid.unwrap_or_else(|| {
+            let mut headers = HeaderMap::new();
+            if let Some(token) = token {
+                headers.insert(header::AUTHORIZATION, token);
+            }
+            authenticated(&headers)
+        });
+        if !valid {
+            let _ = limiter.check(&key);
+        }
     }
     resp
 }

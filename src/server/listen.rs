@@ -211,7 +211,7 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let entry = conn_entry.clone();
-            let _registered = scopeguard(move || registry.remove(ip, &entry));
+            let _registered = scopeguard::guard((), move |()| registry.remove(ip, &entry));
             // At the global cap, an idle connection was told to close: take its slot.
             let _permit = match permit {
                 Some(p) => p,
@@ -323,17 +323,4 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
             std::future::pending::<()>().await;
         }
     }
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

@@ -179,10 +179,10 @@ pub fn run(config: ServerConfig) -> Result<()> {
         admin_hash,
         limits: limits::Limits {
             rate: limits::RateLimiter::new(l.rate_per_second, l.rate_burst),
-            unauthenticated: Arc::new(limits::RateLimiter::new(
+            unauthenticated: limits::RateLimiter::new(
                 l.unauthenticated_rate,
                 (l.unauthenticated_rate * 4.0).ceil() as u32,
-            )),
+            ),
             matching: limits::MatchSlots::new(l.max_matching, l.match_queue),
             per_tenant: limits::TenantSlots::new(l.max_matching_per_tenant),
             buffered: limits::BufferBudget::new(l.max_buffered_bytes),

@@ -42,7 +42,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::body::{self, Body, TenantBody};
+use super::body::{self, Body, TenantBody, SMALL_BODY_LIMIT};
 use super::error::ApiError;
 use super::state::{blocking, ServerState, Tenant};
 use super::{admin, limits, observe};
@@ -62,8 +62,6 @@ pub const ENROL_BODY_LIMIT: usize = 64 * 1024;
 pub const MOVE_BODY_LIMIT: usize = 2 * ENROL_BODY_LIMIT;
 /// Largest probe body (a seeded probe is ~128 KiB).
 pub const PROBE_BODY_LIMIT: usize = 512 * 1024;
-/// Largest registration or invitation body.
-pub const SMALL_BODY_LIMIT: usize = 1024;
 
 type Shared = Arc<ServerState>;
 
@@ -295,13 +293,13 @@ async fn verify(
 /// Chunks of an identify's result waiting between the matching thread and the connection.
 const RESULT_CHANNEL: usize = 2;
 
-/// The most result bytes one identify of `blocks` blocks holds at once: the chunks in
-/// the channel, the one being made and the one the connection took last. Taken from the
-/// buffer budget before matching starts and held until the response is done.
-fn identify_buffer_bytes(params: &crate::he::Params, blocks: usize) -> usize {
+/// The most block bytes one identify of `blocks` blocks holds at once: the chunks in
+/// the channel, the one being made and the one the connection took last. Taken (with the
+/// result's header and tail) from the buffer budget before matching starts and held until
+/// the response is done.
+fn identify_block_bytes(params: &crate::he::Params, blocks: usize) -> usize {
     let block = BlockResult::encoded_len(params, params.slots_per_block());
-    let held = blocks.min((RESULT_CHANNEL + 2) * crate::matcher::IDENTIFY_CHUNK);
-    held * block + ResultWriter::new(params, blocks).header().len() + 64
+    blocks.min((RESULT_CHANNEL + 2) * crate::matcher::IDENTIFY_CHUNK) * block
 }
 
 async fn identify(
@@ -340,7 +338,11 @@ async fn identify(
             &probe,
             crate::matcher::IDENTIFY_CHUNK,
             |n| {
-                let budget = s.limits.buffered.take(identify_buffer_bytes(&params, n));
+                let mut w = ResultWriter::new(&params, n);
+                let header = w.header();
+                // The header, the blocks held at once and a tail of a few bytes.
+                let bytes = header.len() + identify_block_bytes(&params, n) + 64;
+                let budget = s.limits.buffered.take(bytes);
                 let refused = budget.is_err();
                 if let Some(f) = first.take() {
                     let _ = f.send(budget);
@@ -348,8 +350,7 @@ async fn identify(
                 if refused {
                     return Err(MatcherError::Cancelled);
                 }
-                let mut w = ResultWriter::new(&params, n);
-                tx.blocking_send(Ok(Bytes::from(w.header())))
+                tx.blocking_send(Ok(Bytes::from(header)))
                     .map_err(|_| MatcherError::Cancelled)?;
                 Ok(w)
             },

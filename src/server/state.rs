@@ -97,6 +97,11 @@ pub async fn unauthenticated(
     req: Request,
     next: Next,
 ) -> Response {
-    let authenticated = state.authenticates(req.headers());
-    limits::unauthenticated(&state.limits.unauthenticated, authenticated, req, next).await
+    limits::unauthenticated(
+        &state.limits.unauthenticated,
+        |headers| state.authenticates(headers),
+        req,
+        next,
+    )
+    .await
 }
