@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use blindface::client::{endpoint, remember_pin};
 use blindface::matcher::{MatcherSpec, Quotas, TokenStore};
-use blindface::server::{self, Registration, ServerConfig, TlsSource, WorkLimits};
+use blindface::server::{self, ClusterConfig, Registration, ServerConfig, TlsSource, WorkLimits};
 
 use super::output::{emit, Globals};
 
@@ -88,6 +88,22 @@ pub struct ServeArgs {
     /// stopped reading) before it is closed [default: 30].
     #[arg(long, value_name = "SECONDS")]
     write_timeout: Option<f64>,
+    /// Run as a node of a cluster whose state lives in NATS JetStream: the NATS servers'
+    /// URLs, comma-separated (nats://HOST:4222,...). Every node given the same NATS
+    /// serves the same galleries; --data is then only this node's cache.
+    #[arg(long, value_name = "URLS")]
+    cluster: Option<String>,
+    /// With --cluster: replicas of the cluster's log when this node creates it (at most
+    /// the number of NATS servers; 3 survives the loss of one).
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "cluster")]
+    log_replicas: usize,
+    /// With --cluster: a NATS credentials file (JWT + NKey) for servers that require one.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    nats_credentials: Option<PathBuf>,
+    /// With --cluster: the CA certificate (PEM) that signed the NATS servers' TLS
+    /// certificates; TLS to NATS is then required.
+    #[arg(long, value_name = "PEM", requires = "cluster")]
+    nats_ca: Option<PathBuf>,
 }
 
 /// `12345`, `64KiB`, `256MiB`, `4GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
@@ -185,6 +201,12 @@ pub fn serve(globals: &Globals, a: ServeArgs) -> Result<()> {
                 .max(1),
             write_timeout: seconds(a.write_timeout, defaults.write_timeout),
         },
+        cluster: a.cluster.map(|urls| ClusterConfig {
+            urls,
+            log_replicas: a.log_replicas.max(1),
+            credentials: a.nats_credentials,
+            ca: a.nats_ca,
+        }),
     })
 }
 

@@ -264,6 +264,61 @@ impl Galleries {
         Ok(())
     }
 
+    /// Whether `tenant`'s gallery would take this enrolment now: every check
+    /// [`Galleries::enrol`] makes before it plans (a cluster node's check before it
+    /// appends an enrolment to the log).
+    pub fn check_enrolment_into(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+        template: &EncryptedTemplate,
+        label: &[u8],
+    ) -> Result<(), MatcherError> {
+        self.check_enrolment(id, template, label)?;
+        let t = self.tenant(tenant)?;
+        let g = t.gallery.read().map_err(poisoned)?;
+        self.check_room(&g, id)?;
+        let budget = self.quotas.memory_budget;
+        if self.used_bytes().saturating_add(self.bytes_per_template()) > budget {
+            return Err(MatcherError::MemoryBudget { budget });
+        }
+        Ok(())
+    }
+
+    /// `UnknownId` unless `tenant`'s gallery holds `id`.
+    pub fn check_known(&self, tenant: &str, id: TemplateId) -> Result<(), MatcherError> {
+        if self
+            .tenant(tenant)?
+            .gallery
+            .read()
+            .map_err(poisoned)?
+            .contains(id)
+        {
+            Ok(())
+        } else {
+            Err(MatcherError::UnknownId(id))
+        }
+    }
+
+    /// The gallery-level checks of an enrolment: a new id, within the tenant's quotas.
+    fn check_room(&self, g: &Gallery, id: TemplateId) -> Result<(), MatcherError> {
+        if g.contains(id) {
+            return Err(MatcherError::DuplicateId(id));
+        }
+        if g.len() >= self.quotas.max_templates {
+            return Err(MatcherError::GalleryFull {
+                max: self.quotas.max_templates,
+            });
+        }
+        let cost = self.bytes_per_template();
+        if (g.len() as u64 + 1).saturating_mul(cost) > self.quotas.max_tenant_bytes {
+            return Err(MatcherError::TenantQuota {
+                max_bytes: self.quotas.max_tenant_bytes,
+            });
+        }
+        Ok(())
+    }
+
     fn check_enrolment(
         &self,
         id: TemplateId,
@@ -302,20 +357,7 @@ impl Galleries {
         let _writer = t.writer.lock().map_err(poisoned)?;
         let change = {
             let g = t.gallery.read().map_err(poisoned)?;
-            if g.contains(id) {
-                return Err(MatcherError::DuplicateId(id));
-            }
-            if g.len() >= self.quotas.max_templates {
-                return Err(MatcherError::GalleryFull {
-                    max: self.quotas.max_templates,
-                });
-            }
-            let cost = self.bytes_per_template();
-            if (g.len() as u64 + 1).saturating_mul(cost) > self.quotas.max_tenant_bytes {
-                return Err(MatcherError::TenantQuota {
-                    max_bytes: self.quotas.max_tenant_bytes,
-                });
-            }
+            self.check_room(&g, id)?;
             g.plan_insert(id, &template)?
         };
         let loc = change.location();

@@ -1,5 +1,5 @@
 //! The operator's side of the server: one admin token (32 random bytes, printed once when
-//! it is created, only its SHA-256 kept in the store) that creates one-time registration
+//! it is created, only its SHA-256 kept in the store, through the ledger) that creates one-time registration
 //! codes (`POST /v1/admin/invites`) and reads `/metrics`. Codes are 16 random bytes, hex;
 //! the store keeps their hashes and drops each in the transaction that uses it.
 
@@ -9,33 +9,38 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::accounts;
 use super::auth::{hash_token, random_hex};
 use super::body::{Body, SMALL_BODY_LIMIT};
 use super::error::ApiError;
+use super::ledger::{Ledger, Op};
 use super::state::{blocking, Admin, ServerState};
 use crate::matcher::api::{InviteReply, InviteRequest};
-use crate::matcher::{MatcherError, Store};
 
 /// Most codes one request creates.
 pub const MAX_INVITES_PER_REQUEST: usize = 100;
 
-/// The admin token's hash, creating a token first if there is none (or `rotate`); the new
-/// token is returned so it can be printed, once.
-pub fn admin_token(
-    store: &Store,
+/// Makes sure an admin token exists, creating one if there is none (or `rotate`: a new
+/// one replaces it); returns the new token so it can be printed, once. On a cluster the
+/// token is the cluster's: the first node to start creates it, the others adopt it.
+pub async fn ensure_admin_token(
+    s: &Arc<ServerState>,
     rotate: bool,
-) -> Result<([u8; 32], Option<String>), MatcherError> {
-    if let (Some(hash), false) = (accounts::admin_token_hash(store)?, rotate) {
-        return Ok((hash, None));
+) -> Result<Option<String>, ApiError> {
+    if s.admin_hash.read().is_some() && !rotate {
+        return Ok(None);
     }
-    let token = random_hex(32).map_err(|e| MatcherError::BadInput {
-        what: "random generator",
-        detail: e,
-    })?;
-    let hash = hash_token(&token);
-    accounts::set_admin_token_hash(store, &hash)?;
-    Ok((hash, Some(token)))
+    let token = random_hex(32).map_err(ApiError::internal)?;
+    let op = Op::AdminToken {
+        hash: hash_token(&token),
+    };
+    let created = match (&s.ledger, rotate) {
+        (Ledger::Cluster(node), false) => node.create_once(op).await?,
+        _ => {
+            Ledger::write(s, op).await?;
+            true
+        }
+    };
+    Ok(created.then_some(token))
 }
 
 /// `POST /v1/admin/invites` `{count}` -> 201 `{codes: [...]}`.
@@ -63,10 +68,11 @@ pub async fn create_invites(
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        accounts::add_invites(s.galleries.store(), &hashes, now)?;
-        Ok(codes)
+        Ok((codes, hashes, now))
     })
     .await?;
+    let (codes, hashes, now) = codes;
+    Ledger::write(&s, Op::Invites { hashes, now }).await?;
     tracing::info!(count = codes.len(), "invitation codes created");
     Ok((StatusCode::CREATED, Json(InviteReply { codes })))
 }

@@ -54,56 +54,67 @@ impl Tokens {
             .unwrap_or_default()
     }
 
-    /// Creates a tenant (durably, within the memory budget, consuming `invite` when the
-    /// server is invite-only) unless `max` tenants exist; returns (tenant, token).
-    pub fn register(
-        &self,
-        galleries: &Galleries,
-        max: usize,
+    /// The hash of the invitation code a registration must consume: `None` when
+    /// registration is open; 403 when the server is invite-only and none was sent.
+    pub fn invitation(
         registration: Registration,
         invite: Option<&str>,
-    ) -> Result<(String, String), ApiError> {
-        fn poisoned<T>(_: T) -> ApiError {
-            ApiError::from(MatcherError::Poisoned)
+    ) -> Result<Option<[u8; 32]>, ApiError> {
+        match (registration, invite) {
+            (Registration::Open, _) => Ok(None),
+            (Registration::InviteOnly, Some(code)) => Ok(Some(hash_token(code))),
+            (Registration::InviteOnly, None) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                codes::INVITE_REQUIRED,
+                "this server registers galleries by invitation only: send {\"invite\": CODE}",
+            )),
         }
-        let forbidden =
-            |code, message: &str| ApiError::new(axum::http::StatusCode::FORBIDDEN, code, message);
-        let invite_hash =
-            match (registration, invite) {
-                (Registration::Open, _) => None,
-                (Registration::InviteOnly, Some(code)) => Some(hash_token(code)),
-                (Registration::InviteOnly, None) => return Err(forbidden(
-                    codes::INVITE_REQUIRED,
-                    "this server registers galleries by invitation only: send {\"invite\": CODE}",
-                )),
-            };
-        let _one_at_a_time = self.registering.lock().map_err(poisoned)?;
+    }
+
+    /// 409 once `max` tenants exist.
+    pub fn check_room(&self, max: usize) -> Result<(), ApiError> {
         if self.by_hash.read().map_err(poisoned)?.len() >= max {
             return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
+                StatusCode::CONFLICT,
                 codes::TENANT_LIMIT,
                 format!("this server already has its maximum of {max} tenants"),
             ));
         }
-        let (tenant, token) = new_tenant()?;
-        let hash = hash_token(&token);
-        if !galleries.register_tenant(&tenant, &hash, accounts::admit(invite_hash))? {
-            return Err(forbidden(
-                codes::INVITE_INVALID,
-                "unknown or already used invitation code",
-            ));
+        Ok(())
+    }
+
+    /// Records `tenant` with its token's hash (durably, within the memory budget,
+    /// consuming the code `invite` if given) unless `max` tenants exist; `false`, with
+    /// nothing changed, for an unknown or used code. The one registration step, which
+    /// `ledger::apply` runs.
+    pub fn admit(
+        &self,
+        galleries: &Galleries,
+        max: usize,
+        tenant: &str,
+        token_hash: [u8; 32],
+        invite: Option<[u8; 32]>,
+    ) -> Result<bool, ApiError> {
+        let _one_at_a_time = self.registering.lock().map_err(poisoned)?;
+        self.check_room(max)?;
+        if !galleries.register_tenant(tenant, &token_hash, accounts::admit(invite))? {
+            return Ok(false);
         }
         self.by_hash
             .write()
             .map_err(poisoned)?
-            .insert(hash, tenant.clone());
-        Ok((tenant, token))
+            .insert(token_hash, tenant.to_string());
+        Ok(true)
     }
 
     fn lookup(&self, token: &str) -> Option<String> {
         let hash = hash_token(token);
         self.by_hash.read().ok()?.get(&hash).cloned()
     }
+}
+
+fn poisoned<T>(_: T) -> ApiError {
+    ApiError::from(MatcherError::Poisoned)
 }
 
 pub fn hash_token(token: &str) -> [u8; 32] {
@@ -146,9 +157,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 /// Passes requests bearing the admin token (whose hash is `admin_hash`) only.
-pub fn require_admin(admin_hash: &[u8; 32], headers: &HeaderMap) -> Result<(), ApiError> {
-    match bearer(headers) {
-        Ok(token) if hash_token(token) == *admin_hash => Ok(()),
+pub fn require_admin(admin_hash: Option<[u8; 32]>, headers: &HeaderMap) -> Result<(), ApiError> {
+    match (bearer(headers), admin_hash) {
+        (Ok(token), Some(hash)) if hash_token(token) == hash => Ok(()),
         _ => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             codes::ADMIN_UNAUTHORIZED,

@@ -164,7 +164,7 @@ impl<const MAX: usize> FromRequest<Arc<ServerState>> for TenantBody<MAX> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<ServerState>) -> Result<Self, ApiError> {
-        let tenant = state.tenant_of(req.headers())?;
+        let tenant = state.tenant_of(req.headers()).await?;
         let (bytes, budget) = read(req, MAX, &state.limits.buffered).await?;
         Ok(TenantBody {
             tenant,

@@ -23,7 +23,9 @@ mod accounts;
 mod admin;
 mod auth;
 mod body;
+mod cluster;
 mod error;
+mod ledger;
 mod limits;
 mod listen;
 mod metrics;
@@ -46,6 +48,7 @@ use crate::matcher::{Galleries, Quotas};
 use state::ServerState;
 
 pub use auth::Registration;
+pub use cluster::ClusterConfig;
 pub use error::ApiError;
 pub use tls::{TlsSource, SELF_SIGNED_CERT, SELF_SIGNED_KEY};
 
@@ -127,6 +130,9 @@ pub struct ServerConfig {
     /// Replace the admin token (printing the new one).
     pub new_admin_token: bool,
     pub limits: WorkLimits,
+    /// `Some`: a cluster node (`--cluster`), its state in the cluster's JetStream log and
+    /// `data` only its cache.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Opens the store, sets up TLS and the admin token, binds, prints the certificate
@@ -142,58 +148,95 @@ pub fn run(config: ServerConfig) -> Result<()> {
             config.addr
         );
     }
-    let galleries = Galleries::open_with(&config.data, &crate::he::Params::v1(), config.quotas)?;
-    let auth = auth::Tokens::load(galleries.store())?;
-    for tenant in auth.tenants() {
-        galleries.ensure_tenant(&tenant)?;
-    }
-    let (admin_hash, new_admin) = admin::admin_token(galleries.store(), config.new_admin_token)?;
-    let tls = match &config.tls {
-        None => None,
-        Some(source) => {
-            let names = (!config.addr.ip().is_unspecified())
-                .then(|| config.addr.ip().to_string())
-                .into_iter()
-                .collect::<Vec<_>>();
-            Some(tls::load(source, &config.data, &names)?)
-        }
-    };
-    tracing::info!(
-        store = %galleries.store().path().display(),
-        tenants = galleries.tenant_count(),
-        templates = galleries.template_count(),
-        max_templates = config.quotas.max_templates,
-        bytes_per_template = galleries.bytes_per_template(),
-        memory_used = galleries.used_bytes(),
-        memory_budget = config.quotas.memory_budget,
-        registration = ?config.registration,
-        "store opened"
-    );
     let l = config.limits;
-    let metrics = Arc::new(metrics::Metrics::new());
-    let state = Arc::new(ServerState {
-        galleries,
-        auth,
-        max_tenants: config.max_tenants,
-        registration: config.registration,
-        admin_hash,
-        limits: limits::Limits {
-            rate: limits::RateLimiter::new(l.rate_per_second, l.rate_burst),
-            unauthenticated: limits::RateLimiter::new(
-                l.unauthenticated_rate,
-                (l.unauthenticated_rate * 4.0).ceil() as u32,
-            ),
-            matching: limits::MatchSlots::new(l.max_matching, l.match_queue),
-            per_tenant: limits::TenantSlots::new(l.max_matching_per_tenant),
-            buffered: limits::BufferBudget::new(l.max_buffered_bytes),
-        },
-        metrics: metrics.clone(),
-    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let params = crate::he::Params::v1();
+        let (galleries, node) = match &config.cluster {
+            None => (Galleries::open_with(&config.data, &params, config.quotas)?, None),
+            Some(c) => {
+                let log = cluster::Log::connect(c).await?;
+                let id = ledger::identity(&log).await?;
+                let galleries = ledger::open_cache(&config.data, &params, config.quotas, id)?;
+                let position = galleries.store().log_position()?.unwrap_or(0);
+                tracing::info!(nats = log.urls(), log_replicas = log.replicas(), cluster = %format!("{id:016x}"), position, "joined the cluster's log");
+                let node = ledger::Node::new(log, position).map_err(|e| anyhow::anyhow!(e.message))?;
+                (galleries, Some(node))
+            }
+        };
+        let auth = auth::Tokens::load(galleries.store())?;
+        for tenant in auth.tenants() {
+            galleries.ensure_tenant(&tenant)?;
+        }
+        let admin_hash = accounts::admin_token_hash(galleries.store())?;
+        let metrics = Arc::new(metrics::Metrics::new());
+        let state = Arc::new(ServerState {
+            galleries,
+            auth,
+            max_tenants: config.max_tenants,
+            registration: config.registration,
+            admin_hash: parking_lot::RwLock::new(admin_hash),
+            ledger: match &node {
+                None => ledger::Ledger::Standalone,
+                Some(n) => ledger::Ledger::Cluster(n.clone()),
+            },
+            data: config.data.clone(),
+            limits: limits::Limits {
+                rate: limits::RateLimiter::new(l.rate_per_second, l.rate_burst),
+                unauthenticated: limits::RateLimiter::new(
+                    l.unauthenticated_rate,
+                    (l.unauthenticated_rate * 4.0).ceil() as u32,
+                ),
+                matching: limits::MatchSlots::new(l.max_matching, l.match_queue),
+                per_tenant: limits::TenantSlots::new(l.max_matching_per_tenant),
+                buffered: limits::BufferBudget::new(l.max_buffered_bytes),
+            },
+            metrics: metrics.clone(),
+        });
+        let mut certificate_created = false;
+        if let Some(node) = &node {
+            node.follow(state.clone()).await?;
+            tracing::info!(position = node.applied(), "caught up with the cluster's log");
+            if config.tls == Some(TlsSource::SelfSigned)
+                && !config.data.join(SELF_SIGNED_CERT).exists()
+            {
+                let (cert_pem, key_pem) = tls::self_signed_pems(&[])?;
+                certificate_created = node
+                    .create_once(ledger::Op::Certificate { cert_pem, key_pem })
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+            }
+        }
+        let new_admin = admin::ensure_admin_token(&state, config.new_admin_token)
+            .await
+            .map_err(|e| anyhow::anyhow!("setting the admin token: {}", e.message))?;
+        let tls = match &config.tls {
+            None => None,
+            Some(source) => {
+                let names = (!config.addr.ip().is_unspecified())
+                    .then(|| config.addr.ip().to_string())
+                    .into_iter()
+                    .collect::<Vec<_>>();
+                let mut loaded = tls::load(source, &config.data, &names)?;
+                loaded.created |= certificate_created;
+                Some(loaded)
+            }
+        };
+        let galleries = &state.galleries;
+        tracing::info!(
+            store = %galleries.store().path().display(),
+            tenants = galleries.tenant_count(),
+            templates = galleries.template_count(),
+            max_templates = config.quotas.max_templates,
+            bytes_per_template = galleries.bytes_per_template(),
+            memory_used = galleries.used_bytes(),
+            memory_budget = config.quotas.memory_budget,
+            registration = ?config.registration,
+            "store opened"
+        );
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .with_context(|| {

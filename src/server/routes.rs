@@ -44,8 +44,9 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::body::{self, Body, TenantBody, SMALL_BODY_LIMIT};
 use super::error::ApiError;
+use super::ledger::{Ledger, Op, Outcome};
 use super::state::{blocking, ServerState, Tenant};
-use super::{admin, limits, observe};
+use super::{admin, auth, limits, observe};
 use crate::he::{
     wire::WIRE_VERSION, BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ResultWriter,
     TemplateId, PARAMS_VERSION,
@@ -118,8 +119,11 @@ fn result_response(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
-async fn health() -> Json<Health> {
-    Json(Health::ok())
+/// 200 when this server answers; a cluster node answers 503 while it is not in step
+/// with its cluster's log (catching up, or stopped), so a client moves on.
+async fn health(State(s): State<Shared>) -> Result<Json<Health>, ApiError> {
+    s.ledger.ready()?;
+    Ok(Json(Health::ok()))
 }
 
 async fn version() -> Json<Version> {
@@ -143,15 +147,21 @@ async fn create_tenant(
             ApiError::bad_request(format!("expected JSON {{\"invite\": CODE}}: {e}"))
         })?
     };
-    let (tenant, token) = blocking(move || {
-        s.auth.register(
-            &s.galleries,
-            s.max_tenants,
-            s.registration,
-            req.invite.as_deref(),
-        )
-    })
-    .await?;
+    let invite = auth::Tokens::invitation(s.registration, req.invite.as_deref())?;
+    let (tenant, token) = auth::new_tenant()?;
+    let op = Op::Register {
+        tenant: tenant.clone(),
+        token_hash: auth::hash_token(&token),
+        invite,
+        max: s.max_tenants,
+    };
+    if Ledger::write(&s, op).await? != Outcome::Admitted(true) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            crate::matcher::codes::INVITE_INVALID,
+            "unknown or already used invitation code",
+        ));
+    }
     tracing::info!(tenant, "tenant registered");
     Ok((StatusCode::CREATED, Json(Credentials { tenant, token })))
 }
@@ -170,7 +180,13 @@ async fn enrol(
         .decode(req.label.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("label is not valid base64: {e}")))?;
     let id = req.id;
-    blocking(move || Ok(s.galleries.enrol(&tenant, id, template, &label)?)).await?;
+    let op = Op::Enrol {
+        tenant,
+        id: id.0,
+        template,
+        label,
+    };
+    Ledger::write(&s, op).await?;
     Ok((StatusCode::CREATED, Json(EnrolReply { id })))
 }
 
@@ -178,6 +194,7 @@ async fn list(
     State(s): State<Shared>,
     Tenant(tenant): Tenant,
 ) -> Result<Json<ListReply>, ApiError> {
+    s.ledger.fresh(&tenant).await?;
     let reply = blocking(move || {
         let entries = s.galleries.list(&tenant)?;
         let templates: Vec<_> = entries
@@ -214,6 +231,7 @@ async fn removal_block(
     id: Result<Path<TemplateId>, PathRejection>,
 ) -> Result<Json<BlockReply>, ApiError> {
     let id = path_id(id)?;
+    s.ledger.fresh(&tenant).await?;
     let reply = blocking(move || {
         let (loc, block) = s.galleries.block_of(&tenant, id)?;
         Ok(BlockReply {
@@ -226,12 +244,14 @@ async fn removal_block(
     Ok(Json(reply))
 }
 
-/// An encrypted template sent as the base64 JSON field `what`, parsed and checked.
-fn template_field(what: &str, text: &str, s: &ServerState) -> Result<EncryptedTemplate, ApiError> {
+/// An encrypted template sent as the base64 JSON field `what`: its bytes, checked to
+/// parse (the ledger's op carries the bytes; `ledger::apply` parses them again).
+fn template_field(what: &str, text: &str, s: &ServerState) -> Result<Vec<u8>, ApiError> {
     let bytes = B64
         .decode(text.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("{what} is not valid base64: {e}")))?;
-    Ok(EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?)
+    EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?;
+    Ok(bytes)
 }
 
 async fn erase(
@@ -244,7 +264,12 @@ async fn erase(
         ApiError::bad_request(format!("expected JSON {{\"negation\": base64}}: {e}"))
     })?;
     let negation = template_field("negation", &req.negation, &s)?;
-    blocking(move || Ok(s.galleries.erase(&tenant, id, &negation)?)).await?;
+    let op = Op::Erase {
+        tenant,
+        id: id.0,
+        negation,
+    };
+    Ledger::write(&s, op).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -264,8 +289,16 @@ async fn relocate(
     })?;
     let negation = template_field("negation", &req.negation, &s)?;
     let fresh = template_field("template", &req.template, &s)?;
-    let to = blocking(move || Ok(s.galleries.relocate(&tenant, id, &negation, &fresh)?)).await?;
-    Ok(Json(MoveReply::from(to)))
+    let op = Op::Relocate {
+        tenant,
+        id: id.0,
+        negation,
+        fresh,
+    };
+    match Ledger::write(&s, op).await? {
+        Outcome::Moved(to) => Ok(Json(MoveReply::from(to))),
+        other => Err(ApiError::internal(format!("a move answered {other:?}"))),
+    }
 }
 
 fn parse_probe(s: &ServerState, b: &[u8]) -> Result<EncryptedProbe, ApiError> {
@@ -278,6 +311,7 @@ async fn verify(
     TenantBody { tenant, body: b }: TenantBody<PROBE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
+    s.ledger.fresh(&tenant).await?;
     // A verify's result is one block (~8 KiB): the tenant's slot is held while it is made.
     let tenant_slot = s.limits.per_tenant.take(&tenant)?;
     let slot = s.limits.matching.enter().await?;
@@ -306,6 +340,7 @@ async fn identify(
     State(s): State<Shared>,
     TenantBody { tenant, body: b }: TenantBody<PROBE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
+    s.ledger.fresh(&tenant).await?;
     // Held until the response's last byte is handed over (or the connection is gone),
     // with the result's buffer bytes: a client that never reads holds them only until
     // the connection's write deadline (`stall`).

@@ -7,6 +7,7 @@
 //! Only the handlers (`routes`, `admin`) and `mod.rs` import this file; the parts it
 //! holds (`auth`, `limits`, `metrics`) know nothing of it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -17,6 +18,7 @@ use axum::response::Response;
 
 use super::auth::{self, Registration};
 use super::error::ApiError;
+use super::ledger::Ledger;
 use super::{limits, metrics};
 use crate::matcher::Galleries;
 
@@ -26,7 +28,12 @@ pub(crate) struct ServerState {
     pub auth: auth::Tokens,
     pub max_tenants: usize,
     pub registration: Registration,
-    pub admin_hash: [u8; 32],
+    /// The admin token's hash (`None` until one is set: every admin request refused).
+    pub admin_hash: parking_lot::RwLock<Option<[u8; 32]>>,
+    /// Where every write goes: applied here, or through the cluster's log.
+    pub ledger: Ledger,
+    /// The data directory (the store, the self-signed certificate).
+    pub data: PathBuf,
     pub limits: limits::Limits,
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -43,7 +50,7 @@ pub async fn blocking<T: Send + 'static>(
 impl ServerState {
     /// Passes requests bearing the admin token only.
     pub fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        auth::require_admin(&self.admin_hash, headers)
+        auth::require_admin(*self.admin_hash.read(), headers)
     }
 
     /// Whether a request bears a valid token (a tenant's or the admin's).
@@ -55,8 +62,17 @@ impl ServerState {
     /// body check the same (as `body::TenantBody`) before reading any of it: an
     /// unauthenticated client costs no body buffer (issue #20); its body is then read into
     /// nothing (`body::linger`) so it hears the 401 rather than a reset connection.
-    pub fn tenant_of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        let tenant = self.auth.tenant_of(headers)?;
+    ///
+    /// On a cluster node a token it does not know yet may have been registered through
+    /// another node a moment ago: it first catches up with the cluster's registrations.
+    pub async fn tenant_of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let tenant = match self.auth.tenant_of(headers) {
+            Err(e) if matches!(self.ledger, Ledger::Cluster(_)) => {
+                self.ledger.fresh_tenants().await?;
+                self.auth.tenant_of(headers).map_err(|_| e)?
+            }
+            found => found?,
+        };
         self.limits.rate.check(&tenant)?;
         Ok(tenant)
     }
@@ -72,7 +88,7 @@ impl FromRequestParts<Arc<ServerState>> for Tenant {
         parts: &mut Parts,
         state: &Arc<ServerState>,
     ) -> Result<Self, Self::Rejection> {
-        state.tenant_of(&parts.headers).map(Tenant)
+        state.tenant_of(&parts.headers).await.map(Tenant)
     }
 }
 

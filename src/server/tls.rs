@@ -80,6 +80,12 @@ pub fn load(source: &TlsSource, data: &Path, names: &[String]) -> Result<Loaded>
 
 /// A self-signed certificate for `names` (plus localhost), the key written 0600.
 fn create_self_signed(cert: &Path, key: &Path, names: &[String]) -> Result<()> {
+    let (cert_pem, key_pem) = self_signed_pems(names)?;
+    write_pems(cert, key, &cert_pem, &key_pem)
+}
+
+/// A new self-signed certificate for `names` (plus localhost): (certificate, key), PEM.
+pub fn self_signed_pems(names: &[String]) -> Result<(String, String)> {
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     sans.extend(
         names
@@ -89,9 +95,23 @@ fn create_self_signed(cert: &Path, key: &Path, names: &[String]) -> Result<()> {
             .collect::<Vec<_>>(),
     );
     let certified = rcgen::generate_simple_self_signed(sans).context("creating a certificate")?;
-    crate::fsutil::write_private(key, certified.key_pair.serialize_pem().as_bytes(), true)
+    Ok((certified.cert.pem(), certified.key_pair.serialize_pem()))
+}
+
+/// Puts a cluster's shared self-signed certificate where [`load`] finds it in `data`.
+pub fn write_self_signed(data: &Path, cert_pem: &str, key_pem: &str) -> Result<()> {
+    write_pems(
+        &data.join(SELF_SIGNED_CERT),
+        &data.join(SELF_SIGNED_KEY),
+        cert_pem,
+        key_pem,
+    )
+}
+
+fn write_pems(cert: &Path, key: &Path, cert_pem: &str, key_pem: &str) -> Result<()> {
+    crate::fsutil::write_private(key, key_pem.as_bytes(), true)
         .with_context(|| format!("writing {}", key.display()))?;
-    crate::fsutil::write_private(cert, certified.cert.pem().as_bytes(), true)
+    crate::fsutil::write_private(cert, cert_pem.as_bytes(), true)
         .with_context(|| format!("writing {}", cert.display()))?;
     Ok(())
 }

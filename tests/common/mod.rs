@@ -136,3 +136,119 @@ pub fn seed_gallery(data: &Path, key: &SecretKey, templates: &[Template]) -> Cre
         .unwrap();
     creds
 }
+
+/// The NATS server binary: `NATS_SERVER`, or `nats-server` on the PATH or in Debian's
+/// /usr/sbin (where its package puts it, outside a non-root PATH).
+pub fn nats_server_binary() -> String {
+    if let Ok(p) = std::env::var("NATS_SERVER") {
+        return p;
+    }
+    for candidate in ["/usr/sbin/nats-server", "/usr/bin/nats-server"] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    "nats-server".into()
+}
+
+/// Real NATS servers with JetStream on loopback (a cluster, routed to each other, when
+/// more than one), killed on drop; each keeps its JetStream data under `dir`.
+pub struct Nats {
+    children: Vec<Option<Child>>,
+    /// `nats://127.0.0.1:PORT` of each server.
+    pub urls: Vec<String>,
+    args: Vec<Vec<String>>,
+}
+
+impl Nats {
+    pub fn start(n: usize, dir: &Path) -> Nats {
+        let free = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let ports: Vec<u16> = (0..n).map(|_| free()).collect();
+        let route_ports: Vec<u16> = (0..n).map(|_| free()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nats = Nats {
+            children: Vec::new(),
+            urls: ports
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect(),
+            args: Vec::new(),
+        };
+        for i in 0..n {
+            let store = dir.join(format!("nats{i}"));
+            let mut args: Vec<String> = vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                ports[i].to_string(),
+                "-n".into(),
+                format!("nats{i}"),
+                "-js".into(),
+                "-sd".into(),
+                store.display().to_string(),
+            ];
+            if n > 1 {
+                args.extend([
+                    "--cluster_name".into(),
+                    "blindface-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", route_ports[i]),
+                    "--routes".into(),
+                    routes.clone(),
+                ]);
+            }
+            nats.args.push(args);
+            nats.children.push(None);
+            nats.restart(i);
+        }
+        nats
+    }
+
+    /// Starts server `i` (again, with its JetStream data) and waits for its port.
+    pub fn restart(&mut self, i: usize) {
+        let child = Command::new(nats_server_binary())
+            .args(&self.args[i])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (apt install nats-server; or set NATS_SERVER)");
+        self.children[i] = Some(child);
+        let addr = self.urls[i].trim_start_matches("nats://").to_string();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nats-server {i} did not listen on {addr}");
+    }
+
+    /// Every server's URL, comma-separated (what `serve --cluster` takes).
+    pub fn url_list(&self) -> String {
+        self.urls.join(",")
+    }
+
+    /// SIGKILL server `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -8,7 +8,9 @@
 //! - `slots_v2`: key `(tenant, id)`, value `u64 block || u8 slot || encrypted label ||
 //!   checksum` (over its tenant, id and bytes).
 //! - `tenants_v1`: key tenant id, value SHA-256 of the tenant's bearer token (32 bytes).
-//! - `meta_v1`: `schema` = 3.
+//! - `meta_v1`: `schema` = 3; on a cluster node's cache (`serve --cluster`) also
+//!   `cluster` (the cluster's id) and `log_position` (the JetStream sequence of the last
+//!   change applied, written in that change's own transaction: [`Store::arm_log_position`]).
 //!
 //! Every record is verified wherever it is read (at open, list, a label change, a
 //! rename): one that does not match its checksum is [`MatcherError::StoreDamaged`],
@@ -39,7 +41,7 @@ use self::record::{
     decode_record, encode_record, encode_slot, put_record, split_slot, PART_BITS, PART_BYTES,
     PART_MASK,
 };
-use self::tables::{BLOCKS, META, SCHEMA, SLOTS, TENANTS};
+use self::tables::{BLOCKS, CLUSTER_ID, LOG_POSITION, META, SCHEMA, SLOTS, TENANTS};
 use super::error::{MatcherError, StoredRecord};
 use crate::he::{BlockRecord, Location, Params, TemplateId};
 
@@ -138,6 +140,9 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     params: Params,
+    /// The log position the next write transaction records in `meta_v1` (cluster nodes
+    /// only: their one writer, the log follower, arms it before applying a change).
+    armed_position: parking_lot::Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,6 +183,7 @@ impl Store {
             db,
             path,
             params: *params,
+            armed_position: parking_lot::Mutex::new(None),
         };
         store.upgrade().map_err(err)?;
         Ok(store)
@@ -209,6 +215,7 @@ impl Store {
             db,
             path: building.clone(),
             params: *params,
+            armed_position: parking_lot::Mutex::new(None),
         };
         store.upgrade().map_err(err)?;
         drop(store);
@@ -375,8 +382,57 @@ impl Store {
     ) -> Result<T, MatcherError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         let out = f(&txn).map_err(|e| self.error(e))?;
+        self.stamp(&txn).map_err(|e| self.error(e))?;
         txn.commit().map_err(|e| self.error(e))?;
         Ok(out)
+    }
+
+    /// Records the armed log position, if any, in `txn` (which is about to commit).
+    fn stamp(&self, txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+        if let Some(position) = self.armed_position.lock().take() {
+            txn.open_table(META)?.insert(LOG_POSITION, position)?;
+        }
+        Ok(())
+    }
+
+    /// Cluster nodes: the next write transaction (whatever it writes) also records
+    /// `position`, the JetStream sequence of the change being applied, so the change and
+    /// the position are durable together and a change is never applied twice (an erasure
+    /// applied twice would corrupt its block). Only the one writer (the log follower)
+    /// arms it; [`Store::settle_log_position`] records it alone when the change wrote
+    /// nothing (a refused one).
+    pub fn arm_log_position(&self, position: u64) {
+        *self.armed_position.lock() = Some(position);
+    }
+
+    /// Records the armed position in a transaction of its own if no write took it.
+    pub fn settle_log_position(&self) -> Result<(), MatcherError> {
+        if self.armed_position.lock().is_some() {
+            self.write(|_| Ok(()))?;
+        }
+        Ok(())
+    }
+
+    /// The log position of the last change applied (a cluster node's cache), if any.
+    pub fn log_position(&self) -> Result<Option<u64>, MatcherError> {
+        self.meta_value(LOG_POSITION)
+    }
+
+    /// The id of the cluster whose cache this store is, if it is one.
+    pub fn cluster_id(&self) -> Result<Option<u64>, MatcherError> {
+        self.meta_value(CLUSTER_ID)
+    }
+
+    /// Marks this store as the cache of cluster `id`.
+    pub fn set_cluster_id(&self, id: u64) -> Result<(), MatcherError> {
+        self.write(|txn| {
+            txn.open_table(META)?.insert(CLUSTER_ID, id)?;
+            Ok(())
+        })
+    }
+
+    fn meta_value(&self, key: &str) -> Result<Option<u64>, MatcherError> {
+        self.read(|txn| Ok(txn.open_table(META)?.get(key)?.map(|v| v.value())))
     }
 
     /// How the store's pages are used.
@@ -589,6 +645,7 @@ impl Store {
         })()
         .map_err(|e| self.error(e))?;
         if valid {
+            self.stamp(&txn).map_err(|e| self.error(e))?;
             txn.commit().map_err(|e| self.error(e))?;
         } else {
             txn.abort().map_err(|e| self.error(e))?;

@@ -8,3 +8,6 @@ pub(super) const SLOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants_v1");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 pub(super) const SCHEMA: u64 = 3;
+/// `meta_v1` keys of a cluster node's cache (see the store's module doc).
+pub(super) const CLUSTER_ID: &str = "cluster";
+pub(super) const LOG_POSITION: &str = "log_position";

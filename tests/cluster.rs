@@ -1,0 +1,382 @@
+//! The matcher as a cluster (issue 22): real `nats-server` processes with JetStream (three,
+//! routed on loopback) and real `blindface serve --cluster` nodes. Any node serves any
+//! request with exactly a standalone server's answers; writes through two nodes at once
+//! never collide; a restarted node catches up; kill -9 of a node and of a NATS server loses
+//! no acknowledged enrolment and every identify is exact or refused, never partial.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use blindface::he::{
+    decrypt, encrypt_probe, encrypt_template, erasure, synthetic_templates, EncryptedTemplate,
+    Params, SecretKey, Template, TemplateId,
+};
+use blindface::matcher::{Credentials, Endpoint, Matcher, MatcherError, RemoteMatcher};
+
+mod common;
+use common::{Nats, Server};
+
+fn params() -> Params {
+    Params::v1()
+}
+
+/// A matcher node on the cluster (plain HTTP on loopback, open registration), its log in
+/// `DIR.log`.
+fn node(nats: &Nats, data: &Path, extra: &[&str]) -> Server {
+    let urls = nats.url_list();
+    let mut args = vec![
+        "--cluster",
+        &urls,
+        "--log-replicas",
+        "3",
+        "--plain-http",
+        "--open-registration",
+        "--rate-limit",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let log = data.with_extension("log");
+    Server::spawn(&Server::free_addr(), data, &args, Some(&log))
+}
+
+fn matcher(server: &Server, creds: &Credentials) -> RemoteMatcher {
+    let ep = Endpoint::new(&server.url, None, false).unwrap();
+    RemoteMatcher::new(&ep, &params(), creds.clone(), Path::new("token"))
+}
+
+fn register(server: &Server) -> Credentials {
+    RemoteMatcher::register(&Endpoint::new(&server.url, None, false).unwrap(), None).unwrap()
+}
+
+/// Every distance of an identify against `templates` (id i+1 is `templates[i]`), checked
+/// exact against the plaintext; returns the ids it held.
+fn identify_exact(
+    m: &RemoteMatcher,
+    key: &SecretKey,
+    probe_template: &Template,
+    templates: &BTreeMap<TemplateId, Template>,
+) -> Result<BTreeSet<TemplateId>, MatcherError> {
+    let (probe, ctx) = encrypt_probe(key, probe_template);
+    let reply = m.identify(&probe)?;
+    let distances = decrypt(key, &ctx, &reply.result).expect("the result decrypts");
+    let mut ids = BTreeSet::new();
+    for d in distances {
+        let t = templates
+            .get(&d.id)
+            .unwrap_or_else(|| panic!("an id never enrolled answered: {}", d.id));
+        assert_eq!(d.distance_sq, probe_template.distance_sq(t), "id {}", d.id);
+        ids.insert(d.id);
+    }
+    Ok(ids)
+}
+
+/// The same gallery built through three nodes (enrolments spread over them, removals
+/// planned on one and applied on another) and on a standalone server: every node's
+/// identify decrypts to the standalone one's distances, exactly the plaintext's;
+/// the listing agrees slot for slot.
+#[test]
+fn any_node_answers_exactly_what_a_standalone_server_answers() {
+    let p = params();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let nodes: Vec<Server> = (0..3)
+        .map(|i| node(&nats, &dir.path().join(format!("node{i}")), &[]))
+        .collect();
+    let standalone = Server::start(&dir.path().join("standalone"), &[]);
+
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(40, 7, &p);
+    let sealed: Vec<EncryptedTemplate> = templates
+        .iter()
+        .map(|t| encrypt_template(&key, t))
+        .collect();
+    let creds = register(&nodes[0]);
+    let through: Vec<RemoteMatcher> = nodes.iter().map(|n| matcher(n, &creds)).collect();
+    let alone = matcher(&standalone, &register(&standalone));
+
+    for (i, ct) in sealed.iter().enumerate() {
+        let id = TemplateId(i as u64 + 1);
+        through[i % 3].enrol(id, ct, b"label").unwrap();
+        alone.enrol(id, ct, b"label").unwrap();
+    }
+    // Removals: the block read through one node, the erasure applied through another (the
+    // same cancelling ciphertext on both sides, so both galleries stay identical).
+    for (k, id) in [3u64, 17, 40].into_iter().enumerate() {
+        let id = TemplateId(id);
+        let block = through[k % 3].removal_block(id).unwrap();
+        let negation = erasure(&key, &block.block, block.location.slot).unwrap();
+        through[(k + 1) % 3].erase(id, &negation).unwrap();
+        alone.erase(id, &negation).unwrap();
+    }
+    // A duplicate id is refused through any node, and changes nothing.
+    assert!(matches!(
+        through[2].enrol(TemplateId(5), &sealed[4], b"again"),
+        Err(MatcherError::DuplicateId(TemplateId(5)))
+    ));
+
+    let want_list = alone.list().unwrap();
+    assert_eq!(want_list.len(), 37);
+    let (probe, ctx) = encrypt_probe(&key, &templates[10]);
+    let want = decrypt(&key, &ctx, &alone.identify(&probe).unwrap().result).unwrap();
+    let want_verify = decrypt(
+        &key,
+        &ctx,
+        &alone.verify(&probe, TemplateId(11)).unwrap().result,
+    )
+    .unwrap();
+    for (i, m) in through.iter().enumerate() {
+        assert_eq!(m.list().unwrap(), want_list, "node {i}'s listing");
+        // The same ciphertexts give the same distances; the result bits may differ in
+        // their noise (the FFT's rounding depends on the plan each process picks).
+        let got = m.identify(&probe).unwrap().result;
+        let distances = decrypt(&key, &ctx, &got).unwrap();
+        assert_eq!(distances, want, "node {i}'s identify");
+        assert_eq!(distances.len(), 37);
+        for d in distances {
+            let t = &templates[d.id.0 as usize - 1];
+            assert_eq!(d.distance_sq, templates[10].distance_sq(t));
+        }
+        let v = m.verify(&probe, TemplateId(11)).unwrap().result;
+        assert_eq!(
+            decrypt(&key, &ctx, &v).unwrap(),
+            want_verify,
+            "node {i}'s verify"
+        );
+    }
+}
+
+/// Two clients enrol into one gallery at once through two nodes: every template gets
+/// its own slot, none is lost, and the gallery is exact through a third node.
+#[test]
+fn concurrent_enrolments_through_two_nodes_never_share_a_slot() {
+    let p = params();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let nodes: Vec<Server> = (0..3)
+        .map(|i| node(&nats, &dir.path().join(format!("node{i}")), &[]))
+        .collect();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(60, 11, &p);
+    let creds = register(&nodes[0]);
+    std::thread::scope(|s| {
+        for c in 0..2 {
+            let (m, key, templates) = (matcher(&nodes[c], &creds), &key, &templates);
+            s.spawn(move || {
+                for i in (c..60).step_by(2) {
+                    let ct = encrypt_template(key, &templates[i]);
+                    m.enrol(TemplateId(i as u64 + 1), &ct, b"label").unwrap();
+                }
+            });
+        }
+    });
+    let third = matcher(&nodes[2], &creds);
+    let listed = third.list().unwrap();
+    assert_eq!(listed.len(), 60, "no template lost");
+    let slots: HashSet<_> = listed
+        .iter()
+        .map(|e| (e.location.block, e.location.slot))
+        .collect();
+    assert_eq!(slots.len(), 60, "no slot taken twice");
+    assert_eq!(
+        listed.iter().map(|e| e.location.block).max(),
+        Some(3),
+        "packed: 60 in 4 blocks"
+    );
+    let all: BTreeMap<_, _> = templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (TemplateId(i as u64 + 1), t.clone()))
+        .collect();
+    let ids = identify_exact(&third, &key, &templates[0], &all).unwrap();
+    assert_eq!(ids.len(), 60);
+}
+
+/// A node stopped while others change the gallery, then restarted on its cache, catches
+/// up before it answers; a new node with an empty cache builds everything from the log;
+/// both answer exactly what a node that never stopped answers.
+#[test]
+fn a_restarted_node_and_a_new_node_catch_up_and_answer_exactly() {
+    let p = params();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let a = node(&nats, &dir.path().join("a"), &[]);
+    let b = node(&nats, &dir.path().join("b"), &[]);
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(30, 5, &p);
+    let creds = register(&a);
+    let (ma, mb) = (matcher(&a, &creds), matcher(&b, &creds));
+    for (i, t) in templates.iter().enumerate().take(20) {
+        mb.enrol(TemplateId(i as u64 + 1), &encrypt_template(&key, t), b"l")
+            .unwrap();
+    }
+    b.stop();
+    for (i, t) in templates.iter().enumerate().skip(20) {
+        ma.enrol(TemplateId(i as u64 + 1), &encrypt_template(&key, t), b"l")
+            .unwrap();
+    }
+    for id in [2u64, 9] {
+        let block = ma.removal_block(TemplateId(id)).unwrap();
+        let negation = erasure(&key, &block.block, block.location.slot).unwrap();
+        ma.erase(TemplateId(id), &negation).unwrap();
+    }
+    let b = node(&nats, &dir.path().join("b"), &[]);
+    let fresh = node(&nats, &dir.path().join("fresh"), &[]);
+    let (probe, ctx) = encrypt_probe(&key, &templates[4]);
+    let want = decrypt(&key, &ctx, &ma.identify(&probe).unwrap().result).unwrap();
+    let want_list = ma.list().unwrap();
+    assert_eq!(want_list.len(), 28);
+    for (name, n) in [("restarted", &b), ("new", &fresh)] {
+        let m = matcher(n, &creds);
+        assert_eq!(m.list().unwrap(), want_list, "{name} node's listing");
+        let got = decrypt(&key, &ctx, &m.identify(&probe).unwrap().result).unwrap();
+        assert_eq!(got, want, "{name} node's identify");
+        for d in got {
+            assert_eq!(
+                d.distance_sq,
+                templates[4].distance_sq(&templates[d.id.0 as usize - 1])
+            );
+        }
+    }
+}
+
+/// Whether an error means "this node is gone or not serving now": the client moves to
+/// the next node.
+fn node_unavailable(e: &MatcherError) -> bool {
+    matches!(
+        e,
+        MatcherError::Unreachable { .. } | MatcherError::Busy { .. }
+    )
+}
+
+/// kill -9 of a matcher node, then of one of the three NATS servers, while two clients
+/// enrol and identify in a loop (each moving to the next node when one does not answer):
+/// every acknowledged enrolment is there afterwards, every identify was exact and held
+/// every template acknowledged before it began, or was refused (503) or unreachable;
+/// none hung. The killed node, restarted, catches up.
+#[test]
+fn kill9_of_a_node_and_of_a_nats_server_loses_no_acknowledged_enrolment() {
+    let p = params();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(3, dir.path());
+    let mut nodes: Vec<Option<Server>> = (0..3)
+        .map(|i| Some(node(&nats, &dir.path().join(format!("node{i}")), &[])))
+        .collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().url.clone())
+        .collect();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(3000, 3, &p);
+    let creds = register(nodes[0].as_ref().unwrap());
+    let by_id: BTreeMap<TemplateId, Template> = templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (TemplateId(i as u64 + 1), t.clone()))
+        .collect();
+    let acknowledged = Mutex::new(BTreeSet::new());
+    let stop = AtomicBool::new(false);
+    let (mut answered, mut refused) = (0, 0);
+    let mut longest = Duration::ZERO;
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..2)
+            .map(|c| {
+                let (urls, creds, key, by_id) = (&urls, &creds, &key, &by_id);
+                let (acknowledged, stop) = (&acknowledged, &stop);
+                s.spawn(move || {
+                    let ms: Vec<RemoteMatcher> = urls
+                        .iter()
+                        .map(|u| {
+                            let ep = Endpoint::new(u, None, false).unwrap();
+                            RemoteMatcher::new(&ep, &params(), creds.clone(), Path::new("t"))
+                        })
+                        .collect();
+                    let (mut at, mut answered, mut refused) = (c, 0, 0);
+                    let mut longest = Duration::ZERO;
+                    let mut next = c;
+                    while !stop.load(Ordering::Relaxed) && next < 3000 {
+                        let id = TemplateId(next as u64 + 1);
+                        let ct = encrypt_template(key, &by_id[&id]);
+                        let started = Instant::now();
+                        match ms[at % 3].enrol(id, &ct, b"l") {
+                            Ok(_) => {
+                                acknowledged.lock().unwrap().insert(id);
+                                next += 2;
+                            }
+                            // An enrolment whose answer was lost may have landed: the retry
+                            // then finds its id taken, which acknowledges it too.
+                            Err(MatcherError::DuplicateId(_)) => {
+                                acknowledged.lock().unwrap().insert(id);
+                                next += 2;
+                            }
+                            Err(e) if node_unavailable(&e) => at += 1,
+                            Err(e) => panic!("client {c}: enrol {id}: {e}"),
+                        }
+                        longest = longest.max(started.elapsed());
+                        if next % 10 < 2 {
+                            let before = acknowledged.lock().unwrap().clone();
+                            let started = Instant::now();
+                            match identify_exact(&ms[at % 3], key, &by_id[&id], by_id) {
+                                Ok(ids) => {
+                                    assert!(
+                                        before.is_subset(&ids),
+                                        "an identify missed acknowledged templates: {:?}",
+                                        before.difference(&ids).collect::<Vec<_>>()
+                                    );
+                                    answered += 1;
+                                }
+                                Err(e) if node_unavailable(&e) => {
+                                    refused += 1;
+                                    at += 1;
+                                }
+                                Err(e) => panic!("client {c}: identify: {e}"),
+                            }
+                            longest = longest.max(started.elapsed());
+                        }
+                    }
+                    (answered, refused, longest)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        nodes[1].take().unwrap().kill9();
+        std::thread::sleep(Duration::from_secs(3));
+        nats.kill9(0);
+        std::thread::sleep(Duration::from_secs(6));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            let (a, r, l) = c.join().unwrap();
+            answered += a;
+            refused += r;
+            longest = longest.max(l);
+        }
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
+    eprintln!(
+        "{} enrolments acknowledged, {answered} identifies answered, {refused} refused or \
+         unreachable, longest request {longest:?}",
+        acknowledged.len()
+    );
+    assert!(acknowledged.len() >= 20, "the loop made progress");
+    assert!(answered >= 4, "identifies were answered");
+    assert!(
+        longest < Duration::from_secs(30),
+        "no request hung: {longest:?}"
+    );
+
+    // Every acknowledged enrolment is there, through a surviving node and through the
+    // killed one restarted on its cache.
+    nodes[1] = Some(node(&nats, &dir.path().join("node1"), &[]));
+    for i in [2, 1] {
+        let m = matcher(nodes[i].as_ref().unwrap(), &creds);
+        let listed: BTreeSet<TemplateId> = m.list().unwrap().into_iter().map(|e| e.id).collect();
+        assert!(
+            acknowledged.is_subset(&listed),
+            "node {i} lost acknowledged enrolments"
+        );
+        let ids = identify_exact(&m, &key, &templates[0], &by_id).unwrap();
+        assert_eq!(ids, listed, "node {i}: the identify covers the listing");
+    }
+}
