@@ -146,6 +146,51 @@ fn any_node_answers_exactly_what_a_standalone_server_answers() {
             "node {i}'s verify"
         );
     }
+    // One admin token for the cluster (printed by the node that created it) reads every
+    // node's metrics: each matched its identify's 3 blocks and the verify's 1, and every
+    // node has applied the same log.
+    let admin = nodes[0]
+        .admin_token
+        .clone()
+        .expect("the first node created the admin token");
+    assert!(
+        nodes[1..].iter().all(|n| n.admin_token.is_none()),
+        "created once"
+    );
+    let positions: Vec<f64> = nodes
+        .iter()
+        .map(|n| {
+            let text = Endpoint::new(&n.url, None, false)
+                .unwrap()
+                .metrics(&admin)
+                .unwrap();
+            assert_eq!(
+                metric(&text, "blindface_matched_blocks_total"),
+                4.0,
+                "{text}"
+            );
+            assert_eq!(metric(&text, "blindface_templates"), 37.0);
+            metric(&text, "blindface_log_position")
+        })
+        .collect();
+    assert!(positions[0] > 40.0, "{positions:?}");
+    assert!(
+        positions.iter().all(|&p| p == positions[0]),
+        "{positions:?}"
+    );
+}
+
+/// One value of a Prometheus text exposition (`name{labels}`), 0 if absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 /// Two clients enrol into one gallery at once through two nodes: every template gets
@@ -242,8 +287,8 @@ fn a_restarted_node_and_a_new_node_catch_up_and_answer_exactly() {
     }
 }
 
-/// Whether an error means "this node is gone or not serving now": the client moves to
-/// the next node.
+/// A 503, or a connection cut mid-request (a node killed while it worked): the request
+/// may be sent again.
 fn node_unavailable(e: &MatcherError) -> bool {
     matches!(
         e,
@@ -252,7 +297,8 @@ fn node_unavailable(e: &MatcherError) -> bool {
 }
 
 /// kill -9 of a matcher node, then of one of the three NATS servers, while two clients
-/// enrol and identify in a loop (each moving to the next node when one does not answer):
+/// enrol and identify in a loop (each given every node's URL: it moves to the next node
+/// by itself when one does not answer):
 /// every acknowledged enrolment is there afterwards, every identify was exact and held
 /// every template acknowledged before it began, or was refused (503) or unreachable;
 /// none hung. The killed node, restarted, catches up.
@@ -286,21 +332,21 @@ fn kill9_of_a_node_and_of_a_nats_server_loses_no_acknowledged_enrolment() {
                 let (urls, creds, key, by_id) = (&urls, &creds, &key, &by_id);
                 let (acknowledged, stop) = (&acknowledged, &stop);
                 s.spawn(move || {
-                    let ms: Vec<RemoteMatcher> = urls
-                        .iter()
-                        .map(|u| {
-                            let ep = Endpoint::new(u, None, false).unwrap();
-                            RemoteMatcher::new(&ep, &params(), creds.clone(), Path::new("t"))
-                        })
-                        .collect();
-                    let (mut at, mut answered, mut refused) = (c, 0, 0);
+                    // One client of the whole cluster (its nodes' URLs, from a different
+                    // first node each): it moves on by itself when a node does not answer.
+                    let mut list = urls.clone();
+                    list.rotate_left(c);
+                    let ep = Endpoint::new(&list.join(","), None, false).unwrap();
+                    let m = RemoteMatcher::new(&ep, &params(), creds.clone(), Path::new("t"));
+                    let (mut answered, mut refused) = (0, 0);
                     let mut longest = Duration::ZERO;
                     let mut next = c;
+                    let mut node_urls = BTreeSet::new();
                     while !stop.load(Ordering::Relaxed) && next < 3000 {
                         let id = TemplateId(next as u64 + 1);
                         let ct = encrypt_template(key, &by_id[&id]);
                         let started = Instant::now();
-                        match ms[at % 3].enrol(id, &ct, b"l") {
+                        match m.enrol(id, &ct, b"l") {
                             Ok(_) => {
                                 acknowledged.lock().unwrap().insert(id);
                                 next += 2;
@@ -311,14 +357,16 @@ fn kill9_of_a_node_and_of_a_nats_server_loses_no_acknowledged_enrolment() {
                                 acknowledged.lock().unwrap().insert(id);
                                 next += 2;
                             }
-                            Err(e) if node_unavailable(&e) => at += 1,
+                            // 503, or a connection cut mid-request by the kill: try again.
+                            Err(e) if node_unavailable(&e) => refused += 1,
                             Err(e) => panic!("client {c}: enrol {id}: {e}"),
                         }
                         longest = longest.max(started.elapsed());
+                        node_urls.insert(ep.node_url().to_string());
                         if next % 10 < 2 {
                             let before = acknowledged.lock().unwrap().clone();
                             let started = Instant::now();
-                            match identify_exact(&ms[at % 3], key, &by_id[&id], by_id) {
+                            match identify_exact(&m, key, &by_id[&id], by_id) {
                                 Ok(ids) => {
                                     assert!(
                                         before.is_subset(&ids),
@@ -327,14 +375,17 @@ fn kill9_of_a_node_and_of_a_nats_server_loses_no_acknowledged_enrolment() {
                                     );
                                     answered += 1;
                                 }
-                                Err(e) if node_unavailable(&e) => {
-                                    refused += 1;
-                                    at += 1;
-                                }
+                                Err(e) if node_unavailable(&e) => refused += 1,
                                 Err(e) => panic!("client {c}: identify: {e}"),
                             }
                             longest = longest.max(started.elapsed());
                         }
+                    }
+                    if c == 1 {
+                        assert!(
+                            node_urls.len() >= 2,
+                            "the client of the killed node moved on"
+                        );
                     }
                     (answered, refused, longest)
                 })

@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::he::{Location, TemplateId};
 
+/// A response header a cluster node sets on a 503 given before it did anything (it is
+/// catching up with its cluster's log, or cannot reach it): the client sends the same
+/// request to the cluster's next node.
+pub const RETRY_ELSEWHERE: &str = "x-blindface-retry-elsewhere";
+
 /// Route paths (axum patterns; fill `{id}` with [`paths::with_id`] on the client).
 pub mod paths {
     use crate::he::TemplateId;

@@ -167,11 +167,33 @@ impl TokenStore {
 
 /// One server: its URL, the agent that reaches it and, for `https://`, the certificate
 /// pin every connection is checked against. Clones share the pin.
+///
+/// A cluster's endpoint has several node URLs (`https://a:7878,https://b:7878`): one
+/// identity (`url`, the list as given: what tokens and the pin are saved under), one pin
+/// (every node presents the cluster's certificate), and requests go to the node last
+/// reached, moving to the next when one cannot be reached or says it is not serving
+/// (`api::RETRY_ELSEWHERE`): in both cases the request was not carried out.
 #[derive(Clone)]
 pub struct Endpoint {
     url: String,
+    nodes: std::sync::Arc<[String]>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pin: Option<Pin>,
     agent: Agent,
+}
+
+/// Whether a request failed before it reached the server (so another node may take it).
+fn never_arrived(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::NotConnected
+        ),
+        _ => false,
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -207,12 +229,22 @@ impl Endpoint {
         insecure_http: bool,
     ) -> Result<Endpoint, MatcherError> {
         let url = normalise(url);
-        let pin = if url.starts_with("https://") {
+        let nodes: Vec<String> = url.split(',').map(normalise).collect();
+        let https = nodes.iter().all(|n| n.starts_with("https://"));
+        for node in &nodes {
+            if !node.starts_with("https://") && !(is_loopback(node) || insecure_http) {
+                return Err(MatcherError::InsecureHttp { url: node.clone() });
+            }
+        }
+        let pin = if https {
             Some(pin.map(Pin::known).unwrap_or_else(Pin::first_use))
-        } else if is_loopback(&url) || insecure_http {
-            None
+        } else if nodes.iter().any(|n| n.starts_with("https://")) {
+            return Err(MatcherError::BadInput {
+                what: "matcher URLs",
+                detail: format!("{url}: a cluster's nodes all speak https:// or all http://"),
+            });
         } else {
-            return Err(MatcherError::InsecureHttp { url });
+            None
         };
         let config = Agent::config_builder()
             .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -225,9 +257,42 @@ impl Endpoint {
         let connector = ().chain(TcpConnector::default()).chain(tls);
         Ok(Endpoint {
             url,
+            nodes: nodes.into(),
+            current: Default::default(),
             pin,
             agent: Agent::with_parts(config, connector, DefaultResolver::default()),
         })
+    }
+
+    /// Sends `request` (given a node's base URL) to the node in use, moving on to the
+    /// next node while one cannot be reached or answers that it is not serving; the last
+    /// node's answer or error otherwise.
+    fn send(
+        &self,
+        request: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, MatcherError> {
+        use std::sync::atomic::Ordering;
+        let n = self.nodes.len();
+        let start = self.current.load(Ordering::Relaxed);
+        for k in 0..n {
+            let i = (start + k) % n;
+            let last = k + 1 == n;
+            match request(&self.nodes[i]) {
+                Ok(resp) if !last && resp.headers().contains_key(super::api::RETRY_ELSEWHERE) => {}
+                Ok(resp) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) if !last && never_arrived(&e) => {}
+                Err(e) => return Err(self.unreachable_at(&self.nodes[i], e)),
+            }
+        }
+        unreachable!("the last node always answers or fails")
+    }
+
+    /// The node requests go to now.
+    pub fn node_url(&self) -> &str {
+        &self.nodes[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.nodes.len()]
     }
 
     pub fn url(&self) -> &str {
@@ -240,8 +305,8 @@ impl Endpoint {
         self.pin.as_ref().and_then(Pin::fingerprint)
     }
 
-    /// A transport error, or the refused certificate that caused it.
-    fn unreachable(&self, e: ureq::Error) -> MatcherError {
+    /// A transport error reaching `node`, or the refused certificate that caused it.
+    fn unreachable_at(&self, node: &str, e: ureq::Error) -> MatcherError {
         if let (Some(pinned), Some(presented)) =
             (self.fingerprint(), self.pin.as_ref().and_then(Pin::refused))
         {
@@ -253,14 +318,14 @@ impl Endpoint {
         }
         // A TLS server answers a plain HTTP request with a TLS alert, which reads as a
         // broken HTTP reply: say what to do instead.
-        if let (ureq::Error::Protocol(_), Some(rest)) = (&e, self.url.strip_prefix("http://")) {
+        if let (ureq::Error::Protocol(_), Some(rest)) = (&e, node.strip_prefix("http://")) {
             return MatcherError::SpeaksHttps {
-                url: self.url.clone(),
+                url: node.to_string(),
                 https_url: format!("https://{rest}"),
             };
         }
         MatcherError::Unreachable {
-            url: self.url.clone(),
+            url: node.to_string(),
             detail: e.to_string(),
         }
     }
@@ -272,13 +337,13 @@ impl Endpoint {
         count: usize,
     ) -> Result<Vec<String>, MatcherError> {
         let body = serde_json::to_vec(&InviteRequest { count }).expect("request serializes");
-        let resp = self
-            .agent
-            .post(format!("{}{}", self.url, paths::INVITES))
-            .header("authorization", format!("Bearer {}", admin_token.trim()))
-            .content_type("application/json")
-            .send(&body[..])
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.send(|base| {
+            self.agent
+                .post(format!("{base}{}", paths::INVITES))
+                .header("authorization", format!("Bearer {}", admin_token.trim()))
+                .content_type("application/json")
+                .send(&body[..])
+        })?;
         let body = read_ok(self, "the token file", resp, SMALL_BODY_LIMIT)?;
         let reply: InviteReply = serde_json::from_slice(&body).map_err(|e| bad_reply(self, e))?;
         Ok(reply.codes)
@@ -286,12 +351,12 @@ impl Endpoint {
 
     /// `GET /metrics` with the admin token: the Prometheus text.
     pub fn metrics(&self, admin_token: &str) -> Result<String, MatcherError> {
-        let resp = self
-            .agent
-            .get(format!("{}{}", self.url, paths::METRICS))
-            .header("authorization", format!("Bearer {}", admin_token.trim()))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.send(|base| {
+            self.agent
+                .get(format!("{base}{}", paths::METRICS))
+                .header("authorization", format!("Bearer {}", admin_token.trim()))
+                .call()
+        })?;
         let body = read_ok(self, "the token file", resp, SMALL_BODY_LIMIT)?;
         String::from_utf8(body).map_err(|e| bad_reply(self, e))
     }
@@ -338,12 +403,13 @@ impl RemoteMatcher {
                 .map(str::to_string),
         })
         .expect("registration serializes");
-        let resp = endpoint
-            .agent
-            .post(format!("{}{}", endpoint.url, paths::TENANTS))
-            .content_type("application/json")
-            .send(&body[..])
-            .map_err(|e| endpoint.unreachable(e))?;
+        let resp = endpoint.send(|base| {
+            endpoint
+                .agent
+                .post(format!("{base}{}", paths::TENANTS))
+                .content_type("application/json")
+                .send(&body[..])
+        })?;
         let body = read_ok(endpoint, "the token file", resp, SMALL_BODY_LIMIT)?;
         serde_json::from_slice(&body).map_err(|e| bad_reply(endpoint, e))
     }
@@ -376,10 +442,6 @@ impl RemoteMatcher {
         read_ok(&self.endpoint, &self.token_file, resp, limit)
     }
 
-    fn unreachable(&self, e: ureq::Error) -> MatcherError {
-        self.endpoint.unreachable(e)
-    }
-
     fn agent(&self) -> &Agent {
         &self.endpoint.agent
     }
@@ -390,13 +452,13 @@ impl RemoteMatcher {
         probe: &EncryptedProbe,
     ) -> Result<(usize, ureq::http::Response<ureq::Body>), MatcherError> {
         let bytes = probe.to_bytes();
-        let resp = self
-            .agent()
-            .post(format!("{}{path}", self.url()))
-            .header("authorization", self.auth())
-            .content_type("application/octet-stream")
-            .send(&bytes[..])
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.endpoint.send(|base| {
+            self.agent()
+                .post(format!("{base}{path}"))
+                .header("authorization", self.auth())
+                .content_type("application/octet-stream")
+                .send(&bytes[..])
+        })?;
         Ok((bytes.len(), resp))
     }
 
@@ -407,13 +469,13 @@ impl RemoteMatcher {
 
     /// POSTs a JSON body; the reply's bytes, with the traffic.
     fn post_json_reply(&self, path: &str, body: &[u8]) -> Result<(Traffic, Vec<u8>), MatcherError> {
-        let resp = self
-            .agent()
-            .post(format!("{}{path}", self.url()))
-            .header("authorization", self.auth())
-            .content_type("application/json")
-            .send(body)
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.endpoint.send(|base| {
+            self.agent()
+                .post(format!("{base}{path}"))
+                .header("authorization", self.auth())
+                .content_type("application/json")
+                .send(body)
+        })?;
         let reply = self.read(resp, SMALL_BODY_LIMIT)?;
         let traffic = Traffic {
             sent: body.len(),
@@ -557,16 +619,13 @@ impl Matcher for RemoteMatcher {
     }
 
     fn removal_block(&self, id: TemplateId) -> Result<RemovalBlock, MatcherError> {
-        let resp = self
-            .agent()
-            .get(format!(
-                "{}{}",
-                self.url(),
-                paths::with_id(paths::TEMPLATE_BLOCK, id)
-            ))
-            .header("authorization", self.auth())
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+        let path = paths::with_id(paths::TEMPLATE_BLOCK, id);
+        let resp = self.endpoint.send(|base| {
+            self.agent()
+                .get(format!("{base}{path}"))
+                .header("authorization", self.auth())
+                .call()
+        })?;
         let body = self.read(resp, SMALL_BODY_LIMIT)?;
         let reply: BlockReply =
             serde_json::from_slice(&body).map_err(|e| bad_reply(&self.endpoint, e))?;
@@ -621,12 +680,12 @@ impl Matcher for RemoteMatcher {
     }
 
     fn list(&self) -> Result<Vec<Enrolled>, MatcherError> {
-        let resp = self
-            .agent()
-            .get(format!("{}{}", self.url(), paths::TEMPLATES))
-            .header("authorization", self.auth())
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+        let resp = self.endpoint.send(|base| {
+            self.agent()
+                .get(format!("{base}{}", paths::TEMPLATES))
+                .header("authorization", self.auth())
+                .call()
+        })?;
         let body = self.read(resp, SMALL_BODY_LIMIT)?;
         let reply: ListReply =
             serde_json::from_slice(&body).map_err(|e| bad_reply(&self.endpoint, e))?;
@@ -688,10 +747,11 @@ impl Matcher for RemoteMatcher {
             }
             e => MatcherError::Crypto(e),
         };
+        let node = self.endpoint.node_url().to_string();
         let mut reader = ResultReader::new(&mut counting, &self.params, self.max_blocks())
-            .map_err(|e| cut(e, self.url()))?;
+            .map_err(|e| cut(e, &node))?;
         let mut blocks = 0;
-        while let Some(block) = reader.next_block().map_err(|e| cut(e, self.url()))? {
+        while let Some(block) = reader.next_block().map_err(|e| cut(e, &node))? {
             blocks += 1;
             sink(block)?;
         }
@@ -706,10 +766,8 @@ impl Matcher for RemoteMatcher {
 
     fn health(&self) -> Result<(), MatcherError> {
         let resp = self
-            .agent()
-            .get(format!("{}{}", self.url(), paths::HEALTH))
-            .call()
-            .map_err(|e| self.unreachable(e))?;
+            .endpoint
+            .send(|base| self.agent().get(format!("{base}{}", paths::HEALTH)).call())?;
         self.read(resp, SMALL_BODY_LIMIT).map(|_| ())
     }
 

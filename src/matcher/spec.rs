@@ -1,6 +1,7 @@
 //! Which matcher to use, parsed once: `builtin` (in-process, local store) or
-//! `https://HOST:PORT` / `http://HOST:PORT` (a `blindface serve`; whether plain HTTP may be
-//! used is the endpoint's rule, `super::Endpoint`). `--matcher` and the app's saved settings both
+//! `https://HOST:PORT` / `http://HOST:PORT` (a `blindface serve`; a cluster's nodes as
+//! several such URLs separated by commas; whether plain HTTP may be used is the
+//! endpoint's rule, `super::Endpoint`). `--matcher` and the app's saved settings both
 //! hold this type, so the rules live here only.
 
 use std::fmt;
@@ -23,13 +24,14 @@ pub fn default_remote_url() -> String {
 pub enum MatcherSpec {
     /// In-process matcher with its store in the data directory.
     Builtin,
-    /// `blindface serve` at `url` (`https://` or `http://`, normalised: no trailing slash).
+    /// `blindface serve` at `url` (`https://` or `http://`, normalised: no trailing slash),
+    /// or a cluster's node URLs joined by commas: one identity (token, pin).
     Remote { url: String },
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {
-    #[error("the matcher must be `builtin`, `https://HOST:PORT` or `http://HOST:PORT`, not `{0}`")]
+    #[error("the matcher must be `builtin`, `https://HOST:PORT` or `http://HOST:PORT` (a cluster: several, separated by commas), not `{0}`")]
     Invalid(String),
 }
 
@@ -41,17 +43,26 @@ impl FromStr for MatcherSpec {
         if s.eq_ignore_ascii_case("builtin") {
             return Ok(MatcherSpec::Builtin);
         }
-        match s
-            .strip_prefix("https://")
-            .or_else(|| s.strip_prefix("http://"))
-        {
-            Some(rest) if !rest.trim_end_matches('/').is_empty() && !rest.contains(' ') => {
-                Ok(MatcherSpec::Remote {
-                    url: s.trim_end_matches('/').to_string(),
-                })
-            }
-            _ => Err(SpecError::Invalid(s.to_string())),
-        }
+        // One URL, or a cluster's node URLs separated by commas (one identity: one
+        // token, one pin; the client moves between them).
+        let nodes = s
+            .split(',')
+            .map(|node| {
+                let node = node.trim();
+                match node
+                    .strip_prefix("https://")
+                    .or_else(|| node.strip_prefix("http://"))
+                {
+                    Some(rest) if !rest.trim_end_matches('/').is_empty() && !rest.contains(' ') => {
+                        Ok(node.trim_end_matches('/').to_string())
+                    }
+                    _ => Err(SpecError::Invalid(s.to_string())),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MatcherSpec::Remote {
+            url: nodes.join(","),
+        })
     }
 }
 
@@ -101,5 +112,15 @@ mod tests {
             url: "http://h:1".into(),
         };
         assert_eq!(s.to_string().parse(), Ok(s));
+        // A cluster: its nodes' URLs, one identity.
+        assert_eq!(
+            " https://a:1/, https://b:2 ".parse(),
+            Ok(MatcherSpec::Remote {
+                url: "https://a:1,https://b:2".into()
+            })
+        );
+        for bad in ["https://a:1,", "https://a:1,b:2", ",https://a:1"] {
+            assert!(bad.parse::<MatcherSpec>().is_err(), "{bad:?}");
+        }
     }
 }

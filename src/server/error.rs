@@ -22,6 +22,9 @@ pub struct ApiError {
     pub max: Option<u64>,
     /// Seconds to wait before retrying (sent as `Retry-After`).
     pub retry_after: Option<u64>,
+    /// Nothing was done and another cluster node may do it: sent as
+    /// [`crate::matcher::api::RETRY_ELSEWHERE`].
+    pub elsewhere: bool,
 }
 
 /// The `code` of an error reply, for the metrics middleware.
@@ -37,6 +40,7 @@ impl ApiError {
             id: None,
             max: None,
             retry_after: None,
+            elsewhere: false,
         }
     }
 
@@ -50,6 +54,19 @@ impl ApiError {
         ApiError {
             retry_after: Some(retry_after),
             ..Self::new(status, code, message)
+        }
+    }
+
+    /// 503 from a cluster node that did nothing: the client may try another node.
+    pub fn node_unavailable(message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError {
+            elsewhere: true,
+            ..Self::busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::BUSY,
+                message,
+                retry_after,
+            )
         }
     }
 
@@ -129,6 +146,7 @@ impl From<MatcherError> for ApiError {
             id,
             max,
             retry_after: None,
+            elsewhere: false,
         }
     }
 }
@@ -168,6 +186,12 @@ impl IntoResponse for ApiError {
                 .into_response(),
             None => (self.status, Json(body)).into_response(),
         };
+        if self.elsewhere {
+            resp.headers_mut().insert(
+                crate::matcher::api::RETRY_ELSEWHERE,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         resp.extensions_mut().insert(ErrorCode(self.code));
         resp
     }

@@ -283,6 +283,14 @@ impl Ledger {
         }
     }
 
+    /// The last op of the cluster's log this node applied (0 standalone).
+    pub fn position(&self) -> u64 {
+        match self {
+            Ledger::Standalone => 0,
+            Ledger::Cluster(node) => node.applied(),
+        }
+    }
+
     /// 503 while a cluster node is not in step with its log (a no-op standalone).
     pub fn ready(&self) -> Result<(), ApiError> {
         match self {
@@ -310,10 +318,9 @@ pub struct Node {
     caught_up: AtomicBool,
 }
 
+/// This node cannot reach its cluster's log (before doing anything: another node may).
 fn unavailable(detail: impl std::fmt::Display) -> ApiError {
-    ApiError::busy(
-        StatusCode::SERVICE_UNAVAILABLE,
-        codes::BUSY,
+    ApiError::node_unavailable(
         format!("this matcher node cannot reach its cluster's log: {detail}"),
         1,
     )
@@ -347,17 +354,13 @@ impl Node {
 
     fn ready(&self) -> Result<(), ApiError> {
         if let Some(why) = &*self.failed.lock() {
-            return Err(ApiError::busy(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::BUSY,
+            return Err(ApiError::node_unavailable(
                 format!("this matcher node stopped applying its cluster's log: {why}"),
                 5,
             ));
         }
         if !self.caught_up.load(Ordering::Acquire) {
-            return Err(ApiError::busy(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::BUSY,
+            return Err(ApiError::node_unavailable(
                 "this matcher node is catching up with its cluster's log",
                 1,
             ));
@@ -365,19 +368,31 @@ impl Node {
         Ok(())
     }
 
-    /// Waits until this node has applied the op at `sequence`.
+    /// Waits until this node has applied the op at `sequence`. The 503 on a timeout
+    /// does not send the client elsewhere: when the op is the client's own, it is in the
+    /// log and will be applied.
     async fn wait_applied(&self, sequence: u64) -> Result<(), ApiError> {
         let mut rx = self.applied.subscribe();
         let reached = tokio::time::timeout(WAIT, rx.wait_for(|&a| a >= sequence)).await;
         if let Some(why) = &*self.failed.lock() {
-            return Err(unavailable(why));
+            return Err(ApiError::busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::BUSY,
+                format!("this matcher node stopped applying its cluster's log: {why}"),
+                5,
+            ));
         }
         match reached {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(unavailable(format!(
-                "this node has applied the log up to {}, not yet {sequence}",
-                self.applied()
-            ))),
+            _ => Err(ApiError::busy(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::BUSY,
+                format!(
+                    "this node has applied its cluster's log up to {}, not yet {sequence}",
+                    self.applied()
+                ),
+                1,
+            )),
         }
     }
 

@@ -9,7 +9,10 @@
 //! `evicted_slow_body`; and `write_timeout`, a client that took none of its response
 //! for the write deadline), and gauges read
 //! at scrape time: `blindface_tenants`, `blindface_templates`,
-//! `blindface_memory_used_bytes`, `blindface_memory_budget_bytes`.
+//! `blindface_memory_used_bytes`, `blindface_memory_budget_bytes`;
+//! `blindface_matched_blocks_total` (blocks this server matched: identify and verify);
+//! on a cluster node `blindface_log_position` (the last op of the cluster's log applied
+//! here: nodes in step show the same).
 
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
@@ -28,6 +31,8 @@ pub struct Metrics {
     templates: IntGauge,
     memory_used: IntGauge,
     memory_budget: IntGauge,
+    matched_blocks: prometheus::IntCounter,
+    log_position: IntGauge,
 }
 
 impl Metrics {
@@ -63,6 +68,15 @@ impl Metrics {
             "bytes charged against the memory budget",
         );
         let memory_budget = gauge("blindface_memory_budget_bytes", "the memory budget");
+        let matched_blocks = prometheus::IntCounter::new(
+            "blindface_matched_blocks_total",
+            "gallery blocks this server matched (one external product each)",
+        )
+        .expect("valid metric");
+        let log_position = gauge(
+            "blindface_log_position",
+            "the last op of the cluster's log this node applied (0: standalone)",
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -71,6 +85,8 @@ impl Metrics {
             Box::new(templates.clone()),
             Box::new(memory_used.clone()),
             Box::new(memory_budget.clone()),
+            Box::new(matched_blocks.clone()),
+            Box::new(log_position.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -83,7 +99,14 @@ impl Metrics {
             templates,
             memory_used,
             memory_budget,
+            matched_blocks,
+            log_position,
         }
+    }
+
+    /// Counts blocks matched.
+    pub fn matched(&self, blocks: usize) {
+        self.matched_blocks.inc_by(blocks as u64);
     }
 
     /// Counts a routed request and its time, by route pattern and status.
@@ -99,8 +122,10 @@ impl Metrics {
         self.rejected.with_label_values(&[code]).inc();
     }
 
-    /// The Prometheus text, with the gauges read from `g` now.
-    pub fn render(&self, g: &Galleries) -> String {
+    /// The Prometheus text, with the gauges read from `g` and the log position now.
+    pub fn render(&self, g: &Galleries, log_position: u64) -> String {
+        self.log_position
+            .set(i64::try_from(log_position).unwrap_or(i64::MAX));
         self.tenants.set(g.tenant_count() as i64);
         self.templates.set(g.template_count() as i64);
         self.memory_used

@@ -49,6 +49,8 @@ pub async fn scrape(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.require_admin(&headers)?;
-    let body = state.metrics.render(&state.galleries);
+    let body = state
+        .metrics
+        .render(&state.galleries, state.ledger.position());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

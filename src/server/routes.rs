@@ -318,7 +318,9 @@ async fn verify(
     let r = blocking(move || {
         let _slots = (slot, tenant_slot);
         let probe = parse_probe(&s, &b)?;
-        Ok(result_bytes(s.galleries.verify(&tenant, &probe, id)?))
+        let result = s.galleries.verify(&tenant, &probe, id)?;
+        s.metrics.matched(1);
+        Ok(result_bytes(result))
     })
     .await?;
     Ok(result_response(r))
@@ -396,6 +398,7 @@ async fn identify(
                 for block in &part {
                     w.block(block, &mut out);
                 }
+                s.metrics.matched(part.len());
                 match tx.try_send(Ok(Bytes::from(out))) {
                     Ok(()) => Ok(()),
                     Err(TrySendError::Closed(_)) => Err(MatcherError::Cancelled),
