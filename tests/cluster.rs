@@ -422,12 +422,150 @@ fn kill9_of_a_node_and_of_a_nats_server_loses_no_acknowledged_enrolment() {
     nodes[1] = Some(node(&nats, &dir.path().join("node1"), &[]));
     for i in [2, 1] {
         let m = matcher(nodes[i].as_ref().unwrap(), &creds);
-        let listed: BTreeSet<TemplateId> = m.list().unwrap().into_iter().map(|e| e.id).collect();
+        // A node whose NATS server was killed may still be reconnecting: it answers 503
+        // (never a partial listing) until it is back.
+        let started = Instant::now();
+        let listed: BTreeSet<TemplateId> = loop {
+            match m.list() {
+                Ok(l) => break l.into_iter().map(|e| e.id).collect(),
+                Err(e @ MatcherError::Busy { .. })
+                    if started.elapsed() < Duration::from_secs(30) =>
+                {
+                    eprintln!("node {i} after the kills: {e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("node {i} after the kills: {e}"),
+            }
+        };
         assert!(
             acknowledged.is_subset(&listed),
             "node {i} lost acknowledged enrolments"
         );
         let ids = identify_exact(&m, &key, &templates[0], &by_id).unwrap();
         assert_eq!(ids, listed, "node {i}: the identify covers the listing");
+    }
+}
+
+/// Bytes JetStream holds for the cluster's log, from a NATS server's monitoring endpoint.
+fn log_bytes(nats: &Nats) -> u64 {
+    let body: serde_json::Value = ureq::get(format!("{}/jsz?streams=true", nats.monitors[0]))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    body["account_details"][0]["stream_detail"][0]["state"]["bytes"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// What the cluster costs against a standalone server on this machine, for BENCHMARKS.md
+/// (`cargo test --release --test cluster -- --ignored --nocapture cluster_costs`): enrol
+/// throughput and latency from 4 clients, identify latency, log bytes per template, and a
+/// node's start-up with its cache and from the log alone.
+#[test]
+#[ignore]
+fn cluster_costs() {
+    let p = params();
+    let n: usize = std::env::var("CLUSTER_COSTS_TEMPLATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let a = node(
+        &nats,
+        &dir.path().join("a"),
+        &["--max-templates", "2000000"],
+    );
+    let b = node(
+        &nats,
+        &dir.path().join("b"),
+        &["--max-templates", "2000000"],
+    );
+    let standalone = Server::start(
+        &dir.path().join("standalone"),
+        &["--max-templates", "2000000"],
+    );
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(n, 9, &p);
+    let sealed: Vec<EncryptedTemplate> = templates
+        .iter()
+        .map(|t| encrypt_template(&key, t))
+        .collect();
+    let enrol_all = |server: &Server| {
+        let creds = register(server);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for c in 0..4 {
+                let (m, sealed) = (matcher(server, &creds), &sealed);
+                s.spawn(move || {
+                    for i in (c..n).step_by(4) {
+                        m.enrol(TemplateId(i as u64 + 1), &sealed[i], b"label")
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        (creds, started.elapsed())
+    };
+    let identify_time = |m: &RemoteMatcher| {
+        let (probe, _) = encrypt_probe(&key, &templates[0]);
+        m.identify(&probe).unwrap();
+        let started = Instant::now();
+        for _ in 0..10 {
+            m.identify(&probe).unwrap();
+        }
+        started.elapsed() / 10
+    };
+    let (alone_creds, alone_enrol) = enrol_all(&standalone);
+    let (creds, cluster_enrol) = enrol_all(&a);
+    let per = |d: Duration| d.as_secs_f64() * 1e3 * 4.0 / n as f64;
+    eprintln!("{n} enrolments from 4 clients:");
+    eprintln!(
+        "  standalone: {:.1} s ({:.0}/s, {:.2} ms each)",
+        alone_enrol.as_secs_f64(),
+        n as f64 / alone_enrol.as_secs_f64(),
+        per(alone_enrol)
+    );
+    eprintln!(
+        "  cluster (3 NATS, R3, 2 nodes): {:.1} s ({:.0}/s, {:.2} ms each)",
+        cluster_enrol.as_secs_f64(),
+        n as f64 / cluster_enrol.as_secs_f64(),
+        per(cluster_enrol)
+    );
+    let bytes = log_bytes(&nats);
+    eprintln!(
+        "log: {bytes} bytes, {:.0} per template (one replica)",
+        bytes as f64 / n as f64
+    );
+    let alone_identify = identify_time(&matcher(&standalone, &alone_creds));
+    let node_identify = identify_time(&matcher(&b, &creds));
+    eprintln!(
+        "identify 1:{n}: standalone {alone_identify:?}, through a cluster node {node_identify:?}"
+    );
+
+    // Start-up: b restarted on its cache; a new node from the log alone.
+    b.stop();
+    let started = Instant::now();
+    let b = node(
+        &nats,
+        &dir.path().join("b"),
+        &["--max-templates", "2000000"],
+    );
+    let warm = started.elapsed();
+    let started = Instant::now();
+    let fresh = node(
+        &nats,
+        &dir.path().join("fresh"),
+        &["--max-templates", "2000000"],
+    );
+    let cold = started.elapsed();
+    eprintln!(
+        "start-up: with its cache {warm:?}; from the log alone {cold:?} ({:.0} templates/s)",
+        n as f64 / cold.as_secs_f64()
+    );
+    for s in [&b, &fresh] {
+        assert_eq!(matcher(s, &creds).list().unwrap().len(), n);
     }
 }

@@ -85,7 +85,11 @@ pub fn ui(
         ui.horizontal(|ui| {
             let l = ui.label("URL");
             ui.add(egui::TextEdit::singleline(&mut panel.url).desired_width(200.0))
-                .labelled_by(l.id);
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "https://HOST:7878; a cluster: its nodes' URLs separated by commas \
+                     (one token and one certificate for all)",
+                );
         });
         ui.horizontal(|ui| {
             let l = ui.label("Token");

@@ -301,7 +301,9 @@ impl Ledger {
 }
 
 /// The longest a write or read waits for the log or for this node to catch up.
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(5);
+/// How often the follower checks that the log's delivery has not stalled.
+const STALL_CHECK: Duration = Duration::from_secs(2);
 /// Compare-and-set rounds a write tries before answering 503.
 const ATTEMPTS: usize = 32;
 
@@ -463,7 +465,16 @@ impl Node {
             .name("log-follower".into())
             .spawn(move || {
                 while let Some(entry) = rx.blocking_recv() {
-                    if let Err(why) = node.apply_entry(&s, entry) {
+                    let mut applied = node.apply_entry(&s, entry);
+                    if applied.is_ok() && rx.is_empty() {
+                        // idle: make the cache's last changes durable
+                        applied = s
+                            .galleries
+                            .store()
+                            .sync()
+                            .map_err(|e| format!("syncing the cache: {e}"));
+                    }
+                    if let Err(why) = applied {
                         tracing::error!(%why, "stopped applying the cluster's log");
                         *node.failed.lock() = Some(why);
                         // wake every waiter: they see `failed`
@@ -479,7 +490,29 @@ impl Node {
                 match node.log.follow(next).await {
                     Ok(entries) => {
                         let mut entries = std::pin::pin!(entries);
-                        while let Some(entry) = entries.next().await {
+                        // A watchdog: a consumer that stalls (its NATS server died under
+                        // it) while the log has moved on is dropped and made again.
+                        let mut tick = tokio::time::interval_at(
+                            tokio::time::Instant::now() + STALL_CHECK,
+                            STALL_CHECK,
+                        );
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        let mut seen = next;
+                        loop {
+                            let entry = tokio::select! {
+                                entry = entries.next() => entry,
+                                _ = tick.tick() => {
+                                    let stalled = seen == next
+                                        && matches!(timed(node.log.last()).await, Ok(last) if last >= next);
+                                    seen = next;
+                                    if stalled {
+                                        tracing::warn!(waiting_for = next, "the log's delivery stalled; re-reading");
+                                        break;
+                                    }
+                                    continue;
+                                }
+                            };
+                            let Some(entry) = entry else { break };
                             match entry {
                                 Ok(e) if e.sequence < next => continue,
                                 Ok(e) if e.sequence > next => {
@@ -616,6 +649,7 @@ pub fn open_cache(
         }
     }
     let galleries = Galleries::open_with(data, params, quotas)?;
+    galleries.store().use_as_cache();
     if galleries.store().cluster_id()?.is_none() {
         galleries.store().set_cluster_id(id)?;
     }

@@ -157,6 +157,8 @@ pub struct Nats {
     children: Vec<Option<Child>>,
     /// `nats://127.0.0.1:PORT` of each server.
     pub urls: Vec<String>,
+    /// `http://127.0.0.1:PORT` of each server's monitoring endpoint (`/jsz`, `/healthz`).
+    pub monitors: Vec<String>,
     args: Vec<Vec<String>>,
 }
 
@@ -168,6 +170,7 @@ impl Nats {
         };
         let ports: Vec<u16> = (0..n).map(|_| free()).collect();
         let route_ports: Vec<u16> = (0..n).map(|_| free()).collect();
+        let monitor_ports: Vec<u16> = (0..n).map(|_| free()).collect();
         let routes = route_ports
             .iter()
             .map(|p| format!("nats://127.0.0.1:{p}"))
@@ -178,6 +181,10 @@ impl Nats {
             urls: ports
                 .iter()
                 .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect(),
+            monitors: monitor_ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}"))
                 .collect(),
             args: Vec::new(),
         };
@@ -193,6 +200,8 @@ impl Nats {
                 "-js".into(),
                 "-sd".into(),
                 store.display().to_string(),
+                "-m".into(),
+                monitor_ports[i].to_string(),
             ];
             if n > 1 {
                 args.extend([

@@ -135,6 +135,9 @@ fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
+/// A cluster cache's commits between two durable ones ([`Store::use_as_cache`]).
+pub const CACHE_SYNC_EVERY: u64 = 1024;
+
 /// The redb-backed store.
 pub struct Store {
     db: Database,
@@ -143,6 +146,9 @@ pub struct Store {
     /// The log position the next write transaction records in `meta_v1` (cluster nodes
     /// only: their one writer, the log follower, arms it before applying a change).
     armed_position: parking_lot::Mutex<Option<u64>>,
+    /// A cluster node's cache ([`Store::use_as_cache`]): commits not yet made durable.
+    unsynced: std::sync::atomic::AtomicU64,
+    cache: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,6 +190,8 @@ impl Store {
             path,
             params: *params,
             armed_position: parking_lot::Mutex::new(None),
+            unsynced: Default::default(),
+            cache: Default::default(),
         };
         store.upgrade().map_err(err)?;
         Ok(store)
@@ -216,6 +224,8 @@ impl Store {
             path: building.clone(),
             params: *params,
             armed_position: parking_lot::Mutex::new(None),
+            unsynced: Default::default(),
+            cache: Default::default(),
         };
         store.upgrade().map_err(err)?;
         drop(store);
@@ -380,11 +390,42 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, MatcherError> {
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        self.cache_durability(&mut txn);
         let out = f(&txn).map_err(|e| self.error(e))?;
         self.stamp(&txn).map_err(|e| self.error(e))?;
         txn.commit().map_err(|e| self.error(e))?;
         Ok(out)
+    }
+
+    /// Marks this store as a cluster node's cache: its commits are atomic but not each
+    /// made durable at once (every [`CACHE_SYNC_EVERY`]th is, and [`Store::sync`] makes
+    /// the rest durable). A crash may take the last changes back, with the log position
+    /// recorded beside them, and the node applies them again from the log: the cluster's
+    /// durability is JetStream's, and this saves an fsync per change on every node.
+    pub fn use_as_cache(&self) {
+        self.cache.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes every commit so far durable (a cluster cache's, when its node is idle).
+    pub fn sync(&self) -> Result<(), MatcherError> {
+        if self.unsynced.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+            txn.commit().map_err(|e| self.error(e))?;
+            self.unsynced.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn cache_durability(&self, txn: &mut redb::WriteTransaction) {
+        use std::sync::atomic::Ordering;
+        if self.cache.load(Ordering::Relaxed) {
+            if self.unsynced.fetch_add(1, Ordering::Relaxed) + 1 < CACHE_SYNC_EVERY {
+                txn.set_durability(redb::Durability::None);
+            } else {
+                self.unsynced.store(0, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Records the armed log position, if any, in `txn` (which is about to commit).
@@ -634,7 +675,8 @@ impl Store {
     ) -> Result<bool, MatcherError> {
         // A refusal must abort the transaction, so it travels as Ok(false) out of the
         // closure only after nothing was written.
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        self.cache_durability(&mut txn);
         let valid = (|| {
             if !admit(&txn)? {
                 return Ok(false);
