@@ -1538,3 +1538,38 @@ fn an_unread_identify_does_not_hold_the_matching_slot() {
         assert_eq!(x.distance_sq, templates[20].distance_sq(t), "{:?}", x.id);
     }
 }
+
+/// A matcher that leaves part of the gallery out of an identify (one of two blocks; what
+/// a cluster node that missed its shard would send) is refused, even after the client
+/// lists again; before, the partial answer was ranked as if it were the whole gallery.
+#[test]
+fn an_identify_that_leaves_out_a_block_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let ts = synthetic_templates(20, 23, &p);
+    let mut honest = Client::new(
+        key,
+        Box::new(BuiltinMatcher::open(dir.path(), &p, "owner").unwrap()),
+    )
+    .unwrap();
+    for (i, t) in ts.iter().enumerate() {
+        honest.enrol(t, &format!("person {i}")).unwrap();
+    }
+    let key = honest.into_key();
+    let drop_second = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let m = Tampering::new(BuiltinMatcher::open(dir.path(), &p, "owner").unwrap()).keep_blocks({
+        let drop_second = drop_second.clone();
+        move |index| !(index == 1 && drop_second.load(Ordering::Relaxed))
+    });
+    let mut c = Client::new(key, Box::new(m)).unwrap();
+    assert_eq!(c.identify(&ts[17]).unwrap().rows[0].name, "person 17");
+    drop_second.store(true, Ordering::Relaxed);
+    let e = c.identify(&ts[17]).unwrap_err();
+    let ClientError::IncompleteResult(missing) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(missing.len(), 5, "the second block's 5 templates: {e}");
+    drop_second.store(false, Ordering::Relaxed);
+    assert_eq!(c.identify(&ts[17]).unwrap().rows[0].name, "person 17");
+}

@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// certificates; TLS to NATS is then required.
     #[arg(long, value_name = "PEM", requires = "cluster")]
     nats_ca: Option<PathBuf>,
+    /// With --cluster: nodes that answer for each shard of a gallery in an identify (2:
+    /// an identify survives one of them stopping).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "cluster")]
+    replicas: usize,
 }
 
 /// `12345`, `64KiB`, `256MiB`, `4GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
@@ -206,6 +210,7 @@ pub fn serve(globals: &Globals, a: ServeArgs) -> Result<()> {
             log_replicas: a.log_replicas.max(1),
             credentials: a.nats_credentials,
             ca: a.nats_ca,
+            replicas: a.replicas.max(1),
         }),
     })
 }

@@ -14,7 +14,9 @@
 //! - Results are checked against where the listing put each template: every readout of a
 //!   listed template must come from its listed slot, one result block from one listed
 //!   block, each listed block at most once ([`ClientError::ForgedResult`]). Templates
-//!   enrolled since the last listing are checked at the next one.
+//!   enrolled since the last listing are checked at the next one. An identify must
+//!   answer for every listed template ([`ClientError::IncompleteResult`]: a cluster node
+//!   that missed its share never leaves a silently partial gallery).
 //! - A template whose label does not open is shown as [`UNREADABLE_NAME`], never answers
 //!   (identify skips it, verify refuses it), and can be removed like any other.
 //! - The name table changes only on enrol, remove and refresh; matching never re-lists.
@@ -72,6 +74,8 @@ pub enum ClientError {
     UnknownIds(Vec<TemplateId>),
     #[error("the matcher's answer does not match where it listed the gallery's templates ({0}): it was forged or relabelled, by the matcher or by someone answering in its place, and was refused (if another client re-packed this gallery since it was listed, reconnect and try again)")]
     ForgedResult(String),
+    #[error("the matcher's answer leaves out {} listed template(s) (ids {}): part of the gallery was not matched (a matcher node missed its share, or the matcher dropped them); the answer was refused", .0.len(), ids_text(.0))]
+    IncompleteResult(Vec<TemplateId>),
     #[error("{} label(s) in this gallery do not open with this key (template ids {}): the store was edited or damaged, or an enrolment was replayed under another id; they are listed as \"(label does not open)\", never matched, and can be removed", .0.len(), ids_text(.0))]
     UnreadableLabels(Vec<TemplateId>),
 }
@@ -446,6 +450,19 @@ impl Client {
             (Ok(x), None) => x,
         };
         answers.check(&seen, &self.names)?;
+        if matches!(answers, Answers::Known) {
+            // An identify answers for every listed template: none may be left out.
+            let missing: Vec<TemplateId> = self
+                .listed
+                .at
+                .keys()
+                .copied()
+                .filter(|id| !seen.contains(id))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ClientError::IncompleteResult(missing));
+            }
+        }
         let decrypt_ms = decrypting.as_secs_f64() * 1e3;
         let match_ms = (elapsed_ms(t) - decrypt_ms).max(0.0);
         Ok(MatchReport {
@@ -470,7 +487,8 @@ impl Client {
     /// last refresh) trigger one refresh and one more try.
     pub fn identify(&mut self, template: &Template) -> Result<MatchReport, ClientError> {
         match self.identify_known(template) {
-            Err(ClientError::UnknownIds(_)) => {
+            // Enrolled or removed by another client since the listing: list again.
+            Err(ClientError::UnknownIds(_) | ClientError::IncompleteResult(_)) => {
                 self.refresh()?;
                 self.identify_known(template)
             }

@@ -503,6 +503,49 @@ impl Gallery {
         Ok(())
     }
 
+    /// The numbers of the blocks holding a template, ascending: the blocks an identify
+    /// answers, in its order.
+    pub fn occupied_block_numbers(&self) -> Vec<usize> {
+        (0..self.blocks.len())
+            .filter(|&b| self.blocks[b].occupied() > 0)
+            .collect()
+    }
+
+    /// [`Gallery::identify_chunks`] over the given blocks only (a cluster node's share of
+    /// an identify), in the order given; a block number beyond the gallery is
+    /// [`HeError::Malformed`].
+    pub fn identify_blocks<E>(
+        &self,
+        probe: &PreparedProbe,
+        numbers: &[usize],
+        chunk: usize,
+        mut sink: impl FnMut(Vec<BlockResult>) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<HeError>,
+    {
+        self.check_probe(probe)?;
+        let blocks: Vec<&Block> = numbers
+            .iter()
+            .map(|&b| {
+                self.blocks.get(b).ok_or_else(|| HeError::Malformed {
+                    what: "block numbers",
+                    detail: format!("block {b} is beyond the gallery's {}", self.blocks.len()),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for part in blocks.chunks(chunk.max(1)) {
+            let results = part
+                .par_iter()
+                .map_init(ComputationBuffers::new, |buffers, b| {
+                    probe.block_result(&b.ct, b.slots.iter().copied().enumerate(), buffers)
+                })
+                .collect();
+            sink(results)?;
+        }
+        Ok(())
+    }
+
     /// 1:N into one in-memory result.
     pub fn identify(&self, probe: &PreparedProbe) -> Result<MatchResult, HeError> {
         let mut blocks = Vec::with_capacity(self.occupied_blocks());

@@ -655,6 +655,31 @@ impl Galleries {
     }
 }
 
+impl Galleries {
+    /// The numbers of `tenant`'s blocks that hold a template, ascending.
+    pub fn occupied_blocks(&self, tenant: &str) -> Result<Vec<usize>, MatcherError> {
+        let t = self.tenant(tenant)?;
+        let g = t.gallery.read().map_err(poisoned)?;
+        Ok(g.occupied_block_numbers())
+    }
+
+    /// An identify over the blocks `numbers` of `tenant`'s gallery only, `chunk` at a time
+    /// into `sink`, in the order given (a cluster node's share of an identify).
+    pub fn identify_blocks(
+        &self,
+        tenant: &str,
+        probe: &EncryptedProbe,
+        numbers: &[usize],
+        chunk: usize,
+        sink: impl FnMut(Vec<BlockResult>) -> Result<(), MatcherError>,
+    ) -> Result<(), MatcherError> {
+        let prepared = PreparedProbe::new(probe, &self.params)?;
+        let t = self.tenant(tenant)?;
+        let g = t.gallery.read().map_err(poisoned)?;
+        g.identify_blocks(&prepared, numbers, chunk, sink)
+    }
+}
+
 /// Blocks computed (in parallel) per chunk of a streamed identify: ~2 MB of results.
 pub const IDENTIFY_CHUNK: usize = 256;
 

@@ -19,6 +19,7 @@ pub struct Tampering {
     inner: BuiltinMatcher,
     verify: VerifyHook,
     block: Box<dyn Fn(&mut BlockResult) + Send + Sync>,
+    keep: Box<dyn Fn(usize) -> bool + Send + Sync>,
     listed: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -28,6 +29,7 @@ impl Tampering {
             inner,
             verify: Box::new(|_, _| {}),
             block: Box::new(|_| {}),
+            keep: Box::new(|_| true),
             listed: Box::new(|| {}),
         }
     }
@@ -41,6 +43,13 @@ impl Tampering {
     /// Rewrites each identify block as it streams.
     pub fn on_block(mut self, f: impl Fn(&mut BlockResult) + Send + Sync + 'static) -> Self {
         self.block = Box::new(f);
+        self
+    }
+
+    /// Keeps only the identify blocks (by their place in the stream) `f` says to keep:
+    /// a matcher that leaves part of the gallery out.
+    pub fn keep_blocks(mut self, f: impl Fn(usize) -> bool + Send + Sync + 'static) -> Self {
+        self.keep = Box::new(f);
         self
     }
 
@@ -94,10 +103,16 @@ impl Matcher for Tampering {
         probe: &EncryptedProbe,
         sink: &mut BlockSink<'_>,
     ) -> Result<Streamed, MatcherError> {
-        self.inner.identify_stream(probe, &mut |mut b| {
+        let mut index = 0;
+        let streamed = self.inner.identify_stream(probe, &mut |mut b| {
+            index += 1;
+            if !(self.keep)(index - 1) {
+                return Ok(());
+            }
             (self.block)(&mut b);
             sink(b)
-        })
+        })?;
+        Ok(streamed)
     }
 
     fn describe(&self) -> String {

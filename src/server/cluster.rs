@@ -12,6 +12,10 @@
 //! - [`Log::follow`]: an ordered consumer from a sequence on (it is recreated by the
 //!   client after a gap or a server's loss; sequences arrive strictly increasing).
 //!
+//! It also holds what nodes say to each other outside the log, on core NATS subjects
+//! outside the stream's: [`Membership`] (heartbeats; who holds which shard) and the
+//! subject a node answers its share of an identify on ([`match_subject`]).
+//!
 //! Invariant: the stream is never purged or edited (`deny_delete`, `deny_purge`), so a
 //! node's cache plus the log after its position is always the whole state.
 
@@ -40,6 +44,9 @@ pub struct ClusterConfig {
     pub credentials: Option<PathBuf>,
     /// A CA certificate (PEM) to verify the NATS servers' TLS certificates with.
     pub ca: Option<PathBuf>,
+    /// Nodes holding each shard of every gallery (an identify survives the loss of all
+    /// but one of a shard's holders).
+    pub replicas: usize,
 }
 
 /// Why the log refused or failed.
@@ -65,6 +72,7 @@ pub struct Entry {
 
 /// The cluster's log.
 pub struct Log {
+    client: async_nats::Client,
     js: jetstream::Context,
     stream: stream::Stream,
     urls: String,
@@ -97,7 +105,7 @@ impl Log {
             .connect(servers)
             .await
             .with_context(|| format!("cannot reach NATS at {}", config.urls))?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         // A NATS cluster that has just started elects its JetStream leader first (about a
         // second): until then every stream request fails, so retry for a while.
         let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
@@ -121,6 +129,7 @@ impl Log {
             )
         })?;
         Ok(Log {
+            client,
             js,
             stream,
             urls: config.urls.clone(),
@@ -139,6 +148,11 @@ impl Log {
             max_message_size: 1 << 20,
             ..Default::default()
         }
+    }
+
+    /// The NATS connection (for core NATS: membership, requests between nodes).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
     }
 
     /// The NATS servers this node was given.
@@ -232,5 +246,128 @@ fn publish_error(e: jetstream::context::PublishError) -> LogError {
     match e.kind() {
         jetstream::context::PublishErrorKind::WrongLastSequence => LogError::Conflict,
         _ => unavailable(e),
+    }
+}
+
+/// Shards a gallery's blocks are spread over: block `b` is in shard `b % SHARDS`. The same
+/// on every node (a constant of the build).
+pub const SHARDS: usize = 16;
+/// How often a node says it is alive, and how long a silent node is still counted.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const SILENT: Duration = Duration::from_secs(3);
+/// Core NATS subjects between nodes (outside the log's `blindface.>`).
+const HEARTBEAT_SUBJECT: &str = "bfnode.heartbeat";
+
+/// The subject on which node `node` answers its share of an identify.
+pub fn match_subject(node: u64) -> String {
+    format!("bfnode.{node:016x}.match")
+}
+
+/// Which nodes are alive and which hold which shard. Every node publishes a heartbeat
+/// each second on core NATS and hears everyone's; a node silent for 3 s is gone. A
+/// shard's holders are the `replicas` live nodes ranked first for it by rendezvous
+/// hashing, so every node that hears the same nodes computes the same holders, and a
+/// node joining or leaving moves only the shards it gains or loses.
+pub struct Membership {
+    me: u64,
+    replicas: usize,
+    seen: parking_lot::Mutex<std::collections::HashMap<u64, tokio::time::Instant>>,
+}
+
+/// A node's rank for a shard (higher first): splitmix64 of the pair.
+fn rank(node: u64, shard: usize) -> u64 {
+    let mut z = node ^ (shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The `replicas` nodes of `live` ranked first for `shard`.
+pub fn holders_among(live: &[u64], shard: usize, replicas: usize) -> Vec<u64> {
+    let mut ranked = live.to_vec();
+    ranked.sort_by_key(|&n| std::cmp::Reverse((rank(n, shard), n)));
+    ranked.truncate(replicas.max(1));
+    ranked
+}
+
+impl Membership {
+    /// Starts this node's heartbeats and listening to the others'.
+    pub async fn start(
+        client: &async_nats::Client,
+        me: u64,
+        replicas: usize,
+    ) -> anyhow::Result<std::sync::Arc<Membership>> {
+        let membership = std::sync::Arc::new(Membership {
+            me,
+            replicas: replicas.max(1),
+            seen: Default::default(),
+        });
+        let mut heard = client.subscribe(HEARTBEAT_SUBJECT).await?;
+        let m = membership.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = heard.next().await {
+                if let Ok(bytes) = <[u8; 8]>::try_from(&msg.payload[..]) {
+                    let node = u64::from_le_bytes(bytes);
+                    let new = m
+                        .seen
+                        .lock()
+                        .insert(node, tokio::time::Instant::now())
+                        .is_none();
+                    if new && node != m.me {
+                        tracing::info!(node = %format!("{node:016x}"), "a matcher node joined");
+                    }
+                }
+            }
+        });
+        let (client, m) = (client.clone(), membership.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            let mut held = Vec::new();
+            loop {
+                tick.tick().await;
+                let _ = client
+                    .publish(HEARTBEAT_SUBJECT, m.me.to_le_bytes().to_vec().into())
+                    .await;
+                let now = m.held();
+                if now != held {
+                    tracing::info!(shards = ?now, nodes = m.live().len(), "shards held by this node");
+                    held = now;
+                }
+            }
+        });
+        Ok(membership)
+    }
+
+    /// The live nodes (this one always among them), ascending.
+    pub fn live(&self) -> Vec<u64> {
+        let now = tokio::time::Instant::now();
+        let mut seen = self.seen.lock();
+        seen.retain(|_, at| now.duration_since(*at) < SILENT);
+        let mut live: Vec<u64> = seen.keys().copied().collect();
+        if !live.contains(&self.me) {
+            live.push(self.me);
+        }
+        live.sort_unstable();
+        live
+    }
+
+    /// Drops `node` from the live set at once (nobody listens on its subject any more).
+    pub fn forget(&self, node: u64) {
+        if node != self.me {
+            self.seen.lock().remove(&node);
+        }
+    }
+
+    /// The nodes holding `shard`, first choice first.
+    pub fn holders(&self, shard: usize) -> Vec<u64> {
+        holders_among(&self.live(), shard, self.replicas)
+    }
+
+    /// The shards this node holds.
+    pub fn held(&self) -> Vec<usize> {
+        let live = self.live();
+        (0..SHARDS)
+            .filter(|&s| holders_among(&live, s, self.replicas).contains(&self.me))
+            .collect()
     }
 }

@@ -33,8 +33,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::cluster::{Entry, Log, LogError, PREFIX};
+use super::cluster::{Entry, Log, LogError, Membership, PREFIX};
 use super::error::ApiError;
+use super::metrics::ClusterView;
 use super::state::{blocking, ServerState};
 use super::{accounts, tls};
 use crate::he::{EncryptedTemplate, Location, TemplateId};
@@ -283,11 +284,18 @@ impl Ledger {
         }
     }
 
-    /// The last op of the cluster's log this node applied (0 standalone).
-    pub fn position(&self) -> u64 {
+    /// This node's place in its cluster, for `/metrics` (empty standalone).
+    pub fn view(&self) -> ClusterView {
         match self {
-            Ledger::Standalone => 0,
-            Ledger::Cluster(node) => node.applied(),
+            Ledger::Standalone => ClusterView::default(),
+            Ledger::Cluster(node) => {
+                let (shards, nodes) = node.shards();
+                ClusterView {
+                    log_position: node.applied(),
+                    nodes,
+                    shards,
+                }
+            }
         }
     }
 
@@ -318,6 +326,8 @@ pub struct Node {
     failed: parking_lot::Mutex<Option<String>>,
     /// The follower has caught up with the log as it was at start.
     caught_up: AtomicBool,
+    /// Who is alive and holds which shard (set once the node has caught up).
+    membership: std::sync::OnceLock<Arc<Membership>>,
 }
 
 /// This node cannot reach its cluster's log (before doing anything: another node may).
@@ -346,7 +356,47 @@ impl Node {
             outcomes: parking_lot::Mutex::new(HashMap::new()),
             failed: parking_lot::Mutex::new(None),
             caught_up: AtomicBool::new(false),
+            membership: std::sync::OnceLock::new(),
         }))
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// This node's id (random per process): its ops' origin, its name among the nodes.
+    pub fn origin(&self) -> u64 {
+        self.origin
+    }
+
+    /// Starts this node's heartbeats and shard bookkeeping, with `replicas` holders per
+    /// shard.
+    pub async fn start_membership(&self, replicas: usize) -> anyhow::Result<()> {
+        let m = Membership::start(self.log.client(), self.origin, replicas).await?;
+        let _ = self.membership.set(m);
+        Ok(())
+    }
+
+    /// Who is alive and holds which shard.
+    pub fn membership(&self) -> &Membership {
+        self.membership
+            .get()
+            .expect("membership starts before serving")
+    }
+
+    /// The shards this node holds and the nodes alive (for `/metrics`).
+    pub fn shards(&self) -> (Vec<usize>, usize) {
+        match self.membership.get() {
+            Some(m) => (m.held(), m.live().len()),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    /// Waits until this node has applied the log up to `sequence` (another node's read
+    /// position).
+    pub async fn wait_position(&self, sequence: u64) -> Result<(), ApiError> {
+        self.ready()?;
+        self.wait_applied(sequence).await
     }
 
     /// The sequence of the last op this node applied.

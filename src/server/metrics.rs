@@ -12,7 +12,8 @@
 //! `blindface_memory_used_bytes`, `blindface_memory_budget_bytes`;
 //! `blindface_matched_blocks_total` (blocks this server matched: identify and verify);
 //! on a cluster node `blindface_log_position` (the last op of the cluster's log applied
-//! here: nodes in step show the same).
+//! here: nodes in step show the same), `blindface_cluster_nodes` (the live nodes it
+//! hears) and `blindface_shard_held{shard}` (1 for each shard it holds).
 
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
@@ -20,6 +21,14 @@ use prometheus::{
 };
 
 use crate::matcher::Galleries;
+
+/// A cluster node's place in its cluster, read at scrape time (all zero standalone).
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    pub log_position: u64,
+    pub nodes: usize,
+    pub shards: Vec<usize>,
+}
 
 /// Every metric the server exports.
 pub struct Metrics {
@@ -33,6 +42,8 @@ pub struct Metrics {
     memory_budget: IntGauge,
     matched_blocks: prometheus::IntCounter,
     log_position: IntGauge,
+    cluster_nodes: IntGauge,
+    shard_held: prometheus::IntGaugeVec,
 }
 
 impl Metrics {
@@ -77,6 +88,15 @@ impl Metrics {
             "blindface_log_position",
             "the last op of the cluster's log this node applied (0: standalone)",
         );
+        let cluster_nodes = gauge(
+            "blindface_cluster_nodes",
+            "live matcher nodes this node hears (0: standalone)",
+        );
+        let shard_held = prometheus::IntGaugeVec::new(
+            Opts::new("blindface_shard_held", "1 for each shard this node holds"),
+            &["shard"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -87,6 +107,8 @@ impl Metrics {
             Box::new(memory_budget.clone()),
             Box::new(matched_blocks.clone()),
             Box::new(log_position.clone()),
+            Box::new(cluster_nodes.clone()),
+            Box::new(shard_held.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -101,6 +123,8 @@ impl Metrics {
             memory_budget,
             matched_blocks,
             log_position,
+            cluster_nodes,
+            shard_held,
         }
     }
 
@@ -122,10 +146,17 @@ impl Metrics {
         self.rejected.with_label_values(&[code]).inc();
     }
 
-    /// The Prometheus text, with the gauges read from `g` and the log position now.
-    pub fn render(&self, g: &Galleries, log_position: u64) -> String {
+    /// The Prometheus text, with the gauges read from `g` and the cluster now.
+    pub fn render(&self, g: &Galleries, cluster: &ClusterView) -> String {
         self.log_position
-            .set(i64::try_from(log_position).unwrap_or(i64::MAX));
+            .set(i64::try_from(cluster.log_position).unwrap_or(i64::MAX));
+        self.cluster_nodes.set(cluster.nodes as i64);
+        self.shard_held.reset();
+        for shard in &cluster.shards {
+            self.shard_held
+                .with_label_values(&[&shard.to_string()])
+                .set(1);
+        }
         self.tenants.set(g.tenant_count() as i64);
         self.templates.set(g.template_count() as i64);
         self.memory_used

@@ -32,6 +32,7 @@ mod metrics;
 mod observe;
 mod parse_reply;
 mod routes;
+mod scatter;
 mod stall;
 mod state;
 mod tls;
@@ -200,6 +201,9 @@ pub fn run(config: ServerConfig) -> Result<()> {
         if let Some(node) = &node {
             node.follow(state.clone()).await?;
             tracing::info!(position = node.applied(), "caught up with the cluster's log");
+            let replicas = config.cluster.as_ref().map_or(1, |c| c.replicas);
+            node.start_membership(replicas).await?;
+            scatter::serve(state.clone(), node.clone()).await?;
             if config.tls == Some(TlsSource::SelfSigned)
                 && !config.data.join(SELF_SIGNED_CERT).exists()
             {

@@ -49,8 +49,6 @@ pub async fn scrape(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.require_admin(&headers)?;
-    let body = state
-        .metrics
-        .render(&state.galleries, state.ledger.position());
+    let body = state.metrics.render(&state.galleries, &state.ledger.view());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -46,7 +46,7 @@ use super::body::{self, Body, TenantBody, SMALL_BODY_LIMIT};
 use super::error::ApiError;
 use super::ledger::{Ledger, Op, Outcome};
 use super::state::{blocking, ServerState, Tenant};
-use super::{admin, auth, limits, observe};
+use super::{admin, auth, limits, observe, scatter};
 use crate::he::{
     wire::WIRE_VERSION, BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ResultWriter,
     TemplateId, PARAMS_VERSION,
@@ -343,6 +343,13 @@ async fn identify(
     TenantBody { tenant, body: b }: TenantBody<PROBE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
     s.ledger.fresh(&tenant).await?;
+    if let Ledger::Cluster(node) = &s.ledger {
+        if node.membership().live().len() > 1 {
+            let probe = Bytes::copy_from_slice(&b);
+            drop(b);
+            return scatter::identify(&s, node, tenant, probe).await;
+        }
+    }
     // Held until the response's last byte is handed over (or the connection is gone),
     // with the result's buffer bytes: a client that never reads holds them only until
     // the connection's write deadline (`stall`).

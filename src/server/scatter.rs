@@ -1,0 +1,409 @@
+//! An identify across a cluster's nodes (scatter-gather). The node that takes the
+//! request waits until it holds the tenant's last change, lists the gallery's occupied
+//! blocks, and asks each shard's holder (`cluster::Membership`) for that shard's blocks:
+//! itself for the shards it holds, the others over core NATS ([`serve`] answers there,
+//! at the same log position or later, in messages of at most [`BLOCKS_PER_MESSAGE`]
+//! blocks). A holder that stops answering for [`SHARD_IDLE`] is replaced by the shard's
+//! next holder (`--replicas 2` and more) for the blocks it had not sent.
+//!
+//! The response starts only once every shard has answered its first blocks; a shard
+//! with no holder left is 503 with `Retry-After`, never a partial gallery, and one that
+//! fails later cuts the stream, which the client's reader refuses. Blocks go to the client
+//! in block order, the same stream a single server sends; the client then checks that
+//! every listed block was answered.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body as AxumBody, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::cluster::{match_subject, SHARDS};
+use super::error::ApiError;
+use super::ledger::Node;
+use super::state::{blocking, ServerState};
+use crate::he::{BlockResult, EncryptedProbe, MatchResult, ResultWriter};
+use crate::matcher::{codes, MatcherError};
+
+/// Blocks per message between nodes (~8.6 KB each: well under NATS's 1 MiB payload).
+pub const BLOCKS_PER_MESSAGE: usize = 64;
+/// A shard's holder silent this long is given up for the next.
+pub const SHARD_IDLE: Duration = Duration::from_secs(5);
+
+/// What a node asks another for: `blocks` of `tenant`'s gallery, once it has applied
+/// the log up to `position`.
+#[derive(Serialize, Deserialize)]
+struct MatchRequest {
+    tenant: String,
+    position: u64,
+    blocks: Vec<u64>,
+    probe: Vec<u8>,
+}
+
+/// Why a holder failed when nobody listens on its subject any more (it stopped or
+/// restarted under another id): it is forgotten at once.
+const GONE: &str = "the node is gone";
+
+/// One message of an answer: the first byte says which.
+const PART: u8 = 0;
+const END: u8 = 1;
+const FAILED: u8 = 2;
+
+fn busy(message: String) -> ApiError {
+    ApiError::busy(StatusCode::SERVICE_UNAVAILABLE, codes::BUSY, message, 1)
+}
+
+/// Answers other nodes' requests for their share of an identify, on this node's subject.
+pub async fn serve(s: Arc<ServerState>, node: Arc<Node>) -> anyhow::Result<()> {
+    let client = node.log().client().clone();
+    let mut requests = client.subscribe(match_subject(node.origin())).await?;
+    tokio::spawn(async move {
+        while let Some(msg) = requests.next().await {
+            let Some(reply) = msg.reply.clone() else {
+                continue;
+            };
+            let (s, node, client) = (s.clone(), node.clone(), client.clone());
+            tokio::spawn(async move {
+                if let Err(e) = answer(&s, &node, &client, reply.clone(), &msg.payload).await {
+                    let mut out = vec![FAILED];
+                    out.extend_from_slice(e.message.as_bytes());
+                    let _ = client.publish(reply, out.into()).await;
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn answer(
+    s: &Arc<ServerState>,
+    node: &Node,
+    client: &async_nats::Client,
+    reply: async_nats::Subject,
+    payload: &[u8],
+) -> Result<(), ApiError> {
+    let req: MatchRequest = bincode::deserialize(payload)
+        .map_err(|e| ApiError::bad_request(format!("a malformed match request: {e}")))?;
+    node.wait_position(req.position).await?;
+    let _slot = s.limits.matching.enter().await?;
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let state = s.clone();
+    let work = blocking(move || {
+        let probe = EncryptedProbe::from_bytes(&req.probe, state.galleries.params())?;
+        let blocks: Vec<usize> = req.blocks.iter().map(|&b| b as usize).collect();
+        let params = *state.galleries.params();
+        state.galleries.identify_blocks(
+            &req.tenant,
+            &probe,
+            &blocks,
+            BLOCKS_PER_MESSAGE,
+            |part| {
+                state.metrics.matched(part.len());
+                let mut out = vec![PART];
+                out.extend(MatchResult::new(&params, part).to_bytes());
+                tx.blocking_send(out).map_err(|_| MatcherError::Cancelled)
+            },
+        )?;
+        Ok(())
+    });
+    let forward = async {
+        while let Some(part) = rx.recv().await {
+            client
+                .publish(reply.clone(), part.into())
+                .await
+                .map_err(|e| busy(format!("answering a node: {e}")))?;
+        }
+        Ok::<_, ApiError>(())
+    };
+    let (worked, forwarded) = tokio::join!(work, forward);
+    worked?;
+    forwarded?;
+    client
+        .publish(reply, vec![END].into())
+        .await
+        .map_err(|e| busy(format!("answering a node: {e}")))?;
+    Ok(())
+}
+
+/// One shard's blocks, in order, as they come (an error ends it).
+type ShardStream = mpsc::Receiver<Result<BlockResult, String>>;
+
+/// Fetches `blocks` (one shard's, ascending) from the shard's holders in turn, forwarding
+/// each block once, in order.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_shard(
+    s: Arc<ServerState>,
+    node: Arc<Node>,
+    tenant: String,
+    position: u64,
+    probe: Arc<Vec<u8>>,
+    shard: usize,
+    holders: Vec<u64>,
+    blocks: Vec<usize>,
+    tx: mpsc::Sender<Result<BlockResult, String>>,
+) {
+    let mut sent = 0usize;
+    let mut why = String::from("no live node holds this shard");
+    let mut holders = std::collections::VecDeque::from(holders);
+    let mut tried = Vec::new();
+    while let Some(holder) = holders.pop_front() {
+        if sent == blocks.len() {
+            return;
+        }
+        tried.push(holder);
+        let rest = &blocks[sent..];
+        let outcome = if holder == node.origin() {
+            local_share(&s, &tenant, &probe, rest, &tx, &mut sent).await
+        } else {
+            remote_share(
+                &s, &node, holder, &tenant, position, &probe, rest, &tx, &mut sent,
+            )
+            .await
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(holder = %format!("{holder:016x}"), error = %e, "a shard's holder did not answer; trying the next");
+                if e == GONE {
+                    // Its successor among the live nodes takes the shard now.
+                    let membership = node.membership();
+                    membership.forget(holder);
+                    holders = membership
+                        .holders(shard)
+                        .into_iter()
+                        .filter(|h| !tried.contains(h))
+                        .collect();
+                }
+                why = e;
+            }
+        }
+    }
+    if sent < blocks.len() {
+        let _ = tx.send(Err(why)).await;
+    }
+}
+
+async fn local_share(
+    s: &Arc<ServerState>,
+    tenant: &str,
+    probe: &Arc<Vec<u8>>,
+    blocks: &[usize],
+    tx: &mpsc::Sender<Result<BlockResult, String>>,
+    sent: &mut usize,
+) -> Result<(), String> {
+    let (part_tx, mut part_rx) = mpsc::channel::<Vec<BlockResult>>(2);
+    let (state, tenant, probe, blocks) = (
+        s.clone(),
+        tenant.to_string(),
+        probe.clone(),
+        blocks.to_vec(),
+    );
+    let work = blocking(move || {
+        let probe = EncryptedProbe::from_bytes(&probe, state.galleries.params())?;
+        state
+            .galleries
+            .identify_blocks(&tenant, &probe, &blocks, BLOCKS_PER_MESSAGE, |part| {
+                state.metrics.matched(part.len());
+                part_tx
+                    .blocking_send(part)
+                    .map_err(|_| MatcherError::Cancelled)
+            })?;
+        Ok(())
+    });
+    let forward = async {
+        while let Some(part) = part_rx.recv().await {
+            for b in part {
+                tx.send(Ok(b)).await.map_err(|_| "cancelled".to_string())?;
+                *sent += 1;
+            }
+        }
+        Ok::<_, String>(())
+    };
+    let (worked, forwarded) = tokio::join!(work, forward);
+    worked.map_err(|e| e.message)?;
+    forwarded
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn remote_share(
+    s: &Arc<ServerState>,
+    node: &Node,
+    holder: u64,
+    tenant: &str,
+    position: u64,
+    probe: &Arc<Vec<u8>>,
+    blocks: &[usize],
+    tx: &mpsc::Sender<Result<BlockResult, String>>,
+    sent: &mut usize,
+) -> Result<(), String> {
+    let client = node.log().client();
+    let inbox = client.new_inbox();
+    let mut answers = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = MatchRequest {
+        tenant: tenant.to_string(),
+        position,
+        blocks: blocks.iter().map(|&b| b as u64).collect(),
+        probe: probe.to_vec(),
+    };
+    let payload = bincode::serialize(&request).map_err(|e| e.to_string())?;
+    client
+        .publish_with_reply(match_subject(holder), inbox, payload.into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let params = *s.galleries.params();
+    let mut got = 0usize;
+    loop {
+        let msg = match tokio::time::timeout(SHARD_IDLE, answers.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Err("the connection to NATS closed".into()),
+            Err(_) => return Err(format!("no answer for {} s", SHARD_IDLE.as_secs())),
+        };
+        if msg.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Err(GONE.into());
+        }
+        match msg.payload.split_first() {
+            Some((&PART, rest)) => {
+                let part = MatchResult::from_bytes(rest, &params, BLOCKS_PER_MESSAGE)
+                    .map_err(|e| format!("a malformed answer: {e}"))?;
+                for b in part.blocks {
+                    if got == blocks.len() {
+                        return Err("more blocks than asked".into());
+                    }
+                    tx.send(Ok(b)).await.map_err(|_| "cancelled".to_string())?;
+                    got += 1;
+                    *sent += 1;
+                }
+            }
+            Some((&END, _)) if got == blocks.len() => return Ok(()),
+            Some((&END, _)) => return Err(format!("{got} blocks of {}", blocks.len())),
+            Some((&FAILED, why)) => return Err(String::from_utf8_lossy(why).into_owned()),
+            _ => return Err("an unreadable answer".into()),
+        }
+    }
+}
+
+/// `POST /v1/identify` on a cluster node with other live nodes: see the module doc.
+pub async fn identify(
+    s: &Arc<ServerState>,
+    node: &Arc<Node>,
+    tenant: String,
+    probe: Bytes,
+) -> Result<Response, ApiError> {
+    let _tenant_slot = s.limits.per_tenant.take(&tenant)?;
+    let params = *s.galleries.params();
+    let checked = probe.clone();
+    let state = s.clone();
+    blocking(move || {
+        Ok(EncryptedProbe::from_bytes(
+            &checked,
+            state.galleries.params(),
+        )?)
+    })
+    .await?;
+    let position = node.applied();
+    let occupied = s.galleries.occupied_blocks(&tenant)?;
+    let membership = node.membership();
+    let probe = Arc::new(probe.to_vec());
+    let mut shards: BTreeMap<usize, ShardStream> = BTreeMap::new();
+    for shard in 0..SHARDS {
+        let blocks: Vec<usize> = occupied
+            .iter()
+            .copied()
+            .filter(|b| b % SHARDS == shard)
+            .collect();
+        if blocks.is_empty() {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(2 * BLOCKS_PER_MESSAGE);
+        tokio::spawn(fetch_shard(
+            s.clone(),
+            node.clone(),
+            tenant.clone(),
+            position,
+            probe.clone(),
+            shard,
+            membership.holders(shard),
+            blocks,
+            tx,
+        ));
+        shards.insert(shard, rx);
+    }
+    // Every shard's first block before the first byte: a shard nobody answers is a 503.
+    let mut first: BTreeMap<usize, BlockResult> = BTreeMap::new();
+    for (&shard, rx) in shards.iter_mut() {
+        match rx.recv().await {
+            Some(Ok(b)) => {
+                first.insert(shard, b);
+            }
+            Some(Err(why)) => {
+                return Err(busy(format!(
+                    "shard {shard} of this gallery has no node that answers now ({why})"
+                )))
+            }
+            None => {
+                return Err(busy(format!(
+                    "shard {shard} of this gallery was not answered"
+                )))
+            }
+        }
+    }
+    let (out_tx, out_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let mut w = ResultWriter::new(&params, occupied.len());
+        if out_tx.send(Ok(Bytes::from(w.header()))).await.is_err() {
+            return;
+        }
+        let mut out = Vec::new();
+        for &b in &occupied {
+            let shard = b % SHARDS;
+            let block = match first.remove(&shard) {
+                Some(block) => Ok(block),
+                None => match shards
+                    .get_mut(&shard)
+                    .expect("every shard with blocks")
+                    .recv()
+                    .await
+                {
+                    Some(Ok(block)) => Ok(block),
+                    Some(Err(why)) => Err(why),
+                    None => Err(format!("shard {shard} ended early")),
+                },
+            };
+            match block {
+                Ok(block) => w.block(&block, &mut out),
+                Err(why) => {
+                    tracing::warn!(shard, %why, "an identify lost a shard mid-stream; cutting the response");
+                    let _ = out_tx.send(Err(std::io::Error::other(why))).await;
+                    return;
+                }
+            }
+            if out.len() >= 1 << 20
+                && out_tx
+                    .send(Ok(Bytes::from(std::mem::take(&mut out))))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        w.finish(&mut out);
+        let _ = out_tx.send(Ok(Bytes::from(out))).await;
+    });
+    let body = AxumBody::from_stream(tokio_stream_from(out_rx));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+/// A receiver as a stream of body chunks.
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
