@@ -568,3 +568,152 @@ fn cluster_costs() {
         assert_eq!(matcher(s, &creds).list().unwrap().len(), n);
     }
 }
+
+/// `n` templates enrolled through `server` under new credentials (ids 1..=n).
+fn gallery_of(server: &Server, key: &SecretKey, templates: &[Template]) -> Credentials {
+    let creds = register(server);
+    let m = matcher(server, &creds);
+    for (i, t) in templates.iter().enumerate() {
+        m.enrol(TemplateId(i as u64 + 1), &encrypt_template(key, t), b"l")
+            .unwrap();
+    }
+    creds
+}
+
+fn by_id(templates: &[Template]) -> BTreeMap<TemplateId, Template> {
+    templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (TemplateId(i as u64 + 1), t.clone()))
+        .collect()
+}
+
+/// The shards a node says it holds (`blindface_shard_held{shard="N"} 1`).
+fn shards_held(text: &str) -> BTreeSet<usize> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("blindface_shard_held{shard=\"")?;
+            let (shard, value) = rest.split_once("\"} ")?;
+            (value.trim() == "1").then(|| shard.parse().unwrap())
+        })
+        .collect()
+}
+
+/// An identify of a 16-block gallery through one of three nodes is split by shard: each
+/// node matches exactly the blocks of the shards it says it holds, every shard is held by
+/// one node, and the answer is exact.
+#[test]
+fn an_identify_is_split_between_the_nodes_by_shard() {
+    let p = params();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let nodes: Vec<Server> = (0..3)
+        .map(|i| node(&nats, &dir.path().join(format!("node{i}")), &[]))
+        .collect();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(240, 13, &p);
+    let creds = gallery_of(&nodes[0], &key, &templates);
+    std::thread::sleep(Duration::from_millis(1500)); // every node has heard the others
+    let ids = identify_exact(
+        &matcher(&nodes[1], &creds),
+        &key,
+        &templates[3],
+        &by_id(&templates),
+    )
+    .unwrap();
+    assert_eq!(ids.len(), 240);
+    let admin = nodes[0].admin_token.clone().unwrap();
+    let mut all = BTreeSet::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let text = Endpoint::new(&n.url, None, false)
+            .unwrap()
+            .metrics(&admin)
+            .unwrap();
+        let held = shards_held(&text);
+        assert!(!held.is_empty(), "node {i} holds shards");
+        assert_eq!(
+            metric(&text, "blindface_matched_blocks_total") as usize,
+            held.len(),
+            "node {i} matched one block per shard it holds (16 blocks: block b in shard b)"
+        );
+        assert!(
+            all.is_disjoint(&held),
+            "one holder per shard with --replicas 1"
+        );
+        all.extend(held);
+    }
+    assert_eq!(all, (0..16).collect(), "every shard held");
+}
+
+/// SIGSTOP of a node while an identify needs it: with one holder per shard the identify
+/// is 503 (never a partial gallery); once the stopped node has been silent for 3 s its
+/// shards move to the live nodes (every node holds every block) and the identify is
+/// exact; with `--replicas 2` the identify succeeds at once, from the second holders.
+#[test]
+fn a_stopped_node_gives_503_with_one_replica_and_is_covered_with_two() {
+    let p = params();
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(240, 17, &p);
+    let all = by_id(&templates);
+    for replicas in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = Nats::start(3, dir.path());
+        let nodes: Vec<Server> = (0..3)
+            .map(|i| {
+                node(
+                    &nats,
+                    &dir.path().join(format!("node{i}")),
+                    &["--replicas", replicas],
+                )
+            })
+            .collect();
+        let creds = gallery_of(&nodes[0], &key, &templates);
+        std::thread::sleep(Duration::from_millis(1500));
+        let m = matcher(&nodes[0], &creds);
+        assert_eq!(
+            identify_exact(&m, &key, &templates[0], &all).unwrap().len(),
+            240
+        );
+        // Stop the node (of the two the request does not go to) holding more shards.
+        let admin = nodes[0].admin_token.clone().unwrap();
+        let held = |i: usize| {
+            let text = Endpoint::new(&nodes[i].url, None, false)
+                .unwrap()
+                .metrics(&admin)
+                .unwrap();
+            shards_held(&text).len()
+        };
+        let stopped = if held(1) >= held(2) { 1 } else { 2 };
+        assert!(held(stopped) > 0);
+        let pid = nodes[stopped].child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap();
+        let started = Instant::now();
+        let outcome = identify_exact(&m, &key, &templates[0], &all);
+        let took = started.elapsed();
+        if replicas == "1" {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(MatcherError::Busy {
+                        retry_after: Some(_),
+                        ..
+                    })
+                ),
+                "one replica: {outcome:?}"
+            );
+            std::thread::sleep(Duration::from_secs(3));
+            let ids = identify_exact(&m, &key, &templates[0], &all).unwrap();
+            assert_eq!(ids.len(), 240, "its shards moved to the live nodes");
+        } else {
+            assert_eq!(outcome.unwrap().len(), 240, "two replicas");
+        }
+        assert!(took < Duration::from_secs(15), "no hang: {took:?}");
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap();
+    }
+}
