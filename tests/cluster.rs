@@ -717,3 +717,114 @@ fn a_stopped_node_gives_503_with_one_replica_and_is_covered_with_two() {
             .unwrap();
     }
 }
+
+/// CPU seconds a process has used (user + system, from /proc).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// How an identify's work divides between 1, 2 and 4 nodes, for BENCHMARKS.md
+/// (`CLUSTER_SCALING_TEMPLATES=100000 cargo test --release --test cluster -- --ignored
+/// --nocapture cluster_scaling`): per node, blocks matched and CPU seconds per identify,
+/// the taking node's share beyond its own blocks (fan-out and merge), and the start-up of
+/// a node from the log alone.
+#[test]
+#[ignore]
+fn cluster_scaling() {
+    let p = params();
+    let n: usize = std::env::var("CLUSTER_SCALING_TEMPLATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rounds = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let wide = [
+        "--max-templates",
+        "2000000",
+        "--memory-budget",
+        "16GiB",
+        "--max-tenant-bytes",
+        "16GiB",
+    ];
+    let first = node(&nats, &dir.path().join("node0"), &wide);
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(n, 29, &p);
+    let creds = register(&first);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..4 {
+            let (m, key, templates) = (matcher(&first, &creds), &key, &templates);
+            s.spawn(move || {
+                for i in (c..n).step_by(4) {
+                    m.enrol(
+                        TemplateId(i as u64 + 1),
+                        &encrypt_template(key, &templates[i]),
+                        b"l",
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    eprintln!(
+        "{n} templates enrolled through one node in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut nodes = vec![first];
+    for i in 1..4 {
+        let started = Instant::now();
+        nodes.push(node(&nats, &dir.path().join(format!("node{i}")), &wide));
+        eprintln!(
+            "node {i} started from the log alone in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let admin = nodes[0].admin_token.clone().unwrap();
+    let matched = |s: &Server| {
+        let text = Endpoint::new(&s.url, None, false)
+            .unwrap()
+            .metrics(&admin)
+            .unwrap();
+        metric(&text, "blindface_matched_blocks_total")
+    };
+    let blocks = n.div_ceil(15);
+    let (probe, ctx) = encrypt_probe(&key, &templates[7]);
+    // 4 nodes, then 2 (nodes 2 and 3 stopped), then 1.
+    for live in [4usize, 2, 1] {
+        while nodes.len() > live {
+            nodes.pop().unwrap().stop();
+        }
+        std::thread::sleep(Duration::from_secs(4)); // the stopped ones are forgotten
+        let m = matcher(&nodes[0], &creds);
+        let check = m.identify(&probe).unwrap();
+        assert_eq!(decrypt(&key, &ctx, &check.result).unwrap().len(), n);
+        let before: Vec<(f64, f64)> = nodes
+            .iter()
+            .map(|s| (matched(s), cpu_seconds(s.child.id())))
+            .collect();
+        let started = Instant::now();
+        for _ in 0..rounds {
+            m.identify(&probe).unwrap();
+        }
+        let wall = started.elapsed().as_secs_f64() / rounds as f64;
+        eprintln!("{live} node(s), 1:{n} ({blocks} blocks), {rounds} identifies through node 0, {wall:.3} s each:");
+        for (i, s) in nodes.iter().enumerate() {
+            let blocks_each = (matched(s) - before[i].0) / rounds as f64;
+            let cpu_each = (cpu_seconds(s.child.id()) - before[i].1) / rounds as f64;
+            eprintln!(
+                "  node {i}: {blocks_each:.0} blocks ({:.1}%), {cpu_each:.3} CPU s per identify ({:.1} µs per block)",
+                100.0 * blocks_each / blocks as f64,
+                1e6 * cpu_each / blocks_each.max(1.0)
+            );
+        }
+    }
+}

@@ -60,6 +60,14 @@ impl BlockResult {
         1 + entries * ENTRY_BYTES + params.polynomial_size * 4
     }
 
+    /// The block's bytes in a result stream.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(1 + self.entries.len() * ENTRY_BYTES + self.mask.len() * 4);
+        self.encode_into(&mut out);
+        out
+    }
+
     fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(self.entries.len() as u8);
         for e in &self.entries {
@@ -187,6 +195,15 @@ impl ResultWriter {
         let start = out.len();
         block.encode_into(out);
         self.hasher.update(&out[start..]);
+    }
+
+    /// Appends one block already encoded (a cluster node's share of an identify, as
+    /// [`BlockResult::encode`] made it), unparsed: the reader at the other end checks it.
+    pub fn encoded_block(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        assert!(self.remaining > 0, "more blocks than announced");
+        self.remaining -= 1;
+        out.extend_from_slice(bytes);
+        self.hasher.update(bytes);
     }
 
     /// Appends the checksum: the last bytes of the stream.

@@ -27,7 +27,7 @@ use super::cluster::{match_subject, SHARDS};
 use super::error::ApiError;
 use super::ledger::Node;
 use super::state::{blocking, ServerState};
-use crate::he::{BlockResult, EncryptedProbe, MatchResult, ResultWriter};
+use crate::he::{BlockResult, EncryptedProbe, ResultWriter};
 use crate::matcher::{codes, MatcherError};
 
 /// Blocks per message between nodes (~8.6 KB each: well under NATS's 1 MiB payload).
@@ -104,8 +104,15 @@ async fn answer(
             BLOCKS_PER_MESSAGE,
             |part| {
                 state.metrics.matched(part.len());
-                let mut out = vec![PART];
-                out.extend(MatchResult::new(&params, part).to_bytes());
+                let block_len = BlockResult::encoded_len(&params, params.slots_per_block());
+                let mut out = Vec::with_capacity(5 + part.len() * (4 + block_len));
+                out.push(PART);
+                out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                for b in &part {
+                    let bytes = b.encode();
+                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&bytes);
+                }
                 tx.blocking_send(out).map_err(|_| MatcherError::Cancelled)
             },
         )?;
@@ -130,8 +137,11 @@ async fn answer(
     Ok(())
 }
 
-/// One shard's blocks, in order, as they come (an error ends it).
-type ShardStream = mpsc::Receiver<Result<BlockResult, String>>;
+/// One shard's blocks, encoded ([`BlockResult::encode`]), in order, as they come (an
+/// error ends it). The node that merges them does not parse them: the client's reader
+/// checks every block.
+type ShardStream = mpsc::Receiver<Result<Vec<u8>, String>>;
+type ShardSender = mpsc::Sender<Result<Vec<u8>, String>>;
 
 /// Fetches `blocks` (one shard's, ascending) from the shard's holders in turn, forwarding
 /// each block once, in order.
@@ -145,7 +155,7 @@ async fn fetch_shard(
     shard: usize,
     holders: Vec<u64>,
     blocks: Vec<usize>,
-    tx: mpsc::Sender<Result<BlockResult, String>>,
+    tx: ShardSender,
 ) {
     let mut sent = 0usize;
     let mut why = String::from("no live node holds this shard");
@@ -193,7 +203,7 @@ async fn local_share(
     tenant: &str,
     probe: &Arc<Vec<u8>>,
     blocks: &[usize],
-    tx: &mpsc::Sender<Result<BlockResult, String>>,
+    tx: &ShardSender,
     sent: &mut usize,
 ) -> Result<(), String> {
     let (part_tx, mut part_rx) = mpsc::channel::<Vec<BlockResult>>(2);
@@ -218,7 +228,9 @@ async fn local_share(
     let forward = async {
         while let Some(part) = part_rx.recv().await {
             for b in part {
-                tx.send(Ok(b)).await.map_err(|_| "cancelled".to_string())?;
+                tx.send(Ok(b.encode()))
+                    .await
+                    .map_err(|_| "cancelled".to_string())?;
                 *sent += 1;
             }
         }
@@ -238,7 +250,7 @@ async fn remote_share(
     position: u64,
     probe: &Arc<Vec<u8>>,
     blocks: &[usize],
-    tx: &mpsc::Sender<Result<BlockResult, String>>,
+    tx: &ShardSender,
     sent: &mut usize,
 ) -> Result<(), String> {
     let client = node.log().client();
@@ -271,13 +283,13 @@ async fn remote_share(
         }
         match msg.payload.split_first() {
             Some((&PART, rest)) => {
-                let part = MatchResult::from_bytes(rest, &params, BLOCKS_PER_MESSAGE)
-                    .map_err(|e| format!("a malformed answer: {e}"))?;
-                for b in part.blocks {
+                for b in split_part(rest, &params)? {
                     if got == blocks.len() {
                         return Err("more blocks than asked".into());
                     }
-                    tx.send(Ok(b)).await.map_err(|_| "cancelled".to_string())?;
+                    tx.send(Ok(b.to_vec()))
+                        .await
+                        .map_err(|_| "cancelled".to_string())?;
                     got += 1;
                     *sent += 1;
                 }
@@ -288,6 +300,35 @@ async fn remote_share(
             _ => return Err("an unreadable answer".into()),
         }
     }
+}
+
+/// The encoded blocks of one answer message: `u32 count`, then each block as `u32 length`
+/// and its bytes, every length the one its entry count (its first byte) gives.
+fn split_part<'a>(bytes: &'a [u8], params: &crate::he::Params) -> Result<Vec<&'a [u8]>, String> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&'a [u8], String> {
+        let piece = bytes.get(at..at + n).ok_or("a truncated answer")?;
+        at += n;
+        Ok(piece)
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+    if count > BLOCKS_PER_MESSAGE {
+        return Err(format!("{count} blocks in one answer"));
+    }
+    let mut blocks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        let block = take(len)?;
+        let entries = *block.first().ok_or("an empty block")? as usize;
+        if entries > params.slots_per_block() || len != BlockResult::encoded_len(params, entries) {
+            return Err("a malformed block in an answer".into());
+        }
+        blocks.push(block);
+    }
+    if at != bytes.len() {
+        return Err("trailing bytes in an answer".into());
+    }
+    Ok(blocks)
 }
 
 /// `POST /v1/identify` on a cluster node with other live nodes: see the module doc.
@@ -337,7 +378,7 @@ pub async fn identify(
         shards.insert(shard, rx);
     }
     // Every shard's first block before the first byte: a shard nobody answers is a 503.
-    let mut first: BTreeMap<usize, BlockResult> = BTreeMap::new();
+    let mut first: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     for (&shard, rx) in shards.iter_mut() {
         match rx.recv().await {
             Some(Ok(b)) => {
@@ -378,7 +419,7 @@ pub async fn identify(
                 },
             };
             match block {
-                Ok(block) => w.block(&block, &mut out),
+                Ok(block) => w.encoded_block(&block, &mut out),
                 Err(why) => {
                     tracing::warn!(shard, %why, "an identify lost a shard mid-stream; cutting the response");
                     let _ = out_tx.send(Err(std::io::Error::other(why))).await;
@@ -406,4 +447,62 @@ fn tokio_stream_from(
     mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::he::{Params, SlotReadout, TemplateId};
+
+    fn message(blocks: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = (blocks.len() as u32).to_le_bytes().to_vec();
+        for b in blocks {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        out
+    }
+
+    #[test]
+    fn an_answer_splits_into_its_blocks_and_bad_framing_is_refused() {
+        let p = Params::v1();
+        let block = |entries: usize| {
+            BlockResult {
+                mask: vec![7; p.polynomial_size],
+                entries: (0..entries)
+                    .map(|i| SlotReadout {
+                        slot: i as u8,
+                        id: Some(TemplateId(i as u64 + 1)),
+                        readout: 9,
+                    })
+                    .collect(),
+            }
+            .encode()
+        };
+        let (a, b) = (block(15), block(3));
+        let good = message(&[a.clone(), b.clone()]);
+        assert_eq!(split_part(&good, &p).unwrap(), vec![&a[..], &b[..]]);
+        assert!(
+            split_part(&good[..good.len() - 1], &p).is_err(),
+            "truncated"
+        );
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(split_part(&trailing, &p).is_err(), "trailing");
+        let mut short = b.clone();
+        short.pop();
+        assert!(
+            split_part(&message(&[short]), &p).is_err(),
+            "a block of the wrong length"
+        );
+        let mut lying = a.clone();
+        lying[0] = 16;
+        assert!(
+            split_part(&message(&[lying]), &p).is_err(),
+            "more entries than slots"
+        );
+        let too_many = message(&vec![b.clone(); BLOCKS_PER_MESSAGE + 1]);
+        assert!(split_part(&too_many, &p).is_err(), "too many blocks");
+        assert!(split_part(&[], &p).is_err(), "empty");
+    }
 }

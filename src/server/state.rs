@@ -67,7 +67,9 @@ impl ServerState {
     /// another node a moment ago: it first catches up with the cluster's registrations.
     pub async fn tenant_of(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let tenant = match self.auth.tenant_of(headers) {
-            Err(e) if matches!(self.ledger, Ledger::Cluster(_)) => {
+            Err(e)
+                if matches!(self.ledger, Ledger::Cluster(_)) && auth::bearer(headers).is_ok() =>
+            {
                 self.ledger.fresh_tenants().await?;
                 self.auth.tenant_of(headers).map_err(|_| e)?
             }
