@@ -17,7 +17,7 @@ use blindface::he::{
 use blindface::matcher::{Credentials, Endpoint, Matcher, MatcherError, RemoteMatcher};
 
 mod common;
-use common::{Nats, Server};
+use common::{metric, Nats, Server};
 
 fn params() -> Params {
     Params::v1()
@@ -40,6 +40,16 @@ fn node(nats: &Nats, data: &Path, extra: &[&str]) -> Server {
     args.extend_from_slice(extra);
     let log = data.with_extension("log");
     Server::spawn(&Server::free_addr(), data, &args, Some(&log))
+}
+
+/// Three NATS servers and `n` nodes (its directory, kept while the nodes run).
+fn cluster(n: usize) -> (tempfile::TempDir, Nats, Vec<Server>) {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let nodes = (0..n)
+        .map(|i| node(&nats, &dir.path().join(format!("node{i}")), &[]))
+        .collect();
+    (dir, nats, nodes)
 }
 
 fn matcher(server: &Server, creds: &Credentials) -> RemoteMatcher {
@@ -80,11 +90,7 @@ fn identify_exact(
 #[test]
 fn any_node_answers_exactly_what_a_standalone_server_answers() {
     let p = params();
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::start(3, dir.path());
-    let nodes: Vec<Server> = (0..3)
-        .map(|i| node(&nats, &dir.path().join(format!("node{i}")), &[]))
-        .collect();
+    let (dir, _nats, nodes) = cluster(3);
     let standalone = Server::start(&dir.path().join("standalone"), &[]);
 
     let key = SecretKey::generate(&p);
@@ -179,35 +185,18 @@ fn any_node_answers_exactly_what_a_standalone_server_answers() {
     );
 }
 
-/// One value of a Prometheus text exposition (`name{labels}`), 0 if absent.
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 /// Two clients enrol into one gallery at once through two nodes: every template gets
 /// its own slot, none is lost, and the gallery is exact through a third node.
 #[test]
 fn concurrent_enrolments_through_two_nodes_never_share_a_slot() {
     let p = params();
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::start(3, dir.path());
-    let nodes: Vec<Server> = (0..3)
-        .map(|i| node(&nats, &dir.path().join(format!("node{i}")), &[]))
-        .collect();
+    let (_dir, _nats, nodes) = cluster(3);
     let key = SecretKey::generate(&p);
     let templates = synthetic_templates(60, 11, &p);
     let creds = register(&nodes[0]);
     std::thread::scope(|s| {
-        for c in 0..2 {
-            let (m, key, templates) = (matcher(&nodes[c], &creds), &key, &templates);
+        for (c, through) in nodes.iter().take(2).enumerate() {
+            let (m, key, templates) = (matcher(through, &creds), &key, &templates);
             s.spawn(move || {
                 for i in (c..60).step_by(2) {
                     let ct = encrypt_template(key, &templates[i]);
@@ -605,11 +594,7 @@ fn shards_held(text: &str) -> BTreeSet<usize> {
 #[test]
 fn an_identify_is_split_between_the_nodes_by_shard() {
     let p = params();
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::start(3, dir.path());
-    let nodes: Vec<Server> = (0..3)
-        .map(|i| node(&nats, &dir.path().join(format!("node{i}")), &[]))
-        .collect();
+    let (_dir, _nats, nodes) = cluster(3);
     let key = SecretKey::generate(&p);
     let templates = synthetic_templates(240, 13, &p);
     let creds = gallery_of(&nodes[0], &key, &templates);

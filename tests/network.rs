@@ -27,7 +27,7 @@ use blindface::matcher::{
 };
 
 mod common;
-use common::{seed_gallery, Server, BIN};
+use common::{metric, seed_gallery, Server, BIN};
 
 fn params() -> Params {
     Params::v1()
@@ -55,24 +55,11 @@ fn invite(server: &Server) -> String {
     pinned(server).create_invites(admin, 1).unwrap().remove(0)
 }
 
-/// One value of a Prometheus text exposition (`name{labels}`), 0 if absent.
 /// `/metrics` of a server that printed its admin token.
 fn scrape(server: &Server) -> String {
     pinned(server)
         .metrics(server.admin_token.as_ref().expect("an admin token"))
         .unwrap()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
 }
 
 /// HTTPS end to end through the app-side client: the certificate is pinned on first use

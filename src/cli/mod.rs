@@ -229,7 +229,7 @@ enum Command {
     Repack,
     /// Run the remote matcher (HTTPS with a self-signed certificate, loopback by default;
     /// invite-only registration).
-    Serve(server::ServeArgs),
+    Serve(Box<server::ServeArgs>),
     /// Operate a running server (--matcher URL): invitation codes, metrics.
     Admin {
         #[command(subcommand)]
@@ -387,7 +387,7 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
         Some(Command::List) => gallery::list(&globals)?,
         Some(Command::Remove { name, id }) => gallery::remove(&globals, name.as_deref(), id)?,
         Some(Command::Repack) => gallery::repack(&globals)?,
-        Some(Command::Serve(args)) => server::serve(&globals, args)?,
+        Some(Command::Serve(args)) => server::serve(&globals, *args)?,
         Some(Command::Admin { command }) => server::admin(&globals, command)?,
         Some(Command::Doctor) => doctor::doctor(&globals)?,
         Some(Command::Eval {

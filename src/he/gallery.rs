@@ -484,23 +484,12 @@ impl Gallery {
         &self,
         probe: &PreparedProbe,
         chunk: usize,
-        mut sink: impl FnMut(Vec<BlockResult>) -> Result<(), E>,
+        sink: impl FnMut(Vec<BlockResult>) -> Result<(), E>,
     ) -> Result<(), E>
     where
         E: From<HeError>,
     {
-        self.check_probe(probe)?;
-        let occupied: Vec<&Block> = self.blocks.iter().filter(|b| b.occupied() > 0).collect();
-        for part in occupied.chunks(chunk.max(1)) {
-            let results = part
-                .par_iter()
-                .map_init(ComputationBuffers::new, |buffers, b| {
-                    probe.block_result(&b.ct, b.slots.iter().copied().enumerate(), buffers)
-                })
-                .collect();
-            sink(results)?;
-        }
-        Ok(())
+        self.identify_blocks(probe, &self.occupied_block_numbers(), chunk, sink)
     }
 
     /// The numbers of the blocks holding a template, ascending: the blocks an identify

@@ -232,7 +232,7 @@ impl Endpoint {
         let nodes: Vec<String> = url.split(',').map(normalise).collect();
         let https = nodes.iter().all(|n| n.starts_with("https://"));
         for node in &nodes {
-            if !node.starts_with("https://") && !(is_loopback(node) || insecure_http) {
+            if !(node.starts_with("https://") || is_loopback(node) || insecure_http) {
                 return Err(MatcherError::InsecureHttp { url: node.clone() });
             }
         }

@@ -11,6 +11,7 @@ use axum::Json;
 
 use super::auth::{hash_token, random_hex};
 use super::body::{Body, SMALL_BODY_LIMIT};
+use super::changes;
 use super::error::ApiError;
 use super::ledger::{Ledger, Op};
 use super::state::{blocking, Admin, ServerState};
@@ -36,7 +37,7 @@ pub async fn ensure_admin_token(
     let created = match (&s.ledger, rotate) {
         (Ledger::Cluster(node), false) => node.create_once(op).await?,
         _ => {
-            Ledger::write(s, op).await?;
+            changes::write(s, op).await?;
             true
         }
     };
@@ -72,7 +73,7 @@ pub async fn create_invites(
     })
     .await?;
     let (codes, hashes, now) = codes;
-    Ledger::write(&s, Op::Invites { hashes, now }).await?;
+    changes::write(&s, Op::Invites { hashes, now }).await?;
     tracing::info!(count = codes.len(), "invitation codes created");
     Ok((StatusCode::CREATED, Json(InviteReply { codes })))
 }

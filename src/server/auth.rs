@@ -86,7 +86,7 @@ impl Tokens {
     /// Records `tenant` with its token's hash (durably, within the memory budget,
     /// consuming the code `invite` if given) unless `max` tenants exist; `false`, with
     /// nothing changed, for an unknown or used code. The one registration step, which
-    /// `ledger::apply` runs.
+    /// `changes::apply` runs.
     pub fn admit(
         &self,
         galleries: &Galleries,

@@ -1,25 +1,23 @@
-//! Every durable change the server makes, in one place: an [`Op`], carried out by
-//! [`apply`], the one function that changes a node's state (store, galleries, tokens,
-//! admin hash, certificate).
-//!
-//! Standalone, [`Ledger::write`] applies an op at once, on a blocking thread. On a
-//! cluster node (`serve --cluster`) it appends the op to the cluster's log (`cluster`):
+//! Every durable change the server makes is an [`Op`]; `changes` carries it out on a
+//! node's state (one function, `changes::apply`) and this file takes it there: a
+//! [`Ledger`] is standalone (`changes::write` applies an op at once) or a cluster
+//! [`Node`], which appends the op to the cluster's log (`cluster`):
 //! - **Compare-and-set per subject**: a tenant's gallery changes share one subject, as do
 //!   registrations; a write waits until this node has applied the subject's last change,
-//!   checks the op against that state ([`precheck`]) and appends it expecting that
+//!   checks the op against that state ([`Machine::precheck`]) and appends it expecting that
 //!   sequence. If another node's change came first, JetStream refuses it and the write
 //!   starts over from the new state. So writes to one tenant are linearizable: two nodes
 //!   enrolling at once never plan against the same state.
 //! - **One follower per node** (a thread) applies every node's ops in log order through
-//!   [`apply`], arming the store with each op's sequence so that the op and the sequence
-//!   commit in one transaction ([`crate::matcher::Store::arm_log_position`]): after a
+//!   [`Machine::apply_at`], which stamps each op's sequence into the store transaction
+//!   that carries it out ([`crate::matcher::Store::arm_log_position`]): after a
 //!   crash the node resumes after the last op it applied, never applying one twice.
 //! - The submitting node answers with the outcome its own follower got (ops carry their
 //!   node's `origin`); **reads** first wait until the node has applied the tenant's last
 //!   change ([`Ledger::fresh`]), so a template enrolled through one node is seen by the
 //!   next request to any node.
 //!
-//! Invariant: [`apply`] is deterministic in the state and the op (no clock, no
+//! Invariant: applying an op is deterministic in the state and the op (no clock, no
 //! randomness: ids, tokens and times are chosen by the submitter and travel in the op),
 //! so every node that applies the same log holds the same state.
 
@@ -36,9 +34,8 @@ use tokio::sync::watch;
 use super::cluster::{Entry, Log, LogError, Membership, PREFIX};
 use super::error::ApiError;
 use super::metrics::ClusterView;
-use super::state::{blocking, ServerState};
-use super::{accounts, tls};
-use crate::he::{EncryptedTemplate, Location, TemplateId};
+use super::tls;
+use crate::he::Location;
 use crate::matcher::codes;
 
 /// One durable change. Ids, tokens and times are chosen by the node that submits it.
@@ -147,105 +144,18 @@ fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     }
 }
 
-fn template(bytes: &[u8], s: &ServerState) -> Result<EncryptedTemplate, ApiError> {
-    Ok(EncryptedTemplate::from_bytes(bytes, s.galleries.params())?)
-}
-
-/// Carries `op` out on this node's state. Deterministic (see the module doc).
-pub fn apply(s: &ServerState, op: Op) -> Result<Outcome, ApiError> {
-    let store = s.galleries.store();
-    match op {
-        Op::Identity { cluster } => {
-            if store.cluster_id()?.is_none() {
-                store.set_cluster_id(cluster)?;
-            }
-            Ok(Outcome::Done)
-        }
-        Op::AdminToken { hash } => {
-            accounts::set_admin_token_hash(store, &hash)?;
-            *s.admin_hash.write() = Some(hash);
-            Ok(Outcome::Done)
-        }
-        Op::Certificate { cert_pem, key_pem } => {
-            tls::write_self_signed(&s.data, &cert_pem, &key_pem)
-                .map_err(|e| ApiError::internal(format!("{e:#}")))?;
-            Ok(Outcome::Done)
-        }
-        Op::Invites { hashes, now } => {
-            accounts::add_invites(store, &hashes, now)?;
-            Ok(Outcome::Done)
-        }
-        Op::Register {
-            tenant,
-            token_hash,
-            invite,
-            max,
-        } => Ok(Outcome::Admitted(s.auth.admit(
-            &s.galleries,
-            max,
-            &tenant,
-            token_hash,
-            invite,
-        )?)),
-        Op::Enrol {
-            tenant,
-            id,
-            template: t,
-            label,
-        } => {
-            let t = template(&t, s)?;
-            s.galleries.enrol(&tenant, TemplateId(id), t, &label)?;
-            Ok(Outcome::Done)
-        }
-        Op::Erase {
-            tenant,
-            id,
-            negation,
-        } => {
-            let negation = template(&negation, s)?;
-            s.galleries.erase(&tenant, TemplateId(id), &negation)?;
-            Ok(Outcome::Done)
-        }
-        Op::Relocate {
-            tenant,
-            id,
-            negation,
-            fresh,
-        } => {
-            let negation = template(&negation, s)?;
-            let fresh = template(&fresh, s)?;
-            Ok(Outcome::Moved(s.galleries.relocate(
-                &tenant,
-                TemplateId(id),
-                &negation,
-                &fresh,
-            )?))
-        }
-    }
-}
-
-/// Refuses, before it is appended to the log, an op that [`apply`] would refuse in the
-/// state this node holds now (which the compare-and-set then guarantees is the state it
-/// is applied in): a refused op never reaches the log.
-pub fn precheck(s: &ServerState, op: &Op) -> Result<(), ApiError> {
-    match op {
-        Op::Enrol {
-            tenant,
-            id,
-            template: t,
-            label,
-        } => Ok(s.galleries.check_enrolment_into(
-            tenant,
-            TemplateId(*id),
-            &template(t, s)?,
-            label,
-        )?),
-        Op::Erase { tenant, id, .. } | Op::Relocate { tenant, id, .. } => {
-            Ok(s.galleries.check_known(tenant, TemplateId(*id))?)
-        }
-        Op::Register { max, .. } => s.auth.check_room(*max),
-        _ => Ok(()),
-    }
+/// What a node's state does with ops: the follower and the writer need it, and
+/// `changes` provides it over the server's state (this file knows the log, not the
+/// state).
+pub trait Machine: Send + Sync + 'static {
+    /// Carries out `op`, the log's change at `sequence`, recording the sequence with it;
+    /// the op's own outcome, or `Err` when this node cannot go on (its cache failed):
+    /// applying later ops without this one would diverge.
+    fn apply_at(&self, sequence: u64, op: Op) -> Result<Result<Outcome, ApiError>, String>;
+    /// Makes every op applied so far durable (called when the follower is idle).
+    fn sync(&self) -> Result<(), String>;
+    /// Refuses an op the state would refuse now (before it is appended).
+    fn precheck(&self, op: &Op) -> Result<(), ApiError>;
 }
 
 /// Where the server's writes go.
@@ -257,17 +167,6 @@ pub enum Ledger {
 }
 
 impl Ledger {
-    /// Carries out `op` (durably, on every node of a cluster) and says what it did.
-    pub async fn write(s: &Arc<ServerState>, op: Op) -> Result<Outcome, ApiError> {
-        match &s.ledger {
-            Ledger::Standalone => {
-                let s = s.clone();
-                blocking(move || apply(&s, op)).await
-            }
-            Ledger::Cluster(node) => node.submit(s, op).await,
-        }
-    }
-
     /// Waits until this node holds `tenant`'s last change (a no-op standalone).
     pub async fn fresh(&self, tenant: &str) -> Result<(), ApiError> {
         match self {
@@ -456,15 +355,17 @@ impl Node {
 
     /// Appends `op` with compare-and-set on its subject and answers with its outcome
     /// here (see the module doc).
-    async fn submit(&self, s: &Arc<ServerState>, op: Op) -> Result<Outcome, ApiError> {
+    pub async fn submit(&self, machine: Arc<dyn Machine>, op: Op) -> Result<Outcome, ApiError> {
         self.ready()?;
         let subject = op.subject();
         let payload = encode(self.origin, op.clone());
         for _ in 0..ATTEMPTS {
             let expected = timed(self.log.last_of(&subject)).await?;
             self.wait_applied(expected).await?;
-            let (state, checked) = (s.clone(), op.clone());
-            blocking(move || precheck(&state, &checked)).await?;
+            let (m, checked) = (machine.clone(), op.clone());
+            tokio::task::spawn_blocking(move || m.precheck(&checked))
+                .await
+                .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
             match timed(self.log.append(subject.clone(), payload.clone(), expected)).await {
                 Ok(sequence) => {
                     self.wait_applied(sequence).await?;
@@ -507,7 +408,7 @@ impl Node {
     /// (re-subscribing after an error, from the first op not yet forwarded) and a thread
     /// applies it in order. Returns once the node has caught up with the log as it was
     /// when this was called.
-    pub async fn follow(self: &Arc<Self>, s: Arc<ServerState>) -> anyhow::Result<()> {
+    pub async fn follow(self: &Arc<Self>, machine: Arc<dyn Machine>) -> anyhow::Result<()> {
         let target = self.log.last().await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Entry>(256);
         let node = self.clone();
@@ -515,14 +416,10 @@ impl Node {
             .name("log-follower".into())
             .spawn(move || {
                 while let Some(entry) = rx.blocking_recv() {
-                    let mut applied = node.apply_entry(&s, entry);
+                    let mut applied = node.apply_entry(&*machine, entry);
                     if applied.is_ok() && rx.is_empty() {
                         // idle: make the cache's last changes durable
-                        applied = s
-                            .galleries
-                            .store()
-                            .sync()
-                            .map_err(|e| format!("syncing the cache: {e}"));
+                        applied = machine.sync();
                     }
                     if let Err(why) = applied {
                         tracing::error!(%why, "stopped applying the cluster's log");
@@ -610,19 +507,9 @@ impl Node {
     /// Applies one entry (on the follower thread). An op's own refusal is its outcome;
     /// `Err` only when this node cannot go on (its cache failed, or the entry is
     /// unreadable): applying later entries without it would diverge.
-    fn apply_entry(&self, s: &ServerState, entry: Entry) -> Result<(), String> {
+    fn apply_entry(&self, machine: &dyn Machine, entry: Entry) -> Result<(), String> {
         let envelope = decode(&entry.payload)?;
-        let store = s.galleries.store();
-        store.arm_log_position(entry.sequence);
-        let outcome = apply(s, envelope.op);
-        if let Err(e) = &outcome {
-            if e.status == StatusCode::INTERNAL_SERVER_ERROR {
-                return Err(format!("op {} failed here: {}", entry.sequence, e.message));
-            }
-        }
-        store
-            .settle_log_position()
-            .map_err(|e| format!("recording op {}: {e}", entry.sequence))?;
+        let outcome = machine.apply_at(entry.sequence, envelope.op)?;
         if envelope.origin == self.origin {
             let mut outcomes = self.outcomes.lock();
             // outcomes nobody waited for (a submitter that timed out) do not pile up

@@ -23,6 +23,7 @@ mod accounts;
 mod admin;
 mod auth;
 mod body;
+mod changes;
 mod cluster;
 mod error;
 mod ledger;
@@ -199,7 +200,8 @@ pub fn run(config: ServerConfig) -> Result<()> {
         });
         let mut certificate_created = false;
         if let Some(node) = &node {
-            node.follow(state.clone()).await?;
+            node.follow(Arc::new(changes::StateMachine(state.clone())))
+                .await?;
             tracing::info!(position = node.applied(), "caught up with the cluster's log");
             let replicas = config.cluster.as_ref().map_or(1, |c| c.replicas);
             node.start_membership(replicas).await?;

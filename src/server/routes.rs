@@ -46,7 +46,7 @@ use super::body::{self, Body, TenantBody, SMALL_BODY_LIMIT};
 use super::error::ApiError;
 use super::ledger::{Ledger, Op, Outcome};
 use super::state::{blocking, ServerState, Tenant};
-use super::{admin, auth, limits, observe, scatter};
+use super::{admin, auth, changes, limits, observe, scatter};
 use crate::he::{
     wire::WIRE_VERSION, BlockResult, EncryptedProbe, EncryptedTemplate, MatchResult, ResultWriter,
     TemplateId, PARAMS_VERSION,
@@ -155,7 +155,7 @@ async fn create_tenant(
         invite,
         max: s.max_tenants,
     };
-    if Ledger::write(&s, op).await? != Outcome::Admitted(true) {
+    if changes::write(&s, op).await? != Outcome::Admitted(true) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             crate::matcher::codes::INVITE_INVALID,
@@ -186,7 +186,7 @@ async fn enrol(
         template,
         label,
     };
-    Ledger::write(&s, op).await?;
+    changes::write(&s, op).await?;
     Ok((StatusCode::CREATED, Json(EnrolReply { id })))
 }
 
@@ -245,7 +245,7 @@ async fn removal_block(
 }
 
 /// An encrypted template sent as the base64 JSON field `what`: its bytes, checked to
-/// parse (the ledger's op carries the bytes; `ledger::apply` parses them again).
+/// parse (the op carries the bytes; `changes::apply` parses them again).
 fn template_field(what: &str, text: &str, s: &ServerState) -> Result<Vec<u8>, ApiError> {
     let bytes = B64
         .decode(text.as_bytes())
@@ -269,7 +269,7 @@ async fn erase(
         id: id.0,
         negation,
     };
-    Ledger::write(&s, op).await?;
+    changes::write(&s, op).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,7 +295,7 @@ async fn relocate(
         negation,
         fresh,
     };
-    match Ledger::write(&s, op).await? {
+    match changes::write(&s, op).await? {
         Outcome::Moved(to) => Ok(Json(MoveReply::from(to))),
         other => Err(ApiError::internal(format!("a move answered {other:?}"))),
     }

@@ -261,3 +261,16 @@ impl Drop for Nats {
         }
     }
 }
+
+/// One value of a Prometheus text exposition (`name{labels}`), 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
