@@ -813,3 +813,59 @@ fn cluster_scaling() {
         }
     }
 }
+
+/// One cluster identity over TLS (the default): every node presents the certificate the
+/// first node created and put in the log, the admin token the first node printed works
+/// on every node, and one client endpoint listing both nodes pins that certificate
+/// once, registers once (an invitation made through one node, used through the other)
+/// and carries on through the second node when the first is killed.
+#[test]
+fn one_certificate_one_admin_token_and_one_pin_for_the_whole_cluster() {
+    let p = params();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(3, dir.path());
+    let urls = nats.url_list();
+    let secure = |name: &str| {
+        let data = dir.path().join(name);
+        let log = data.with_extension("log");
+        Server::spawn(
+            &Server::free_addr(),
+            &data,
+            &["--cluster", &urls, "--rate-limit", "0"],
+            Some(&log),
+        )
+    };
+    let a = secure("a");
+    let b = secure("b");
+    assert!(a.url.starts_with("https://") && b.url.starts_with("https://"));
+    assert_eq!(a.fingerprint, b.fingerprint, "one certificate");
+    let admin = a
+        .admin_token
+        .clone()
+        .expect("the first node created the admin token");
+    assert!(b.admin_token.is_none());
+
+    let both = format!("{},{}", a.url, b.url);
+    let ep = Endpoint::new(&both, None, false).unwrap();
+    let code = Endpoint::new(&b.url, ep.fingerprint(), false)
+        .unwrap()
+        .create_invites(&admin, 1)
+        .unwrap()
+        .remove(0);
+    let creds = RemoteMatcher::register(&ep, Some(&code)).unwrap();
+    let pinned = ep.fingerprint().expect("pinned on first use");
+    assert_eq!(Some(pinned.to_string()), a.fingerprint);
+    let m = RemoteMatcher::new(&ep, &p, creds, Path::new("t"));
+    let key = SecretKey::generate(&p);
+    let templates = synthetic_templates(20, 31, &p);
+    for (i, t) in templates.iter().enumerate() {
+        m.enrol(TemplateId(i as u64 + 1), &encrypt_template(&key, t), b"l")
+            .unwrap();
+    }
+    assert_eq!(ep.node_url(), a.url, "the first node while it answers");
+    a.kill9();
+    let ids = identify_exact(&m, &key, &templates[5], &by_id(&templates)).unwrap();
+    assert_eq!(ids.len(), 20);
+    assert_eq!(ep.node_url(), b.url, "moved to the second node");
+    assert_eq!(ep.fingerprint(), Some(pinned), "the same pin");
+}
