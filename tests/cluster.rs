@@ -23,6 +23,14 @@ fn params() -> Params {
     Params::v1()
 }
 
+/// One cluster test at a time: each runs three NATS servers and up to four nodes, and
+/// several at once on a 2-core machine starve heartbeats and JetStream's elections.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A matcher node on the cluster (plain HTTP on loopback, open registration), its log in
 /// `DIR.log`.
 fn node(nats: &Nats, data: &Path, extra: &[&str]) -> Server {
@@ -89,6 +97,7 @@ fn identify_exact(
 /// the listing agrees slot for slot.
 #[test]
 fn any_node_answers_exactly_what_a_standalone_server_answers() {
+    let _serial = serial();
     let p = params();
     let (dir, _nats, nodes) = cluster(3);
     let standalone = Server::start(&dir.path().join("standalone"), &[]);
@@ -189,6 +198,7 @@ fn any_node_answers_exactly_what_a_standalone_server_answers() {
 /// its own slot, none is lost, and the gallery is exact through a third node.
 #[test]
 fn concurrent_enrolments_through_two_nodes_never_share_a_slot() {
+    let _serial = serial();
     let p = params();
     let (_dir, _nats, nodes) = cluster(3);
     let key = SecretKey::generate(&p);
@@ -232,6 +242,7 @@ fn concurrent_enrolments_through_two_nodes_never_share_a_slot() {
 /// both answer exactly what a node that never stopped answers.
 #[test]
 fn a_restarted_node_and_a_new_node_catch_up_and_answer_exactly() {
+    let _serial = serial();
     let p = params();
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(3, dir.path());
@@ -292,6 +303,7 @@ fn node_unavailable(e: &MatcherError) -> bool {
 /// none hung. The killed node, restarted, catches up.
 #[test]
 fn kill9_of_a_node_and_of_a_nats_server_loses_no_acknowledged_enrolment() {
+    let _serial = serial();
     let p = params();
     let dir = tempfile::tempdir().unwrap();
     let mut nats = Nats::start(3, dir.path());
@@ -454,6 +466,7 @@ fn log_bytes(nats: &Nats) -> u64 {
 #[test]
 #[ignore]
 fn cluster_costs() {
+    let _serial = serial();
     let p = params();
     let n: usize = std::env::var("CLUSTER_COSTS_TEMPLATES")
         .ok()
@@ -593,6 +606,7 @@ fn shards_held(text: &str) -> BTreeSet<usize> {
 /// one node, and the answer is exact.
 #[test]
 fn an_identify_is_split_between_the_nodes_by_shard() {
+    let _serial = serial();
     let p = params();
     let (_dir, _nats, nodes) = cluster(3);
     let key = SecretKey::generate(&p);
@@ -631,11 +645,12 @@ fn an_identify_is_split_between_the_nodes_by_shard() {
 }
 
 /// SIGSTOP of a node while an identify needs it: with one holder per shard the identify
-/// is 503 (never a partial gallery); once the stopped node has been silent for 3 s its
+/// is 503 (never a partial gallery); once the stopped node has been silent for 5 s its
 /// shards move to the live nodes (every node holds every block) and the identify is
 /// exact; with `--replicas 2` the identify succeeds at once, from the second holders.
 #[test]
 fn a_stopped_node_gives_503_with_one_replica_and_is_covered_with_two() {
+    let _serial = serial();
     let p = params();
     let key = SecretKey::generate(&p);
     let templates = synthetic_templates(240, 17, &p);
@@ -689,7 +704,7 @@ fn a_stopped_node_gives_503_with_one_replica_and_is_covered_with_two() {
                 ),
                 "one replica: {outcome:?}"
             );
-            std::thread::sleep(Duration::from_secs(3));
+            std::thread::sleep(Duration::from_secs(5));
             let ids = identify_exact(&m, &key, &templates[0], &all).unwrap();
             assert_eq!(ids.len(), 240, "its shards moved to the live nodes");
         } else {
@@ -724,6 +739,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 #[ignore]
 fn cluster_scaling() {
+    let _serial = serial();
     let p = params();
     let n: usize = std::env::var("CLUSTER_SCALING_TEMPLATES")
         .ok()
@@ -788,7 +804,7 @@ fn cluster_scaling() {
         while nodes.len() > live {
             nodes.pop().unwrap().stop();
         }
-        std::thread::sleep(Duration::from_secs(4)); // the stopped ones are forgotten
+        std::thread::sleep(Duration::from_secs(6)); // the stopped ones are forgotten
         let m = matcher(&nodes[0], &creds);
         let check = m.identify(&probe).unwrap();
         assert_eq!(decrypt(&key, &ctx, &check.result).unwrap().len(), n);
@@ -821,6 +837,7 @@ fn cluster_scaling() {
 /// and carries on through the second node when the first is killed.
 #[test]
 fn one_certificate_one_admin_token_and_one_pin_for_the_whole_cluster() {
+    let _serial = serial();
     let p = params();
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(3, dir.path());

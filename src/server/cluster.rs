@@ -254,7 +254,7 @@ fn publish_error(e: jetstream::context::PublishError) -> LogError {
 pub const SHARDS: usize = 16;
 /// How often a node says it is alive, and how long a silent node is still counted.
 const HEARTBEAT: Duration = Duration::from_secs(1);
-const SILENT: Duration = Duration::from_secs(3);
+const SILENT: Duration = Duration::from_secs(5);
 /// Core NATS subjects between nodes (outside the log's `blindface.>`).
 const HEARTBEAT_SUBJECT: &str = "bfnode.heartbeat";
 
@@ -264,7 +264,7 @@ pub fn match_subject(node: u64) -> String {
 }
 
 /// Which nodes are alive and which hold which shard. Every node publishes a heartbeat
-/// each second on core NATS and hears everyone's; a node silent for 3 s is gone. A
+/// each second on core NATS and hears everyone's; a node silent for 5 s is gone. A
 /// shard's holders come from [`assignment`] over the live nodes, so every node that
 /// hears the same nodes computes the same holders.
 pub struct Membership {

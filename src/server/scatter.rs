@@ -6,7 +6,10 @@
 //! blocks). A holder that stops answering for [`SHARD_IDLE`] is replaced by the shard's
 //! next holder (`--replicas 2` and more) for the blocks it had not sent.
 //!
-//! The response starts only once every shard has answered its first blocks; a shard
+//! The taking node holds the tenant's and one matching slot for the whole identify
+//! (until the last byte), as one server does; a node answering another's request takes
+//! none, the asker's slot bounds it. The response starts only once every shard has
+//! answered its first blocks; a shard
 //! with no holder left is 503 with `Retry-After`, never a partial gallery, and one that
 //! fails later cuts the stream, which the client's reader refuses. Blocks go to the client
 //! in block order, the same stream a single server sends; the client then checks that
@@ -90,7 +93,6 @@ async fn answer(
     let req: MatchRequest = bincode::deserialize(payload)
         .map_err(|e| ApiError::bad_request(format!("a malformed match request: {e}")))?;
     node.wait_position(req.position).await?;
-    let _slot = s.limits.matching.enter().await?;
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
     let state = s.clone();
     let work = blocking(move || {
@@ -140,8 +142,11 @@ async fn answer(
 /// One shard's blocks, encoded ([`BlockResult::encode`]), in order, as they come (an
 /// error ends it). The node that merges them does not parse them: the client's reader
 /// checks every block.
-type ShardStream = mpsc::Receiver<Result<Vec<u8>, String>>;
-type ShardSender = mpsc::Sender<Result<Vec<u8>, String>>;
+/// Blocks travel in batches (one answer message's, or one chunk computed here), so the
+/// merge costs one channel hop per batch, not per block; remote blocks are slices of the
+/// message they came in, never copied before the client's stream.
+type ShardStream = mpsc::Receiver<Result<Vec<Bytes>, String>>;
+type ShardSender = mpsc::Sender<Result<Vec<Bytes>, String>>;
 
 /// Fetches `blocks` (one shard's, ascending) from the shard's holders in turn, forwarding
 /// each block once, in order.
@@ -227,12 +232,12 @@ async fn local_share(
     });
     let forward = async {
         while let Some(part) = part_rx.recv().await {
-            for b in part {
-                tx.send(Ok(b.encode()))
-                    .await
-                    .map_err(|_| "cancelled".to_string())?;
-                *sent += 1;
-            }
+            let n = part.len();
+            let batch = part.iter().map(|b| Bytes::from(b.encode())).collect();
+            tx.send(Ok(batch))
+                .await
+                .map_err(|_| "cancelled".to_string())?;
+            *sent += n;
         }
         Ok::<_, String>(())
     };
@@ -283,16 +288,20 @@ async fn remote_share(
         }
         match msg.payload.split_first() {
             Some((&PART, rest)) => {
-                for b in split_part(rest, &params)? {
-                    if got == blocks.len() {
-                        return Err("more blocks than asked".into());
-                    }
-                    tx.send(Ok(b.to_vec()))
-                        .await
-                        .map_err(|_| "cancelled".to_string())?;
-                    got += 1;
-                    *sent += 1;
+                let ranges = split_part(rest, &params)?;
+                if got + ranges.len() > blocks.len() {
+                    return Err("more blocks than asked".into());
                 }
+                let n = ranges.len();
+                let batch = ranges
+                    .into_iter()
+                    .map(|r| msg.payload.slice(1 + r.start..1 + r.end))
+                    .collect();
+                tx.send(Ok(batch))
+                    .await
+                    .map_err(|_| "cancelled".to_string())?;
+                got += n;
+                *sent += n;
             }
             Some((&END, _)) if got == blocks.len() => return Ok(()),
             Some((&END, _)) => return Err(format!("{got} blocks of {}", blocks.len())),
@@ -304,26 +313,29 @@ async fn remote_share(
 
 /// The encoded blocks of one answer message: `u32 count`, then each block as `u32 length`
 /// and its bytes, every length the one its entry count (its first byte) gives.
-fn split_part<'a>(bytes: &'a [u8], params: &crate::he::Params) -> Result<Vec<&'a [u8]>, String> {
+fn split_part(
+    bytes: &[u8],
+    params: &crate::he::Params,
+) -> Result<Vec<std::ops::Range<usize>>, String> {
     let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&'a [u8], String> {
+    let mut take = |n: usize| -> Result<(std::ops::Range<usize>, &[u8]), String> {
         let piece = bytes.get(at..at + n).ok_or("a truncated answer")?;
         at += n;
-        Ok(piece)
+        Ok((at - n..at, piece))
     };
-    let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+    let count = u32::from_le_bytes(take(4)?.1.try_into().expect("4 bytes")) as usize;
     if count > BLOCKS_PER_MESSAGE {
         return Err(format!("{count} blocks in one answer"));
     }
     let mut blocks = Vec::with_capacity(count);
     for _ in 0..count {
-        let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-        let block = take(len)?;
+        let len = u32::from_le_bytes(take(4)?.1.try_into().expect("4 bytes")) as usize;
+        let (range, block) = take(len)?;
         let entries = *block.first().ok_or("an empty block")? as usize;
         if entries > params.slots_per_block() || len != BlockResult::encoded_len(params, entries) {
             return Err("a malformed block in an answer".into());
         }
-        blocks.push(block);
+        blocks.push(range);
     }
     if at != bytes.len() {
         return Err("trailing bytes in an answer".into());
@@ -338,7 +350,11 @@ pub async fn identify(
     tenant: String,
     probe: Bytes,
 ) -> Result<Response, ApiError> {
-    let _tenant_slot = s.limits.per_tenant.take(&tenant)?;
+    // Held until the merged stream's last byte, as for one server's identify; the
+    // matching slot here stands for the whole identify, its shards here and elsewhere
+    // (a node answering another's request takes none: the asker's slot bounds it).
+    let tenant_slot = s.limits.per_tenant.take(&tenant)?;
+    let matching_slot = s.limits.matching.enter().await?;
     let params = *s.galleries.params();
     let checked = probe.clone();
     let state = s.clone();
@@ -363,7 +379,7 @@ pub async fn identify(
         if blocks.is_empty() {
             continue;
         }
-        let (tx, rx) = mpsc::channel(2 * BLOCKS_PER_MESSAGE);
+        let (tx, rx) = mpsc::channel(4); // batches: at most ~256 blocks (2.2 MB) per shard
         tokio::spawn(fetch_shard(
             s.clone(),
             node.clone(),
@@ -377,12 +393,12 @@ pub async fn identify(
         ));
         shards.insert(shard, rx);
     }
-    // Every shard's first block before the first byte: a shard nobody answers is a 503.
-    let mut first: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    // Every shard's first blocks before the first byte: a shard nobody answers is a 503.
+    let mut pending: BTreeMap<usize, std::collections::VecDeque<Bytes>> = BTreeMap::new();
     for (&shard, rx) in shards.iter_mut() {
         match rx.recv().await {
-            Some(Ok(b)) => {
-                first.insert(shard, b);
+            Some(Ok(batch)) => {
+                pending.insert(shard, batch.into());
             }
             Some(Err(why)) => {
                 return Err(busy(format!(
@@ -398,6 +414,7 @@ pub async fn identify(
     }
     let (out_tx, out_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::spawn(async move {
+        let _slots = (tenant_slot, matching_slot);
         let mut w = ResultWriter::new(&params, occupied.len());
         if out_tx.send(Ok(Bytes::from(w.header()))).await.is_err() {
             return;
@@ -405,19 +422,26 @@ pub async fn identify(
         let mut out = Vec::new();
         for &b in &occupied {
             let shard = b % SHARDS;
-            let block = match first.remove(&shard) {
-                Some(block) => Ok(block),
-                None => match shards
+            let queue = pending.get_mut(&shard).expect("every shard with blocks");
+            if queue.is_empty() {
+                match shards
                     .get_mut(&shard)
                     .expect("every shard with blocks")
                     .recv()
                     .await
                 {
-                    Some(Ok(block)) => Ok(block),
-                    Some(Err(why)) => Err(why),
-                    None => Err(format!("shard {shard} ended early")),
-                },
-            };
+                    Some(Ok(batch)) => queue.extend(batch),
+                    Some(Err(why)) => {
+                        tracing::warn!(shard, %why, "an identify lost a shard mid-stream; cutting the response");
+                        let _ = out_tx.send(Err(std::io::Error::other(why))).await;
+                        return;
+                    }
+                    None => {}
+                }
+            }
+            let block = queue
+                .pop_front()
+                .ok_or_else(|| format!("shard {shard} ended early"));
             match block {
                 Ok(block) => w.encoded_block(&block, &mut out),
                 Err(why) => {
@@ -481,7 +505,9 @@ mod tests {
         };
         let (a, b) = (block(15), block(3));
         let good = message(&[a.clone(), b.clone()]);
-        assert_eq!(split_part(&good, &p).unwrap(), vec![&a[..], &b[..]]);
+        let ranges = split_part(&good, &p).unwrap();
+        let pieces: Vec<&[u8]> = ranges.into_iter().map(|r| &good[r]).collect();
+        assert_eq!(pieces, vec![&a[..], &b[..]]);
         assert!(
             split_part(&good[..good.len() - 1], &p).is_err(),
             "truncated"
