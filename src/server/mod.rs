@@ -252,6 +252,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
                 )
             })?;
         let local = listener.local_addr()?;
+        let shutdown = shutdown_signal();
         let mut out = std::io::stdout().lock();
         if let Some(t) = &tls {
             writeln!(
@@ -286,7 +287,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
                 write_timeout: l.write_timeout,
             },
             metrics,
-            shutdown_signal(),
+            shutdown,
         )
         .await;
         tracing::info!("shut down cleanly");
@@ -294,24 +295,39 @@ pub fn run(config: ServerConfig) -> Result<()> {
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Ctrl-C or SIGTERM, with the handlers installed now (before `listening on` is
+/// printed): a signal that arrives as soon as a supervisor or test sees that line shuts
+/// the server down gracefully instead of killing it (seen in CI: SIGTERM right after
+/// the line, before the handler's first poll, ended the process with the signal).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            async fn wait(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = wait(term) => {},
+                _ = wait(int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
