@@ -617,7 +617,8 @@ fn shards_held(text: &str) -> BTreeSet<usize> {
 
 /// An identify of a 16-block gallery through one of three nodes is split by shard: each
 /// node matches exactly the blocks of the shards it says it holds, every shard is held by
-/// one node, and the answer is exact.
+/// one node, and the answer is exact. Each node keeps in memory the ciphertexts of its
+/// shards' blocks only (all 16 in its cache).
 #[test]
 fn an_identify_is_split_between_the_nodes_by_shard() {
     let _serial = serial();
@@ -653,6 +654,23 @@ fn an_identify_is_split_between_the_nodes_by_shard() {
             all.is_disjoint(&held),
             "one holder per shard with --replicas 1"
         );
+        assert_eq!(metric(&text, "blindface_blocks"), 16.0, "node {i}");
+        // Loading follows the shards on a background thread: give it a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut in_memory = metric(&text, "blindface_blocks_held") as usize;
+        while in_memory != held.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            let text = Endpoint::new(&n.url, None, false)
+                .unwrap()
+                .metrics(&admin)
+                .unwrap();
+            in_memory = metric(&text, "blindface_blocks_held") as usize;
+        }
+        assert_eq!(
+            in_memory,
+            held.len(),
+            "node {i} keeps its shards' blocks in memory, one each"
+        );
         all.extend(held);
     }
     assert_eq!(all, (0..16).collect(), "every shard held");
@@ -660,7 +678,7 @@ fn an_identify_is_split_between_the_nodes_by_shard() {
 
 /// SIGSTOP of a node while an identify needs it: with one holder per shard the identify
 /// is 503 (never a partial gallery); once the stopped node has been silent for 5 s its
-/// shards move to the live nodes (every node holds every block) and the identify is
+/// shards move to the live nodes (which load them from their caches) and the identify is
 /// exact; with `--replicas 2` the identify succeeds at once, from the second holders.
 #[test]
 fn a_stopped_node_gives_503_with_one_replica_and_is_covered_with_two() {
@@ -745,6 +763,18 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
 /// How an identify's work divides between 1, 2 and 4 nodes, for BENCHMARKS.md
 /// (`CLUSTER_SCALING_TEMPLATES=100000 cargo test --release --test cluster -- --ignored
 /// --nocapture cluster_scaling`): per node, blocks matched and CPU seconds per identify,
@@ -804,13 +834,14 @@ fn cluster_scaling() {
         );
     }
     let admin = nodes[0].admin_token.clone().unwrap();
-    let matched = |s: &Server| {
+    let scrape = |s: &Server, series: &str| {
         let text = Endpoint::new(&s.url, None, false)
             .unwrap()
             .metrics(&admin)
             .unwrap();
-        metric(&text, "blindface_matched_blocks_total")
+        metric(&text, series)
     };
+    let matched = |s: &Server| scrape(s, "blindface_matched_blocks_total");
     let blocks = n.div_ceil(15);
     let (probe, ctx) = encrypt_probe(&key, &templates[7]);
     // 4 nodes, then 2 (nodes 2 and 3 stopped), then 1.
@@ -819,6 +850,25 @@ fn cluster_scaling() {
             nodes.pop().unwrap().stop();
         }
         std::thread::sleep(Duration::from_secs(6)); // the stopped ones are forgotten
+                                                    // Each node's memory once it holds its shards' blocks (loaded in the background).
+        let shard_load = Instant::now();
+        for (i, s) in nodes.iter().enumerate() {
+            let mut last = -1.0;
+            loop {
+                let held = scrape(s, "blindface_blocks_held");
+                if held == last {
+                    break;
+                }
+                last = held;
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            eprintln!(
+                "  node {i}: {last:.0} of {blocks} blocks held ({:.1}%), RSS {:.0} MB (steady after {:.1} s)",
+                100.0 * last / blocks as f64,
+                rss_mb(s.child.id()),
+                shard_load.elapsed().as_secs_f64()
+            );
+        }
         let m = matcher(&nodes[0], &creds);
         let check = m.identify(&probe).unwrap();
         assert_eq!(decrypt(&key, &ctx, &check.result).unwrap().len(), n);

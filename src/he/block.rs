@@ -138,31 +138,56 @@ pub(super) fn add_into(acc: &mut [u64], x: &[u64]) {
     }
 }
 
-/// One block of the gallery in memory.
+/// One block of the gallery in memory: its slot table always, its ciphertext when the
+/// gallery holds it ([`Held`]; a gallery may keep only some blocks' ciphertexts, the rest
+/// staying in its owner's store: see [`Residency`](super::Residency)).
 pub(super) struct Block {
+    pub(super) slots: Vec<Option<TemplateId>>,
+    pub(super) held: Option<Held>,
+}
+
+/// A block's ciphertext in memory, with what its record is made of.
+pub(super) struct Held {
     /// Mask and summed body: the only ciphertext the matcher keeps.
     pub(super) ct: Glwe,
-    pub(super) slots: Vec<Option<TemplateId>>,
     /// How the store rebuilds the mask: a dense snapshot (rare) and seeds since.
     pub(super) base_mask: Option<Box<[u64]>>,
     pub(super) seeds: Vec<MaskSeed>,
 }
 
 impl Block {
+    /// An empty block, held (an encryption of zero in every slot).
     pub(super) fn empty(p: &Params) -> Self {
         Block {
-            ct: GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus()),
             slots: vec![None; p.slots_per_block()],
-            base_mask: None,
-            seeds: Vec::new(),
+            held: Some(Held::empty(p)),
+        }
+    }
+
+    /// A block whose ciphertext is not held (the slot table is filled in afterwards).
+    pub(super) fn not_held(p: &Params) -> Self {
+        Block {
+            slots: vec![None; p.slots_per_block()],
+            held: None,
         }
     }
 
     pub(super) fn occupied(&self) -> usize {
         self.slots.iter().flatten().count()
     }
+}
 
-    /// Rebuilds one block from its record: body and base copied, seeds expanded.
+impl Held {
+    pub(super) fn empty(p: &Params) -> Self {
+        Held {
+            ct: GlweCiphertext::new(0u64, p.glwe_size(), p.poly_size(), p.modulus()),
+            base_mask: None,
+            seeds: Vec::new(),
+        }
+    }
+
+    /// Rebuilds one block's ciphertext from its record: body and base copied, seeds
+    /// expanded.
     pub(super) fn from_record(p: &Params, r: BlockRecord) -> Result<Self, HeError> {
         let n = p.polynomial_size;
         if r.body.len() != n || r.base_mask.as_ref().is_some_and(|m| m.len() != n) {
@@ -177,7 +202,7 @@ impl Block {
                 detail: "body beyond the stored precision".into(),
             });
         }
-        let mut block = Block::empty(p);
+        let mut block = Held::empty(p);
         block.ct.get_mut_body().as_mut().copy_from_slice(&r.body);
         if let Some(base) = &r.base_mask {
             block.ct.get_mut_mask().as_mut().copy_from_slice(base);

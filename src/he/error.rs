@@ -43,6 +43,8 @@ pub enum HeError {
     InvalidId(crate::he::TemplateId),
     #[error("a template with id {0} is already in the gallery")]
     DuplicateTemplate(crate::he::TemplateId),
+    #[error("block {block}'s ciphertext is not held in memory here (its record is in the store)")]
+    NotHeld { block: usize },
     #[error("key file {path}: {reason}")]
     KeyIo {
         path: String,

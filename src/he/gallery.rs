@@ -17,7 +17,9 @@ use tfhe::core_crypto::prelude::{
     glwe_ciphertext_add_assign, ComputationBuffers, GlweCiphertext, MonomialDegree,
 };
 
-use super::block::{add_into, round_body, Block, BlockCiphertext, BlockRecord, Glwe, MaskSeed};
+use super::block::{
+    add_into, round_body, Block, BlockCiphertext, BlockRecord, Glwe, Held, MaskSeed,
+};
 use super::entities::EncryptedTemplate;
 use super::id::TemplateId;
 use super::mask;
@@ -30,6 +32,28 @@ use super::{HeError, Params};
 pub struct Location {
     pub block: usize,
     pub slot: usize,
+}
+
+/// Which of its blocks' ciphertexts a gallery holds in memory. The slot table is always
+/// whole; a block not held lives only in the owner's store, and everything that needs its
+/// ciphertext (matching, planning a change into it, handing it to its owner) answers
+/// [`HeError::NotHeld`] until the owner hands its record to [`Gallery::hold`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Residency {
+    /// Every block (one matcher holding its whole gallery).
+    #[default]
+    All,
+    /// The blocks whose number modulo `of` is in `kept` (a cluster node's shards).
+    Modulo { of: usize, kept: BTreeSet<usize> },
+}
+
+impl Residency {
+    pub fn holds(&self, block: usize) -> bool {
+        match self {
+            Residency::All => true,
+            Residency::Modulo { of, kept } => kept.contains(&(block % (*of).max(1))),
+        }
+    }
 }
 
 /// Expands a seeded ciphertext into a full GLWE ciphertext in slot 0.
@@ -103,6 +127,7 @@ pub struct Move {
 /// order, each batch's seeds expanded in parallel), then the slot table.
 pub struct GalleryBuilder {
     params: Params,
+    residency: Residency,
     blocks: Vec<Option<Block>>,
 }
 
@@ -114,18 +139,36 @@ fn corrupt(detail: String) -> HeError {
 }
 
 impl GalleryBuilder {
+    /// A builder of a gallery holding every block.
     pub fn new(params: &Params) -> Self {
+        Self::holding(params, Residency::All)
+    }
+
+    /// A builder of a gallery holding the blocks `residency` names (the others' records
+    /// are not expanded: they stay in the store).
+    pub fn holding(params: &Params, residency: Residency) -> Self {
         GalleryBuilder {
             params: *params,
+            residency,
             blocks: Vec::new(),
         }
     }
 
     pub fn add(&mut self, records: Vec<(usize, BlockRecord)>) -> Result<(), HeError> {
         let p = self.params;
+        let residency = &self.residency;
         let built: Vec<(usize, Result<Block, HeError>)> = records
             .into_par_iter()
-            .map(|(no, r)| (no, Block::from_record(&p, r)))
+            .map(|(no, r)| {
+                if !residency.holds(no) {
+                    return (no, Ok(Block::not_held(&p)));
+                }
+                let held = Held::from_record(&p, r).map(|h| Block {
+                    slots: vec![None; p.slots_per_block()],
+                    held: Some(h),
+                });
+                (no, held)
+            })
             .collect();
         for (no, b) in built {
             if no >= self.blocks.len() {
@@ -154,6 +197,7 @@ impl GalleryBuilder {
             .collect::<Result<Vec<_>, _>>()?;
         let mut g = Gallery {
             params: p,
+            residency: self.residency,
             index: HashMap::new(),
             blocks,
             with_room: BTreeSet::new(),
@@ -192,6 +236,9 @@ impl GalleryBuilder {
 /// store's block keys stay valid.
 pub struct Gallery {
     params: Params,
+    /// Which blocks' ciphertexts are kept; a block outside it may still be held (loaded
+    /// for a request) until [`Gallery::release`].
+    residency: Residency,
     index: HashMap<TemplateId, Location>,
     blocks: Vec<Block>,
     /// Blocks with at least one free slot (the lowest is filled first).
@@ -200,8 +247,14 @@ pub struct Gallery {
 
 impl Gallery {
     pub fn new(params: &Params) -> Self {
+        Self::holding(params, Residency::All)
+    }
+
+    /// An empty gallery that will keep the blocks `residency` names.
+    pub fn holding(params: &Params, residency: Residency) -> Self {
         Gallery {
             params: *params,
+            residency,
             index: HashMap::new(),
             blocks: Vec::new(),
             with_room: BTreeSet::new(),
@@ -241,22 +294,115 @@ impl Gallery {
         self.index.get(&id).copied()
     }
 
-    /// The record of block `b` as it stands.
+    /// The record of block `b` as it stands, if the block exists and is held.
     pub fn record(&self, b: usize) -> Option<BlockRecord> {
-        self.blocks.get(b).map(Block::record)
+        self.blocks.get(b)?.held.as_ref().map(Held::record)
+    }
+
+    /// Block `b`'s ciphertext, or [`HeError::NotHeld`].
+    fn held(&self, b: usize) -> Result<&Held, HeError> {
+        self.blocks
+            .get(b)
+            .and_then(|x| x.held.as_ref())
+            .ok_or(HeError::NotHeld { block: b })
+    }
+
+    /// What the gallery keeps in memory.
+    pub fn residency(&self) -> &Residency {
+        &self.residency
+    }
+
+    /// Blocks whose ciphertext is held now.
+    pub fn held_blocks(&self) -> usize {
+        self.blocks.iter().filter(|b| b.held.is_some()).count()
+    }
+
+    /// Of the blocks `numbers`, those that exist and are not held, ascending, deduplicated.
+    pub fn not_held(&self, numbers: impl IntoIterator<Item = usize>) -> Vec<usize> {
+        let set: BTreeSet<usize> = numbers
+            .into_iter()
+            .filter(|&b| self.blocks.get(b).is_some_and(|x| x.held.is_none()))
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// The blocks `residency` names that exist and are not held (what
+    /// [`Gallery::set_residency`] leaves to be loaded).
+    pub fn missing(&self, residency: &Residency) -> Vec<usize> {
+        self.not_held((0..self.blocks.len()).filter(|&b| residency.holds(b)))
+    }
+
+    /// Keeps the blocks `residency` names from now on: the ciphertexts of the others are
+    /// dropped (returns how many); those it names but the gallery does not hold are
+    /// [`Gallery::missing`], for the owner to [`Gallery::hold`].
+    pub fn set_residency(&mut self, residency: Residency) -> usize {
+        self.residency = residency;
+        self.release()
+    }
+
+    /// Drops the ciphertexts of held blocks outside the residency (loaded for a request),
+    /// returning how many.
+    pub fn release(&mut self) -> usize {
+        self.release_only(0..self.blocks.len())
+    }
+
+    /// [`Gallery::release`] of the given blocks only (those one request loaded).
+    pub fn release_only(&mut self, numbers: impl IntoIterator<Item = usize>) -> usize {
+        let mut dropped = 0;
+        for b in numbers {
+            if let Some(block) = self.blocks.get_mut(b) {
+                if block.held.is_some() && !self.residency.holds(b) {
+                    block.held = None;
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Holds the given blocks from their records (as the owner's store has them now: the
+    /// caller makes sure no change is applied between reading them and this call). Block
+    /// numbers beyond the gallery are [`HeError::Malformed`]; blocks held already are
+    /// left as they are.
+    pub fn hold(&mut self, records: Vec<(usize, BlockRecord)>) -> Result<(), HeError> {
+        let p = self.params;
+        let records: Vec<(usize, BlockRecord)> = records
+            .into_iter()
+            .filter(|(b, _)| self.blocks.get(*b).is_none_or(|x| x.held.is_none()))
+            .collect();
+        if let Some((b, _)) = records.iter().find(|(b, _)| *b >= self.blocks.len()) {
+            return Err(HeError::Malformed {
+                what: "block numbers",
+                detail: format!("block {b} is beyond the gallery's {}", self.blocks.len()),
+            });
+        }
+        let built: Vec<(usize, Held)> = records
+            .into_par_iter()
+            .map(|(b, r)| Held::from_record(&p, r).map(|h| (b, h)))
+            .collect::<Result<_, _>>()?;
+        for (b, h) in built {
+            self.blocks[b].held = Some(h);
+        }
+        Ok(())
+    }
+
+    /// The lowest block with a free slot: where the next template goes, and the lowest a
+    /// move can take a template to (`None`: a new block).
+    pub fn first_with_room(&self) -> Option<usize> {
+        self.with_room.first().copied()
     }
 
     /// The full ciphertext of the block holding `id`, for its owner.
     pub fn block_of(&self, id: TemplateId) -> Result<(Location, BlockCiphertext), HeError> {
         let loc = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
-        let b = &self.blocks[loc.block];
+        let held = self.held(loc.block)?;
         Ok((
             loc,
             BlockCiphertext {
                 params: self.params,
-                mask: b.ct.get_mask().as_ref().to_vec(),
-                body: b.ct.get_body().as_ref().to_vec(),
-                slots: b.slots.clone(),
+                mask: held.ct.get_mask().as_ref().to_vec(),
+                body: held.ct.get_body().as_ref().to_vec(),
+                slots: self.blocks[loc.block].slots.clone(),
             },
         ))
     }
@@ -300,7 +446,7 @@ impl Gallery {
                 true,
             ),
         };
-        Ok(self.plan(location, Effect::Fill(id), template, new_block))
+        self.plan(location, Effect::Fill(id), template, new_block)
     }
 
     /// Plans the removal step of the erasure protocol: `negation` is the owner's fresh
@@ -315,7 +461,7 @@ impl Gallery {
     ) -> Result<Change, HeError> {
         self.check_template(negation)?;
         let location = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
-        let mut change = self.plan(location, Effect::Free(id), negation, false);
+        let mut change = self.plan(location, Effect::Free(id), negation, false)?;
         let b = location.block;
         let empties = self.blocks[b].occupied() == 1;
         if empties && self.blocks[b + 1..].iter().all(|x| x.occupied() == 0) {
@@ -350,7 +496,7 @@ impl Gallery {
             .iter()
             .position(Option::is_none)
             .expect("blocks in with_room have a free slot");
-        let fill = self.plan(Location { block, slot }, Effect::Fill(id), fresh, false);
+        let fill = self.plan(Location { block, slot }, Effect::Fill(id), fresh, false)?;
         // The target may itself be an empty block of the trailing run the erasure drops:
         // it is occupied after the move, so only the blocks behind it go.
         erase.drop_from = erase.drop_from.map(|first| first.max(block + 1));
@@ -369,7 +515,7 @@ impl Gallery {
         effect: Effect,
         ct: &EncryptedTemplate,
         new_block: bool,
-    ) -> Change {
+    ) -> Result<Change, HeError> {
         let p = &self.params;
         let shift = location.slot * p.slot_width();
         let mut addend = shifted(expand(ct.seed, &ct.body, p), shift);
@@ -380,11 +526,11 @@ impl Gallery {
             seed: ct.seed,
             shift: shift as u32,
         };
-        let empty = Block::empty(p);
+        let empty = Held::empty(p);
         let block = if new_block {
             &empty
         } else {
-            &self.blocks[location.block]
+            self.held(location.block)?
         };
         let mut body = block.ct.get_body().as_ref().to_vec();
         add_into(&mut body, addend.get_body().as_ref());
@@ -405,7 +551,7 @@ impl Gallery {
                 seeds: Vec::new(),
             }
         };
-        Change {
+        Ok(Change {
             location,
             effect,
             addend,
@@ -413,11 +559,13 @@ impl Gallery {
             record,
             new_block,
             drop_from: None,
-        }
+        })
     }
 
     /// Applies a planned change (after its record is durable). The gallery must not have
-    /// changed since the plan (the caller holds its writer lock across both).
+    /// changed since the plan (the caller holds its writer lock across both). A block
+    /// released since the plan only has its slot table changed (its record is the
+    /// store's).
     pub fn apply(&mut self, change: Change) -> BlockRecord {
         let Change {
             location: Location { block: b, slot },
@@ -433,12 +581,14 @@ impl Gallery {
             self.blocks.push(Block::empty(&self.params));
         }
         let block = &mut self.blocks[b];
-        glwe_ciphertext_add_assign(&mut block.ct, &addend);
-        if record.seeds.is_empty() {
-            block.base_mask = record.base_mask.clone().map(Vec::into_boxed_slice);
-            block.seeds.clear();
-        } else {
-            block.seeds.push(seed);
+        if let Some(held) = block.held.as_mut() {
+            glwe_ciphertext_add_assign(&mut held.ct, &addend);
+            if record.seeds.is_empty() {
+                held.base_mask = record.base_mask.clone().map(Vec::into_boxed_slice);
+                held.seeds.clear();
+            } else {
+                held.seeds.push(seed);
+            }
         }
         match effect {
             Effect::Fill(id) => {
@@ -514,20 +664,21 @@ impl Gallery {
         E: From<HeError>,
     {
         self.check_probe(probe)?;
-        let blocks: Vec<&Block> = numbers
+        let blocks: Vec<(&Block, &Held)> = numbers
             .iter()
-            .map(|&b| {
-                self.blocks.get(b).ok_or_else(|| HeError::Malformed {
+            .map(|&b| match self.blocks.get(b) {
+                None => Err(HeError::Malformed {
                     what: "block numbers",
                     detail: format!("block {b} is beyond the gallery's {}", self.blocks.len()),
-                })
+                }),
+                Some(block) => Ok((block, self.held(b)?)),
             })
             .collect::<Result<_, _>>()?;
         for part in blocks.chunks(chunk.max(1)) {
             let results = part
                 .par_iter()
-                .map_init(ComputationBuffers::new, |buffers, b| {
-                    probe.block_result(&b.ct, b.slots.iter().copied().enumerate(), buffers)
+                .map_init(ComputationBuffers::new, |buffers, (b, held)| {
+                    probe.block_result(&held.ct, b.slots.iter().copied().enumerate(), buffers)
                 })
                 .collect();
             sink(results)?;
@@ -554,10 +705,10 @@ impl Gallery {
         self.check_probe(probe)?;
         let loc = self.location(id).ok_or(HeError::UnknownTemplate(id))?;
         let mut buffers = ComputationBuffers::new();
-        let block = &self.blocks[loc.block];
+        let held = self.held(loc.block)?;
         let block = probe.block_result(
-            &block.ct,
-            block.slots.iter().copied().enumerate(),
+            &held.ct,
+            self.blocks[loc.block].slots.iter().copied().enumerate(),
             &mut buffers,
         );
         Ok(MatchResult::new(&self.params, vec![block]))
@@ -582,6 +733,58 @@ mod tests {
         decrypt, decrypt_gallery_block, encrypt_probe, encrypt_template, erasure, relocation,
         synthetic_templates, SecretKey, Template,
     };
+
+    #[test]
+    fn a_block_not_held_is_refused_until_its_record_is_handed_over() {
+        let p = Params::v1();
+        let m = p.slots_per_block();
+        let key = SecretKey::generate(&p);
+        let templates = synthetic_templates(2 * m, 3, &p);
+        let mut whole = Gallery::new(&p);
+        for (i, t) in templates.iter().enumerate() {
+            whole
+                .insert(TemplateId(i as u64 + 1), &encrypt_template(&key, t))
+                .unwrap();
+        }
+        let mut b = GalleryBuilder::holding(
+            &p,
+            Residency::Modulo {
+                of: 2,
+                kept: [0].into(),
+            },
+        );
+        b.add((0..2).map(|n| (n, whole.record(n).unwrap())).collect())
+            .unwrap();
+        let mut g = b
+            .finish(
+                (1..=2 * m as u64).map(|i| (TemplateId(i), whole.location(TemplateId(i)).unwrap())),
+            )
+            .unwrap();
+        assert_eq!(g.held_blocks(), 1);
+        assert_eq!(g.not_held([0, 1, 1, 7]), vec![1]);
+        let (probe, ctx) = encrypt_probe(&key, &templates[0]);
+        let prepared = PreparedProbe::new(&probe, &p).unwrap();
+        let in_block_1 = TemplateId(m as u64 + 1);
+        assert!(matches!(
+            g.identify(&prepared),
+            Err(HeError::NotHeld { block: 1 })
+        ));
+        assert!(matches!(
+            g.verify(&prepared, in_block_1),
+            Err(HeError::NotHeld { block: 1 })
+        ));
+        assert!(matches!(
+            g.block_of(in_block_1),
+            Err(HeError::NotHeld { block: 1 })
+        ));
+        g.hold(vec![(1, whole.record(1).unwrap())]).unwrap();
+        let got = decrypt(&key, &ctx, &g.identify(&prepared).unwrap()).unwrap();
+        let want = decrypt(&key, &ctx, &whole.identify(&prepared).unwrap()).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(g.release(), 1);
+        assert_eq!(g.held_blocks(), 1);
+        assert!(g.hold(vec![(5, whole.record(1).unwrap())]).is_err());
+    }
 
     #[test]
     fn moves_fill_lower_blocks_and_trailing_empty_blocks_are_dropped() {

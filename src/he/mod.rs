@@ -36,7 +36,7 @@ pub use decrypt::{
 pub use encrypt::{encrypt_probe, encrypt_template};
 pub use entities::{EncryptedProbe, EncryptedTemplate, ProbeContext};
 pub use error::HeError;
-pub use gallery::{Change, Gallery, GalleryBuilder, Location, Move};
+pub use gallery::{Change, Gallery, GalleryBuilder, Location, Move, Residency};
 pub use id::TemplateId;
 pub use keys::SecretKey;
 pub use params::{Params, PARAMS_VERSION};

@@ -12,6 +12,13 @@
 //! from the store, so it never waits for a long identify or an fsync. A poisoned lock is
 //! [`MatcherError::Poisoned`] (the server's 500), never a client error.
 //!
+//! Residency: a gallery may hold only some blocks' ciphertexts in memory (a cluster node
+//! keeps its shards': [`Galleries::set_residency`]); every block stays in the store, and
+//! one not held is loaded from it before anything reads its ciphertext (an identify over
+//! it, a change into it, its owner's copy), under the tenant's `writer` so the record
+//! read is the one memory's slot table describes, and dropped again once that is done:
+//! memory holds the residency's blocks, and beyond them only those a request is using.
+//!
 //! Memory: every template and registered tenant is charged what it holds in memory
 //! ([`Galleries::bytes_per_template`], the one place that cost is written down, and
 //! [`Galleries::bytes_per_tenant`]) against [`Quotas`]; an enrolment or registration
@@ -26,7 +33,7 @@ use super::store::{SlotChange, StoreChange};
 use super::{Enrolled, MatcherError, Store};
 use crate::he::{
     BlockCiphertext, BlockRecord, BlockResult, EncryptedProbe, EncryptedTemplate, Gallery,
-    GalleryBuilder, Location, MatchResult, Params, PreparedProbe, TemplateId,
+    GalleryBuilder, Location, MatchResult, Params, PreparedProbe, Residency, TemplateId,
 };
 use crate::labels::MAX_SEALED_LEN;
 
@@ -81,7 +88,22 @@ pub struct Galleries {
     /// Bytes charged against `quotas.memory_budget` (reserved before a write).
     used: AtomicU64,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    /// Which blocks every tenant's gallery keeps in memory.
+    residency: parking_lot::RwLock<Residency>,
 }
+
+/// What [`Galleries::set_residency`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResidencyChange {
+    /// Blocks whose ciphertext was dropped from memory.
+    pub released: usize,
+    /// Blocks loaded from the store.
+    pub loaded: usize,
+}
+
+/// Blocks loaded from the store per read transaction (and per write lock of a gallery)
+/// when a node takes shards: ~4 MB of records, so matching waits briefly at most.
+const LOAD_BATCH: usize = 128;
 
 fn poisoned<T>(_: T) -> MatcherError {
     MatcherError::Poisoned
@@ -97,6 +119,17 @@ impl Galleries {
     /// [`Galleries::open`] with byte quotas too. What the store already holds is charged
     /// in full, even beyond the budget (nothing is dropped); new writes are then refused.
     pub fn open_with(dir: &Path, params: &Params, quotas: Quotas) -> Result<Self, MatcherError> {
+        Self::open_holding(dir, params, quotas, Residency::All)
+    }
+
+    /// [`Galleries::open_with`], keeping in memory only the blocks `residency` names
+    /// (the others' records are read but not expanded).
+    pub fn open_holding(
+        dir: &Path,
+        params: &Params,
+        quotas: Quotas,
+        residency: Residency,
+    ) -> Result<Self, MatcherError> {
         let params = *params;
         let store = Store::open_with(dir, &params)?;
         let registered_tenants = store.tenants()?;
@@ -107,7 +140,7 @@ impl Galleries {
         names.dedup();
         let mut tenants = HashMap::new();
         for name in names {
-            let tenant = Self::load_tenant(&store, &params, &name)?;
+            let tenant = Self::load_tenant(&store, &params, &name, &residency)?;
             tenants.insert(name, Arc::new(tenant));
         }
         let templates: usize = tenants.values().map(|t| t.len().unwrap_or(0)).sum();
@@ -119,13 +152,19 @@ impl Galleries {
             quotas,
             used: AtomicU64::new(used),
             tenants: RwLock::new(tenants),
+            residency: parking_lot::RwLock::new(residency),
         })
     }
 
     /// Rebuilds one tenant's gallery from the store (labels stay there: [`Galleries::list`]
     /// reads them).
-    fn load_tenant(store: &Store, params: &Params, tenant: &str) -> Result<Tenant, MatcherError> {
-        let mut builder = GalleryBuilder::new(params);
+    fn load_tenant(
+        store: &Store,
+        params: &Params,
+        tenant: &str,
+        residency: &Residency,
+    ) -> Result<Tenant, MatcherError> {
+        let mut builder = GalleryBuilder::holding(params, residency.clone());
         store.for_each_block_batch(tenant, 1024, |batch| Ok(builder.add(batch)?))?;
         let slots = store
             .slots_of(tenant)?
@@ -220,8 +259,10 @@ impl Galleries {
     /// or through [`Store::add_tenant`]).
     pub fn ensure_tenant(&self, tenant: &str) -> Result<(), MatcherError> {
         let mut map = self.tenants.write().map_err(poisoned)?;
-        map.entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(Tenant::new(Gallery::new(&self.params))));
+        map.entry(tenant.to_string()).or_insert_with(|| {
+            let residency = self.residency.read().clone();
+            Arc::new(Tenant::new(Gallery::holding(&self.params, residency)))
+        });
         Ok(())
     }
 
@@ -355,6 +396,8 @@ impl Galleries {
         self.check_enrolment(id, &template, label)?;
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
+        let target = t.gallery.read().map_err(poisoned)?.first_with_room();
+        self.hold_locked(tenant, &t, target)?;
         let change = {
             let g = t.gallery.read().map_err(poisoned)?;
             self.check_room(&g, id)?;
@@ -380,7 +423,9 @@ impl Galleries {
             self.release(cost);
             return Err(e);
         }
-        t.gallery.write().map_err(poisoned)?.apply(change);
+        let mut g = t.gallery.write().map_err(poisoned)?;
+        g.apply(change);
+        g.release_only([loc.block]);
         Ok(())
     }
 
@@ -403,7 +448,8 @@ impl Galleries {
             let part: Vec<_> = items.by_ref().take(per_commit.max(1)).collect();
             let outcome = self.enrol_part(tenant, &t, &part);
             if let Err(e) = outcome {
-                let fresh = Self::load_tenant(&self.store, &self.params, tenant)?;
+                let residency = self.residency.read().clone();
+                let fresh = Self::load_tenant(&self.store, &self.params, tenant, &residency)?;
                 *t.gallery.write().map_err(poisoned)? =
                     fresh.gallery.into_inner().map_err(poisoned)?;
                 return Err(e);
@@ -447,6 +493,14 @@ impl Galleries {
                         max: self.quotas.max_templates,
                     });
                 }
+                // A block not held has not been changed by this part yet (a block it
+                // changed was held then and still is): the store's record is current.
+                if let Some(b) = g.first_with_room() {
+                    let missing = g.not_held([b]);
+                    if !missing.is_empty() {
+                        g.hold(self.store.block_records(tenant, &missing)?)?;
+                    }
+                }
                 let change = g.plan_insert(*id, template)?;
                 let loc = change.location();
                 records.insert(loc.block, g.apply(change));
@@ -466,7 +520,12 @@ impl Galleries {
                 drop_from: None,
             })
             .collect();
-        self.store.commit_all(tenant, &changes)
+        self.store.commit_all(tenant, &changes)?;
+        t.gallery
+            .write()
+            .map_err(poisoned)?
+            .release_only(records.keys().copied());
+        Ok(())
     }
 
     /// The block holding `id`, in full, with the slot: the first step of removal (only the
@@ -477,11 +536,17 @@ impl Galleries {
         id: TemplateId,
     ) -> Result<(Location, BlockCiphertext), MatcherError> {
         let t = self.tenant(tenant)?;
-        let g = t.gallery.read().map_err(poisoned)?;
-        if !g.contains(id) {
-            return Err(MatcherError::UnknownId(id));
-        }
-        Ok(g.block_of(id)?)
+        self.with_held(
+            tenant,
+            &t,
+            |g| g.location(id).map(|l| l.block).into_iter().collect(),
+            |g| {
+                if !g.contains(id) {
+                    return Err(MatcherError::UnknownId(id));
+                }
+                Ok(g.block_of(id)?)
+            },
+        )
     }
 
     /// Removes `id` by adding its owner's `negation` into its slot (durably), frees the
@@ -494,6 +559,8 @@ impl Galleries {
     ) -> Result<(), MatcherError> {
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
+        let at = t.gallery.read().map_err(poisoned)?.location(id);
+        self.hold_locked(tenant, &t, at.map(|l| l.block))?;
         let change = {
             let g = t.gallery.read().map_err(poisoned)?;
             if !g.contains(id) {
@@ -511,7 +578,10 @@ impl Galleries {
             },
         )?;
         self.release(self.bytes_per_template());
-        t.gallery.write().map_err(poisoned)?.apply(change);
+        let block = change.location().block;
+        let mut g = t.gallery.write().map_err(poisoned)?;
+        g.apply(change);
+        g.release_only([block]);
         Ok(())
     }
 
@@ -528,6 +598,12 @@ impl Galleries {
     ) -> Result<Option<Location>, MatcherError> {
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
+        let touched: Vec<usize> = {
+            let g = t.gallery.read().map_err(poisoned)?;
+            let from = g.location(id).map(|l| l.block);
+            from.into_iter().chain(g.first_with_room()).collect()
+        };
+        self.hold_locked(tenant, &t, touched)?;
         let planned = {
             let g = t.gallery.read().map_err(poisoned)?;
             if !g.contains(id) {
@@ -565,7 +641,10 @@ impl Galleries {
                 },
             ],
         )?;
-        t.gallery.write().map_err(poisoned)?.apply_move(planned);
+        let from = planned.erase.location().block;
+        let mut g = t.gallery.write().map_err(poisoned)?;
+        g.apply_move(planned);
+        g.release_only([from, to.block]);
         Ok(Some(to))
     }
 
@@ -608,11 +687,17 @@ impl Galleries {
     ) -> Result<MatchResult, MatcherError> {
         let prepared = PreparedProbe::new(probe, &self.params)?;
         let t = self.tenant(tenant)?;
-        let g = t.gallery.read().map_err(poisoned)?;
-        if !g.contains(id) {
-            return Err(MatcherError::UnknownId(id));
-        }
-        Ok(g.verify(&prepared, id)?)
+        self.with_held(
+            tenant,
+            &t,
+            |g| g.location(id).map(|l| l.block).into_iter().collect(),
+            |g| {
+                if !g.contains(id) {
+                    return Err(MatcherError::UnknownId(id));
+                }
+                Ok(g.verify(&prepared, id)?)
+            },
+        )
     }
 
     pub fn identify(
@@ -648,10 +733,16 @@ impl Galleries {
     ) -> Result<S, MatcherError> {
         let prepared = PreparedProbe::new(probe, &self.params)?;
         let t = self.tenant(tenant)?;
-        let g = t.gallery.read().map_err(poisoned)?;
-        let mut state = start(g.occupied_blocks())?;
-        g.identify_chunks(&prepared, chunk, |part| sink(&mut state, part))?;
-        Ok(state)
+        self.with_held(
+            tenant,
+            &t,
+            |g| g.occupied_block_numbers(),
+            |g| {
+                let mut state = start(g.occupied_blocks())?;
+                g.identify_chunks(&prepared, chunk, |part| sink(&mut state, part))?;
+                Ok(state)
+            },
+        )
     }
 }
 
@@ -675,8 +766,98 @@ impl Galleries {
     ) -> Result<(), MatcherError> {
         let prepared = PreparedProbe::new(probe, &self.params)?;
         let t = self.tenant(tenant)?;
+        self.with_held(
+            tenant,
+            &t,
+            |_| numbers.to_vec(),
+            |g| g.identify_blocks(&prepared, numbers, chunk, sink),
+        )
+    }
+
+    /// Runs `f` on `tenant`'s gallery read-locked, with the blocks `needs` names held
+    /// (loaded from the store first if they are not: under the writer, so no change
+    /// comes between the record read and memory's slot table).
+    fn with_held<T>(
+        &self,
+        tenant: &str,
+        t: &Tenant,
+        needs: impl Fn(&Gallery) -> Vec<usize>,
+        f: impl FnOnce(&Gallery) -> Result<T, MatcherError>,
+    ) -> Result<T, MatcherError> {
+        {
+            let g = t.gallery.read().map_err(poisoned)?;
+            if g.not_held(needs(&g)).is_empty() {
+                return f(&g);
+            }
+        }
+        let writer = t.writer.lock().map_err(poisoned)?;
+        let blocks = needs(&*t.gallery.read().map_err(poisoned)?);
+        let loaded = t.gallery.read().map_err(poisoned)?.not_held(blocks);
+        self.hold_locked(tenant, t, loaded.iter().copied())?;
+        // Read-locked before the writer goes: nothing can release them in between.
         let g = t.gallery.read().map_err(poisoned)?;
-        g.identify_blocks(&prepared, numbers, chunk, sink)
+        drop(writer);
+        let outcome = f(&g);
+        drop(g);
+        // The blocks this request loaded go again (unless the residency took them since).
+        let _writer = t.writer.lock().map_err(poisoned)?;
+        t.gallery.write().map_err(poisoned)?.release_only(loaded);
+        outcome
+    }
+
+    /// Loads the blocks `blocks` of `tenant` that are not held (the caller holds the
+    /// tenant's writer), returning how many it loaded.
+    fn hold_locked(
+        &self,
+        tenant: &str,
+        t: &Tenant,
+        blocks: impl IntoIterator<Item = usize>,
+    ) -> Result<usize, MatcherError> {
+        let missing = t.gallery.read().map_err(poisoned)?.not_held(blocks);
+        for part in missing.chunks(LOAD_BATCH) {
+            let records = self.store.block_records(tenant, part)?;
+            t.gallery.write().map_err(poisoned)?.hold(records)?;
+        }
+        Ok(missing.len())
+    }
+
+    /// Keeps in memory, from now on, only the blocks `residency` names, in every
+    /// tenant's gallery: drops the others' ciphertexts (also those loaded for one
+    /// request) and loads those it names from the store, a batch at a time (matching
+    /// goes on between batches; a request needing a block not loaded yet loads it).
+    pub fn set_residency(&self, residency: Residency) -> Result<ResidencyChange, MatcherError> {
+        *self.residency.write() = residency.clone();
+        let tenants: Vec<(String, Arc<Tenant>)> = self
+            .tenants
+            .read()
+            .map_err(poisoned)?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut change = ResidencyChange::default();
+        for (name, t) in tenants {
+            let _writer = t.writer.lock().map_err(poisoned)?;
+            change.released += t
+                .gallery
+                .write()
+                .map_err(poisoned)?
+                .set_residency(residency.clone());
+            let missing = t.gallery.read().map_err(poisoned)?.missing(&residency);
+            change.loaded += self.hold_locked(&name, &t, missing)?;
+        }
+        Ok(change)
+    }
+
+    /// Blocks held in memory, and blocks in all, over every tenant.
+    pub fn held_blocks(&self) -> (usize, usize) {
+        let Ok(map) = self.tenants.read() else {
+            return (0, 0);
+        };
+        map.values()
+            .filter_map(|t| t.gallery.read().ok())
+            .fold((0, 0), |(held, all), g| {
+                (held + g.held_blocks(), all + g.block_count())
+            })
     }
 }
 
@@ -703,6 +884,91 @@ fn bytes_per_tenant(_p: &Params) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gallery holding one block in four (a cluster node's shards): whatever needs a
+    /// block it does not hold loads it from the store first, every answer decrypts
+    /// exactly, and a sweep drops what was loaded for single requests.
+    #[test]
+    fn blocks_not_held_are_loaded_when_needed_and_answer_exactly() {
+        use std::collections::BTreeMap;
+
+        use crate::he::{
+            decrypt, encrypt_probe, encrypt_template, erasure, relocation, synthetic_templates,
+            SecretKey, Template,
+        };
+
+        let p = Params::v1();
+        let m = p.slots_per_block();
+        let key = SecretKey::generate(&p);
+        let dir = tempfile::tempdir().unwrap();
+        let templates = synthetic_templates(3 * m + 4, 7, &p);
+        let kept = Residency::Modulo {
+            of: 4,
+            kept: [1].into(),
+        };
+        let quotas = Quotas::templates_only(1000);
+        let g = Galleries::open_holding(dir.path(), &p, quotas, kept.clone()).unwrap();
+        let mut plain: BTreeMap<TemplateId, Template> = BTreeMap::new();
+        for (i, t) in templates.iter().enumerate() {
+            let id = TemplateId(i as u64 + 1);
+            g.enrol("t", id, encrypt_template(&key, t), b"").unwrap();
+            plain.insert(id, t.clone());
+        }
+        // Each block was held while a template went in, and released after.
+        assert_eq!(g.held_blocks(), (1, 4));
+        assert_eq!(
+            g.set_residency(kept.clone()).unwrap(),
+            ResidencyChange::default()
+        );
+        let exact = |g: &Galleries, plain: &BTreeMap<TemplateId, Template>| {
+            for probe_of in [0, m + 3, templates.len() - 1] {
+                let t = &templates[probe_of];
+                let (probe, ctx) = encrypt_probe(&key, t);
+                let got = decrypt(&key, &ctx, &g.identify("t", &probe).unwrap()).unwrap();
+                assert_eq!(got.len(), plain.len());
+                for d in got {
+                    assert_eq!(d.distance_sq, t.distance_sq(&plain[&d.id]), "{}", d.id);
+                }
+                let id = TemplateId(probe_of as u64 + 1);
+                if plain.contains_key(&id) {
+                    let one = decrypt(&key, &ctx, &g.verify("t", &probe, id).unwrap()).unwrap();
+                    let d = one.iter().find(|d| d.id == id).unwrap();
+                    assert_eq!(d.distance_sq, 0);
+                }
+            }
+        };
+        exact(&g, &plain);
+        assert_eq!(g.held_blocks().0, 1, "what a request loaded goes after it");
+
+        // An erasure in block 2 and a move out of block 3 into its slot, both not held.
+        let erased = TemplateId(2 * m as u64 + 1);
+        let (loc, block) = g.block_of("t", erased).unwrap();
+        g.erase("t", erased, &erasure(&key, &block, loc.slot).unwrap())
+            .unwrap();
+        plain.remove(&erased);
+        let last = TemplateId(templates.len() as u64);
+        let (from, block) = g.block_of("t", last).unwrap();
+        let (negation, fresh) = relocation(&key, &block, from.slot).unwrap();
+        let to = g.relocate("t", last, &negation, &fresh).unwrap();
+        assert_eq!(to, Some(loc));
+        assert_eq!(g.held_blocks().0, 1);
+        exact(&g, &plain);
+
+        // Taking every shard loads the rest; the store reopened whole agrees.
+        let all = Residency::Modulo {
+            of: 4,
+            kept: (0..4).collect(),
+        };
+        let change = g.set_residency(all).unwrap();
+        assert_eq!(change.released, 0);
+        assert_eq!(g.held_blocks(), (4, 4));
+        assert_eq!(change.loaded, 3);
+        exact(&g, &plain);
+        drop(g);
+        let whole = Galleries::open_with(dir.path(), &p, quotas).unwrap();
+        assert_eq!(whole.held_blocks(), (4, 4));
+        exact(&whole, &plain);
+    }
 
     #[test]
     fn a_template_costs_what_the_gallery_holds() {

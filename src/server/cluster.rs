@@ -271,15 +271,22 @@ pub struct Membership {
     me: u64,
     replicas: usize,
     seen: parking_lot::Mutex<std::collections::HashMap<u64, tokio::time::Instant>>,
+    /// The shards this node holds, once it has listened for [`SETTLE`] (`None` before:
+    /// alone at first, it would take every shard).
+    held: tokio::sync::watch::Sender<Option<Vec<usize>>>,
 }
+
+/// How long a starting node listens to heartbeats before it counts its shards: two
+/// heartbeats, so it has heard every live node at least once.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Every shard's holders among `live`: the live nodes in order of their ids form a ring
 /// and shard `s`'s replicas are the `replicas` nodes from position `s` on, so every node
 /// holds within one shard of an even share (`SHARDS * replicas / nodes`) and the holders
 /// of one shard are distinct. Deterministic in `live`: every node computes the same. (A
-/// node joining or leaving moves most shards, which costs nothing while every node keeps
-/// every block in memory; rendezvous hashing was tried and gave four nodes 3, 4, 4 and 5
-/// of 16 shards, a quarter more work on the busiest.)
+/// node joining or leaving moves most shards, and their new holders load them from their
+/// caches (`shards`); rendezvous hashing moves fewer but gave four nodes 3, 4, 4 and 5 of
+/// 16 shards, a quarter more work on the busiest.)
 pub fn assignment(live: &[u64], replicas: usize) -> Vec<Vec<u64>> {
     let mut ring = live.to_vec();
     ring.sort_unstable();
@@ -302,6 +309,7 @@ impl Membership {
             me,
             replicas: replicas.max(1),
             seen: Default::default(),
+            held: tokio::sync::watch::Sender::new(None),
         });
         let mut heard = client.subscribe(HEARTBEAT_SUBJECT).await?;
         let m = membership.clone();
@@ -323,17 +331,24 @@ impl Membership {
         let (client, m) = (client.clone(), membership.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
-            let mut held = Vec::new();
+            let started = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
                 let _ = client
                     .publish(HEARTBEAT_SUBJECT, m.me.to_le_bytes().to_vec().into())
                     .await;
-                let now = m.held();
-                if now != held {
-                    tracing::info!(shards = ?now, nodes = m.live().len(), "shards held by this node");
-                    held = now;
+                if started.elapsed() < SETTLE {
+                    continue;
                 }
+                let now = m.held();
+                m.held.send_if_modified(|held| {
+                    if held.as_ref() == Some(&now) {
+                        return false;
+                    }
+                    tracing::info!(shards = ?now, nodes = m.live().len(), "shards held by this node");
+                    *held = Some(now);
+                    true
+                });
             }
         });
         Ok(membership)
@@ -362,6 +377,12 @@ impl Membership {
     /// The nodes holding `shard`, first choice first.
     pub fn holders(&self, shard: usize) -> Vec<u64> {
         assignment(&self.live(), self.replicas).swap_remove(shard)
+    }
+
+    /// The shards this node holds as they change (`None` until the node has listened for
+    /// [`SETTLE`]).
+    pub fn held_changes(&self) -> tokio::sync::watch::Receiver<Option<Vec<usize>>> {
+        self.held.subscribe()
     }
 
     /// The shards this node holds.

@@ -325,19 +325,18 @@ impl Node {
     async fn wait_applied(&self, sequence: u64) -> Result<(), ApiError> {
         let mut rx = self.applied.subscribe();
         let reached = tokio::time::timeout(WAIT, rx.wait_for(|&a| a >= sequence)).await;
+        let behind = |message: String, retry| {
+            ApiError::busy(StatusCode::SERVICE_UNAVAILABLE, codes::BUSY, message, retry)
+        };
         if let Some(why) = &*self.failed.lock() {
-            return Err(ApiError::busy(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::BUSY,
+            return Err(behind(
                 format!("this matcher node stopped applying its cluster's log: {why}"),
                 5,
             ));
         }
         match reached {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::busy(
-                StatusCode::SERVICE_UNAVAILABLE,
-                codes::BUSY,
+            _ => Err(behind(
                 format!(
                     "this node has applied its cluster's log up to {}, not yet {sequence}",
                     self.applied()
@@ -345,6 +344,16 @@ impl Node {
                 1,
             )),
         }
+    }
+
+    /// Waits until this node has applied its own op at `sequence`, and takes what it did
+    /// (`None` if nothing was recorded).
+    async fn outcome_of(
+        &self,
+        sequence: u64,
+    ) -> Result<Option<Result<Outcome, ApiError>>, ApiError> {
+        self.wait_applied(sequence).await?;
+        Ok(self.outcomes.lock().remove(&sequence))
     }
 
     async fn barrier(&self, subject: &str) -> Result<(), ApiError> {
@@ -368,8 +377,7 @@ impl Node {
                 .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
             match timed(self.log.append(subject.clone(), payload.clone(), expected)).await {
                 Ok(sequence) => {
-                    self.wait_applied(sequence).await?;
-                    return self.outcomes.lock().remove(&sequence).unwrap_or_else(|| {
+                    return self.outcome_of(sequence).await?.unwrap_or_else(|| {
                         Err(ApiError::internal("the outcome of an op was lost"))
                     });
                 }
@@ -391,9 +399,9 @@ impl Node {
         let subject = op.subject();
         match timed(self.log.append(subject, encode(self.origin, op), 0)).await {
             Ok(sequence) => {
-                self.wait_applied(sequence).await?;
-                let outcome = self.outcomes.lock().remove(&sequence);
-                outcome.unwrap_or(Ok(Outcome::Done))?;
+                self.outcome_of(sequence)
+                    .await?
+                    .unwrap_or(Ok(Outcome::Done))?;
                 Ok(true)
             }
             Err(LogError::Conflict) => {
@@ -555,11 +563,13 @@ pub async fn identity(log: &Log) -> anyhow::Result<u64> {
 
 /// Opens a node's cache of cluster `id` in `data`: a cache of another cluster (its
 /// NATS data was replaced) is discarded and rebuilt from the log; a standalone matcher's
-/// store is refused, never overwritten.
+/// store is refused, never overwritten. Only the blocks `residency` names are held in
+/// memory.
 pub fn open_cache(
     data: &std::path::Path,
     params: &crate::he::Params,
     quotas: crate::matcher::Quotas,
+    residency: crate::he::Residency,
     id: u64,
 ) -> anyhow::Result<crate::matcher::Galleries> {
     use crate::matcher::{Galleries, Store, STORE_FILE};
@@ -585,7 +595,7 @@ pub fn open_cache(
             ),
         }
     }
-    let galleries = Galleries::open_with(data, params, quotas)?;
+    let galleries = Galleries::open_holding(data, params, quotas, residency)?;
     galleries.store().use_as_cache();
     if galleries.store().cluster_id()?.is_none() {
         galleries.store().set_cluster_id(id)?;

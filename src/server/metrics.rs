@@ -9,7 +9,9 @@
 //! `evicted_slow_body`; and `write_timeout`, a client that took none of its response
 //! for the write deadline), and gauges read
 //! at scrape time: `blindface_tenants`, `blindface_templates`,
-//! `blindface_memory_used_bytes`, `blindface_memory_budget_bytes`;
+//! `blindface_memory_used_bytes`, `blindface_memory_budget_bytes`, `blindface_blocks`
+//! (gallery blocks, all tenants) and `blindface_blocks_held` (those whose ciphertext is
+//! in memory: all of them on a single server, a node's shards' on a cluster node);
 //! `blindface_matched_blocks_total` (blocks this server matched: identify and verify);
 //! on a cluster node `blindface_log_position` (the last op of the cluster's log applied
 //! here: nodes in step show the same), `blindface_cluster_nodes` (the live nodes it
@@ -40,6 +42,8 @@ pub struct Metrics {
     templates: IntGauge,
     memory_used: IntGauge,
     memory_budget: IntGauge,
+    blocks: IntGauge,
+    blocks_held: IntGauge,
     matched_blocks: prometheus::IntCounter,
     log_position: IntGauge,
     cluster_nodes: IntGauge,
@@ -79,6 +83,11 @@ impl Metrics {
             "bytes charged against the memory budget",
         );
         let memory_budget = gauge("blindface_memory_budget_bytes", "the memory budget");
+        let blocks = gauge("blindface_blocks", "gallery blocks, all tenants");
+        let blocks_held = gauge(
+            "blindface_blocks_held",
+            "gallery blocks whose ciphertext this server holds in memory",
+        );
         let matched_blocks = prometheus::IntCounter::new(
             "blindface_matched_blocks_total",
             "gallery blocks this server matched (one external product each)",
@@ -105,6 +114,8 @@ impl Metrics {
             Box::new(templates.clone()),
             Box::new(memory_used.clone()),
             Box::new(memory_budget.clone()),
+            Box::new(blocks.clone()),
+            Box::new(blocks_held.clone()),
             Box::new(matched_blocks.clone()),
             Box::new(log_position.clone()),
             Box::new(cluster_nodes.clone()),
@@ -121,6 +132,8 @@ impl Metrics {
             templates,
             memory_used,
             memory_budget,
+            blocks,
+            blocks_held,
             matched_blocks,
             log_position,
             cluster_nodes,
@@ -163,6 +176,9 @@ impl Metrics {
             .set(i64::try_from(g.used_bytes()).unwrap_or(i64::MAX));
         self.memory_budget
             .set(i64::try_from(g.quotas().memory_budget).unwrap_or(i64::MAX));
+        let (held, all) = g.held_blocks();
+        self.blocks.set(all as i64);
+        self.blocks_held.set(held as i64);
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

@@ -34,6 +34,7 @@ mod observe;
 mod parse_reply;
 mod routes;
 mod scatter;
+mod shards;
 mod stall;
 mod state;
 mod tls;
@@ -162,7 +163,8 @@ pub fn run(config: ServerConfig) -> Result<()> {
             Some(c) => {
                 let log = cluster::Log::connect(c).await?;
                 let id = ledger::identity(&log).await?;
-                let galleries = ledger::open_cache(&config.data, &params, config.quotas, id)?;
+                // Nothing in memory until the node knows its shards (`shards::follow`).
+                let galleries = ledger::open_cache(&config.data, &params, config.quotas, shards::none(), id)?;
                 let position = galleries.store().log_position()?.unwrap_or(0);
                 tracing::info!(nats = log.urls(), log_replicas = log.replicas(), cluster = %format!("{id:016x}"), position, "joined the cluster's log");
                 let node = ledger::Node::new(log, position).map_err(|e| anyhow::anyhow!(e.message))?;
@@ -205,6 +207,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
             tracing::info!(position = node.applied(), "caught up with the cluster's log");
             let replicas = config.cluster.as_ref().map_or(1, |c| c.replicas);
             node.start_membership(replicas).await?;
+            shards::follow(state.clone(), node);
             scatter::serve(state.clone(), node.clone()).await?;
             if config.tls == Some(TlsSource::SelfSigned)
                 && !config.data.join(SELF_SIGNED_CERT).exists()

@@ -93,37 +93,20 @@ async fn answer(
     let req: MatchRequest = bincode::deserialize(payload)
         .map_err(|e| ApiError::bad_request(format!("a malformed match request: {e}")))?;
     node.wait_position(req.position).await?;
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
-    let state = s.clone();
-    let work = blocking(move || {
-        let probe = EncryptedProbe::from_bytes(&req.probe, state.galleries.params())?;
-        let blocks: Vec<usize> = req.blocks.iter().map(|&b| b as usize).collect();
-        let params = *state.galleries.params();
-        state.galleries.identify_blocks(
-            &req.tenant,
-            &probe,
-            &blocks,
-            BLOCKS_PER_MESSAGE,
-            |part| {
-                state.metrics.matched(part.len());
-                let block_len = BlockResult::encoded_len(&params, params.slots_per_block());
-                let mut out = Vec::with_capacity(5 + part.len() * (4 + block_len));
-                out.push(PART);
-                out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                for b in &part {
-                    let bytes = b.encode();
-                    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                    out.extend_from_slice(&bytes);
-                }
-                tx.blocking_send(out).map_err(|_| MatcherError::Cancelled)
-            },
-        )?;
-        Ok(())
-    });
+    let blocks = req.blocks.iter().map(|&b| b as usize).collect();
+    let (work, mut rx) = share(s, req.tenant, Arc::new(req.probe), blocks);
     let forward = async {
         while let Some(part) = rx.recv().await {
+            let len: usize = part.iter().map(|b| 4 + b.len()).sum();
+            let mut out = Vec::with_capacity(5 + len);
+            out.push(PART);
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            for bytes in &part {
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(bytes);
+            }
             client
-                .publish(reply.clone(), part.into())
+                .publish(reply.clone(), out.into())
                 .await
                 .map_err(|e| busy(format!("answering a node: {e}")))?;
         }
@@ -137,6 +120,34 @@ async fn answer(
         .await
         .map_err(|e| busy(format!("answering a node: {e}")))?;
     Ok(())
+}
+
+/// This node's share of an identify: `blocks` of `tenant`'s gallery matched on a blocking
+/// thread, each chunk's blocks sent encoded ([`BlockResult::encode`]) as they are done;
+/// the future is the work (for another node's request or the taker's own shards).
+fn share(
+    s: &Arc<ServerState>,
+    tenant: String,
+    probe: Arc<Vec<u8>>,
+    blocks: Vec<usize>,
+) -> (
+    impl std::future::Future<Output = Result<(), ApiError>>,
+    mpsc::Receiver<Vec<Vec<u8>>>,
+) {
+    let (tx, rx) = mpsc::channel(2);
+    let state = s.clone();
+    let work = blocking(move || {
+        let probe = EncryptedProbe::from_bytes(&probe, state.galleries.params())?;
+        state
+            .galleries
+            .identify_blocks(&tenant, &probe, &blocks, BLOCKS_PER_MESSAGE, |part| {
+                state.metrics.matched(part.len());
+                tx.blocking_send(part.iter().map(BlockResult::encode).collect())
+                    .map_err(|_| MatcherError::Cancelled)
+            })?;
+        Ok(())
+    });
+    (work, rx)
 }
 
 /// One shard's blocks, encoded ([`BlockResult::encode`]), in order, as they come (an
@@ -211,29 +222,11 @@ async fn local_share(
     tx: &ShardSender,
     sent: &mut usize,
 ) -> Result<(), String> {
-    let (part_tx, mut part_rx) = mpsc::channel::<Vec<BlockResult>>(2);
-    let (state, tenant, probe, blocks) = (
-        s.clone(),
-        tenant.to_string(),
-        probe.clone(),
-        blocks.to_vec(),
-    );
-    let work = blocking(move || {
-        let probe = EncryptedProbe::from_bytes(&probe, state.galleries.params())?;
-        state
-            .galleries
-            .identify_blocks(&tenant, &probe, &blocks, BLOCKS_PER_MESSAGE, |part| {
-                state.metrics.matched(part.len());
-                part_tx
-                    .blocking_send(part)
-                    .map_err(|_| MatcherError::Cancelled)
-            })?;
-        Ok(())
-    });
+    let (work, mut part_rx) = share(s, tenant.to_string(), probe.clone(), blocks.to_vec());
     let forward = async {
         while let Some(part) = part_rx.recv().await {
             let n = part.len();
-            let batch = part.iter().map(|b| Bytes::from(b.encode())).collect();
+            let batch = part.into_iter().map(Bytes::from).collect();
             tx.send(Ok(batch))
                 .await
                 .map_err(|_| "cancelled".to_string())?;

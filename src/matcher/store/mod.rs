@@ -624,6 +624,41 @@ impl Store {
         Ok(())
     }
 
+    /// The records of `tenant`'s blocks `numbers`, in the order given, from one read
+    /// transaction (a cluster node taking a shard, or loading a block it does not hold for
+    /// one request). A block without a record is [`MatcherError::StoreDamaged`].
+    pub fn block_records(
+        &self,
+        tenant: &str,
+        numbers: &[usize],
+    ) -> Result<Vec<(usize, BlockRecord)>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
+        let mut out = Vec::with_capacity(numbers.len());
+        for &b in numbers {
+            let first = (b as u64) << PART_BITS;
+            let mut bytes = Vec::new();
+            let damaged = || self.damaged(tenant, StoredRecord::Block(b as u64));
+            for (i, row) in table
+                .range((tenant, first)..=(tenant, first | PART_MASK))
+                .map_err(|e| self.error(e))?
+                .enumerate()
+            {
+                let (k, v) = row.map_err(|e| self.error(e))?;
+                if k.value().1 & PART_MASK != i as u64 || bytes.len() != i * PART_BYTES {
+                    return Err(damaged());
+                }
+                bytes.extend_from_slice(v.value());
+            }
+            if bytes.is_empty() {
+                return Err(damaged());
+            }
+            let record = decode_record(&bytes, tenant, b, &self.params).ok_or_else(damaged)?;
+            out.push((b, record));
+        }
+        Ok(out)
+    }
+
     /// Tenants that have blocks or slots (a tenant without a token: the built-in matcher's).
     pub fn gallery_tenants(&self) -> Result<Vec<String>, MatcherError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
