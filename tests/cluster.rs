@@ -252,16 +252,18 @@ fn concurrent_enrolments_through_two_nodes_never_share_a_slot() {
 }
 
 /// A node stopped while others change the gallery, then restarted on its cache, catches
-/// up before it answers; a new node with an empty cache builds everything from the log;
-/// both answer exactly what a node that never stopped answers.
+/// up before it answers; a new node with an empty cache starts from the snapshot node a
+/// took (every 10 ops) and applies the log after it; both answer exactly what a node that
+/// never stopped answers.
 #[test]
 fn a_restarted_node_and_a_new_node_catch_up_and_answer_exactly() {
     let _serial = serial();
     let p = params();
     let dir = tempfile::tempdir().unwrap();
     let nats = Nats::start(3, dir.path());
-    let a = node(&nats, &dir.path().join("a"), &[]);
-    let b = node(&nats, &dir.path().join("b"), &[]);
+    let snapshots = ["--snapshot-every", "10"];
+    let a = node(&nats, &dir.path().join("a"), &snapshots);
+    let b = node(&nats, &dir.path().join("b"), &snapshots);
     let key = SecretKey::generate(&p);
     let templates = synthetic_templates(30, 5, &p);
     let creds = register(&a);
@@ -275,13 +277,35 @@ fn a_restarted_node_and_a_new_node_catch_up_and_answer_exactly() {
         ma.enrol(TemplateId(i as u64 + 1), &encrypt_template(&key, t), b"l")
             .unwrap();
     }
-    for id in [2u64, 9] {
+    let erase = |id: u64| {
         let block = ma.removal_block(TemplateId(id)).unwrap();
         let negation = erasure(&key, &block.block, block.location.slot).unwrap();
         ma.erase(TemplateId(id), &negation).unwrap();
+    };
+    erase(2);
+    // Node a, alone, takes a snapshot within a few seconds; one more change after it.
+    let a_log = dir.path().join("a.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&a_log)
+        .unwrap_or_default()
+        .contains("snapshot taken")
+    {
+        assert!(Instant::now() < deadline, "no snapshot within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let b = node(&nats, &dir.path().join("b"), &[]);
-    let fresh = node(&nats, &dir.path().join("fresh"), &[]);
+    erase(9);
+    let b = node(&nats, &dir.path().join("b"), &snapshots);
+    let fresh = node(&nats, &dir.path().join("fresh"), &snapshots);
+    let fresh_log = std::fs::read_to_string(dir.path().join("fresh.log")).unwrap();
+    assert!(
+        fresh_log.contains("restored the cluster's snapshot"),
+        "{fresh_log}"
+    );
+    let b_log = std::fs::read_to_string(dir.path().join("b.log")).unwrap();
+    assert!(
+        !b_log.contains("restored the cluster's snapshot"),
+        "a node with a cache keeps it"
+    );
     let (probe, ctx) = encrypt_probe(&key, &templates[4]);
     let want = decrypt(&key, &ctx, &ma.identify(&probe).unwrap().result).unwrap();
     let want_list = ma.list().unwrap();
@@ -799,6 +823,8 @@ fn cluster_scaling() {
         "16GiB",
         "--max-tenant-bytes",
         "16GiB",
+        "--snapshot-every",
+        "50000",
     ];
     let first = node(&nats, &dir.path().join("node0"), &wide);
     let key = SecretKey::generate(&p);
@@ -824,12 +850,39 @@ fn cluster_scaling() {
         "{n} templates enrolled through one node in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // The nodes below start from node 0's snapshot of the whole gallery.
+    let waited = Instant::now();
+    let log = dir.path().join("node0.log");
+    let snapshot_at = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("snapshot taken"))
+            .filter_map(|l| {
+                l.split("position=")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    while snapshot_at() < n && waited.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!(
+        "snapshot at position {} ready {:.1} s after the last enrolment",
+        snapshot_at(),
+        waited.elapsed().as_secs_f64()
+    );
     let mut nodes = vec![first];
     for i in 1..4 {
         let started = Instant::now();
         nodes.push(node(&nats, &dir.path().join(format!("node{i}")), &wide));
         eprintln!(
-            "node {i} started from the log alone in {:.1} s",
+            "node {i} started from the snapshot and the log after it in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }

@@ -108,6 +108,16 @@ pub struct ServeArgs {
     /// an identify survives one of them stopping).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "cluster")]
     replicas: usize,
+    /// With --cluster: a snapshot of the matcher's state goes to NATS's object store every
+    /// N changes (one node takes it), so a new node starts from it instead of replaying
+    /// the whole log; 0: never.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100_000,
+        requires = "cluster"
+    )]
+    snapshot_every: u64,
 }
 
 /// `12345`, `64KiB`, `256MiB`, `4GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
@@ -211,6 +221,7 @@ pub fn serve(globals: &Globals, a: ServeArgs) -> Result<()> {
             credentials: a.nats_credentials,
             ca: a.nats_ca,
             replicas: a.replicas.max(1),
+            snapshot_every: a.snapshot_every,
         }),
     })
 }

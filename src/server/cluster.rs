@@ -47,6 +47,8 @@ pub struct ClusterConfig {
     /// Nodes holding each shard of every gallery (an identify survives the loss of all
     /// but one of a shard's holders).
     pub replicas: usize,
+    /// Ops between snapshots of the cache in the object store (`snapshot`); 0: none.
+    pub snapshot_every: u64,
 }
 
 /// Why the log refused or failed.
@@ -148,6 +150,11 @@ impl Log {
             max_message_size: 1 << 20,
             ..Default::default()
         }
+    }
+
+    /// The JetStream context (the snapshots' object store).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
     }
 
     /// The NATS connection (for core NATS: membership, requests between nodes).

@@ -227,6 +227,9 @@ pub struct Node {
     caught_up: AtomicBool,
     /// Who is alive and holds which shard (set once the node has caught up).
     membership: std::sync::OnceLock<Arc<Membership>>,
+    /// Held by the follower while it applies an op: [`Node::paused`] holds it to read the
+    /// cache between two ops.
+    gate: parking_lot::Mutex<()>,
 }
 
 /// This node cannot reach its cluster's log (before doing anything: another node may).
@@ -256,6 +259,7 @@ impl Node {
             failed: parking_lot::Mutex::new(None),
             caught_up: AtomicBool::new(false),
             membership: std::sync::OnceLock::new(),
+            gate: parking_lot::Mutex::new(()),
         }))
     }
 
@@ -274,6 +278,13 @@ impl Node {
         let m = Membership::start(self.log.client(), self.origin, replicas).await?;
         let _ = self.membership.set(m);
         Ok(())
+    }
+
+    /// Runs `f` between two ops (none is applied meanwhile), with the position of the
+    /// last one applied (blocking: call from a blocking thread).
+    pub fn paused<T>(&self, f: impl FnOnce(u64) -> T) -> T {
+        let _gate = self.gate.lock();
+        f(self.applied())
     }
 
     /// Who is alive and holds which shard.
@@ -424,11 +435,13 @@ impl Node {
             .name("log-follower".into())
             .spawn(move || {
                 while let Some(entry) = rx.blocking_recv() {
+                    let gate = node.gate.lock();
                     let mut applied = node.apply_entry(&*machine, entry);
                     if applied.is_ok() && rx.is_empty() {
                         // idle: make the cache's last changes durable
                         applied = machine.sync();
                     }
+                    drop(gate);
                     if let Err(why) = applied {
                         tracing::error!(%why, "stopped applying the cluster's log");
                         *node.failed.lock() = Some(why);

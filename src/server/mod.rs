@@ -35,6 +35,7 @@ mod parse_reply;
 mod routes;
 mod scatter;
 mod shards;
+mod snapshot;
 mod stall;
 mod state;
 mod tls;
@@ -163,8 +164,18 @@ pub fn run(config: ServerConfig) -> Result<()> {
             Some(c) => {
                 let log = cluster::Log::connect(c).await?;
                 let id = ledger::identity(&log).await?;
+                let restored = snapshot::restore(&log, &config.data, id).await;
                 // Nothing in memory until the node knows its shards (`shards::follow`).
-                let galleries = ledger::open_cache(&config.data, &params, config.quotas, shards::none(), id)?;
+                let open = || ledger::open_cache(&config.data, &params, config.quotas, shards::none(), id);
+                let galleries = match (open(), restored) {
+                    (Ok(g), _) => g,
+                    (Err(e), Some(_)) => {
+                        tracing::warn!(error = %e, "the restored snapshot does not open; building this node's cache from the log");
+                        std::fs::remove_file(config.data.join(crate::matcher::STORE_FILE))?;
+                        open()?
+                    }
+                    (Err(e), None) => return Err(e),
+                };
                 let position = galleries.store().log_position()?.unwrap_or(0);
                 tracing::info!(nats = log.urls(), log_replicas = log.replicas(), cluster = %format!("{id:016x}"), position, "joined the cluster's log");
                 let node = ledger::Node::new(log, position).map_err(|e| anyhow::anyhow!(e.message))?;
@@ -208,6 +219,10 @@ pub fn run(config: ServerConfig) -> Result<()> {
             let replicas = config.cluster.as_ref().map_or(1, |c| c.replicas);
             node.start_membership(replicas).await?;
             shards::follow(state.clone(), node);
+            if let Some(c) = &config.cluster {
+                let id = state.galleries.store().cluster_id()?.unwrap_or_default();
+                snapshot::follow(state.clone(), node.clone(), id, c.snapshot_every);
+            }
             scatter::serve(state.clone(), node.clone()).await?;
             if config.tls == Some(TlsSource::SelfSigned)
                 && !config.data.join(SELF_SIGNED_CERT).exists()
