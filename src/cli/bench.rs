@@ -289,11 +289,7 @@ fn disk_bytes(path: &std::path::Path) -> Result<Option<u64>> {
 
 /// Resident set size of this process, after returning freed heap to the OS (Linux).
 fn resident_bytes() -> Option<u64> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    blindface::matcher::return_free_heap();
     status_field("VmRSS:")
 }
 

@@ -845,6 +845,9 @@ impl Galleries {
             let missing = t.gallery.read().map_err(poisoned)?.missing(&residency);
             change.loaded += self.hold_locked(&name, &t, missing)?;
         }
+        if change.released > 0 {
+            return_free_heap();
+        }
         Ok(change)
     }
 
@@ -858,6 +861,17 @@ impl Galleries {
             .fold((0, 0), |(held, all), g| {
                 (held + g.held_blocks(), all + g.block_count())
             })
+    }
+}
+
+/// Returns memory the allocator holds free to the OS (glibc keeps freed blocks of a
+/// gallery's size in its arenas: a node that gave up shards would otherwise keep their
+/// resident memory). Nothing elsewhere.
+pub fn return_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -25,7 +25,9 @@ pub mod tls;
 pub use api::Credentials;
 pub use builtin::BuiltinMatcher;
 pub use error::{codes, MatcherError, StoredRecord};
-pub use galleries::{Galleries, Quotas, ResidencyChange, DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK};
+pub use galleries::{
+    return_free_heap, Galleries, Quotas, ResidencyChange, DEFAULT_MAX_TEMPLATES, IDENTIFY_CHUNK,
+};
 pub use remote::{Endpoint, RemoteMatcher, TokenStore, CLIENT_MAX_TEMPLATES};
 pub use spec::{default_remote_url, MatcherSpec, SpecError};
 pub use store::{SlotChange, Store, StoreChange, StoreUsage, StoredSlot, TableUsage, STORE_FILE};

@@ -5,7 +5,8 @@
 //! A snapshot is the cache's redb file copied between two ops (the follower paused, the
 //! cache made durable first) and stamped with the log position it holds (which the file
 //! itself also records) and the cluster's id. One node takes them, the first holder of
-//! shard 0, every `--snapshot-every` ops; the object store keeps the newest only. Like the
+//! shard 0, every `--snapshot-every` ops and after a minute without a change; the object
+//! store keeps the newest only. Like the
 //! log, a snapshot holds nothing secret: ciphertexts, sealed labels, hashes, and the
 //! self-signed certificate's key that the log holds too (SECURITY.md, "A cluster").
 
@@ -30,6 +31,9 @@ const POSITION: &str = "position";
 const CLUSTER: &str = "cluster";
 /// How often the snapshot taker checks whether one is due.
 const CHECK: Duration = Duration::from_secs(5);
+/// A log that has not moved for this long gets a snapshot of its last changes, however
+/// few (so a quiet cluster's newest snapshot is its state, and a new node replays nothing).
+const QUIET: Duration = Duration::from_secs(60);
 
 /// The cluster's snapshot bucket, created (file storage, the log's replicas) if absent.
 async fn bucket(log: &Log) -> anyhow::Result<ObjectStore> {
@@ -111,8 +115,8 @@ async fn download(log: &Log, data: &Path, cluster: u64) -> anyhow::Result<Option
     Ok(Some(position))
 }
 
-/// Takes a snapshot every `every` ops while this node is the first holder of shard 0
-/// (a task).
+/// Takes a snapshot every `every` ops, and of any change once the log has been quiet for
+/// [`QUIET`], while this node is the first holder of shard 0 (a task).
 pub fn follow(s: Arc<ServerState>, node: Arc<Node>, cluster: u64, every: u64) {
     if every == 0 {
         return;
@@ -126,11 +130,20 @@ pub fn follow(s: Arc<ServerState>, node: Arc<Node>, cluster: u64, every: u64) {
             tokio::time::sleep(CHECK).await;
         };
         let mut tick = tokio::time::interval(CHECK);
+        let (mut seen, mut since) = (node.applied(), Instant::now());
         loop {
             tick.tick().await;
-            let taker = node.membership().holders(0).first() == Some(&node.origin());
+            let applied = node.applied();
+            if applied != seen {
+                (seen, since) = (applied, Instant::now());
+            }
+            if node.membership().holders(0).first() != Some(&node.origin()) {
+                continue;
+            }
             let last = newest(&bucket).await.map_or(0, |(p, _)| p);
-            if !taker || node.applied() < last.saturating_add(every) {
+            let due = applied >= last.saturating_add(every)
+                || (applied > last && since.elapsed() >= QUIET);
+            if !due {
                 continue;
             }
             if let Err(e) = take(&s, &node, &bucket, cluster).await {
