@@ -233,6 +233,15 @@ pub fn sweep(distances: &[f64], same: &[bool]) -> Result<Sweep, RocError> {
     })
 }
 
+/// The Euclidean distance of two float vectors (embeddings, or their projections).
+pub fn l2(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
 /// Accuracy counting every pair of a file: `correct` right decisions among the scored
 /// pairs, out of `scored + unscored` pairs (an unscored pair, one with an image where no
 /// face was found, is an error).

@@ -84,9 +84,15 @@ fn assert_exact(
     }
 }
 
+/// Under every parameter set this build knows (v1: 128-D, 15 a block; v2: 80-D, 25).
 #[test]
 fn ten_thousand_random_and_extreme_templates_decrypt_exactly() {
-    let p = params();
+    for p in Params::known() {
+        ten_thousand_exact(p);
+    }
+}
+
+fn ten_thousand_exact(p: Params) {
     let key = SecretKey::generate(&p);
     let mut rng = StdRng::seed_from_u64(0xB11D);
     let mut plain = std::collections::BTreeMap::new();
@@ -152,9 +158,15 @@ fn ten_thousand_random_and_extreme_templates_decrypt_exactly() {
     );
 }
 
+/// Under every parameter set this build knows.
 #[test]
 fn noise_stays_far_below_the_decoding_margin() {
-    let p = params();
+    for p in Params::known() {
+        noise_below_margin(p);
+    }
+}
+
+fn noise_below_margin(p: Params) {
     let mut worst = 0i64;
     let mut total = 0usize;
     let mut sum_sq = 0f64;
@@ -196,8 +208,9 @@ fn noise_stays_far_below_the_decoding_margin() {
     let rms_log2 = (sum_sq / total as f64).sqrt().log2();
     let bound_log2 = (noise_bound(&p) as f64).log2();
     eprintln!(
-        "worst |noise| over {total} readouts: 2^{worst_log2:.2} (rms 2^{rms_log2:.2}); \
+        "params v{}: worst |noise| over {total} readouts: 2^{worst_log2:.2} (rms 2^{rms_log2:.2}); \
          integrity bound 2^{bound_log2}, decoding margin 2^{}",
+        p.version,
         p.margin_log2()
     );
     assert!(total >= 100_000);

@@ -20,6 +20,9 @@ use super::output::{emit, Globals};
 
 #[derive(Serialize)]
 struct BenchOutput {
+    params_version: u16,
+    dims: usize,
+    slots_per_block: usize,
     gallery: usize,
     blocks: usize,
     threads: usize,
@@ -94,9 +97,8 @@ fn index_of(id: TemplateId) -> u64 {
     (id.0.wrapping_mul(inverse) & ID_MASK) - 1
 }
 
-pub fn bench(globals: &Globals, n: usize) -> Result<()> {
+pub fn bench(globals: &Globals, n: usize, params: Params) -> Result<()> {
     ensure!(n >= 1, "--gallery must be at least 1");
-    let params = Params::v1();
     let key = SecretKey::generate(&params);
     let probe_t = synthetic_template(u64::MAX, SEED, &params);
     let dir = tempfile::tempdir().context("creating a temporary store directory")?;
@@ -201,6 +203,9 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
     let exact = exact && checked == n;
 
     let out = BenchOutput {
+        params_version: params.version,
+        dims: params.dim,
+        slots_per_block: params.slots_per_block(),
         gallery: n,
         blocks,
         threads: rayon::current_num_threads(),
@@ -228,7 +233,7 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
     let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".into(), |v| format!("{v:.0} {unit}"));
     emit(globals, &out, || {
         format!(
-            "encrypted path, gallery {} ({} blocks of {}), {} threads\n\
+            "encrypted path, parameters v{} ({} dimensions), gallery {} ({} blocks of {}), {} threads\n\
              \x20 probe encryption       {:>9.3} ms   ({} bytes)\n\
              \x20 probe to Fourier       {:>9.3} ms   (matcher, once per probe)\n\
              \x20 template encryption    {:>9.3} ms   ({} bytes uploaded; {:.1} s to enrol all)\n\
@@ -238,6 +243,8 @@ pub fn bench(globals: &Globals, n: usize) -> Result<()> {
              \x20 memory per template    {}   (store file {:.0} bytes compacted, {:.0} before, on disk {}; open {:.0} ms)\n\
              \x20 identify peak memory   {}\n\
              \x20 every distance exact   {}\n",
+            out.params_version,
+            out.dims,
             out.gallery,
             out.blocks,
             params.slots_per_block(),

@@ -19,22 +19,25 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use blindface::calibration::Calibration;
+use blindface::client::face::{features, quantised};
 use blindface::eval::{
-    accuracy_all_pairs, identity_from_file_name, rates, read_pairs, sweep, Rates, Sweep,
+    accuracy_all_pairs, identity_from_file_name, l2, rates, read_pairs, sweep, Pair, Rates, Sweep,
 };
 use blindface::he::{
-    decrypt, encrypt_probe, encrypt_template, quantise, to_float_l2, Gallery, Params,
-    PreparedProbe, SecretKey, Template, TemplateId, Threshold,
+    decrypt, encrypt_probe, encrypt_template, to_float_l2, Gallery, PreparedProbe, SecretKey,
+    Template, TemplateId, Threshold,
 };
 
 use super::output::{emit, pct, Globals};
 
 pub(super) mod embed;
 mod identify;
+mod projection;
 mod report;
 
 pub use embed::Settings;
 pub use identify::identify;
+pub use projection::fit_projection;
 use report::PairDistances;
 
 /// Rates of one kind of decision, counting every pair and over scored pairs only.
@@ -108,33 +111,7 @@ pub fn eval(
     all_impostors: bool,
 ) -> Result<()> {
     let started = Instant::now();
-    let pairs = read_pairs(pairs_path)?;
-
-    // Each image once, in first-seen order; a missing file is an error naming the line.
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut files: Vec<(PathBuf, String)> = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for pair in &pairs {
-        for file in [&pair.file_x, &pair.file_y] {
-            if index.contains_key(file.as_str()) {
-                continue;
-            }
-            let path: PathBuf = images.join(file);
-            let context = format!(
-                "{} line {}: image {}",
-                pairs_path.display(),
-                pair.line,
-                path.display()
-            );
-            if !path.is_file() {
-                anyhow::bail!("{context}: no such file");
-            }
-            index.insert(file.as_str(), files.len());
-            files.push((path, context));
-            names.push(file.as_str());
-        }
-    }
-    let run = embed::embed_images(&files, settings)?;
+    let (pairs, PairImages { index, names, .. }, run) = embed_pairs(pairs_path, images, settings)?;
     let embeddings = &run.embedded;
     let sorted_names = |pick: &dyn Fn(usize) -> bool| {
         let mut v: Vec<String> = (0..names.len())
@@ -153,15 +130,21 @@ pub fn eval(
 
     // Quantise and enrol every usable image under a fresh key, and decide on its
     // parameters.
-    let key = SecretKey::generate(&Params::v1());
+    let key = SecretKey::generate(&settings.params);
     let params = *key.params();
     let threshold = Threshold::new(globals.threshold, &params);
     let mut templates: HashMap<usize, Template> = HashMap::new();
     let mut gallery = Gallery::new(&params);
     let mut clipped_components = 0;
+    // What is quantised: the embedding (v1) or its projection (v2); float distances are
+    // measured between these.
+    let features: Vec<Option<Vec<f32>>> = embeddings
+        .iter()
+        .map(|e| e.map(|e| features(&e.embedding, &params)).transpose())
+        .collect::<Result<_, _>>()?;
     for (id, embedding) in embeddings.iter().enumerate() {
         if let Some(e) = embedding {
-            let q = quantise(e.embedding.as_slice(), &params)?;
+            let q = quantised(&e.embedding, &params)?;
             clipped_components += q.clipped;
             gallery.insert(
                 TemplateId(id as u64 + 1),
@@ -202,7 +185,7 @@ pub fn eval(
     let mut pair_rows: Vec<Option<usize>> = Vec::with_capacity(pairs.len());
     for pair in &pairs {
         let (x, y) = (index[pair.file_x.as_str()], index[pair.file_y.as_str()]);
-        let (Some(ex), Some(ey)) = (&embeddings[x], &embeddings[y]) else {
+        let (Some(_), Some(_)) = (&embeddings[x], &embeddings[y]) else {
             pair_rows.push(None);
             continue;
         };
@@ -214,7 +197,10 @@ pub fn eval(
             file_x: pair.file_x.clone(),
             file_y: pair.file_y.clone(),
             same: pair.same,
-            l2_float: ex.embedding.l2(&ey.embedding) as f64,
+            l2_float: l2(
+                features[x].as_deref().expect("a face"),
+                features[y].as_deref().expect("a face"),
+            ),
             l2_quantised: to_float_l2(dq, &params) as f64,
             l2_encrypted: to_float_l2(de, &params) as f64,
             distance_sq_quantised: dq,
@@ -368,7 +354,7 @@ pub fn eval(
         impostor: pairs.len() - genuine,
         pairs_scored: rows.len(),
         pairs_no_face: unscored,
-        images: files.len(),
+        images: names.len(),
         no_face: no_face_images.len(),
         no_face_images,
         retry_images,
@@ -409,6 +395,58 @@ pub fn eval(
 }
 
 /// The identity an image file carries (`images/Name_0001.jpg` -> `Name`).
+/// The images of a pairs file, each once, in first-seen order.
+struct PairImages {
+    /// File name (as in the pairs file) -> its number.
+    index: HashMap<String, usize>,
+    /// Path and context (for error messages), by number.
+    files: Vec<(PathBuf, String)>,
+    /// File name, by number.
+    names: Vec<String>,
+}
+
+/// A pairs file, its images, and their embeddings (in the images' order).
+fn embed_pairs(
+    pairs_path: &Path,
+    images: &Path,
+    settings: &Settings,
+) -> Result<(Vec<Pair>, PairImages, embed::Run)> {
+    let pairs = read_pairs(pairs_path)?;
+    let found = pair_images(&pairs, pairs_path, images)?;
+    let run = embed::embed_images(&found.files, settings)?;
+    Ok((pairs, found, run))
+}
+
+/// The images `pairs` names under `images`; a missing file is an error naming the line.
+fn pair_images(pairs: &[Pair], pairs_path: &Path, images: &Path) -> Result<PairImages> {
+    let mut out = PairImages {
+        index: HashMap::new(),
+        files: Vec::new(),
+        names: Vec::new(),
+    };
+    for pair in pairs {
+        for file in [&pair.file_x, &pair.file_y] {
+            if out.index.contains_key(file.as_str()) {
+                continue;
+            }
+            let path: PathBuf = images.join(file);
+            let context = format!(
+                "{} line {}: image {}",
+                pairs_path.display(),
+                pair.line,
+                path.display()
+            );
+            if !path.is_file() {
+                anyhow::bail!("{context}: no such file");
+            }
+            out.index.insert(file.clone(), out.files.len());
+            out.files.push((path, context));
+            out.names.push(file.clone());
+        }
+    }
+    Ok(out)
+}
+
 fn identity_of(file: &str) -> Option<&str> {
     let base = Path::new(file).file_name()?.to_str()?;
     identity_from_file_name(base)
@@ -432,7 +470,7 @@ struct AllImpostors {
 /// `Template::distance_sq`, the exact integer the encrypted matcher returns, counted by
 /// value; where eval's encrypted identify already computed the pair, the two must agree.
 fn all_impostor_pairs(
-    names: &[&str],
+    names: &[String],
     templates: &HashMap<usize, Template>,
     encrypted: &HashMap<(usize, TemplateId), i64>,
 ) -> Result<AllImpostors> {
@@ -518,7 +556,7 @@ fn all_impostor_pairs(
 }
 
 /// This process's command line with the program shown as `blindface`.
-fn command_line() -> String {
+pub(super) fn command_line() -> String {
     let mut parts = vec!["blindface".to_string()];
     parts.extend(std::env::args().skip(1).map(|a| {
         if a.contains(char::is_whitespace) {

@@ -167,6 +167,10 @@ enum Command {
         /// Gallery size for the 1:N measurement.
         #[arg(long, default_value_t = 1000)]
         gallery: usize,
+        /// Template parameters: 1 (128-D, 15 a block) or 2 (80-D, 25 a block).
+        #[arg(long, value_name = "VERSION", default_value_t = blindface::he::PARAMS_VERSION,
+              value_parser = clap::value_parser!(u16).range(1..=2))]
+        params: u16,
     },
     /// Enrol the face of IMAGE under NAME (the name is encrypted before it leaves). A photo
     /// with several faces needs --face N (the numbers `blindface detect` prints).
@@ -253,6 +257,20 @@ enum Command {
         /// searched with the others; identities with one image are strangers.
         #[arg(long, value_name = "DIR", conflicts_with = "pairs")]
         identify: Option<PathBuf>,
+        /// Instead of evaluating: choose the dimension of the compact templates' projection
+        /// by 10-fold cross-validation on PAIRS and fit it on PAIRS' images (centred PCA),
+        /// writing it to this file. Only ever on LFW View 1 DevTrain.
+        #[arg(long, value_name = "FILE.json", requires = "pairs")]
+        fit_projection: Option<PathBuf>,
+        /// With --fit-projection: this many dimensions instead of the smallest that passes
+        /// the accuracy gates.
+        #[arg(long, value_name = "D", requires = "fit_projection")]
+        dims: Option<usize>,
+        /// Template parameters: 1 (128-D, 15 a block) or 2 (projected to 80-D, 25 a
+        /// block).
+        #[arg(long, value_name = "VERSION", default_value_t = blindface::he::PARAMS_VERSION,
+              value_parser = clap::value_parser!(u16).range(1..=2))]
+        params: u16,
         /// Also write pairs.csv, roc.png and histogram.png into this folder.
         #[arg(long, value_name = "DIR", requires = "pairs")]
         report: Option<PathBuf>,
@@ -361,7 +379,11 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
             faces::compare(&globals, &image_a, &image_b)?
         }
         Some(Command::Keygen { force }) => keys::keygen(&globals, force)?,
-        Some(Command::Bench { gallery }) => bench::bench(&globals, gallery)?,
+        Some(Command::Bench { gallery, params }) => bench::bench(
+            &globals,
+            gallery,
+            blindface::he::Params::of_version(params).expect("range-checked"),
+        )?,
         Some(Command::Enrol {
             folder: Some(dir), ..
         }) => gallery::enrol_folder(&globals, &dir)?,
@@ -397,6 +419,9 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
             report,
             calibrate,
             all_impostors,
+            fit_projection,
+            dims,
+            params,
             face,
             embedding,
             score_threshold,
@@ -413,8 +438,13 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
                     defaults.retry_score_threshold
                 },
                 close_up_pass: defaults.close_up_pass,
+                params: blindface::he::Params::of_version(params).expect("range-checked"),
             };
             match (pairs, images, identify) {
+                (Some(pairs), Some(images), None) if fit_projection.is_some() => {
+                    let out = fit_projection.expect("checked");
+                    eval::fit_projection(&globals, &pairs, &images, &settings, &out, dims)?
+                }
                 (Some(pairs), Some(images), None) => eval::eval(
                     &globals,
                     &pairs,

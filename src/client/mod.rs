@@ -58,6 +58,8 @@ pub enum ClientError {
     Label(#[from] LabelError),
     #[error(transparent)]
     Vision(#[from] VisionError),
+    #[error("the compact templates' projection: {0}")]
+    Projection(#[from] crate::vision::projection::ProjectionError),
     #[error("no face found")]
     NoFace,
     #[error("{} faces found; say which one to use", boxes.len())]

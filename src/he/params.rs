@@ -13,7 +13,8 @@ use tfhe::core_crypto::prelude::{
 };
 use tfhe::shortint::parameters::v1_8::V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128 as AUDITED;
 
-/// Version of the parameter set below; bump it whenever any field changes meaning or value.
+/// Version of the parameter set new keys use ([`Params::v1`] or [`Params::v2`]); a set's
+/// version changes whenever any of its fields changes meaning or value.
 pub const PARAMS_VERSION: u16 = 1;
 
 /// Every parameter of the scheme, carried in every serialized object.
@@ -64,6 +65,37 @@ impl Params {
             q: 31,
             clip_milli: 350,
         }
+    }
+
+    /// The parameter set of version 2 (compact templates): SFace embeddings projected to
+    /// 80 dimensions (`vision::projection`), so W = 81 and 25 templates share a block
+    /// (v1: 15). The GLWE part, gadget and Delta are v1's. q = 46 is the largest the
+    /// decodable range allows at D = 80 (3 D q^2 < 2^(63 - delta_log), [`Params::validate`]);
+    /// the clipping bound 0.45 is the 99.99th percentile of the projected components'
+    /// magnitudes over LFW View 1 DevTrain (largest 0.509; `eval --fit-projection`), so a
+    /// quantisation step of 0.0098 (v1: 0.0113).
+    pub fn v2() -> Self {
+        Params {
+            version: 2,
+            dim: 80,
+            q: 46,
+            clip_milli: 450,
+            ..Params::v1()
+        }
+    }
+
+    /// The parameter set of `version`, if this build knows it.
+    pub fn of_version(version: u16) -> Option<Params> {
+        match version {
+            1 => Some(Params::v1()),
+            2 => Some(Params::v2()),
+            _ => None,
+        }
+    }
+
+    /// Every parameter set this build knows, oldest first.
+    pub fn known() -> [Params; 2] {
+        [Params::v1(), Params::v2()]
     }
 
     /// Slot width W: D template coefficients plus one norm coefficient.
@@ -177,5 +209,35 @@ mod tests {
         assert_eq!(p.slots_per_block(), 15);
         assert_eq!(p.slot_readout(0), 128);
         assert_eq!(p.slot_readout(14), 14 * 129 + 128);
+    }
+
+    #[test]
+    fn v2_is_valid_packs_25_templates_and_q_is_the_largest_the_range_allows() {
+        let p = Params::v2();
+        p.validate().unwrap();
+        assert_eq!(p.slot_width(), 81);
+        assert_eq!(p.slots_per_block(), 25);
+        // The GLWE part is v1's.
+        let v1 = Params::v1();
+        assert_eq!(
+            (
+                p.glwe_dimension,
+                p.polynomial_size,
+                p.noise_bound_log2,
+                p.delta_log
+            ),
+            (
+                v1.glwe_dimension,
+                v1.polynomial_size,
+                v1.noise_bound_log2,
+                v1.delta_log
+            )
+        );
+        let wider = Params { q: p.q + 1, ..p };
+        assert!(wider.validate().is_err());
+        for known in Params::known() {
+            assert_eq!(Params::of_version(known.version), Some(known));
+        }
+        assert_eq!(Params::of_version(3), None);
     }
 }

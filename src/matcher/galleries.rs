@@ -535,18 +535,7 @@ impl Galleries {
         tenant: &str,
         id: TemplateId,
     ) -> Result<(Location, BlockCiphertext), MatcherError> {
-        let t = self.tenant(tenant)?;
-        self.with_held(
-            tenant,
-            &t,
-            |g| g.location(id).map(|l| l.block).into_iter().collect(),
-            |g| {
-                if !g.contains(id) {
-                    return Err(MatcherError::UnknownId(id));
-                }
-                Ok(g.block_of(id)?)
-            },
-        )
+        self.with_block_of(tenant, id, |g| g.block_of(id))
     }
 
     /// Removes `id` by adding its owner's `negation` into its slot (durably), frees the
@@ -686,18 +675,7 @@ impl Galleries {
         id: TemplateId,
     ) -> Result<MatchResult, MatcherError> {
         let prepared = PreparedProbe::new(probe, &self.params)?;
-        let t = self.tenant(tenant)?;
-        self.with_held(
-            tenant,
-            &t,
-            |g| g.location(id).map(|l| l.block).into_iter().collect(),
-            |g| {
-                if !g.contains(id) {
-                    return Err(MatcherError::UnknownId(id));
-                }
-                Ok(g.verify(&prepared, id)?)
-            },
-        )
+        self.with_block_of(tenant, id, |g| g.verify(&prepared, id))
     }
 
     pub fn identify(
@@ -771,6 +749,28 @@ impl Galleries {
             &t,
             |_| numbers.to_vec(),
             |g| g.identify_blocks(&prepared, numbers, chunk, sink),
+        )
+    }
+
+    /// Runs `f` on `tenant`'s gallery with the block of `id` held; `UnknownId` if the
+    /// gallery has no `id`.
+    fn with_block_of<T>(
+        &self,
+        tenant: &str,
+        id: TemplateId,
+        f: impl FnOnce(&Gallery) -> Result<T, crate::he::HeError>,
+    ) -> Result<T, MatcherError> {
+        let t = self.tenant(tenant)?;
+        self.with_held(
+            tenant,
+            &t,
+            |g| g.location(id).map(|l| l.block).into_iter().collect(),
+            |g| {
+                if !g.contains(id) {
+                    return Err(MatcherError::UnknownId(id));
+                }
+                Ok(f(g)?)
+            },
         )
     }
 

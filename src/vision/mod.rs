@@ -21,6 +21,7 @@ pub mod image_io;
 pub mod models;
 mod onnx_edit;
 pub mod pipeline;
+pub mod projection;
 pub mod runtime;
 
 pub use align::{align_face, ALIGNED_SIZE, ARCFACE_TEMPLATE};

@@ -26,6 +26,8 @@ pub struct Settings {
     /// `None`: no no-face retry.
     pub retry_score_threshold: Option<f32>,
     pub close_up_pass: bool,
+    /// The parameter set templates are made and matched with (v2: projected to 80-D).
+    pub params: blindface::he::Params,
 }
 
 impl Settings {

@@ -19,11 +19,12 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use blindface::client::face::quantised;
 use blindface::client::Client;
 use blindface::eval::{
     identification_rates, scan_labelled_folder, split_roles, IdentificationRates, Role, Search,
 };
-use blindface::he::{quantise, Params, SecretKey, Template, TemplateId, Threshold};
+use blindface::he::{SecretKey, Template, TemplateId, Threshold};
 use blindface::matcher::BuiltinMatcher;
 
 use super::embed::{self, Settings};
@@ -62,7 +63,7 @@ struct Probe {
 pub fn identify(globals: &Globals, dir: &Path, settings: &Settings) -> Result<()> {
     let started = Instant::now();
     // A fresh key for this run; everything is quantised and decided on its parameters.
-    let key = SecretKey::generate(&Params::v1());
+    let key = SecretKey::generate(&settings.params);
     let params = *key.params();
     let threshold = Threshold::new(globals.threshold, &params);
     let images = scan_labelled_folder(dir)?;
@@ -77,7 +78,7 @@ pub fn identify(globals: &Globals, dir: &Path, settings: &Settings) -> Result<()
         .embedded
         .iter()
         .map(|e| {
-            e.map(|e| quantise(e.embedding.as_slice(), &params).map(|q| q.template))
+            e.map(|e| quantised(&e.embedding, &params).map(|q| q.template))
                 .transpose()
         })
         .collect::<Result<_, _>>()?;
