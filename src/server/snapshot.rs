@@ -21,7 +21,7 @@ use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
 use super::cluster::Log;
 use super::ledger::Node;
 use super::state::ServerState;
-use crate::matcher::STORE_FILE;
+use crate::matcher::{Store, STORE_FILE};
 
 /// The object store bucket of a cluster's snapshots, and the one object in it.
 pub const BUCKET: &str = "BLINDFACE_SNAPSHOTS";
@@ -29,6 +29,8 @@ const OBJECT: &str = "cache";
 /// Object metadata keys: the log position the snapshot holds, the cluster's id (hex).
 const POSITION: &str = "position";
 const CLUSTER: &str = "cluster";
+/// Where in the node's `--data` a snapshot is prepared before it is uploaded.
+const SNAPSHOT_DIR: &str = "snapshot";
 /// How often the snapshot taker checks whether one is due.
 const CHECK: Duration = Duration::from_secs(5);
 /// A log that has not moved for this long gets a snapshot of its last changes, however
@@ -146,14 +148,20 @@ pub fn follow(s: Arc<ServerState>, node: Arc<Node>, cluster: u64, every: u64) {
             if !due {
                 continue;
             }
-            if let Err(e) = take(&s, &node, &bucket, cluster).await {
+            let taken = take(&s, &node, &bucket, cluster).await;
+            // The local copy goes, whatever happened to it.
+            let _ = std::fs::remove_dir_all(s.data.join(SNAPSHOT_DIR));
+            if let Err(e) = taken {
                 tracing::warn!(error = %e, "taking a snapshot failed; the next try is in a moment");
             }
         }
     });
 }
 
-/// Copies the cache between two ops and uploads the copy.
+/// Copies the cache between two ops, makes the copy a clean, compacted store (redb marks
+/// an open file as needing recovery: the copy is opened once here, which recovers and
+/// checks it, and closed cleanly, so a restoring node opens it without that work), and
+/// uploads it.
 async fn take(
     s: &Arc<ServerState>,
     node: &Arc<Node>,
@@ -161,18 +169,24 @@ async fn take(
     cluster: u64,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let copy = s.data.join(format!("{STORE_FILE}.snapshot"));
-    let (state, n, to) = (s.clone(), node.clone(), copy.clone());
-    let position = tokio::task::spawn_blocking(move || {
-        n.paused(|position| -> anyhow::Result<u64> {
+    let dir = s.data.join(SNAPSHOT_DIR);
+    let copy = dir.join(STORE_FILE);
+    let (state, n, to) = (s.clone(), node.clone(), dir.clone());
+    let (position, paused_ms) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        std::fs::create_dir_all(&to)?;
+        let position = n.paused(|position| -> anyhow::Result<u64> {
             let store = state.galleries.store();
             store.sync()?;
-            std::fs::copy(store.path(), &to)?;
+            std::fs::copy(store.path(), to.join(STORE_FILE))?;
             Ok(position)
-        })
+        })?;
+        let paused_ms = started.elapsed().as_millis() as u64;
+        let mut clean = Store::open_with(&to, state.galleries.params())?;
+        clean.compact()?;
+        drop(clean);
+        Ok((position, paused_ms))
     })
     .await??;
-    let paused_ms = started.elapsed().as_millis() as u64;
     let mut file = tokio::fs::File::open(&copy).await?;
     let meta = ObjectMetadata {
         name: OBJECT.into(),
@@ -185,7 +199,6 @@ async fn take(
     };
     let uploaded = bucket.put(meta, &mut file).await;
     drop(file);
-    let _ = std::fs::remove_file(&copy);
     let info = uploaded.context("uploading the snapshot")?;
     tracing::info!(
         position,
