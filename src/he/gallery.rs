@@ -307,11 +307,6 @@ impl Gallery {
             .ok_or(HeError::NotHeld { block: b })
     }
 
-    /// What the gallery keeps in memory.
-    pub fn residency(&self) -> &Residency {
-        &self.residency
-    }
-
     /// Blocks whose ciphertext is held now.
     pub fn held_blocks(&self) -> usize {
         self.blocks.iter().filter(|b| b.held.is_some()).count()

@@ -495,12 +495,8 @@ impl Galleries {
                 }
                 // A block not held has not been changed by this part yet (a block it
                 // changed was held then and still is): the store's record is current.
-                if let Some(b) = g.first_with_room() {
-                    let missing = g.not_held([b]);
-                    if !missing.is_empty() {
-                        g.hold(self.store.block_records(tenant, &missing)?)?;
-                    }
-                }
+                let target = g.first_with_room();
+                self.hold_in(tenant, &mut g, target)?;
                 let change = g.plan_insert(*id, template)?;
                 let loc = change.location();
                 records.insert(loc.block, g.apply(change));
@@ -792,8 +788,7 @@ impl Galleries {
         }
         let writer = t.writer.lock().map_err(poisoned)?;
         let blocks = needs(&*t.gallery.read().map_err(poisoned)?);
-        let loaded = t.gallery.read().map_err(poisoned)?.not_held(blocks);
-        self.hold_locked(tenant, t, loaded.iter().copied())?;
+        let loaded = self.hold_locked(tenant, t, blocks)?;
         // Read-locked before the writer goes: nothing can release them in between.
         let g = t.gallery.read().map_err(poisoned)?;
         drop(writer);
@@ -805,20 +800,38 @@ impl Galleries {
         outcome
     }
 
-    /// Loads the blocks `blocks` of `tenant` that are not held (the caller holds the
-    /// tenant's writer), returning how many it loaded.
+    /// Loads the blocks `blocks` of `tenant` that are not held, a batch per write lock
+    /// (the caller holds the tenant's writer), returning those it loaded.
     fn hold_locked(
         &self,
         tenant: &str,
         t: &Tenant,
         blocks: impl IntoIterator<Item = usize>,
-    ) -> Result<usize, MatcherError> {
+    ) -> Result<Vec<usize>, MatcherError> {
         let missing = t.gallery.read().map_err(poisoned)?.not_held(blocks);
         for part in missing.chunks(LOAD_BATCH) {
-            let records = self.store.block_records(tenant, part)?;
-            t.gallery.write().map_err(poisoned)?.hold(records)?;
+            self.hold_in(
+                tenant,
+                &mut *t.gallery.write().map_err(poisoned)?,
+                part.iter().copied(),
+            )?;
         }
-        Ok(missing.len())
+        Ok(missing)
+    }
+
+    /// Loads into `g` (write-locked, the tenant's writer held) those of `blocks` it does
+    /// not hold, from the store's records.
+    fn hold_in(
+        &self,
+        tenant: &str,
+        g: &mut Gallery,
+        blocks: impl IntoIterator<Item = usize>,
+    ) -> Result<(), MatcherError> {
+        let missing = g.not_held(blocks);
+        if !missing.is_empty() {
+            g.hold(self.store.block_records(tenant, &missing)?)?;
+        }
+        Ok(())
     }
 
     /// Keeps in memory, from now on, only the blocks `residency` names, in every
@@ -843,7 +856,7 @@ impl Galleries {
                 .map_err(poisoned)?
                 .set_residency(residency.clone());
             let missing = t.gallery.read().map_err(poisoned)?.missing(&residency);
-            change.loaded += self.hold_locked(&name, &t, missing)?;
+            change.loaded += self.hold_locked(&name, &t, missing)?.len();
         }
         if change.released > 0 {
             return_free_heap();
