@@ -56,6 +56,35 @@ pub struct Cli {
     command: Option<Command>,
 }
 
+/// `--params VERSION`: the template parameter set a command makes and matches templates
+/// with (`bench`, `eval`).
+#[derive(Args, Clone, Copy)]
+struct TemplateParams {
+    /// Template parameters: 1 (128-D, 15 templates a block) or 2 (projected to 80-D, 25
+    /// a block).
+    #[arg(long = "params", value_name = "VERSION",
+          default_value_t = blindface::he::PARAMS_VERSION, value_parser = known_params_version)]
+    version: u16,
+}
+
+impl TemplateParams {
+    fn get(self) -> blindface::he::Params {
+        blindface::he::Params::of_version(self.version).expect("checked by the parser")
+    }
+}
+
+/// A parameter version this build knows.
+fn known_params_version(s: &str) -> Result<u16, String> {
+    let known: Vec<String> = blindface::he::Params::known()
+        .iter()
+        .map(|p| p.version.to_string())
+        .collect();
+    s.parse::<u16>()
+        .ok()
+        .filter(|&v| blindface::he::Params::of_version(v).is_some())
+        .ok_or_else(|| format!("expected one of {}", known.join(", ")))
+}
+
 /// The options of the app and every client command, not of `serve`: taken before the
 /// subcommand (here, where they are not global) or after it (`command` adds them, global,
 /// to every subcommand but `serve`).
@@ -167,10 +196,8 @@ enum Command {
         /// Gallery size for the 1:N measurement.
         #[arg(long, default_value_t = 1000)]
         gallery: usize,
-        /// Template parameters: 1 (128-D, 15 a block) or 2 (80-D, 25 a block).
-        #[arg(long, value_name = "VERSION", default_value_t = blindface::he::PARAMS_VERSION,
-              value_parser = clap::value_parser!(u16).range(1..=2))]
-        params: u16,
+        #[command(flatten)]
+        params: TemplateParams,
     },
     /// Enrol the face of IMAGE under NAME (the name is encrypted before it leaves). A photo
     /// with several faces needs --face N (the numbers `blindface detect` prints).
@@ -266,11 +293,8 @@ enum Command {
         /// the accuracy gates.
         #[arg(long, value_name = "D", requires = "fit_projection")]
         dims: Option<usize>,
-        /// Template parameters: 1 (128-D, 15 a block) or 2 (projected to 80-D, 25 a
-        /// block).
-        #[arg(long, value_name = "VERSION", default_value_t = blindface::he::PARAMS_VERSION,
-              value_parser = clap::value_parser!(u16).range(1..=2))]
-        params: u16,
+        #[command(flatten)]
+        params: TemplateParams,
         /// Also write pairs.csv, roc.png and histogram.png into this folder.
         #[arg(long, value_name = "DIR", requires = "pairs")]
         report: Option<PathBuf>,
@@ -379,11 +403,7 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
             faces::compare(&globals, &image_a, &image_b)?
         }
         Some(Command::Keygen { force }) => keys::keygen(&globals, force)?,
-        Some(Command::Bench { gallery, params }) => bench::bench(
-            &globals,
-            gallery,
-            blindface::he::Params::of_version(params).expect("range-checked"),
-        )?,
+        Some(Command::Bench { gallery, params }) => bench::bench(&globals, gallery, params.get())?,
         Some(Command::Enrol {
             folder: Some(dir), ..
         }) => gallery::enrol_folder(&globals, &dir)?,
@@ -438,7 +458,7 @@ fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
                     defaults.retry_score_threshold
                 },
                 close_up_pass: defaults.close_up_pass,
-                params: blindface::he::Params::of_version(params).expect("range-checked"),
+                params: params.get(),
             };
             match (pairs, images, identify) {
                 (Some(pairs), Some(images), None) if fit_projection.is_some() => {
