@@ -159,7 +159,8 @@ pub fn run(config: ServerConfig) -> Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let params = crate::he::Params::v1();
-        let (galleries, node) = match &config.cluster {
+        // On a cluster: this node, the cluster's id and its settings.
+        let (galleries, joined) = match &config.cluster {
             None => (Galleries::open_with(&config.data, &params, config.quotas)?, None),
             Some(c) => {
                 let log = cluster::Log::connect(c).await?;
@@ -179,7 +180,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
                 let position = galleries.store().log_position()?.unwrap_or(0);
                 tracing::info!(nats = log.urls(), log_replicas = log.replicas(), cluster = %format!("{id:016x}"), position, "joined the cluster's log");
                 let node = ledger::Node::new(log, position).map_err(|e| anyhow::anyhow!(e.message))?;
-                (galleries, Some(node))
+                (galleries, Some((node, id, c)))
             }
         };
         let auth = auth::Tokens::load(galleries.store())?;
@@ -194,9 +195,9 @@ pub fn run(config: ServerConfig) -> Result<()> {
             max_tenants: config.max_tenants,
             registration: config.registration,
             admin_hash: parking_lot::RwLock::new(admin_hash),
-            ledger: match &node {
+            ledger: match &joined {
                 None => ledger::Ledger::Standalone,
-                Some(n) => ledger::Ledger::Cluster(n.clone()),
+                Some((n, ..)) => ledger::Ledger::Cluster(n.clone()),
             },
             data: config.data.clone(),
             limits: limits::Limits {
@@ -212,17 +213,13 @@ pub fn run(config: ServerConfig) -> Result<()> {
             metrics: metrics.clone(),
         });
         let mut certificate_created = false;
-        if let Some(node) = &node {
+        if let Some((node, id, c)) = &joined {
             node.follow(Arc::new(changes::StateMachine(state.clone())))
                 .await?;
             tracing::info!(position = node.applied(), "caught up with the cluster's log");
-            let replicas = config.cluster.as_ref().map_or(1, |c| c.replicas);
-            node.start_membership(replicas).await?;
+            node.start_membership(c.replicas).await?;
             shards::follow(state.clone(), node);
-            if let Some(c) = &config.cluster {
-                let id = state.galleries.store().cluster_id()?.unwrap_or_default();
-                snapshot::follow(state.clone(), node.clone(), id, c.snapshot_every);
-            }
+            snapshot::follow(state.clone(), node.clone(), *id, c.snapshot_every);
             scatter::serve(state.clone(), node.clone()).await?;
             if config.tls == Some(TlsSource::SelfSigned)
                 && !config.data.join(SELF_SIGNED_CERT).exists()
