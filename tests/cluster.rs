@@ -175,14 +175,13 @@ fn any_node_answers_exactly_what_a_standalone_server_answers() {
     // Every node hears the other two (heartbeats routed between the NATS servers; a
     // route still forming can delay them a few seconds).
     for n in &nodes {
-        let ep = Endpoint::new(&n.url, None, false).unwrap();
         let started = Instant::now();
-        while metric(&ep.metrics(&admin).unwrap(), "blindface_cluster_nodes") != 3.0 {
+        while metric(&metrics_of(n, &admin), "blindface_cluster_nodes") != 3.0 {
             assert!(
                 started.elapsed() < Duration::from_secs(15),
                 "{} hears {} nodes",
                 n.url,
-                metric(&ep.metrics(&admin).unwrap(), "blindface_cluster_nodes")
+                metric(&metrics_of(n, &admin), "blindface_cluster_nodes")
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -191,10 +190,7 @@ fn any_node_answers_exactly_what_a_standalone_server_answers() {
     let positions: Vec<f64> = nodes
         .iter()
         .map(|n| {
-            let text = Endpoint::new(&n.url, None, false)
-                .unwrap()
-                .metrics(&admin)
-                .unwrap();
+            let text = metrics_of(n, &admin);
             matched += metric(&text, "blindface_matched_blocks_total");
             assert_eq!(metric(&text, "blindface_templates"), 37.0);
             metric(&text, "blindface_log_position")
@@ -609,6 +605,14 @@ fn cluster_costs() {
     }
 }
 
+/// `server`'s `/metrics` text, read with the cluster's admin token.
+fn metrics_of(server: &Server, admin: &str) -> String {
+    Endpoint::new(&server.url, None, false)
+        .unwrap()
+        .metrics(admin)
+        .unwrap()
+}
+
 /// `n` templates enrolled through `server` under new credentials (ids 1..=n).
 fn gallery_of(server: &Server, key: &SecretKey, templates: &[Template]) -> Credentials {
     let creds = register(server);
@@ -663,10 +667,7 @@ fn an_identify_is_split_between_the_nodes_by_shard() {
     let admin = nodes[0].admin_token.clone().unwrap();
     let mut all = BTreeSet::new();
     for (i, n) in nodes.iter().enumerate() {
-        let text = Endpoint::new(&n.url, None, false)
-            .unwrap()
-            .metrics(&admin)
-            .unwrap();
+        let text = metrics_of(n, &admin);
         let held = shards_held(&text);
         assert!(!held.is_empty(), "node {i} holds shards");
         assert_eq!(
@@ -684,10 +685,7 @@ fn an_identify_is_split_between_the_nodes_by_shard() {
         let mut in_memory = metric(&text, "blindface_blocks_held") as usize;
         while in_memory != held.len() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
-            let text = Endpoint::new(&n.url, None, false)
-                .unwrap()
-                .metrics(&admin)
-                .unwrap();
+            let text = metrics_of(n, &admin);
             in_memory = metric(&text, "blindface_blocks_held") as usize;
         }
         assert_eq!(
@@ -733,10 +731,7 @@ fn a_stopped_node_gives_503_with_one_replica_and_is_covered_with_two() {
         // Stop the node (of the two the request does not go to) holding more shards.
         let admin = nodes[0].admin_token.clone().unwrap();
         let held = |i: usize| {
-            let text = Endpoint::new(&nodes[i].url, None, false)
-                .unwrap()
-                .metrics(&admin)
-                .unwrap();
+            let text = metrics_of(&nodes[i], &admin);
             shards_held(&text).len()
         };
         let stopped = if held(1) >= held(2) { 1 } else { 2 };
@@ -889,22 +884,20 @@ fn cluster_scaling() {
     }
     let admin = nodes[0].admin_token.clone().unwrap();
     let scrape = |s: &Server, series: &str| {
-        let text = Endpoint::new(&s.url, None, false)
-            .unwrap()
-            .metrics(&admin)
-            .unwrap();
+        let text = metrics_of(s, &admin);
         metric(&text, series)
     };
     let matched = |s: &Server| scrape(s, "blindface_matched_blocks_total");
-    let blocks = n.div_ceil(15);
+    let blocks = n.div_ceil(p.slots_per_block());
     let (probe, ctx) = encrypt_probe(&key, &templates[7]);
     // 4 nodes, then 2 (nodes 2 and 3 stopped), then 1.
     for live in [4usize, 2, 1] {
         while nodes.len() > live {
             nodes.pop().unwrap().stop();
         }
-        std::thread::sleep(Duration::from_secs(6)); // the stopped ones are forgotten
-                                                    // Each node's memory once it holds its shards' blocks (loaded in the background).
+        // The stopped ones are forgotten; then each node's memory once it holds its
+        // shards' blocks (loaded in the background).
+        std::thread::sleep(Duration::from_secs(6));
         let shard_load = Instant::now();
         for (i, s) in nodes.iter().enumerate() {
             let mut last = -1.0;
