@@ -259,6 +259,12 @@ fn publish_error(e: jetstream::context::PublishError) -> LogError {
 /// Shards a gallery's blocks are spread over: block `b` is in shard `b % SHARDS`. The same
 /// on every node (a constant of the build).
 pub const SHARDS: usize = 16;
+
+/// The shard block `block` is in (what `shards::holding` keeps in memory, as
+/// `Residency::Modulo` of [`SHARDS`]).
+pub fn shard_of(block: usize) -> usize {
+    block % SHARDS
+}
 /// How often a node says it is alive, and how long a silent node is still counted.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const SILENT: Duration = Duration::from_secs(5);

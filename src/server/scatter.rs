@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::cluster::{match_subject, SHARDS};
+use super::cluster::{match_subject, shard_of, SHARDS};
 use super::error::ApiError;
 use super::ledger::Node;
 use super::state::{blocking, ServerState};
@@ -367,7 +367,7 @@ pub async fn identify(
         let blocks: Vec<usize> = occupied
             .iter()
             .copied()
-            .filter(|b| b % SHARDS == shard)
+            .filter(|&b| shard_of(b) == shard)
             .collect();
         if blocks.is_empty() {
             continue;
@@ -414,7 +414,7 @@ pub async fn identify(
         }
         let mut out = Vec::new();
         for &b in &occupied {
-            let shard = b % SHARDS;
+            let shard = shard_of(b);
             let queue = pending.get_mut(&shard).expect("every shard with blocks");
             if queue.is_empty() {
                 match shards
