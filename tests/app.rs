@@ -538,9 +538,17 @@ fn the_threshold_says_what_it_means_and_presets_move_it() {
     // Connected first: the connection's arrival moves the panels, and a click queued
     // against the previous frame's layout would land on whatever moved under it.
     connected(&mut h);
-    let cal = blindface::calibration::Calibration::lfw_devtrain().unwrap();
-    let here = cal.at_threshold(1.128);
-    assert!(shows(&h, &here.describe()), "the meaning of 1.128 is shown");
+    // A new key makes templates of the current parameters: their default and calibration.
+    let p = h.state().state.key_params;
+    assert_eq!(p, Params::current());
+    let cal = blindface::calibration::Calibration::lfw_devtrain(&p).unwrap();
+    let default = blindface::calibration::default_threshold(&p);
+    assert_eq!(h.state().state.settings.threshold, default);
+    let here = cal.at_threshold(default);
+    assert!(
+        shows(&h, &here.describe()),
+        "the meaning of {default} is shown"
+    );
     assert!(shows(&h, "(LFW View 1)"));
     h.get_by_label("Equal error rate").click();
     h.step();
@@ -1227,7 +1235,7 @@ fn an_entry_whose_label_does_not_open_is_shown_as_such_and_removable() {
     }
     // The replay, through the store with the app closed: Obama's sealed label and
     // template under a new id.
-    let key = SecretKey::load(&dir.path().join("a.key"), &Params::v1()).unwrap();
+    let key = SecretKey::load(&dir.path().join("a.key")).unwrap();
     {
         let m = BuiltinMatcher::open(&dir.path().join("data"), key.params(), &key.fingerprint())
             .unwrap();

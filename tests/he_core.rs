@@ -563,7 +563,7 @@ fn key_files_are_private_versioned_and_never_silently_replaced() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    let loaded = SecretKey::load(&path, &p).unwrap();
+    let loaded = SecretKey::load(&path).unwrap();
     assert_eq!(loaded.fingerprint(), key.fingerprint());
     assert_eq!(key.fingerprint().len(), 19);
     let other = SecretKey::generate(&p);
@@ -573,19 +573,19 @@ fn key_files_are_private_versioned_and_never_silently_replaced() {
         Err(HeError::KeyExists { .. })
     ));
     assert_eq!(
-        SecretKey::load(&path, &p).unwrap().fingerprint(),
+        SecretKey::load(&path).unwrap().fingerprint(),
         key.fingerprint(),
         "no data lost"
     );
     other.save(&path, true).unwrap();
     assert_eq!(
-        SecretKey::load(&path, &p).unwrap().fingerprint(),
+        SecretKey::load(&path).unwrap().fingerprint(),
         other.fingerprint()
     );
-    let missing = SecretKey::load(&dir.path().join("nope"), &p).unwrap_err();
+    let missing = SecretKey::load(&dir.path().join("nope")).unwrap_err();
     assert!(missing.to_string().contains("nope"));
     std::fs::write(&path, b"not a key").unwrap();
-    assert!(SecretKey::load(&path, &p).is_err());
+    assert!(SecretKey::load(&path).is_err());
 }
 
 #[test]

@@ -329,9 +329,7 @@ fn registration_needs_a_code_and_a_code_works_once() {
 fn quotas_and_the_memory_budget_refuse_with_their_errors_and_change_nothing() {
     let p = params();
     let probe_dir = tempfile::tempdir().unwrap();
-    let per = Galleries::open(probe_dir.path(), &p, 10)
-        .unwrap()
-        .bytes_per_template();
+    let per = Galleries::bytes_per_template(&p);
     let per_tenant = Galleries::open(probe_dir.path().join("b").as_path(), &p, 10)
         .unwrap()
         .bytes_per_tenant();

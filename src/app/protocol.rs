@@ -10,7 +10,7 @@ use image::RgbImage;
 
 use crate::client::keys::KeyError;
 use crate::client::{Access, ClientError, WireView};
-use crate::he::{HeError, TemplateId};
+use crate::he::{HeError, Params, TemplateId};
 use crate::live::TrackId;
 use crate::matcher::{MatcherError, MatcherSpec};
 use crate::ranking::PersonDistance;
@@ -183,6 +183,11 @@ fn explain_matcher(e: &MatcherError) -> String {
         MatcherError::MemoryBudget { .. } => {
             format!("{e}. Ask the matcher's operator to raise its memory budget")
         }
+        MatcherError::GalleryParams { gallery, .. } => format!(
+            "{e}. This gallery was made by a key of parameters v{gallery}: import that key \
+             (Settings, Import key) to use it, or leave this access token out so that this \
+             key registers a gallery of its own"
+        ),
         MatcherError::InviteRequired { .. } => format!(
             "{e}: ask its operator for an invitation code, enter it under Invitation in \
              Settings and press Connect"
@@ -214,6 +219,9 @@ pub struct KeyInfo {
     pub fingerprint: Option<String>,
     /// Created on this start (first run).
     pub created: bool,
+    /// The key's template parameters: its gallery's (this build's current ones when the
+    /// key file could not be read).
+    pub params: Params,
 }
 
 /// One captured face: the frame and the face in it.

@@ -26,11 +26,12 @@ use serde::{Deserialize, Serialize};
 use super::protocol::{
     Connection, Epoch, Event, KeyInfo, MatchMode, MatchOutcome, Operation, SourceId, Timings,
 };
+use crate::calibration::default_threshold;
 use crate::client::WireView;
 use crate::he::{Params, TemplateId, Threshold};
 use crate::live::{Track, TrackId, TrackStatus, Tracker, TrackerConfig};
 use crate::matcher::MatcherSpec;
-use crate::vision::{Face, SFACE_L2_THRESHOLD};
+use crate::vision::Face;
 
 pub use crate::ranking::PersonDistance;
 
@@ -60,7 +61,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             matcher: MatcherSpec::Builtin,
-            threshold: SFACE_L2_THRESHOLD,
+            threshold: default_threshold(&Params::current()),
             folder_interval_s: 3.0,
             mirror: true,
             show_history: true,
@@ -252,6 +253,9 @@ pub struct AppState {
     pub notices: Vec<Notice>,
     /// The key's fingerprint (`None` while the key file is unusable).
     pub key_fingerprint: Option<String>,
+    /// The key's template parameters, and so its gallery's: what thresholds mean, which
+    /// calibration describes them, and what the settings say about the gallery.
+    pub key_params: Params,
     pub key_path: PathBuf,
     pub first_run: bool,
     pub key_candidate: Option<KeyCandidate>,
@@ -297,6 +301,7 @@ impl AppState {
             timings: Timings::default(),
             notices: Vec::new(),
             key_fingerprint: None,
+            key_params: Params::current(),
             key_path,
             first_run: false,
             key_candidate: None,
@@ -317,11 +322,16 @@ impl AppState {
 
     /// The threshold the user set, on the integer scale of the key the distances were
     /// computed with: every verdict in the window is its [`Threshold::accepts`]. The
-    /// window never holds the key (the worker's `Client` does), and every key the app
-    /// opens, imports or creates is read with or made from `Params::v1()`
-    /// (`client::keys::open_key`), so those are the key's parameters.
+    /// window never holds the key (the worker's `Client` does); the worker says which
+    /// parameters it has ([`KeyInfo::params`]) whenever the key changes, before any
+    /// distance computed with it arrives.
     pub fn threshold(&self) -> Threshold {
-        Threshold::new(self.settings.threshold, &Params::v1())
+        Threshold::new(self.settings.threshold, &self.key_params)
+    }
+
+    /// The default threshold for the key's templates ([`default_threshold`]).
+    pub fn default_threshold(&self) -> f32 {
+        default_threshold(&self.key_params)
     }
 
     fn push(&mut self, text: String, is_error: bool, topic: Option<Operation>) {
@@ -602,7 +612,16 @@ impl AppState {
             Event::Key(KeyInfo {
                 fingerprint,
                 created,
+                params,
             }) => {
+                // A threshold left at the old templates' default follows the new ones'
+                // (v1 and v2 distances are on different scales); one the user chose stays.
+                if params != self.key_params
+                    && self.settings.threshold == default_threshold(&self.key_params)
+                {
+                    self.settings.threshold = default_threshold(&params);
+                }
+                self.key_params = params;
                 if fingerprint.is_some() {
                     self.clear_topic(Operation::Key);
                     // Results of another key's gallery are meaningless now.

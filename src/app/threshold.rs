@@ -15,7 +15,6 @@ use super::match_panel;
 use super::protocol::MatchMode;
 use super::state::{AppState, PersonDistance, TrackLabel, THRESHOLD_RANGE};
 use crate::calibration::{far_for_fpir, Calibration, CalibrationError, OperatingPoint};
-use crate::vision::SFACE_L2_THRESHOLD;
 
 const GREEN: Color32 = Color32::from_rgb(40, 170, 70);
 const RED: Color32 = Color32::from_rgb(210, 60, 50);
@@ -109,7 +108,7 @@ fn fpir_unavailable(cal: &Calibration, error: &CalibrationError, people: u64) ->
 /// What the slider's value means in error rates (the shipped LFW View 1 DevTrain
 /// calibration), and presets that move the slider to calibrated operating points.
 fn calibration_ui(ui: &mut egui::Ui, state: &mut AppState) {
-    let Ok(cal) = Calibration::lfw_devtrain() else {
+    let Ok(cal) = Calibration::lfw_devtrain(&state.key_params) else {
         return;
     };
     let identifying = identifying(state);
@@ -236,11 +235,17 @@ pub fn ui(ui: &mut egui::Ui, state: &mut AppState, actions: &mut Vec<Action>) {
         .on_hover_text("Drag or type an exact threshold");
     });
     ui.horizontal(|ui| {
+        let default = state.default_threshold();
         if ui
-            .button(format!("Reset to {SFACE_L2_THRESHOLD}"))
+            .button(format!("Reset to {default}"))
+            .on_hover_text(format!(
+                "The default for templates of parameters v{}: the best accuracy on LFW \
+                 View 1 DevTrain",
+                state.key_params.version
+            ))
             .clicked()
         {
-            state.settings.threshold = SFACE_L2_THRESHOLD;
+            state.settings.threshold = default;
         }
         ui.checkbox(&mut state.settings.show_history, "History");
     });

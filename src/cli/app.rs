@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use blindface::app::AppConfig;
 
-use super::output::Globals;
+use super::output::{Globals, ThresholdChoice};
 
 /// What the app does from the start.
 pub enum Start {
@@ -27,8 +27,15 @@ pub fn open(globals: &Globals, source: Option<PathBuf>, start: Start) -> Result<
     if globals.matcher_given {
         config.matcher = Some(globals.matcher.clone());
     }
-    if globals.threshold_given {
-        config.threshold = Some(globals.threshold);
+    // A threshold given (or a rate resolved) for the key's templates: the key file says
+    // which they are (an unreadable or missing one: the app reports it, or makes a key of
+    // the current parameters).
+    if globals.threshold != ThresholdChoice::Default {
+        use blindface::client::keys::KeyFile;
+        let params = blindface::he::SecretKey::load(&globals.key)
+            .map(|k| *k.params())
+            .unwrap_or_else(|_| blindface::he::Params::current());
+        config.threshold = Some(globals.threshold.resolve(&params)?.0.l2());
     }
     config.identify = matches!(start, Start::Identify);
     config.live = matches!(start, Start::Live);

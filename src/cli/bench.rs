@@ -128,7 +128,7 @@ pub fn bench(globals: &Globals, n: usize, params: Params) -> Result<()> {
     let store_file = dir.path().join(STORE_FILE);
     let store_bytes_uncompacted = std::fs::metadata(&store_file)?.len();
     let store_usage = {
-        let mut store = Store::open_with(dir.path(), &params)?;
+        let mut store = Store::open(dir.path())?;
         store.compact()?;
         store.usage()?
     };

@@ -25,7 +25,7 @@ use blindface::eval::{
 };
 use blindface::he::{
     decrypt, encrypt_probe, encrypt_template, to_float_l2, Gallery, PreparedProbe, SecretKey,
-    Template, TemplateId, Threshold,
+    Template, TemplateId,
 };
 
 use super::output::{emit, pct, Globals};
@@ -132,7 +132,7 @@ pub fn eval(
     // parameters.
     let key = SecretKey::generate(&settings.params);
     let params = *key.params();
-    let threshold = Threshold::new(globals.threshold, &params);
+    let (threshold, _) = globals.threshold.resolve(&params)?;
     let mut templates: HashMap<usize, Template> = HashMap::new();
     let mut gallery = Gallery::new(&params);
     let mut clipped_components = 0;

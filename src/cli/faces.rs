@@ -10,7 +10,7 @@ use blindface::client::face::{choose_face, embed_face, FaceSelection};
 use blindface::client::keys::{open_key, KeyOrigin, KeyPolicy};
 use blindface::he::{
     decrypt_for, encrypt_probe, encrypt_template, to_float_l2, Gallery, PreparedProbe, Template,
-    TemplateId, Threshold,
+    TemplateId,
 };
 use blindface::vision::{load_image, Embedding, Face, FacePipeline};
 
@@ -141,7 +141,7 @@ pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
     let opened = open_key(&globals.key, KeyPolicy::EphemeralIfMissing)?;
     let key = opened.key;
     let params = *key.params();
-    let threshold = Threshold::new(globals.threshold, &params);
+    let (threshold, operating_point) = globals.threshold.resolve(&params)?;
     let (ea, ta) = embed_file(&pipeline, a, &params)?;
     let (eb, tb) = embed_file(&pipeline, b, &params)?;
     let key_path = (opened.origin == KeyOrigin::File).then(|| globals.key.display().to_string());
@@ -168,7 +168,7 @@ pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
         distance_sq_encrypted: distance,
         encrypted_equals_quantised: distance == quantised,
         threshold: threshold.l2(),
-        operating_point: globals.operating_point.clone(),
+        operating_point,
         same_person: threshold.accepts(distance),
         same_person_float: l2 <= threshold.l2(),
         key: key_path.unwrap_or_else(|| "ephemeral (no key file yet)".into()),

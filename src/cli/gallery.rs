@@ -10,7 +10,7 @@ use serde::Serialize;
 use blindface::client::face::{choose_face, template_of, FaceSelection};
 use blindface::client::keys::{open_key, KeyPolicy};
 use blindface::client::{connect, Client, ClientError, Locations, MatchReport, UNREADABLE_NAME};
-use blindface::he::{Template, TemplateId, Threshold};
+use blindface::he::{Template, TemplateId};
 use blindface::matcher::TokenStore;
 use blindface::ranking::PersonDistance;
 use blindface::vision::{load_image, FacePipeline};
@@ -182,8 +182,8 @@ fn matches_output(
     report: &MatchReport,
     rows: Vec<PersonDistance>,
     (face, faces_found): (usize, usize),
-) -> MatchesOutput {
-    let threshold = Threshold::new(globals.threshold, client.params());
+) -> anyhow::Result<MatchesOutput> {
+    let (threshold, operating_point) = globals.threshold.resolve(client.params())?;
     let matches: Vec<MatchOut> = rows
         .into_iter()
         .map(|r| MatchOut {
@@ -194,12 +194,12 @@ fn matches_output(
             distance_sq: r.distance_sq,
         })
         .collect();
-    MatchesOutput {
+    Ok(MatchesOutput {
         image: image.display().to_string(),
-        operating_point: globals.operating_point.clone(),
+        operating_point,
         face,
         faces_found,
-        threshold: globals.threshold,
+        threshold: threshold.l2(),
         matcher: client.describe(),
         compared: report.compared(),
         identified: matches
@@ -207,7 +207,7 @@ fn matches_output(
             .filter(|m| m.same_person)
             .map(|m| m.name.clone()),
         matches,
-    }
+    })
 }
 
 fn print_matches(globals: &Globals, out: &MatchesOutput, what: &str) {
@@ -261,7 +261,7 @@ pub fn verify(globals: &Globals, name: &str, image: &Path, face: Option<usize>) 
         face_template(image, choice(face, FaceSelection::Largest), &client)?;
     let report = client.verify(&template, name)?;
     let rows = report.rows.clone();
-    let out = matches_output(globals, image, &client, &report, rows, (number, found));
+    let out = matches_output(globals, image, &client, &report, rows, (number, found))?;
     print_matches(globals, &out, "verified as");
     Ok(if out.identified.is_some() {
         Outcome::Done
@@ -276,7 +276,7 @@ pub fn identify(globals: &Globals, image: &Path, face: Option<usize>) -> Result<
         face_template(image, choice(face, FaceSelection::Largest), &client)?;
     let report = client.identify(&template)?;
     let rows = report.best_per_person();
-    let out = matches_output(globals, image, &client, &report, rows, (number, found));
+    let out = matches_output(globals, image, &client, &report, rows, (number, found))?;
     print_matches(globals, &out, "identified as");
     Ok(())
 }

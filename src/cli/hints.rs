@@ -51,6 +51,9 @@ fn matcher(e: &MatcherError) -> Option<String> {
             "; remove some with `blindface remove` or ask the operator to raise --max-tenant-bytes"
         }
         MatcherError::MemoryBudget { .. } => ". Ask its operator to raise --memory-budget",
+        MatcherError::GalleryParams { .. } => {
+            ": use the key that made this gallery (--key), or let this key register a gallery of its own"
+        }
         MatcherError::InviteRequired { .. } => {
             ": ask its operator for a code (`blindface admin invite`) and connect with --invite CODE"
         }

@@ -15,7 +15,7 @@ struct KeygenOutput {
 }
 
 pub fn keygen(globals: &Globals, force: bool) -> Result<()> {
-    let key = SecretKey::generate(&Params::v1());
+    let key = SecretKey::generate(&Params::current());
     key.save(&globals.key, force)?;
     let out = KeygenOutput {
         path: globals.key.display().to_string(),

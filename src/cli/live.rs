@@ -46,15 +46,16 @@ struct Output {
 /// How long a stream may take to deliver its frames.
 const STREAM_DEADLINE: Duration = Duration::from_secs(60);
 
-struct Live<'a> {
+struct Live {
     pipeline: FacePipeline,
     client: Client,
     tracker: Tracker,
     calls: u64,
-    globals: &'a Globals,
+    /// For the key's templates.
+    threshold: Threshold,
 }
 
-impl Live<'_> {
+impl Live {
     /// Detects, tracks, identifies the due faces; returns the frame's faces.
     fn frame(&mut self, source: String, img: &image::RgbImage) -> Result<FrameOut> {
         let faces = self.pipeline.detect(img)?;
@@ -66,7 +67,7 @@ impl Live<'_> {
             self.tracker
                 .matched(id, report.best_per_person(), embedded.embedding);
         }
-        let threshold = Threshold::new(self.globals.threshold, self.client.params());
+        let threshold = self.threshold;
         let mut faces: Vec<FaceOut> = self
             .tracker
             .visible()
@@ -84,12 +85,13 @@ impl Live<'_> {
 
 pub fn identify_all(globals: &Globals, source: &str, frames: usize) -> Result<()> {
     let client = super::gallery::client(globals)?;
+    let (threshold, _) = globals.threshold.resolve(client.params())?;
     let mut live = Live {
         pipeline: FacePipeline::load_default()?,
         client,
         tracker: Tracker::new(TrackerConfig::default()),
         calls: 0,
-        globals,
+        threshold,
     };
     let mut out = Vec::new();
     if source.starts_with("http://") || source.starts_with("https://") {
@@ -134,7 +136,7 @@ pub fn identify_all(globals: &Globals, source: &str, frames: usize) -> Result<()
         }
     }
     let o = Output {
-        threshold: globals.threshold,
+        threshold: threshold.l2(),
         matcher: live.client.describe(),
         matcher_calls: live.calls,
         frames: out,

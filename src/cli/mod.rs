@@ -25,9 +25,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use blindface::client::Access;
 use blindface::matcher::tls::Fingerprint;
 use blindface::matcher::MatcherSpec;
-use blindface::vision::SFACE_L2_THRESHOLD;
 
-use output::{Globals, Outcome};
+use output::{Globals, Outcome, ThresholdChoice};
 
 #[derive(Parser)]
 #[command(
@@ -93,11 +92,12 @@ struct ClientArgs {
     /// Secret key file (default: the platform data directory).
     #[arg(long, value_name = "PATH")]
     key: Option<PathBuf>,
-    /// Same-person threshold on the L2 distance of normalised embeddings.
-    #[arg(long, default_value_t = SFACE_L2_THRESHOLD, value_name = "L2")]
-    threshold: f32,
+    /// Same-person threshold on the L2 distance of normalised embeddings (default: the
+    /// default of the key's templates, 1.128 for v1 and 1.158 for v2).
+    #[arg(long, value_name = "L2")]
+    threshold: Option<f32>,
     /// Instead of --threshold: the false accept rate to operate at (e.g. 0.001), resolved
-    /// through the shipped LFW View 1 DevTrain calibration.
+    /// through the shipped LFW View 1 DevTrain calibration of the key's templates.
     #[arg(long, value_name = "RATE", conflicts_with = "threshold")]
     far: Option<f64>,
     /// Print one JSON object instead of a table.
@@ -323,20 +323,6 @@ enum Command {
     },
 }
 
-/// The threshold for a false accept rate, and what it means, from the shipped calibration.
-fn resolve_far(far: f64) -> anyhow::Result<(f32, String)> {
-    let cal = blindface::calibration::Calibration::lfw_devtrain()?;
-    let p = cal.threshold_for_far(far)?;
-    Ok((
-        p.threshold,
-        format!(
-            "--far {far}: threshold {:.3}, {} (LFW View 1 DevTrain)",
-            p.threshold,
-            p.describe()
-        ),
-    ))
-}
-
 /// Exit status of `verify` when the face is not the person's.
 const EXIT_NOT_VERIFIED: u8 = 1;
 /// Exit status of an error (clap's usage errors use 2 too).
@@ -346,12 +332,11 @@ pub fn main() -> ExitCode {
     let mut cmd = command();
     let matches = cmd.get_matches_mut();
     refuse_client_options_for_serve(&mut cmd, &matches);
-    let threshold_given = matches.value_source("threshold") == Some(ValueSource::CommandLine);
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    match run(cli, threshold_given) {
+    match run(cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::NotVerified) => ExitCode::from(EXIT_NOT_VERIFIED),
         Err(e) => {
@@ -362,19 +347,22 @@ pub fn main() -> ExitCode {
 }
 
 /// Builds the `Globals` once and runs the command.
-fn run(cli: Cli, threshold_given: bool) -> anyhow::Result<Outcome> {
+fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let client = cli.client;
-    let (threshold, operating_point) = match client.far.map(resolve_far).transpose()? {
-        None => (client.threshold, None),
-        Some((t, p)) => (t, Some(p)),
+    let threshold = match (client.threshold, client.far) {
+        (Some(t), _) => ThresholdChoice::Given(t),
+        (None, Some(far)) => ThresholdChoice::Far(far),
+        (None, None) => ThresholdChoice::Default,
     };
+    // A rate no calibration resolves is refused before anything runs.
+    for p in blindface::he::Params::known() {
+        threshold.resolve(&p)?;
+    }
     let globals = Globals {
         key: client
             .key
             .unwrap_or_else(blindface::paths::default_key_path),
         threshold,
-        threshold_given: threshold_given || operating_point.is_some(),
-        operating_point,
         json: client.json,
         matcher_given: client.matcher.is_some(),
         matcher: client.matcher.unwrap_or(MatcherSpec::Builtin),

@@ -9,15 +9,52 @@ use std::path::PathBuf;
 use serde::Serialize;
 use unicode_width::UnicodeWidthStr;
 
+use blindface::calibration::{default_threshold, Calibration};
 use blindface::client::Access;
+use blindface::he::{Params, Threshold};
 use blindface::matcher::MatcherSpec;
+
+/// Where the same-person threshold comes from. It is resolved for the parameters of the
+/// templates compared ([`Globals::threshold`]): v1 and v2 distances are on different
+/// scales, with their own default and calibration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdChoice {
+    /// `--threshold L2`.
+    Given(f32),
+    /// `--far RATE`, through the shipped calibration of the templates' parameters.
+    Far(f64),
+    /// Neither: the default of the templates' parameters.
+    Default,
+}
+
+impl ThresholdChoice {
+    /// The threshold for templates of `params`, and what it means when it came from
+    /// `--far` (calibrated FAR and TAR).
+    pub fn resolve(self, params: &Params) -> anyhow::Result<(Threshold, Option<String>)> {
+        Ok(match self {
+            ThresholdChoice::Given(t) => (Threshold::new(t, params), None),
+            ThresholdChoice::Default => (Threshold::new(default_threshold(params), params), None),
+            ThresholdChoice::Far(far) => {
+                let p = Calibration::lfw_devtrain(params)?.threshold_for_far(far)?;
+                (
+                    Threshold::new(p.threshold, params),
+                    Some(format!(
+                        "--far {far}: threshold {:.3}, {} (LFW View 1 DevTrain, templates v{})",
+                        p.threshold,
+                        p.describe(),
+                        params.version
+                    )),
+                )
+            }
+        })
+    }
+}
 
 /// Global options the subcommands read, parsed once.
 pub struct Globals {
     pub key: PathBuf,
-    pub threshold: f32,
-    /// Whether --threshold was given (the app keeps its saved threshold otherwise).
-    pub threshold_given: bool,
+    /// Resolve it with [`ThresholdChoice::resolve`] for the templates' parameters.
+    pub threshold: ThresholdChoice,
     pub json: bool,
     pub matcher: MatcherSpec,
     /// Whether --matcher was given (the app keeps its saved choice otherwise).
@@ -25,8 +62,6 @@ pub struct Globals {
     pub data: Option<PathBuf>,
     /// Pin, invitation code and plain-HTTP consent for a remote matcher.
     pub access: Access,
-    /// What the threshold means (calibrated FAR and TAR), when it came from --far.
-    pub operating_point: Option<String>,
 }
 
 /// How a command that ran to the end exits.

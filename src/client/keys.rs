@@ -17,8 +17,8 @@ pub trait KeyFile: Sized {
     /// an existing file unless `overwrite`.
     fn save(&self, path: &Path, overwrite: bool) -> Result<(), HeError>;
 
-    /// Reads a key file written by [`KeyFile::save`].
-    fn load(path: &Path, params: &Params) -> Result<Self, HeError>;
+    /// Reads a key file written by [`KeyFile::save`], of any parameters this build knows.
+    fn load(path: &Path) -> Result<Self, HeError>;
 }
 
 impl KeyFile for SecretKey {
@@ -41,13 +41,13 @@ impl KeyFile for SecretKey {
         })
     }
 
-    fn load(path: &Path, params: &Params) -> Result<Self, HeError> {
+    fn load(path: &Path) -> Result<Self, HeError> {
         let bytes =
             zeroize::Zeroizing::new(std::fs::read(path).map_err(|reason| HeError::KeyIo {
                 path: path.display().to_string(),
                 reason,
             })?);
-        SecretKey::from_bytes(&bytes, params)
+        SecretKey::from_bytes_known(&bytes)
     }
 }
 
@@ -90,12 +90,14 @@ pub enum KeyError {
     Save(HeError),
 }
 
-/// Opens the key at `path` under `policy`. Keys are read with and made from
-/// `Params::v1()`: a key file of other parameters is `Unreadable`.
+/// Opens the key at `path` under `policy`. A key file of any parameters this build knows
+/// is read as it is (a v1 key keeps its v1 gallery); new keys are made with
+/// [`Params::current`]. A key file of parameters this build does not know is
+/// `Unreadable`.
 pub fn open_key(path: &Path, policy: KeyPolicy) -> Result<OpenedKey, KeyError> {
-    let params = Params::v1();
+    let params = Params::current();
     if path.exists() {
-        let key = SecretKey::load(path, &params).map_err(|reason| KeyError::Unreadable {
+        let key = SecretKey::load(path).map_err(|reason| KeyError::Unreadable {
             path: path.to_path_buf(),
             reason,
         })?;

@@ -408,8 +408,10 @@ impl Client {
                 Ok(ds) => ds,
                 Err(e) => return fail(e.into()),
             };
+            // A block answers once per request: once in an identify, once per asked
+            // template in a verify (a person's templates may share a block).
             match self.listed.block_of(&block.entries) {
-                Ok(Some(b)) if !listed_blocks.insert(b) => {
+                Ok(Some(b)) if !listed_blocks.insert((b, only)) => {
                     return fail(ClientError::ForgedResult(format!(
                         "listed block {b} was answered twice"
                     )))
@@ -782,6 +784,12 @@ mod tests {
         c.enrol(&ts[1], "Ada").unwrap();
         c.enrol(&ts[2], "Bob").unwrap();
         assert_eq!(c.ids_of("Ada").len(), 2);
+        // Verify asks for each of Ada's templates: both in block 0, each answered once.
+        let v = c.verify(&ts[1], "Ada").unwrap();
+        let mut got: Vec<i64> = v.rows.iter().map(|r| r.distance_sq).collect();
+        got.sort();
+        assert_eq!(got, vec![0, ts[1].distance_sq(&ts[0])]);
+        assert_eq!(v.calls, 2);
         let r = c.identify(&ts[1]).unwrap();
         assert_eq!(r.compared(), 3);
         let best = r.best_per_person();

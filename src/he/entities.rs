@@ -116,6 +116,12 @@ impl EncryptedTemplate {
         body_sample(&self.body, n)
     }
 
+    /// Parses a template of any parameters this build knows (a matcher holding galleries
+    /// of several versions: it checks the template against its gallery's).
+    pub fn from_bytes_known(bytes: &[u8]) -> Result<Self, HeError> {
+        Self::from_bytes(bytes, &super::wire::known_params(Kind::Template, bytes)?)
+    }
+
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
         let b = decode_seeded(Kind::Template, params, bytes, params.polynomial_size)?;
         Ok(EncryptedTemplate {
@@ -143,6 +149,12 @@ impl EncryptedProbe {
     /// `n` bytes of the bodies from their middle, as they stand in `to_bytes()`.
     pub fn wire_sample(&self, n: usize) -> Vec<u8> {
         body_sample(&self.bodies, n)
+    }
+
+    /// Parses a probe of any parameters this build knows (see
+    /// [`EncryptedTemplate::from_bytes_known`]).
+    pub fn from_bytes_known(bytes: &[u8]) -> Result<Self, HeError> {
+        Self::from_bytes(bytes, &super::wire::known_params(Kind::Probe, bytes)?)
     }
 
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {

@@ -91,6 +91,12 @@ impl SecretKey {
         zeroize::Zeroizing::new(wire::encode(Kind::SecretKey, &self.params, &*bits))
     }
 
+    /// Parses a key of any parameters this build knows ([`Params::known`]): a key's file
+    /// says which it is, and so which galleries it makes and reads.
+    pub fn from_bytes_known(bytes: &[u8]) -> Result<Self, HeError> {
+        Self::from_bytes(bytes, &wire::known_params(Kind::SecretKey, bytes)?)
+    }
+
     /// Parses a key, checking version, parameters, size and that every bit is 0 or 1.
     pub fn from_bytes(bytes: &[u8], params: &Params) -> Result<Self, HeError> {
         let bits: zeroize::Zeroizing<Vec<u8>> =

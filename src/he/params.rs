@@ -15,7 +15,7 @@ use tfhe::shortint::parameters::v1_8::V1_8_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFO
 
 /// Version of the parameter set new keys use ([`Params::v1`] or [`Params::v2`]); a set's
 /// version changes whenever any of its fields changes meaning or value.
-pub const PARAMS_VERSION: u16 = 1;
+pub const PARAMS_VERSION: u16 = 2;
 
 /// Every parameter of the scheme, carried in every serialized object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ impl Params {
             }
         };
         Params {
-            version: PARAMS_VERSION,
+            version: 1,
             glwe_dimension: AUDITED.glwe_dimension.0,
             polynomial_size: AUDITED.polynomial_size.0,
             noise_bound_log2,
@@ -91,6 +91,11 @@ impl Params {
             2 => Some(Params::v2()),
             _ => None,
         }
+    }
+
+    /// The parameter set new keys use ([`PARAMS_VERSION`]).
+    pub fn current() -> Params {
+        Params::of_version(PARAMS_VERSION).expect("PARAMS_VERSION is a known version")
     }
 
     /// Every parameter set this build knows, oldest first.

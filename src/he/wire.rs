@@ -94,6 +94,19 @@ pub fn check_header(kind: Kind, params: &Params, bytes: &[u8]) -> Result<(), HeE
     Ok(())
 }
 
+/// The parameters, among those this build knows ([`Params::known`]), that a payload of
+/// `kind` names in its header; the error [`check_header`] gives when it names none.
+pub fn known_params(kind: Kind, bytes: &[u8]) -> Result<Params, HeError> {
+    let mut refused = None;
+    for p in Params::known() {
+        match check_header(kind, &p, bytes) {
+            Ok(()) => return Ok(p),
+            Err(e) => refused = Some(e),
+        }
+    }
+    Err(refused.expect("this build knows at least one parameter set"))
+}
+
 /// Serializes `body` of `kind` under `params`.
 pub fn encode<T: Serialize>(kind: Kind, params: &Params, body: &T) -> Vec<u8> {
     let mut out = header(kind, params);

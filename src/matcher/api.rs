@@ -217,6 +217,12 @@ pub struct ErrorBody {
     /// Seconds to wait (also sent as `Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// `gallery_params`: the gallery's parameter version...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gallery_params: Option<u16>,
+    /// ...and the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_params: Option<u16>,
 }
 
 #[cfg(test)]
@@ -325,6 +331,8 @@ mod tests {
                 id: None,
                 max: Some(4),
                 retry_after: None,
+                gallery_params: None,
+                given_params: None,
             },
             r#"{"code":"gallery_full","error":"full","max":4}"#,
         );
@@ -335,8 +343,22 @@ mod tests {
                 id: Some(TemplateId(7)),
                 max: None,
                 retry_after: None,
+                gallery_params: None,
+                given_params: None,
             },
             r#"{"code":"unknown_template","error":"no","id":7}"#,
+        );
+        pinned(
+            ErrorBody {
+                code: s("gallery_params"),
+                error: s("v1 and v2"),
+                id: None,
+                max: None,
+                retry_after: None,
+                gallery_params: Some(1),
+                given_params: Some(2),
+            },
+            r#"{"code":"gallery_params","error":"v1 and v2","gallery_params":1,"given_params":2}"#,
         );
         pinned(
             ErrorBody {
@@ -345,6 +367,8 @@ mod tests {
                 id: None,
                 max: None,
                 retry_after: Some(2),
+                gallery_params: None,
+                given_params: None,
             },
             r#"{"code":"busy","error":"wait","retry_after":2}"#,
         );

@@ -21,6 +21,7 @@ impl MatcherError {
             MatcherError::InviteInvalid { .. } => codes::INVITE_INVALID,
             MatcherError::LabelTooLarge { .. } => codes::LABEL_TOO_LARGE,
             MatcherError::BadInput { .. } => codes::BAD_INPUT,
+            MatcherError::GalleryParams { .. } => codes::GALLERY_PARAMS,
             MatcherError::Crypto(HeError::TooLarge { .. }) => codes::TOO_LARGE,
             MatcherError::Crypto(HeError::UnknownTemplate(_)) => codes::UNKNOWN_TEMPLATE,
             MatcherError::Crypto(HeError::DuplicateTemplate(_)) => codes::DUPLICATE_ID,
@@ -84,6 +85,9 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const INTERNAL: &str = "internal";
     pub const ERASE_REQUIRED: &str = "erase_required";
+    /// 409: the gallery holds templates of other parameters than the request's
+    /// (`params_version`: the gallery's).
+    pub const GALLERY_PARAMS: &str = "gallery_params";
 }
 
 /// Matcher errors; each message says what happened, with its numbers. What to do about
@@ -105,6 +109,10 @@ pub enum MatcherError {
     LabelTooLarge { got: usize, max: usize },
     #[error("invalid {what}: {detail}")]
     BadInput { what: &'static str, detail: String },
+    /// A gallery's parameters are fixed by its first template: a template or probe of
+    /// other parameters (a key of another version) can be neither added nor matched.
+    #[error("this gallery holds templates of parameters v{gallery}, and the request's ciphertext is of parameters v{given}: they cannot be compared")]
+    GalleryParams { gallery: u16, given: u16 },
     #[error(transparent)]
     Crypto(#[from] HeError),
     #[error("the store {path} is in use by another blindface process")]

@@ -19,6 +19,13 @@
 //! read is the one memory's slot table describes, and dropped again once that is done:
 //! memory holds the residency's blocks, and beyond them only those a request is using.
 //!
+//! Parameters: each tenant's gallery has its own ([`Params`], a version): those of its
+//! stored blocks (every block record names them), or, while it has no block, those of the
+//! first template enrolled into it (an empty gallery takes any version this build knows;
+//! `new_params` until then). A template or probe of another version than a gallery's is
+//! [`MatcherError::GalleryParams`]: galleries of v1 and v2 keys live side by side, and
+//! each is matched with probes of its own parameters only.
+//!
 //! Memory: every template and registered tenant is charged what it holds in memory
 //! ([`Galleries::bytes_per_template`], the one place that cost is written down, and
 //! [`Galleries::bytes_per_tenant`]) against [`Quotas`]; an enrolment or registration
@@ -82,7 +89,8 @@ impl Tenant {
 
 /// All tenants' galleries plus the store they come from.
 pub struct Galleries {
-    params: Params,
+    /// The parameters of a gallery that has no block yet.
+    new_params: Params,
     store: Store,
     quotas: Quotas,
     /// Bytes charged against `quotas.memory_budget` (reserved before a write).
@@ -111,7 +119,8 @@ fn poisoned<T>(_: T) -> MatcherError {
 
 impl Galleries {
     /// Opens the store in `dir` (migrating an older schema) and rebuilds every tenant's
-    /// packed gallery from its stored blocks.
+    /// packed gallery from its stored blocks, with the parameters they name; a gallery
+    /// with no block starts as one of `params` (and takes the first template's).
     pub fn open(dir: &Path, params: &Params, max_templates: usize) -> Result<Self, MatcherError> {
         Self::open_with(dir, params, Quotas::templates_only(max_templates))
     }
@@ -131,7 +140,7 @@ impl Galleries {
         residency: Residency,
     ) -> Result<Self, MatcherError> {
         let params = *params;
-        let store = Store::open_with(dir, &params)?;
+        let store = Store::open(dir)?;
         let registered_tenants = store.tenants()?;
         let registered = registered_tenants.len() as u64;
         let mut names: Vec<String> = registered_tenants.into_iter().map(|(t, _)| t).collect();
@@ -143,11 +152,13 @@ impl Galleries {
             let tenant = Self::load_tenant(&store, &params, &name, &residency)?;
             tenants.insert(name, Arc::new(tenant));
         }
-        let templates: usize = tenants.values().map(|t| t.len().unwrap_or(0)).sum();
-        let used =
-            registered * bytes_per_tenant(&params) + templates as u64 * bytes_per_template(&params);
+        let mut used = registered * bytes_per_tenant();
+        for t in tenants.values() {
+            let g = t.gallery.read().map_err(poisoned)?;
+            used += g.len() as u64 * bytes_per_template(g.params());
+        }
         Ok(Galleries {
-            params,
+            new_params: params,
             store,
             quotas,
             used: AtomicU64::new(used),
@@ -156,16 +167,18 @@ impl Galleries {
         })
     }
 
-    /// Rebuilds one tenant's gallery from the store (labels stay there: [`Galleries::list`]
-    /// reads them).
+    /// Rebuilds one tenant's gallery from the store, with the parameters its blocks name
+    /// (`new_params` if it has none); labels stay in the store: [`Galleries::list`] reads
+    /// them.
     fn load_tenant(
         store: &Store,
-        params: &Params,
+        new_params: &Params,
         tenant: &str,
         residency: &Residency,
     ) -> Result<Tenant, MatcherError> {
-        let mut builder = GalleryBuilder::holding(params, residency.clone());
-        store.for_each_block_batch(tenant, 1024, |batch| Ok(builder.add(batch)?))?;
+        let params = store.gallery_params(tenant)?.unwrap_or(*new_params);
+        let mut builder = GalleryBuilder::holding(&params, residency.clone());
+        store.for_each_block_batch(tenant, &params, 1024, |batch| Ok(builder.add(batch)?))?;
         let slots = store
             .slots_of(tenant)?
             .into_iter()
@@ -177,8 +190,25 @@ impl Galleries {
         Ok(Tenant::new(gallery))
     }
 
-    pub fn params(&self) -> &Params {
-        &self.params
+    /// The parameters a gallery without blocks starts with.
+    pub fn new_params(&self) -> &Params {
+        &self.new_params
+    }
+
+    /// The parameters of `tenant`'s gallery: those of its blocks, or `None` while it has
+    /// none (it takes the first template's then).
+    pub fn gallery_params(&self, tenant: &str) -> Result<Option<Params>, MatcherError> {
+        let t = self.tenant(tenant)?;
+        let g = t.gallery.read().map_err(poisoned)?;
+        Ok(fixed_params(&g))
+    }
+
+    /// [`MatcherError::GalleryParams`] unless a probe of `params` can be matched with
+    /// `tenant`'s gallery (a cluster node checks before it scatters an identify).
+    pub fn check_params(&self, tenant: &str, params: &Params) -> Result<(), MatcherError> {
+        let t = self.tenant(tenant)?;
+        let g = t.gallery.read().map_err(poisoned)?;
+        check_params(&g, params)
     }
 
     pub fn store(&self) -> &Store {
@@ -193,15 +223,15 @@ impl Galleries {
         &self.quotas
     }
 
-    /// Memory one enrolled template costs the matcher, in bytes: the one formula quotas
-    /// and the budget use.
-    pub fn bytes_per_template(&self) -> u64 {
-        bytes_per_template(&self.params)
+    /// Memory one enrolled template of `params` costs the matcher, in bytes: the one
+    /// formula quotas and the budget use.
+    pub fn bytes_per_template(params: &Params) -> u64 {
+        bytes_per_template(params)
     }
 
     /// Memory one registered tenant costs before its first template.
     pub fn bytes_per_tenant(&self) -> u64 {
-        bytes_per_tenant(&self.params)
+        bytes_per_tenant()
     }
 
     /// Bytes charged against the memory budget.
@@ -261,7 +291,7 @@ impl Galleries {
         let mut map = self.tenants.write().map_err(poisoned)?;
         map.entry(tenant.to_string()).or_insert_with(|| {
             let residency = self.residency.read().clone();
-            Arc::new(Tenant::new(Gallery::holding(&self.params, residency)))
+            Arc::new(Tenant::new(Gallery::holding(&self.new_params, residency)))
         });
         Ok(())
     }
@@ -318,9 +348,14 @@ impl Galleries {
         self.check_enrolment(id, template, label)?;
         let t = self.tenant(tenant)?;
         let g = t.gallery.read().map_err(poisoned)?;
-        self.check_room(&g, id)?;
+        check_params(&g, template.params())?;
+        self.check_room(&g, id, template.params())?;
         let budget = self.quotas.memory_budget;
-        if self.used_bytes().saturating_add(self.bytes_per_template()) > budget {
+        if self
+            .used_bytes()
+            .saturating_add(bytes_per_template(template.params()))
+            > budget
+        {
             return Err(MatcherError::MemoryBudget { budget });
         }
         Ok(())
@@ -341,8 +376,9 @@ impl Galleries {
         }
     }
 
-    /// The gallery-level checks of an enrolment: a new id, within the tenant's quotas.
-    fn check_room(&self, g: &Gallery, id: TemplateId) -> Result<(), MatcherError> {
+    /// The gallery-level checks of an enrolment of a template of `params`: a new id,
+    /// within the tenant's quotas.
+    fn check_room(&self, g: &Gallery, id: TemplateId, params: &Params) -> Result<(), MatcherError> {
         if g.contains(id) {
             return Err(MatcherError::DuplicateId(id));
         }
@@ -351,7 +387,7 @@ impl Galleries {
                 max: self.quotas.max_templates,
             });
         }
-        let cost = self.bytes_per_template();
+        let cost = bytes_per_template(params);
         if (g.len() as u64 + 1).saturating_mul(cost) > self.quotas.max_tenant_bytes {
             return Err(MatcherError::TenantQuota {
                 max_bytes: self.quotas.max_tenant_bytes,
@@ -366,7 +402,7 @@ impl Galleries {
         template: &EncryptedTemplate,
         label: &[u8],
     ) -> Result<(), MatcherError> {
-        if template.params() != &self.params {
+        if Params::of_version(template.params().version) != Some(*template.params()) {
             return Err(crate::he::HeError::WrongParams {
                 what: "encrypted template",
             }
@@ -394,20 +430,23 @@ impl Galleries {
         label: &[u8],
     ) -> Result<(), MatcherError> {
         self.check_enrolment(id, &template, label)?;
+        let params = *template.params();
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
+        self.take_params(&t, &params)?;
         let target = t.gallery.read().map_err(poisoned)?.first_with_room();
         self.hold_locked(tenant, &t, target)?;
         let change = {
             let g = t.gallery.read().map_err(poisoned)?;
-            self.check_room(&g, id)?;
+            self.check_room(&g, id, &params)?;
             g.plan_insert(id, &template)?
         };
         let loc = change.location();
-        let cost = self.bytes_per_template();
+        let cost = bytes_per_template(&params);
         self.reserve(cost)?;
         let committed = self.store.commit(
             tenant,
+            &params,
             &StoreChange {
                 block: loc.block,
                 record: change.record(),
@@ -441,15 +480,25 @@ impl Galleries {
         for (id, template, label) in &items {
             self.check_enrolment(*id, template, label)?;
         }
+        let Some(params) = items.first().map(|(_, t, _)| *t.params()) else {
+            return Ok(());
+        };
+        if let Some((_, other, _)) = items.iter().find(|(_, t, _)| t.params() != &params) {
+            return Err(MatcherError::GalleryParams {
+                gallery: params.version,
+                given: other.params().version,
+            });
+        }
         let t = self.tenant(tenant)?;
         let _writer = t.writer.lock().map_err(poisoned)?;
+        self.take_params(&t, &params)?;
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let part: Vec<_> = items.by_ref().take(per_commit.max(1)).collect();
             let outcome = self.enrol_part(tenant, &t, &part);
             if let Err(e) = outcome {
                 let residency = self.residency.read().clone();
-                let fresh = Self::load_tenant(&self.store, &self.params, tenant, &residency)?;
+                let fresh = Self::load_tenant(&self.store, &self.new_params, tenant, &residency)?;
                 *t.gallery.write().map_err(poisoned)? =
                     fresh.gallery.into_inner().map_err(poisoned)?;
                 return Err(e);
@@ -465,7 +514,10 @@ impl Galleries {
         t: &Tenant,
         part: &[(TemplateId, EncryptedTemplate, Vec<u8>)],
     ) -> Result<(), MatcherError> {
-        let cost = self.bytes_per_template() * part.len() as u64;
+        let cost = part
+            .iter()
+            .map(|(_, template, _)| bytes_per_template(template.params()))
+            .sum();
         self.reserve(cost)?;
         let outcome = self.enrol_part_reserved(tenant, t, part);
         if outcome.is_err() {
@@ -482,7 +534,7 @@ impl Galleries {
     ) -> Result<(), MatcherError> {
         let mut records: BTreeMap<usize, BlockRecord> = BTreeMap::new();
         let mut placed: Vec<(TemplateId, Location, &[u8])> = Vec::new();
-        {
+        let params = {
             let mut g = t.gallery.write().map_err(poisoned)?;
             for (id, template, label) in part {
                 if g.contains(*id) {
@@ -502,7 +554,8 @@ impl Galleries {
                 records.insert(loc.block, g.apply(change));
                 placed.push((*id, loc, label));
             }
-        }
+            *g.params()
+        };
         let changes: Vec<StoreChange<'_>> = placed
             .iter()
             .map(|&(id, loc, label)| StoreChange {
@@ -516,7 +569,7 @@ impl Galleries {
                 drop_from: None,
             })
             .collect();
-        self.store.commit_all(tenant, &changes)?;
+        self.store.commit_all(tenant, &params, &changes)?;
         t.gallery
             .write()
             .map_err(poisoned)?
@@ -531,7 +584,7 @@ impl Galleries {
         tenant: &str,
         id: TemplateId,
     ) -> Result<(Location, BlockCiphertext), MatcherError> {
-        self.with_block_of(tenant, id, |g| g.block_of(id))
+        self.with_block_of(tenant, id, |g| Ok(g.block_of(id)?))
     }
 
     /// Removes `id` by adding its owner's `negation` into its slot (durably), frees the
@@ -546,15 +599,17 @@ impl Galleries {
         let _writer = t.writer.lock().map_err(poisoned)?;
         let at = t.gallery.read().map_err(poisoned)?.location(id);
         self.hold_locked(tenant, &t, at.map(|l| l.block))?;
-        let change = {
+        let (change, params) = {
             let g = t.gallery.read().map_err(poisoned)?;
             if !g.contains(id) {
                 return Err(MatcherError::UnknownId(id));
             }
-            g.plan_erase(id, negation)?
+            check_params(&g, negation.params())?;
+            (g.plan_erase(id, negation)?, *g.params())
         };
         self.store.commit(
             tenant,
+            &params,
             &StoreChange {
                 block: change.location().block,
                 record: change.record(),
@@ -562,7 +617,7 @@ impl Galleries {
                 drop_from: change.drop_from(),
             },
         )?;
-        self.release(self.bytes_per_template());
+        self.release(bytes_per_template(&params));
         let block = change.location().block;
         let mut g = t.gallery.write().map_err(poisoned)?;
         g.apply(change);
@@ -589,12 +644,14 @@ impl Galleries {
             from.into_iter().chain(g.first_with_room()).collect()
         };
         self.hold_locked(tenant, &t, touched)?;
-        let planned = {
+        let (planned, params) = {
             let g = t.gallery.read().map_err(poisoned)?;
             if !g.contains(id) {
                 return Err(MatcherError::UnknownId(id));
             }
-            g.plan_move(id, negation, fresh)?
+            check_params(&g, negation.params())?;
+            check_params(&g, fresh.params())?;
+            (g.plan_move(id, negation, fresh)?, *g.params())
         };
         let Some(planned) = planned else {
             return Ok(None);
@@ -607,6 +664,7 @@ impl Galleries {
         let to = planned.fill.location();
         self.store.commit_all(
             tenant,
+            &params,
             &[
                 StoreChange {
                     block: planned.erase.location().block,
@@ -670,8 +728,11 @@ impl Galleries {
         probe: &EncryptedProbe,
         id: TemplateId,
     ) -> Result<MatchResult, MatcherError> {
-        let prepared = PreparedProbe::new(probe, &self.params)?;
-        self.with_block_of(tenant, id, |g| g.verify(&prepared, id))
+        let prepared = PreparedProbe::new(probe, probe.params())?;
+        self.with_block_of(tenant, id, |g| {
+            check_params(g, probe.params())?;
+            Ok(g.verify(&prepared, id)?)
+        })
     }
 
     pub fn identify(
@@ -690,7 +751,7 @@ impl Galleries {
                 Ok(())
             },
         )?;
-        Ok(MatchResult::new(&self.params, blocks))
+        Ok(MatchResult::new(probe.params(), blocks))
     }
 
     /// 1:N, streamed: `start` hears the number of blocks first and makes the sink's
@@ -705,15 +766,18 @@ impl Galleries {
         start: impl FnOnce(usize) -> Result<S, MatcherError>,
         mut sink: impl FnMut(&mut S, Vec<BlockResult>) -> Result<(), MatcherError>,
     ) -> Result<S, MatcherError> {
-        let prepared = PreparedProbe::new(probe, &self.params)?;
+        let prepared = PreparedProbe::new(probe, probe.params())?;
         let t = self.tenant(tenant)?;
         self.with_held(
             tenant,
             &t,
             |g| g.occupied_block_numbers(),
             |g| {
+                check_params(g, probe.params())?;
                 let mut state = start(g.occupied_blocks())?;
-                g.identify_chunks(&prepared, chunk, |part| sink(&mut state, part))?;
+                if g.block_count() > 0 {
+                    g.identify_chunks(&prepared, chunk, |part| sink(&mut state, part))?;
+                }
                 Ok(state)
             },
         )
@@ -738,13 +802,16 @@ impl Galleries {
         chunk: usize,
         sink: impl FnMut(Vec<BlockResult>) -> Result<(), MatcherError>,
     ) -> Result<(), MatcherError> {
-        let prepared = PreparedProbe::new(probe, &self.params)?;
+        let prepared = PreparedProbe::new(probe, probe.params())?;
         let t = self.tenant(tenant)?;
         self.with_held(
             tenant,
             &t,
             |_| numbers.to_vec(),
-            |g| g.identify_blocks(&prepared, numbers, chunk, sink),
+            |g| {
+                check_params(g, probe.params())?;
+                g.identify_blocks(&prepared, numbers, chunk, sink)
+            },
         )
     }
 
@@ -754,7 +821,7 @@ impl Galleries {
         &self,
         tenant: &str,
         id: TemplateId,
-        f: impl FnOnce(&Gallery) -> Result<T, crate::he::HeError>,
+        f: impl FnOnce(&Gallery) -> Result<T, MatcherError>,
     ) -> Result<T, MatcherError> {
         let t = self.tenant(tenant)?;
         self.with_held(
@@ -765,7 +832,7 @@ impl Galleries {
                 if !g.contains(id) {
                     return Err(MatcherError::UnknownId(id));
                 }
-                Ok(f(g)?)
+                f(g)
             },
         )
     }
@@ -800,6 +867,19 @@ impl Galleries {
         outcome
     }
 
+    /// Makes `t`'s gallery one of `params` if it has no block yet (the caller holds the
+    /// tenant's writer), or refuses [`MatcherError::GalleryParams`] if it has blocks of
+    /// other parameters.
+    fn take_params(&self, t: &Tenant, params: &Params) -> Result<(), MatcherError> {
+        let mut g = t.gallery.write().map_err(poisoned)?;
+        check_params(&g, params)?;
+        if g.params() != params {
+            let residency = self.residency.read().clone();
+            *g = Gallery::holding(params, residency);
+        }
+        Ok(())
+    }
+
     /// Loads the blocks `blocks` of `tenant` that are not held, a batch per write lock
     /// (the caller holds the tenant's writer), returning those it loaded.
     fn hold_locked(
@@ -829,7 +909,8 @@ impl Galleries {
     ) -> Result<(), MatcherError> {
         let missing = g.not_held(blocks);
         if !missing.is_empty() {
-            g.hold(self.store.block_records(tenant, &missing)?)?;
+            let params = *g.params();
+            g.hold(self.store.block_records(tenant, &params, &missing)?)?;
         }
         Ok(())
     }
@@ -904,13 +985,149 @@ fn bytes_per_template(p: &Params) -> u64 {
 }
 
 /// Memory of one registered tenant without templates: its maps, locks and token entry.
-fn bytes_per_tenant(_p: &Params) -> u64 {
+fn bytes_per_tenant() -> u64 {
     1024
+}
+
+/// A gallery's parameters once it has a block (before, it takes any template's).
+fn fixed_params(g: &Gallery) -> Option<Params> {
+    (g.block_count() > 0).then_some(*g.params())
+}
+
+/// [`MatcherError::GalleryParams`] unless a ciphertext of `given` parameters can be
+/// compared with (or added to) `g`: a gallery without blocks takes any.
+fn check_params(g: &Gallery, given: &Params) -> Result<(), MatcherError> {
+    match fixed_params(g) {
+        Some(p) if &p != given => Err(MatcherError::GalleryParams {
+            gallery: p.version,
+            given: given.version,
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Galleries of v1 and v2 templates in one store: each answers exactly, a template or
+    /// probe of the other version is refused with both versions named and changes
+    /// nothing, an empty gallery takes the first template's version, and all of it holds
+    /// after the store is opened again (with either `new_params`).
+    #[test]
+    fn galleries_of_v1_and_v2_live_side_by_side_and_refuse_a_mix() {
+        use crate::he::{decrypt, encrypt_probe, encrypt_template, synthetic_templates, SecretKey};
+
+        let (v1, v2) = (Params::v1(), Params::v2());
+        let (k1, k2) = (SecretKey::generate(&v1), SecretKey::generate(&v2));
+        let (t1, t2) = (
+            synthetic_templates(20, 1, &v1),
+            synthetic_templates(30, 2, &v2),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let enrolled = |g: &Galleries| {
+            for (tenant, key, ts) in [("a", &k1, &t1), ("b", &k2, &t2)] {
+                for (i, t) in ts.iter().enumerate() {
+                    let id = TemplateId(i as u64 + 1);
+                    g.enrol(tenant, id, encrypt_template(key, t), b"").unwrap();
+                }
+            }
+        };
+        let exact = |g: &Galleries| {
+            for (tenant, key, ts) in [("a", &k1, &t1), ("b", &k2, &t2)] {
+                for t in [&ts[0], &ts[ts.len() - 1]] {
+                    let (probe, ctx) = encrypt_probe(key, t);
+                    let r = g.identify(tenant, &probe).unwrap();
+                    assert_eq!(r.params(), key.params());
+                    let got = decrypt(key, &ctx, &r).unwrap();
+                    assert_eq!(got.len(), ts.len());
+                    for d in got {
+                        assert_eq!(d.distance_sq, t.distance_sq(&ts[d.id.0 as usize - 1]));
+                    }
+                    let one = decrypt(key, &ctx, &g.verify(tenant, &probe, TemplateId(2)).unwrap())
+                        .unwrap();
+                    let two = one.iter().find(|d| d.id == TemplateId(2)).unwrap();
+                    assert_eq!(two.distance_sq, t.distance_sq(&ts[1]));
+                }
+            }
+            assert_eq!(g.gallery_params("a").unwrap(), Some(v1));
+            assert_eq!(g.gallery_params("b").unwrap(), Some(v2));
+            // 20 v1 templates are 2 blocks of 15; 30 v2 templates 2 blocks of 25.
+            assert_eq!(g.occupied_blocks("a").unwrap(), vec![0, 1]);
+            assert_eq!(g.occupied_blocks("b").unwrap(), vec![0, 1]);
+        };
+        let mixed_refused = |g: &Galleries| {
+            let used = g.used_bytes();
+            let other = encrypt_template(&k2, &t2[0]);
+            let e = g
+                .enrol("a", TemplateId(99), other.clone(), b"")
+                .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    MatcherError::GalleryParams {
+                        gallery: 1,
+                        given: 2
+                    }
+                ),
+                "{e}"
+            );
+            assert!(e.to_string().contains("v1") && e.to_string().contains("v2"));
+            let e = g
+                .enrol_many("a", vec![(TemplateId(99), other.clone(), vec![])], 10)
+                .unwrap_err();
+            assert!(matches!(e, MatcherError::GalleryParams { .. }), "{e}");
+            let e = g
+                .check_enrolment_into("a", TemplateId(99), &other, b"")
+                .unwrap_err();
+            assert!(matches!(e, MatcherError::GalleryParams { .. }), "{e}");
+            let (probe, _) = encrypt_probe(&k1, &t1[0]);
+            let e = g.identify("b", &probe).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    MatcherError::GalleryParams {
+                        gallery: 2,
+                        given: 1
+                    }
+                ),
+                "{e}"
+            );
+            let e = g.verify("b", &probe, TemplateId(1)).unwrap_err();
+            assert!(matches!(e, MatcherError::GalleryParams { .. }), "{e}");
+            let e = g
+                .identify_blocks("b", &probe, &[0], 1, |_| Ok(()))
+                .unwrap_err();
+            assert!(matches!(e, MatcherError::GalleryParams { .. }), "{e}");
+            assert_eq!((g.len("a").unwrap(), g.len("b").unwrap()), (20, 30));
+            assert_eq!(g.used_bytes(), used, "nothing charged");
+        };
+
+        let g = Galleries::open(dir.path(), &v2, 100).unwrap();
+        // An empty gallery: any known version's probe finds nobody, in its own parameters.
+        for (key, t) in [(&k1, &t1[0]), (&k2, &t2[0])] {
+            let (probe, ctx) = encrypt_probe(key, t);
+            let r = g.identify("a", &probe).unwrap();
+            assert_eq!(r.params(), key.params());
+            assert!(decrypt(key, &ctx, &r).unwrap().is_empty());
+        }
+        assert_eq!(g.gallery_params("a").unwrap(), None);
+        enrolled(&g);
+        exact(&g);
+        mixed_refused(&g);
+        let used = g.used_bytes();
+        assert_eq!(
+            used,
+            20 * bytes_per_template(&v1) + 30 * bytes_per_template(&v2)
+        );
+        drop(g);
+        for new_params in [v1, v2] {
+            let g = Galleries::open(dir.path(), &new_params, 100).unwrap();
+            assert_eq!(g.used_bytes(), used);
+            exact(&g);
+            mixed_refused(&g);
+        }
+    }
 
     /// A gallery holding one block in four (a cluster node's shards): whatever needs a
     /// block it does not hold loads it from the store first, every answer decrypts

@@ -555,6 +555,14 @@ fn map_error(
         (codes::GALLERY_FULL, _) => MatcherError::GalleryFull {
             max: parsed.and_then(|b| b.max).unwrap_or(0) as usize,
         },
+        (codes::GALLERY_PARAMS, _) => match parsed.map(|b| (b.gallery_params, b.given_params)) {
+            Some((Some(gallery), Some(given))) => MatcherError::GalleryParams { gallery, given },
+            _ => MatcherError::Remote {
+                url: url.to_string(),
+                status,
+                message,
+            },
+        },
         (codes::TENANT_QUOTA, _) => MatcherError::TenantQuota {
             max_bytes: parsed.and_then(|b| b.max).unwrap_or(0),
         },

@@ -57,8 +57,10 @@ impl Machine for StateMachine {
     }
 }
 
-fn template(bytes: &[u8], s: &ServerState) -> Result<EncryptedTemplate, ApiError> {
-    Ok(EncryptedTemplate::from_bytes(bytes, s.galleries.params())?)
+/// A template an op carries: of any parameters this build knows (its gallery checks
+/// they are its own).
+fn template(bytes: &[u8]) -> Result<EncryptedTemplate, ApiError> {
+    Ok(EncryptedTemplate::from_bytes_known(bytes)?)
 }
 
 /// Carries `op` out on this node's state. Deterministic (see the module doc).
@@ -103,7 +105,7 @@ pub fn apply(s: &ServerState, op: Op) -> Result<Outcome, ApiError> {
             template: t,
             label,
         } => {
-            let t = template(&t, s)?;
+            let t = template(&t)?;
             s.galleries.enrol(&tenant, TemplateId(id), t, &label)?;
             Ok(Outcome::Done)
         }
@@ -112,7 +114,7 @@ pub fn apply(s: &ServerState, op: Op) -> Result<Outcome, ApiError> {
             id,
             negation,
         } => {
-            let negation = template(&negation, s)?;
+            let negation = template(&negation)?;
             s.galleries.erase(&tenant, TemplateId(id), &negation)?;
             Ok(Outcome::Done)
         }
@@ -122,8 +124,8 @@ pub fn apply(s: &ServerState, op: Op) -> Result<Outcome, ApiError> {
             negation,
             fresh,
         } => {
-            let negation = template(&negation, s)?;
-            let fresh = template(&fresh, s)?;
+            let negation = template(&negation)?;
+            let fresh = template(&fresh)?;
             Ok(Outcome::Moved(s.galleries.relocate(
                 &tenant,
                 TemplateId(id),
@@ -144,12 +146,9 @@ pub fn precheck(s: &ServerState, op: &Op) -> Result<(), ApiError> {
             id,
             template: t,
             label,
-        } => Ok(s.galleries.check_enrolment_into(
-            tenant,
-            TemplateId(*id),
-            &template(t, s)?,
-            label,
-        )?),
+        } => Ok(s
+            .galleries
+            .check_enrolment_into(tenant, TemplateId(*id), &template(t)?, label)?),
         Op::Erase { tenant, id, .. } | Op::Relocate { tenant, id, .. } => {
             Ok(s.galleries.check_known(tenant, TemplateId(*id))?)
         }

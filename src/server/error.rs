@@ -25,6 +25,8 @@ pub struct ApiError {
     /// Nothing was done and another cluster node may do it: sent as
     /// [`crate::matcher::api::RETRY_ELSEWHERE`].
     pub elsewhere: bool,
+    /// `gallery_params`: the gallery's parameter version and the request's.
+    pub params: Option<(u16, u16)>,
 }
 
 /// The `code` of an error reply, for the metrics middleware.
@@ -41,6 +43,7 @@ impl ApiError {
             max: None,
             retry_after: None,
             elsewhere: false,
+            params: None,
         }
     }
 
@@ -115,7 +118,8 @@ impl From<MatcherError> for ApiError {
             MatcherError::UnknownId(_) => StatusCode::NOT_FOUND,
             MatcherError::DuplicateId(_)
             | MatcherError::GalleryFull { .. }
-            | MatcherError::TenantQuota { .. } => StatusCode::CONFLICT,
+            | MatcherError::TenantQuota { .. }
+            | MatcherError::GalleryParams { .. } => StatusCode::CONFLICT,
             MatcherError::MemoryBudget { .. } => StatusCode::INSUFFICIENT_STORAGE,
             MatcherError::LabelTooLarge { .. } | MatcherError::Crypto(HeError::TooLarge { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -139,6 +143,10 @@ impl From<MatcherError> for ApiError {
             MatcherError::MemoryBudget { budget } => Some(*budget),
             _ => None,
         };
+        let params = match &e {
+            MatcherError::GalleryParams { gallery, given } => Some((*gallery, *given)),
+            _ => None,
+        };
         ApiError {
             status,
             code: e.code(),
@@ -147,6 +155,7 @@ impl From<MatcherError> for ApiError {
             max,
             retry_after: None,
             elsewhere: false,
+            params,
         }
     }
 }
@@ -176,6 +185,8 @@ impl IntoResponse for ApiError {
             id: self.id,
             max: self.max,
             retry_after: self.retry_after,
+            gallery_params: self.params.map(|p| p.0),
+            given_params: self.params.map(|p| p.1),
         };
         let mut resp = match self.retry_after {
             Some(s) => (

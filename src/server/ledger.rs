@@ -588,7 +588,7 @@ pub fn open_cache(
     use crate::matcher::{Galleries, Store, STORE_FILE};
     let file = data.join(STORE_FILE);
     if file.exists() {
-        let store = Store::open_with(data, params)?;
+        let store = Store::open(data)?;
         match store.cluster_id()? {
             Some(mine) if mine == id => {}
             Some(other) => {

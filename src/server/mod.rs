@@ -158,7 +158,8 @@ pub fn run(config: ServerConfig) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let params = crate::he::Params::v1();
+        // A tenant's gallery takes the parameters of its first template (`Galleries`).
+        let params = crate::he::Params::current();
         // On a cluster: this node, the cluster's id and its settings.
         let (galleries, joined) = match &config.cluster {
             None => (Galleries::open_with(&config.data, &params, config.quotas)?, None),
@@ -252,7 +253,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
             tenants = galleries.tenant_count(),
             templates = galleries.template_count(),
             max_templates = config.quotas.max_templates,
-            bytes_per_template = galleries.bytes_per_template(),
+            bytes_per_template = Galleries::bytes_per_template(galleries.new_params()),
             memory_used = galleries.used_bytes(),
             memory_budget = config.quotas.memory_budget,
             registration = ?config.registration,

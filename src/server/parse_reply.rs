@@ -63,6 +63,8 @@ fn replacement(head: &[u8]) -> Option<Vec<u8>> {
         id: None,
         max: None,
         retry_after: None,
+        gallery_params: None,
+        given_params: None,
     })
     .ok()?;
     let mut out = format!(

@@ -175,7 +175,7 @@ async fn enrol(
             "expected JSON {{\"id\": integer, \"template\": base64, \"label\": base64}}: {e}"
         ))
     })?;
-    let template = template_field("template", &req.template, &s)?;
+    let template = template_field("template", &req.template)?;
     let label = B64
         .decode(req.label.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("label is not valid base64: {e}")))?;
@@ -245,12 +245,13 @@ async fn removal_block(
 }
 
 /// An encrypted template sent as the base64 JSON field `what`: its bytes, checked to
-/// parse (the op carries the bytes; `changes::apply` parses them again).
-fn template_field(what: &str, text: &str, s: &ServerState) -> Result<Vec<u8>, ApiError> {
+/// parse with parameters this build knows (the op carries the bytes; `changes::apply`
+/// parses them again, and the gallery checks they are its own).
+fn template_field(what: &str, text: &str) -> Result<Vec<u8>, ApiError> {
     let bytes = B64
         .decode(text.as_bytes())
         .map_err(|e| ApiError::bad_request(format!("{what} is not valid base64: {e}")))?;
-    EncryptedTemplate::from_bytes(&bytes, s.galleries.params())?;
+    EncryptedTemplate::from_bytes_known(&bytes)?;
     Ok(bytes)
 }
 
@@ -263,7 +264,7 @@ async fn erase(
     let req: EraseRequest = serde_json::from_slice(&b).map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"negation\": base64}}: {e}"))
     })?;
-    let negation = template_field("negation", &req.negation, &s)?;
+    let negation = template_field("negation", &req.negation)?;
     let op = Op::Erase {
         tenant,
         id: id.0,
@@ -287,8 +288,8 @@ async fn relocate(
             "expected JSON {{\"negation\": base64, \"template\": base64}}: {e}"
         ))
     })?;
-    let negation = template_field("negation", &req.negation, &s)?;
-    let fresh = template_field("template", &req.template, &s)?;
+    let negation = template_field("negation", &req.negation)?;
+    let fresh = template_field("template", &req.template)?;
     let op = Op::Relocate {
         tenant,
         id: id.0,
@@ -301,8 +302,9 @@ async fn relocate(
     }
 }
 
-fn parse_probe(s: &ServerState, b: &[u8]) -> Result<EncryptedProbe, ApiError> {
-    Ok(EncryptedProbe::from_bytes(b, s.galleries.params())?)
+/// A probe of any parameters this build knows (the gallery checks they are its own).
+fn parse_probe(b: &[u8]) -> Result<EncryptedProbe, ApiError> {
+    Ok(EncryptedProbe::from_bytes_known(b)?)
 }
 
 async fn verify(
@@ -317,7 +319,7 @@ async fn verify(
     let slot = s.limits.matching.enter().await?;
     let r = blocking(move || {
         let _slots = (slot, tenant_slot);
-        let probe = parse_probe(&s, &b)?;
+        let probe = parse_probe(&b)?;
         let result = s.galleries.verify(&tenant, &probe, id)?;
         s.metrics.matched(1);
         Ok(result_bytes(result))
@@ -355,11 +357,7 @@ async fn identify(
     // the connection's write deadline (`stall`).
     let tenant_slot = s.limits.per_tenant.take(&tenant)?;
     let slot = s.limits.matching.enter().await?;
-    let probe = blocking({
-        let s = s.clone();
-        move || parse_probe(&s, &b)
-    })
-    .await?;
+    let probe = blocking(move || parse_probe(&b)).await?;
     // The matching thread computes a chunk of blocks at a time and hands each, encoded,
     // to the response body through a small bounded channel: at most a few chunks are in
     // memory, and a client that stops reading stops the computation.
@@ -375,7 +373,7 @@ async fn identify(
         // queued for the write lock and an identify holding the slot behind it. So a
         // paused identify computes at its client's reading pace.
         let mut slot = Some(slot);
-        let params = *s.galleries.params();
+        let params = *probe.params();
         let mut first = Some(first_tx);
         let outcome = s.galleries.identify_chunks(
             &tenant,

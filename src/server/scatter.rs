@@ -137,7 +137,7 @@ fn share(
     let (tx, rx) = mpsc::channel(2);
     let state = s.clone();
     let work = blocking(move || {
-        let probe = EncryptedProbe::from_bytes(&probe, state.galleries.params())?;
+        let probe = EncryptedProbe::from_bytes_known(&probe)?;
         state
             .galleries
             .identify_blocks(&tenant, &probe, &blocks, BLOCKS_PER_MESSAGE, |part| {
@@ -187,7 +187,7 @@ async fn fetch_shard(
             local_share(&s, &tenant, &probe, rest, &tx, &mut sent).await
         } else {
             remote_share(
-                &s, &node, holder, &tenant, position, &probe, rest, &tx, &mut sent,
+                &node, holder, &tenant, position, &probe, rest, &tx, &mut sent,
             )
             .await
         };
@@ -241,7 +241,6 @@ async fn local_share(
 
 #[allow(clippy::too_many_arguments)]
 async fn remote_share(
-    s: &Arc<ServerState>,
     node: &Node,
     holder: u64,
     tenant: &str,
@@ -268,7 +267,9 @@ async fn remote_share(
         .publish_with_reply(match_subject(holder), inbox, payload.into())
         .await
         .map_err(|e| e.to_string())?;
-    let params = *s.galleries.params();
+    // The probe was parsed before it was sent out: its header names known parameters.
+    let params = crate::he::wire::known_params(crate::he::wire::Kind::Probe, probe)
+        .map_err(|e| e.to_string())?;
     let mut got = 0usize;
     loop {
         let msg = match tokio::time::timeout(SHARD_IDLE, answers.next()).await {
@@ -348,16 +349,10 @@ pub async fn identify(
     // (a node answering another's request takes none: the asker's slot bounds it).
     let tenant_slot = s.limits.per_tenant.take(&tenant)?;
     let matching_slot = s.limits.matching.enter().await?;
-    let params = *s.galleries.params();
     let checked = probe.clone();
-    let state = s.clone();
-    blocking(move || {
-        Ok(EncryptedProbe::from_bytes(
-            &checked,
-            state.galleries.params(),
-        )?)
-    })
-    .await?;
+    let params =
+        blocking(move || Ok(*EncryptedProbe::from_bytes_known(&checked)?.params())).await?;
+    s.galleries.check_params(&tenant, &params)?;
     let position = node.applied();
     let occupied = s.galleries.occupied_blocks(&tenant)?;
     let membership = node.membership();

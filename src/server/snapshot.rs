@@ -181,7 +181,7 @@ async fn take(
             Ok(position)
         })?;
         let paused_ms = started.elapsed().as_millis() as u64;
-        let mut clean = Store::open_with(&to, state.galleries.params())?;
+        let mut clean = Store::open(&to)?;
         clean.compact()?;
         drop(clean);
         Ok((position, paused_ms))

@@ -127,6 +127,7 @@ impl ClientThread {
                 self.send(Event::Key(KeyInfo {
                     fingerprint: Some(opened.key.fingerprint()),
                     created: opened.origin == KeyOrigin::Created,
+                    params: *opened.key.params(),
                 }));
                 self.spare_key = Some(opened.key);
                 self.connect(Access::default());
@@ -136,6 +137,7 @@ impl ClientThread {
                 self.send(Event::Key(KeyInfo {
                     fingerprint: None,
                     created: false,
+                    params: Params::current(),
                 }));
                 self.send(Event::Connection(Connection::Failed(
                     AppError::KeyUnusable(e.to_string()).to_string(),
@@ -367,7 +369,7 @@ impl ClientThread {
                 Err(e) => self.fail(Operation::Key, e),
             },
             Command::GenerateKey => {
-                let key = SecretKey::generate(&Params::v1());
+                let key = SecretKey::generate(&Params::current());
                 let fingerprint = key.fingerprint();
                 self.candidate = Some(key);
                 self.send(Event::KeyCandidate {
@@ -443,12 +445,14 @@ impl ClientThread {
             return;
         }
         let fingerprint = key.fingerprint();
+        let params = *key.params();
         drop(self.take_key());
         self.key_problem = None;
         self.spare_key = Some(key);
         self.send(Event::Key(KeyInfo {
             fingerprint: Some(fingerprint.clone()),
             created: false,
+            params,
         }));
         let mut text = format!("Now using key {fingerprint}.");
         if let Some(aside) = moved {

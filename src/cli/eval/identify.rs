@@ -24,7 +24,7 @@ use blindface::client::Client;
 use blindface::eval::{
     identification_rates, scan_labelled_folder, split_roles, IdentificationRates, Role, Search,
 };
-use blindface::he::{SecretKey, Template, TemplateId, Threshold};
+use blindface::he::{SecretKey, Template, TemplateId};
 use blindface::matcher::BuiltinMatcher;
 
 use super::embed::{self, Settings};
@@ -65,7 +65,7 @@ pub fn identify(globals: &Globals, dir: &Path, settings: &Settings) -> Result<()
     // A fresh key for this run; everything is quantised and decided on its parameters.
     let key = SecretKey::generate(&settings.params);
     let params = *key.params();
-    let threshold = Threshold::new(globals.threshold, &params);
+    let (threshold, _) = globals.threshold.resolve(&params)?;
     let images = scan_labelled_folder(dir)?;
     let files: Vec<_> = images
         .iter()

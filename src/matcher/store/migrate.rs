@@ -4,7 +4,8 @@
 //! exactly as enrolment would, and the old table is dropped. Schema 2 (the same tables,
 //! records without checksums): every block record and slot row is rewritten with its
 //! checksum (format-1 block bodies are rounded as they are). A corrupt record refuses
-//! the whole store, unchanged.
+//! the whole store, unchanged. Both schemas predate parameter versions: every template
+//! and block in them is of parameters v1.
 
 use redb::{ReadableTable, TableDefinition};
 
@@ -19,10 +20,8 @@ const LEGACY_TEMPLATES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 /// Packs schema 1's per-template ciphertexts into blocks (per tenant, in id order, as
 /// enrolment would) and drops the old table. `Err(text)` refuses the store unchanged.
 #[allow(clippy::result_large_err)]
-pub(super) fn migrate_v1(
-    txn: &redb::WriteTransaction,
-    params: &Params,
-) -> Result<Result<(), String>, redb::Error> {
+pub(super) fn migrate_v1(txn: &redb::WriteTransaction) -> Result<Result<(), String>, redb::Error> {
+    let params = &Params::v1();
     let legacy = txn.open_table(LEGACY_TEMPLATES)?;
     let mut rows: Vec<(String, u64, Vec<u8>)> = Vec::new();
     for row in legacy.iter()? {
@@ -86,10 +85,8 @@ pub(super) fn migrate_v1(
 /// so a large store is never held in memory at once). `Err(text)` refuses the store
 /// unchanged.
 #[allow(clippy::result_large_err)]
-pub(super) fn migrate_v2(
-    txn: &redb::WriteTransaction,
-    params: &Params,
-) -> Result<Result<(), String>, redb::Error> {
+pub(super) fn migrate_v2(txn: &redb::WriteTransaction) -> Result<Result<(), String>, redb::Error> {
+    let params = &Params::v1();
     let mut blocks = txn.open_table(BLOCKS)?;
     let mut keys: Vec<(String, u64)> = Vec::new();
     for row in blocks.iter()? {
@@ -106,7 +103,7 @@ pub(super) fn migrate_v2(
         for row in blocks.range((tenant.as_str(), base)..=(tenant.as_str(), base | 0xff))? {
             bytes.extend_from_slice(row?.1.value());
         }
-        let Some(record) = decode_legacy(&bytes, params) else {
+        let Some(record) = decode_legacy(&bytes) else {
             return Ok(Err(format!(
                 "block {block} of {tenant} is corrupt; nothing was migrated"
             )));
@@ -225,6 +222,109 @@ mod tests {
         assert_eq!(store.block_count("a").unwrap(), 2);
         let txn = store.db.begin_read().unwrap();
         assert!(txn.open_table(LEGACY_TEMPLATES).is_err());
+    }
+
+    /// Builds before parameter versions wrote block records without one (format 3): such
+    /// a store is read as parameters v1, answers exactly next to a v2 gallery, and a block
+    /// changed since is written in format 4, naming v1.
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn format_3_records_are_read_as_v1_next_to_a_v2_gallery() {
+        use crate::matcher::store::record::{decode_record, encode_record_v3, record_version};
+        use crate::matcher::Galleries;
+
+        let (v1, v2) = (Params::v1(), Params::v2());
+        let (k1, k2) = (SecretKey::generate(&v1), SecretKey::generate(&v2));
+        let (t1, t2) = (
+            synthetic_templates(16, 8, &v1),
+            synthetic_templates(3, 9, &v2),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let g = Galleries::open(dir.path(), &v1, 100).unwrap();
+            for (i, t) in t1.iter().enumerate() {
+                g.enrol(
+                    "old",
+                    TemplateId(i as u64 + 1),
+                    encrypt_template(&k1, t),
+                    b"",
+                )
+                .unwrap();
+            }
+            // Rewritten as an older build wrote them.
+            let store = g.store();
+            let records = store.block_records("old", &v1, &[0, 1]).unwrap();
+            store
+                .write(|txn| {
+                    let mut blocks = txn.open_table(BLOCKS)?;
+                    for (b, r) in &records {
+                        put_record(&mut blocks, "old", *b, &encode_record_v3(r, "old", *b))?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let first_version = |dir: &Path, block: u64| {
+            let store = Store::open(dir).unwrap();
+            let txn = store.db.begin_read().unwrap();
+            let table = txn.open_table(BLOCKS).unwrap();
+            let row = table.get(("old", block << PART_BITS)).unwrap().unwrap();
+            (row.value()[0], record_version(row.value()))
+        };
+        assert_eq!(first_version(dir.path(), 0), (3, Some(1)));
+        let g = Galleries::open(dir.path(), &v2, 100).unwrap();
+        assert_eq!(g.gallery_params("old").unwrap(), Some(v1));
+        for (i, t) in t2.iter().enumerate() {
+            g.enrol(
+                "new",
+                TemplateId(i as u64 + 1),
+                encrypt_template(&k2, t),
+                b"",
+            )
+            .unwrap();
+        }
+        let exact = |g: &Galleries, removed: Option<usize>| {
+            for (tenant, key, ts) in [("old", &k1, &t1), ("new", &k2, &t2)] {
+                let (probe, ctx) = encrypt_probe(key, &ts[0]);
+                let got = decrypt(key, &ctx, &g.identify(tenant, &probe).unwrap()).unwrap();
+                let skip = if tenant == "old" { removed } else { None };
+                assert_eq!(got.len(), ts.len() - skip.is_some() as usize);
+                for d in got {
+                    let i = d.id.0 as usize - 1;
+                    assert_ne!(Some(i), skip);
+                    assert_eq!(d.distance_sq, ts[0].distance_sq(&ts[i]), "{tenant} {i}");
+                }
+            }
+        };
+        exact(&g, None);
+        // A removal in block 0 rewrites it (format 4, v1); block 1 stays format 3.
+        let id = TemplateId(2);
+        let (loc, block) = g.block_of("old", id).unwrap();
+        assert_eq!(loc.block, 0);
+        g.erase(
+            "old",
+            id,
+            &crate::he::erasure(&k1, &block, loc.slot).unwrap(),
+        )
+        .unwrap();
+        exact(&g, Some(1));
+        drop(g);
+        assert_eq!(first_version(dir.path(), 0), (4, Some(1)));
+        assert_eq!(first_version(dir.path(), 1), (3, Some(1)));
+        let g = Galleries::open(dir.path(), &v2, 100).unwrap();
+        exact(&g, Some(1));
+        let store = g.store();
+        let (params, _) = store
+            .read(|txn| {
+                let table = txn.open_table(BLOCKS)?;
+                let mut bytes = Vec::new();
+                for row in table.range(("old", 0u64)..=("old", 0xff))? {
+                    bytes.extend_from_slice(row?.1.value());
+                }
+                Ok(decode_record(&bytes, "old", 0).unwrap())
+            })
+            .unwrap();
+        assert_eq!(params, v1);
     }
 
     #[test]

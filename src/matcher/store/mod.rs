@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use self::record::{
-    decode_record, encode_record, encode_slot, put_record, split_slot, PART_BITS, PART_BYTES,
-    PART_MASK,
+    decode_record, encode_record, encode_slot, put_record, record_version, split_slot, PART_BITS,
+    PART_BYTES, PART_MASK,
 };
 use self::tables::{BLOCKS, CLUSTER_ID, LOG_POSITION, META, SCHEMA, SLOTS, TENANTS};
 use super::error::{MatcherError, StoredRecord};
@@ -142,7 +142,6 @@ pub const CACHE_SYNC_EVERY: u64 = 1024;
 pub struct Store {
     db: Database,
     path: PathBuf,
-    params: Params,
     /// The log position the next write transaction records in `meta_v1` (cluster nodes
     /// only: their one writer, the log follower, arms it before applying a change).
     armed_position: parking_lot::Mutex<Option<u64>>,
@@ -160,16 +159,12 @@ impl std::fmt::Debug for Store {
 // redb::Error is large; it only lives inside write closures and is converted at once.
 #[allow(clippy::result_large_err)]
 impl Store {
-    /// Opens (or creates, or migrates) the store in `dir` for this build's parameters.
-    pub fn open(dir: &Path) -> Result<Store, MatcherError> {
-        Self::open_with(dir, &Params::v1())
-    }
-
     /// Opens (or creates, or migrates) the store in `dir`, creating the directory if
     /// needed. A new store is created only where no file exists; a file that is not a
     /// valid blindface store (empty, truncated, overwritten, another redb file) is
-    /// refused ([`MatcherError::NotAStore`]) and left as it was.
-    pub fn open_with(dir: &Path, params: &Params) -> Result<Store, MatcherError> {
+    /// refused ([`MatcherError::NotAStore`]) and left as it was. The store holds galleries
+    /// of any parameters this build knows, each block naming its own.
+    pub fn open(dir: &Path) -> Result<Store, MatcherError> {
         let path = dir.join(STORE_FILE);
         let shown = path.display().to_string();
         let err = |detail: String| MatcherError::Store {
@@ -179,16 +174,13 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create directory: {e}")))?;
         match std::fs::metadata(&path) {
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Self::create_new(dir, &path, params)?
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create_new(dir, &path)?,
             Err(e) => return Err(err(e.to_string())),
         }
         let db = Self::open_existing(&path)?;
         let store = Store {
             db,
             path,
-            params: *params,
             armed_position: parking_lot::Mutex::new(None),
             unsynced: Default::default(),
             cache: Default::default(),
@@ -200,7 +192,7 @@ impl Store {
     /// Creates a new, empty store at `path`: built under a temporary name and renamed
     /// into place once its tables exist, so that a crash never leaves a file at `path`
     /// that is not a whole store.
-    fn create_new(dir: &Path, path: &Path, params: &Params) -> Result<(), MatcherError> {
+    fn create_new(dir: &Path, path: &Path) -> Result<(), MatcherError> {
         let building = dir.join(format!("{STORE_FILE}.new"));
         let err = |detail: String| MatcherError::Store {
             path: building.display().to_string(),
@@ -222,7 +214,6 @@ impl Store {
         let store = Store {
             db,
             path: building.clone(),
-            params: *params,
             armed_position: parking_lot::Mutex::new(None),
             unsynced: Default::default(),
             cache: Default::default(),
@@ -320,7 +311,6 @@ impl Store {
     }
 
     fn upgrade_in(&self, txn: &redb::WriteTransaction) -> Result<Result<(), String>, redb::Error> {
-        let params = self.params;
         {
             txn.open_table(BLOCKS)?;
             txn.open_table(SLOTS)?;
@@ -337,8 +327,8 @@ impl Store {
                 }
             }
             let migrated = match schema {
-                Some(1) => migrate::migrate_v1(txn, &params)?,
-                Some(2) => migrate::migrate_v2(txn, &params)?,
+                Some(1) => migrate::migrate_v1(txn)?,
+                Some(2) => migrate::migrate_v2(txn)?,
                 _ => Ok(()),
             };
             if let Err(e) = migrated {
@@ -572,15 +562,44 @@ impl Store {
         Ok(n)
     }
 
-    /// Hands `tenant`'s block records to `f` in batches of up to `batch`, in block order
+    /// The parameters `tenant`'s gallery was made with, as its first block's record names
+    /// them (`None`: the tenant has no block). Every other block is checked against them
+    /// as it is read ([`Store::for_each_block_batch`], [`Store::block_records`]).
+    pub fn gallery_params(&self, tenant: &str) -> Result<Option<Params>, MatcherError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
+        let mut rows = table
+            .range((tenant, 0u64)..=(tenant, u64::MAX))
+            .map_err(|e| self.error(e))?;
+        let Some(row) = rows.next() else {
+            return Ok(None);
+        };
+        let (k, v) = row.map_err(|e| self.error(e))?;
+        let block = k.value().1 >> PART_BITS;
+        let damaged = || self.damaged(tenant, StoredRecord::Block(block));
+        let version = record_version(v.value()).ok_or_else(damaged)?;
+        match Params::of_version(version) {
+            Some(p) => Ok(Some(p)),
+            None => {
+                Err(self.error(format!(
+                "block {block} of tenant {tenant:?} was made with template parameters v{version}, \
+                 which this build does not know (it reads {}); upgrade blindface",
+                Params::known().map(|p| format!("v{}", p.version)).join(", ")
+            )))
+            }
+        }
+    }
+
+    /// Hands `tenant`'s block records, all of `params` (a record of other parameters is
+    /// [`MatcherError::StoreDamaged`]), to `f` in batches of up to `batch`, in block order
     /// (so a large gallery is never held twice in memory at open).
     pub fn for_each_block_batch(
         &self,
         tenant: &str,
+        params: &Params,
         batch: usize,
         mut f: impl FnMut(Vec<(usize, BlockRecord)>) -> Result<(), MatcherError>,
     ) -> Result<(), MatcherError> {
-        let params = self.params;
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(BLOCKS).map_err(|e| self.error(e))?;
         let mut part = Vec::with_capacity(batch);
@@ -590,8 +609,10 @@ impl Store {
                           part: &mut Vec<(usize, BlockRecord)>|
          -> Result<(), MatcherError> {
             if let Some((block, bytes)) = current {
-                let record = decode_record(&bytes, tenant, block as usize, &params)
-                    .ok_or_else(|| self.damaged(tenant, StoredRecord::Block(block)))?;
+                let record = decode_record(&bytes, tenant, block as usize)
+                    .filter(|(p, _)| p == params)
+                    .ok_or_else(|| self.damaged(tenant, StoredRecord::Block(block)))?
+                    .1;
                 part.push((block as usize, record));
                 if part.len() == batch {
                     f(std::mem::replace(part, Vec::with_capacity(batch)))?;
@@ -626,10 +647,12 @@ impl Store {
 
     /// The records of `tenant`'s blocks `numbers`, in the order given, from one read
     /// transaction (a cluster node taking a shard, or loading a block it does not hold for
-    /// one request). A block without a record is [`MatcherError::StoreDamaged`].
+    /// one request). A block without a record, or of other parameters than `params`, is
+    /// [`MatcherError::StoreDamaged`].
     pub fn block_records(
         &self,
         tenant: &str,
+        params: &Params,
         numbers: &[usize],
     ) -> Result<Vec<(usize, BlockRecord)>, MatcherError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
@@ -653,7 +676,10 @@ impl Store {
             if bytes.is_empty() {
                 return Err(damaged());
             }
-            let record = decode_record(&bytes, tenant, b, &self.params).ok_or_else(damaged)?;
+            let record = decode_record(&bytes, tenant, b)
+                .filter(|(p, _)| p == params)
+                .ok_or_else(damaged)?
+                .1;
             out.push((b, record));
         }
         Ok(out)
@@ -730,9 +756,15 @@ impl Store {
         Ok(valid)
     }
 
-    /// Makes one gallery change durable: the block's record and the slot row.
-    pub fn commit(&self, tenant: &str, change: &StoreChange<'_>) -> Result<(), MatcherError> {
-        self.commit_all(tenant, std::slice::from_ref(change))
+    /// Makes one gallery change durable: the block's record (of `params`, the gallery's)
+    /// and the slot row.
+    pub fn commit(
+        &self,
+        tenant: &str,
+        params: &Params,
+        change: &StoreChange<'_>,
+    ) -> Result<(), MatcherError> {
+        self.commit_all(tenant, params, std::slice::from_ref(change))
     }
 
     /// Makes several changes durable in one transaction (bulk enrolment, a move); a block
@@ -741,6 +773,7 @@ impl Store {
     pub fn commit_all(
         &self,
         tenant: &str,
+        params: &Params,
         changes: &[StoreChange<'_>],
     ) -> Result<(), MatcherError> {
         // Only each block's last change is written: find it in one pass from the end.
@@ -751,7 +784,7 @@ impl Store {
             .map(|c| {
                 written
                     .insert(c.block)
-                    .then(|| encode_record(c.record, tenant, c.block, &self.params))
+                    .then(|| encode_record(c.record, tenant, c.block, params))
             })
             .collect();
         encoded.reverse();
@@ -813,7 +846,6 @@ impl Store {
         // Every record's checksum covers its tenant: each is verified under `from` and
         // written again under `to`. A damaged one refuses the whole move (nothing changes:
         // the transaction is not committed).
-        let params = self.params;
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         let moved = (|| {
             let mut blocks = txn.open_table(BLOCKS)?;
@@ -829,7 +861,7 @@ impl Store {
                     bytes.extend_from_slice(&rows[i].1);
                     i += 1;
                 }
-                let Some(record) = decode_record(&bytes, from, block as usize, &params) else {
+                let Some((params, record)) = decode_record(&bytes, from, block as usize) else {
                     return Ok(Err(self.damaged(from, StoredRecord::Block(block))));
                 };
                 put_record(

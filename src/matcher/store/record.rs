@@ -1,10 +1,15 @@
 //! The byte layout of what the store keeps per block and per template: a block's
-//! [`BlockRecord`] (format 3: `u8 format || N x 44-bit summed body (two in 11 bytes) ||
-//! u8 has_base || [N x u64 base mask] || u32 seed count || seeds x (u128 seed, u16
-//! shift) || checksum`, little-endian; formats 2 (the same without checksum) and 1 (a
-//! 64-bit body, u32 shifts) are read by the migration only), written as parts of one redb
-//! page each, and a template's slot row (`u64 block || u8 slot || encrypted label ||
-//! checksum`; schema 2's rows had no checksum).
+//! [`BlockRecord`] (format 4: `u8 format || u16 parameter version || N x 44-bit summed
+//! body (two in 11 bytes) || u8 has_base || [N x u64 base mask] || u32 seed count ||
+//! seeds x (u128 seed, u16 shift) || checksum`, little-endian; format 3 is the same
+//! without the version, and its blocks are of parameters v1, the only ones builds before
+//! format 4 made; formats 2 (format 3 without checksum) and 1 (a 64-bit body, u32 shifts)
+//! are read by the migration only), written as parts of one redb page each, and a
+//! template's slot row (`u64 block || u8 slot || encrypted label || checksum`; schema 2's
+//! rows had no checksum).
+//!
+//! Invariant: a block record names the parameters it was made with, so a gallery's
+//! version is read from its blocks and never assumed from the build.
 //!
 //! A checksum is the first 8 bytes of the SHA-256 of a domain tag, the record's key
 //! (tenant and block number, or tenant and id) and its bytes: a flipped byte, a record
@@ -16,8 +21,11 @@ use sha2::{Digest, Sha256};
 
 use crate::he::{round_body, BlockRecord, Location, MaskSeed, Params};
 
-/// Block records written by this build: 44-bit bodies, 16-bit shifts, a checksum.
-const RECORD_FORMAT: u8 = 3;
+/// Block records written by this build: the parameter version, 44-bit bodies, 16-bit
+/// shifts, a checksum.
+const RECORD_FORMAT: u8 = 4;
+/// Block records without a parameter version (parameters v1), still read.
+const RECORD_FORMAT_V3: u8 = 3;
 /// Block records of schema 2 (no checksum; read by the migration only).
 const RECORD_FORMAT_V2: u8 = 2;
 /// Block records of the first block layout (read, rounded and rewritten by the migration).
@@ -142,7 +150,7 @@ fn packed_body_len(n: usize) -> usize {
     n / 2 * 11
 }
 
-/// Block `block` of `tenant` as a record in this build's format (3).
+/// Block `block` of `tenant`, made with `params`, as a record in this build's format (4).
 pub(super) fn encode_record(
     r: &BlockRecord,
     tenant: &str,
@@ -151,7 +159,7 @@ pub(super) fn encode_record(
 ) -> Vec<u8> {
     let n = r.body.len();
     let mut out = Vec::with_capacity(
-        1 + packed_body_len(n)
+        3 + packed_body_len(n)
             + 1
             + r.base_mask.as_ref().map_or(0, |m| 8 * m.len())
             + 4
@@ -159,6 +167,7 @@ pub(super) fn encode_record(
             + CHECKSUM_BYTES,
     );
     out.push(RECORD_FORMAT);
+    out.extend_from_slice(&params.version.to_le_bytes());
     pack_body(&r.body, params, &mut out);
     match &r.base_mask {
         Some(m) => {
@@ -179,31 +188,57 @@ pub(super) fn encode_record(
     out
 }
 
-/// Decodes block `block` of `tenant`, a record of format 3 (`None`: its checksum does not
-/// match, or it is not a valid record).
-pub(super) fn decode_record(
-    v: &[u8],
-    tenant: &str,
-    block: usize,
-    params: &Params,
-) -> Option<BlockRecord> {
+/// Block `block` of `tenant` as builds before format 4 wrote it (format 3: no parameter
+/// version, parameters v1), for tests of reading old stores.
+#[cfg(test)]
+pub(super) fn encode_record_v3(r: &BlockRecord, tenant: &str, block: usize) -> Vec<u8> {
+    let v4 = encode_record(r, tenant, block, &Params::v1());
+    let mut out = vec![RECORD_FORMAT_V3];
+    out.extend_from_slice(&v4[3..v4.len() - CHECKSUM_BYTES]);
+    let sum = checksum(BLOCK_DOMAIN, tenant, block as u64, &out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// What a record's first bytes say about it: the version of the parameters its block was
+/// made with, as written (format 4) or implied (format 3: v1). `None`: not a record of
+/// format 3 or 4, or too short to tell. The checksum is not checked: a record read in
+/// full goes through [`decode_record`], which does.
+pub(super) fn record_version(v: &[u8]) -> Option<u16> {
+    match *v.first()? {
+        RECORD_FORMAT => Some(u16::from_le_bytes(v.get(1..3)?.try_into().ok()?)),
+        RECORD_FORMAT_V3 => Some(1),
+        _ => None,
+    }
+}
+
+/// Decodes block `block` of `tenant`, a record of format 4 or 3, with the parameters it
+/// names (`None`: its checksum does not match, it is not a valid record, or its
+/// parameter version is not one this build knows).
+pub(super) fn decode_record(v: &[u8], tenant: &str, block: usize) -> Option<(Params, BlockRecord)> {
     let bytes = verified(BLOCK_DOMAIN, tenant, block as u64, v)?;
-    (bytes.first() == Some(&RECORD_FORMAT))
-        .then(|| decode_unchecked(bytes, params))
-        .flatten()
+    let params = Params::of_version(record_version(bytes)?)?;
+    let body = match bytes[0] {
+        RECORD_FORMAT => &bytes[3..],
+        _ => &bytes[1..],
+    };
+    Some((params, decode_body(RECORD_FORMAT_V3, body, &params)?))
 }
 
 /// Decodes a record of schema 2, format 2 or 1 (64-bit body, 32-bit shifts; its body is
 /// rounded to the stored precision as it is read, the one-time rounding a format-1 block
-/// gets), for the migration to rewrite it as format 3.
-pub(super) fn decode_legacy(v: &[u8], params: &Params) -> Option<BlockRecord> {
-    matches!(v.first(), Some(&RECORD_FORMAT_V1 | &RECORD_FORMAT_V2))
-        .then(|| decode_unchecked(v, params))
+/// gets), for the migration to rewrite it in this build's format. Such blocks are of
+/// parameters v1, the only ones their builds made.
+pub(super) fn decode_legacy(v: &[u8]) -> Option<BlockRecord> {
+    let format = *v.first()?;
+    matches!(format, RECORD_FORMAT_V1 | RECORD_FORMAT_V2)
+        .then(|| decode_body(format, &v[1..], &Params::v1()))
         .flatten()
 }
 
-/// Decodes a record's bytes without its checksum (formats 3 and 2 share their layout).
-fn decode_unchecked(v: &[u8], params: &Params) -> Option<BlockRecord> {
+/// Decodes what follows a record's header, without its checksum, laid out as `format`
+/// lays it out (formats 4, 3 and 2 share the layout of everything after their header).
+fn decode_body(format: u8, v: &[u8], params: &Params) -> Option<BlockRecord> {
     let n = params.polynomial_size;
     let mut at = 0usize;
     let mut take = |len: usize| -> Option<&[u8]> {
@@ -211,14 +246,13 @@ fn decode_unchecked(v: &[u8], params: &Params) -> Option<BlockRecord> {
         at += len;
         Some(s)
     };
-    let format = take(1)?[0];
     let words = |b: &[u8]| -> Vec<u64> {
         b.chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect()
     };
     let body = match format {
-        RECORD_FORMAT | RECORD_FORMAT_V2 => unpack_body(take(packed_body_len(n))?, params),
+        RECORD_FORMAT_V3 | RECORD_FORMAT_V2 => unpack_body(take(packed_body_len(n))?, params),
         RECORD_FORMAT_V1 => words(take(8 * n)?)
             .into_iter()
             .map(|c| round_body(c, params))
@@ -289,23 +323,23 @@ mod tests {
                 ],
             };
             let bytes = encode_record(&record, "t", 5, &p);
-            assert_eq!(decode_record(&bytes, "t", 5, &p), Some(record.clone()));
+            assert_eq!(decode_record(&bytes, "t", 5), Some((p, record.clone())));
             for cut in [0, 1, 100, bytes.len() - 1] {
-                assert_eq!(decode_record(&bytes[..cut], "t", 5, &p), None);
+                assert_eq!(decode_record(&bytes[..cut], "t", 5), None);
             }
             let mut long = bytes.clone();
             long.push(0);
-            assert_eq!(decode_record(&long, "t", 5, &p), None);
+            assert_eq!(decode_record(&long, "t", 5), None);
             let mut unknown = bytes.clone();
             unknown[0] = 9;
-            assert_eq!(decode_record(&unknown, "t", 5, &p), None);
+            assert_eq!(decode_record(&unknown, "t", 5), None);
             // Its checksum binds it to its key: another block or tenant does not verify.
-            assert_eq!(decode_record(&bytes, "t", 6, &p), None);
-            assert_eq!(decode_record(&bytes, "u", 5, &p), None);
+            assert_eq!(decode_record(&bytes, "t", 6), None);
+            assert_eq!(decode_record(&bytes, "u", 5), None);
             for at in [1, 500, bytes.len() / 2, bytes.len() - 9, bytes.len() - 1] {
                 let mut flipped = bytes.clone();
                 flipped[at] ^= 0x10;
-                assert_eq!(decode_record(&flipped, "t", 5, &p), None, "byte {at}");
+                assert_eq!(decode_record(&flipped, "t", 5), None, "byte {at}");
             }
         }
         // A full block of 15 seeds is three parts of one page each.
@@ -323,6 +357,54 @@ mod tests {
             encode_record(&full, "t", 0, &p).len().div_ceil(PART_BYTES),
             3
         );
+    }
+
+    #[test]
+    fn a_record_names_its_parameters_and_a_format_3_record_is_v1() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for p in Params::known() {
+            let record = BlockRecord {
+                body: (0..p.polynomial_size)
+                    .map(|_| round_body(rng.random(), &p))
+                    .collect(),
+                base_mask: None,
+                seeds: (0..p.slots_per_block())
+                    .map(|i| MaskSeed {
+                        seed: rng.random(),
+                        shift: (i * p.slot_width()) as u32,
+                    })
+                    .collect(),
+            };
+            let bytes = encode_record(&record, "t", 2, &p);
+            assert_eq!(record_version(&bytes), Some(p.version));
+            assert_eq!(decode_record(&bytes, "t", 2), Some((p, record.clone())));
+            if p == Params::v1() {
+                // As builds before format 4 wrote it: no version, read as v1.
+                let old = encode_record_v3(&record, "t", 2);
+                assert_eq!(old[0], RECORD_FORMAT_V3);
+                assert_eq!(record_version(&old), Some(1));
+                assert_eq!(decode_record(&old, "t", 2), Some((p, record.clone())));
+                assert_eq!(decode_record(&old, "t", 3), None, "bound to its key");
+            }
+            // The version is covered by the checksum: another one does not verify.
+            let mut relabelled = bytes.clone();
+            relabelled[1] ^= 3;
+            assert_eq!(decode_record(&relabelled, "t", 2), None);
+        }
+        // A version this build does not know is not read with any parameters.
+        let p = Params::v2();
+        let record = BlockRecord {
+            body: vec![0; p.polynomial_size],
+            base_mask: None,
+            seeds: vec![],
+        };
+        let mut unknown = encode_record(&record, "t", 0, &p);
+        unknown[1..3].copy_from_slice(&99u16.to_le_bytes());
+        let n = unknown.len() - CHECKSUM_BYTES;
+        let sum = checksum(BLOCK_DOMAIN, "t", 0, &unknown[..n]);
+        unknown[n..].copy_from_slice(&sum);
+        assert_eq!(record_version(&unknown), Some(99));
+        assert_eq!(decode_record(&unknown, "t", 0), None);
     }
 
     /// The first block layout's encoding (64-bit body, u32 shifts), as earlier builds wrote it.
@@ -352,7 +434,7 @@ mod tests {
                 shift: 129 * 3,
             }],
         };
-        let read = decode_legacy(&encode_record_v1(&old), &p).unwrap();
+        let read = decode_legacy(&encode_record_v1(&old)).unwrap();
         assert_eq!(read.seeds, old.seeds);
         for (r, o) in read.body.iter().zip(&old.body) {
             assert_eq!(*r, round_body(*o, &p));
@@ -360,8 +442,8 @@ mod tests {
             assert!(err.unsigned_abs() <= 1 << (63 - p.body_bits()), "{err}");
         }
         assert_eq!(
-            decode_record(&encode_record(&read, "t", 0, &p), "t", 0, &p),
-            Some(read)
+            decode_record(&encode_record(&read, "t", 0, &p), "t", 0),
+            Some((p, read))
         );
     }
 
