@@ -643,11 +643,18 @@ fn live_labels_follow_moving_faces_and_a_returning_face_is_identified_again() {
 /// means with the people enrolled now, and "FPIR 1% for this gallery" moves the slider to
 /// the threshold computed by hand from assets/calibration-lfw-devtrain.json (impostor pairs
 /// accepted of 5,923,194: 5,763 at 1.125, 6,539 at 1.128, 29,426 at 1.165, 30,546 at 1.166,
-/// 57,645 at 1.183, 59,775 at 1.184). Verify keeps the 1:1 meaning.
+/// 57,645 at 1.183, 59,775 at 1.184). Verify keeps the 1:1 meaning. The key is one of
+/// parameters v1, made before v2 was the default: its gallery, default threshold (1.128)
+/// and calibration stay v1's.
 #[test]
 fn the_threshold_says_what_it_means_for_this_gallery_and_the_fpir_preset_moves_it() {
+    use blindface::client::keys::KeyFile;
     let dir = tempfile::tempdir().unwrap();
+    blindface::he::SecretKey::generate(&Params::v1())
+        .save(&dir.path().join("a.key"), false)
+        .unwrap();
     let mut h = builtin_on(dir.path(), "obama.jpg");
+    assert_eq!(h.state().state.key_params, Params::v1());
     let preset = "FPIR 1% for this gallery";
     let threshold = |h: &Harness<'static, BlindfaceApp>| h.state().state.settings.threshold;
     let near = |a: f32, b: f64| (a as f64 - b).abs() < 1e-6;

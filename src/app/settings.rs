@@ -252,3 +252,31 @@ pub fn ui(
         actions.push(Action::SettingsChanged);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_say_which_templates_a_key_makes_and_how_to_move() {
+        let (v1, v2) = (Params::v1(), Params::v2());
+        assert_eq!(
+            templates_line(&v2),
+            "Templates: parameters v2 (80 dimensions, 25 per block)"
+        );
+        assert_eq!(
+            templates_line(&v1),
+            "Templates: parameters v1 (128 dimensions, 15 per block), the older format"
+        );
+        assert_eq!(upgrade_advice(&v2), None, "current: nothing to do");
+        let advice = upgrade_advice(&v1).unwrap();
+        for part in [
+            "New keys make v2 templates (80 dimensions, 25 per block instead of 15)",
+            "cannot be converted",
+            "export this key",
+            "generate a new key, and enrol everyone again",
+        ] {
+            assert!(advice.contains(part), "{part}: {advice}");
+        }
+    }
+}
