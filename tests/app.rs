@@ -238,6 +238,10 @@ fn enrol_identify_threshold_and_key_round_trip() {
     show(&mut h, "biden.jpg");
     enrol(&mut h, "Biden");
     assert_eq!(h.state().state.gallery.len(), 1);
+    assert!(
+        h.state().state.timings.bytes_sent.is_some(),
+        "the enrolment's"
+    );
     h.get_by_label("Import key...").click();
     wait(&mut h, "the import dialog", |a| {
         a.state.key_candidate.is_some()
@@ -248,6 +252,9 @@ fn enrol_identify_threshold_and_key_round_trip() {
     wait(&mut h, "the new key", |a| {
         a.state.key_fingerprint == fingerprint
     });
+    // The other key's requests' timings are not shown as this key's.
+    let t = &h.state().state.timings;
+    assert_eq!((t.encrypt_ms, t.bytes_sent, t.match_ms), (None, None, None));
     wait(&mut h, "the first key's gallery", |a| {
         a.state.gallery.iter().any(|(_, n)| n == "Obama")
     });

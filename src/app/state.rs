@@ -629,6 +629,12 @@ impl AppState {
                         self.last_match = None;
                         self.last_exchange = None;
                         self.history.clear();
+                        // So are the old key's requests' timings (detection's is the
+                        // frame's, and stays).
+                        self.timings = Timings {
+                            detect_ms: self.timings.detect_ms,
+                            ..Timings::default()
+                        };
                         // Notices about the old key (e.g. "Now using key ...") go too.
                         self.clear_topic(Operation::Key);
                         self.gallery_changed();

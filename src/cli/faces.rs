@@ -6,13 +6,13 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use blindface::client::face::{choose_face, embed_face, FaceSelection};
+use blindface::client::face::{choose_face, embed_face, features, FaceSelection};
 use blindface::client::keys::{open_key, KeyOrigin, KeyPolicy};
 use blindface::he::{
     decrypt_for, encrypt_probe, encrypt_template, to_float_l2, Gallery, PreparedProbe, Template,
     TemplateId,
 };
-use blindface::vision::{load_image, Embedding, Face, FacePipeline};
+use blindface::vision::{load_image, Face, FacePipeline};
 
 use super::output::{emit, Globals};
 
@@ -121,19 +121,21 @@ struct CompareOutput {
     key: String,
 }
 
-/// The largest face of `path`: its float embedding and its template.
+/// The largest face of `path`: the float vector its template quantises (the embedding
+/// for v1, its projection for v2: float distances are measured between these, on the
+/// threshold's scale) and its template.
 fn embed_file(
     pipeline: &FacePipeline,
     path: &Path,
     params: &blindface::he::Params,
-) -> Result<(Embedding, Template)> {
+) -> Result<(Vec<f32>, Template)> {
     let img = load_image(path)?;
     let faces = pipeline.detect(&img)?;
     let (_, face) = choose_face(&faces, FaceSelection::Largest)
         .map_err(|_| anyhow::anyhow!("no face found in {}", path.display()))?;
     let e = embed_face(pipeline, &img, &face, params)
         .with_context(|| format!("embedding {}", path.display()))?;
-    Ok((e.embedding, e.template))
+    Ok((features(&e.embedding, params)?, e.template))
 }
 
 pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
@@ -156,11 +158,13 @@ pub fn compare(globals: &Globals, a: &Path, b: &Path) -> Result<()> {
     let distance = decrypt_for(&key, &ctx, &result, id)?.distance_sq;
     let quantised = ta.distance_sq(&tb);
 
-    let l2 = ea.l2(&eb);
+    // Both unit vectors: the cosine is their dot product.
+    let l2 = blindface::eval::l2(&ea, &eb) as f32;
+    let cosine = ea.iter().zip(&eb).map(|(x, y)| x * y).sum();
     let out = CompareOutput {
         image_a: a.display().to_string(),
         image_b: b.display().to_string(),
-        cosine: ea.cosine(&eb),
+        cosine,
         l2,
         l2_quantised: to_float_l2(quantised, &params),
         l2_encrypted: to_float_l2(distance, &params),
