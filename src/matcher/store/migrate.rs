@@ -154,6 +154,7 @@ mod tests {
     use super::*;
     use crate::he::{
         decrypt, encrypt_probe, encrypt_template, synthetic_templates, PreparedProbe, SecretKey,
+        Template,
     };
     use crate::matcher::store::{Store, META, STORE_FILE, TENANTS};
 
@@ -240,17 +241,16 @@ mod tests {
             synthetic_templates(3, 9, &v2),
         );
         let dir = tempfile::tempdir().unwrap();
+        // Ids 1..=n, one transaction.
+        let enrol_all = |g: &Galleries, tenant: &str, key: &SecretKey, ts: &[Template]| {
+            let items = (ts.iter().enumerate())
+                .map(|(i, t)| (TemplateId(i as u64 + 1), encrypt_template(key, t), vec![]))
+                .collect();
+            g.enrol_many(tenant, items, 100).unwrap();
+        };
         {
             let g = Galleries::open(dir.path(), &v1, 100).unwrap();
-            for (i, t) in t1.iter().enumerate() {
-                g.enrol(
-                    "old",
-                    TemplateId(i as u64 + 1),
-                    encrypt_template(&k1, t),
-                    b"",
-                )
-                .unwrap();
-            }
+            enrol_all(&g, "old", &k1, &t1);
             // Rewritten as an older build wrote them.
             let store = g.store();
             let records = store.block_records("old", &v1, &[0, 1]).unwrap();
@@ -274,15 +274,7 @@ mod tests {
         assert_eq!(first_version(dir.path(), 0), (3, Some(1)));
         let g = Galleries::open(dir.path(), &v2, 100).unwrap();
         assert_eq!(g.gallery_params("old").unwrap(), Some(v1));
-        for (i, t) in t2.iter().enumerate() {
-            g.enrol(
-                "new",
-                TemplateId(i as u64 + 1),
-                encrypt_template(&k2, t),
-                b"",
-            )
-            .unwrap();
-        }
+        enrol_all(&g, "new", &k2, &t2);
         let exact = |g: &Galleries, removed: Option<usize>| {
             for (tenant, key, ts) in [("old", &k1, &t1), ("new", &k2, &t2)] {
                 let (probe, ctx) = encrypt_probe(key, &ts[0]);
