@@ -209,6 +209,19 @@ fn a_server_holds_v1_and_v2_galleries_and_refuses_a_mix() {
             matches!(refused, MatcherError::GalleryParams { .. }),
             "{refused}"
         );
+        // A removal's or a move's ciphertexts of the other version: refused before the
+        // change is recorded.
+        let other_ct = encrypt_template(key, t);
+        let refused = m.erase(before[0].id, &other_ct).unwrap_err();
+        assert!(
+            matches!(refused, MatcherError::GalleryParams { .. }),
+            "{refused}"
+        );
+        let refused = m.relocate(before[0].id, &other_ct, &other_ct).unwrap_err();
+        assert!(
+            matches!(refused, MatcherError::GalleryParams { .. }),
+            "{refused}"
+        );
         assert_eq!(m.list().unwrap(), before, "nothing changed");
     }
 

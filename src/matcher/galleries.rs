@@ -203,8 +203,9 @@ impl Galleries {
         Ok(fixed_params(&g))
     }
 
-    /// [`MatcherError::GalleryParams`] unless a probe of `params` can be matched with
-    /// `tenant`'s gallery (a cluster node checks before it scatters an identify).
+    /// [`MatcherError::GalleryParams`] unless a ciphertext of `params` can be matched
+    /// with, or added to, `tenant`'s gallery (a cluster node checks before it scatters an
+    /// identify or appends a removal to the log).
     pub fn check_params(&self, tenant: &str, params: &Params) -> Result<(), MatcherError> {
         let t = self.tenant(tenant)?;
         let g = t.gallery.read().map_err(poisoned)?;

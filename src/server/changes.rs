@@ -149,8 +149,26 @@ pub fn precheck(s: &ServerState, op: &Op) -> Result<(), ApiError> {
         } => Ok(s
             .galleries
             .check_enrolment_into(tenant, TemplateId(*id), &template(t)?, label)?),
-        Op::Erase { tenant, id, .. } | Op::Relocate { tenant, id, .. } => {
-            Ok(s.galleries.check_known(tenant, TemplateId(*id))?)
+        Op::Erase {
+            tenant,
+            id,
+            negation,
+        } => {
+            s.galleries.check_known(tenant, TemplateId(*id))?;
+            Ok(s.galleries
+                .check_params(tenant, template(negation)?.params())?)
+        }
+        Op::Relocate {
+            tenant,
+            id,
+            negation,
+            fresh,
+        } => {
+            s.galleries.check_known(tenant, TemplateId(*id))?;
+            for t in [negation, fresh] {
+                s.galleries.check_params(tenant, template(t)?.params())?;
+            }
+            Ok(())
         }
         Op::Register { max, .. } => s.auth.check_room(*max),
         _ => Ok(()),
