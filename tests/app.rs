@@ -734,6 +734,52 @@ fn the_threshold_says_what_it_means_for_this_gallery_and_the_fpir_preset_moves_i
     assert!(near(threshold(&h), 1.125), "disabled in verify mode");
 }
 
+/// A v1 key's user moves to v2 as Settings say: "Generate new key...", the dialog names
+/// both versions, and after "Replace key" the key, its (empty) gallery, the default
+/// threshold and the calibration are v2's; the v1 gallery stays with the v1 key.
+#[test]
+fn moving_from_a_v1_key_to_a_new_v2_key() {
+    use blindface::client::keys::KeyFile;
+    let dir = tempfile::tempdir().unwrap();
+    blindface::he::SecretKey::generate(&Params::v1())
+        .save(&dir.path().join("a.key"), false)
+        .unwrap();
+    let mut h = builtin_on(dir.path(), "obama.jpg");
+    assert_eq!(h.state().state.key_params, Params::v1());
+    assert_eq!(h.state().state.settings.threshold, 1.128);
+    enrol(&mut h, "Obama");
+    assert!(shows(
+        &h,
+        "Templates: parameters v1 (128 dimensions, 15 per block), the older format"
+    ));
+    assert!(shows(&h, "generate a new key, and enrol everyone again"));
+    h.get_by_label("Generate new key...").click();
+    wait(&mut h, "the candidate", |a| a.state.key_candidate.is_some());
+    assert!(shows(&h, "v2 templates)?"));
+    assert!(shows(
+        &h,
+        "The current key's templates are v1, the new key's v2"
+    ));
+    h.get_by_label("Replace key").click();
+    h.step();
+    wait(&mut h, "the new key", |a| {
+        a.state.key_params == Params::v2()
+    });
+    wait(&mut h, "its own, empty gallery", |a| {
+        a.state.gallery.is_empty()
+    });
+    assert_eq!(h.state().state.settings.threshold, 1.158);
+    assert!(shows(
+        &h,
+        "Templates: parameters v2 (80 dimensions, 25 per block)"
+    ));
+    assert!(!shows(&h, "the older format"));
+    assert!(shows(
+        &h,
+        "One comparison at 1.158: about 1 in 567 strangers"
+    ));
+}
+
 /// Dialogs that cannot be shown (no desktop portal, no zenity).
 struct NoDialogs;
 

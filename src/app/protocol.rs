@@ -347,10 +347,11 @@ pub enum Event {
     Connection(Connection),
     Key(KeyInfo),
     /// A key waiting for confirmation: where it came from (a file's path, or `None` for a
-    /// newly generated key) and its fingerprint.
+    /// newly generated key), its fingerprint and its template parameters.
     KeyCandidate {
         source: Option<String>,
         fingerprint: String,
+        params: Params,
     },
     Info {
         op: Operation,

@@ -213,6 +213,8 @@ pub struct KeyCandidate {
     /// The file it was read from; `None` for a newly generated key.
     pub source: Option<String>,
     pub fingerprint: String,
+    /// Its template parameters: the version of the gallery it opens or starts.
+    pub params: Params,
 }
 
 /// Everything the window shows, apart from textures.
@@ -647,10 +649,12 @@ impl AppState {
             Event::KeyCandidate {
                 source,
                 fingerprint,
+                params,
             } => {
                 self.key_candidate = Some(KeyCandidate {
                     source,
                     fingerprint,
+                    params,
                 })
             }
             Event::Info { op, text } => {

@@ -359,22 +359,26 @@ impl ClientThread {
                             text: "That key is the one already in use; nothing changed.".into(),
                         });
                     } else {
+                        let params = *opened.key.params();
                         self.candidate = Some(opened.key);
                         self.send(Event::KeyCandidate {
                             source: Some(path.display().to_string()),
                             fingerprint: fp,
+                            params,
                         });
                     }
                 }
                 Err(e) => self.fail(Operation::Key, e),
             },
             Command::GenerateKey => {
-                let key = SecretKey::generate(&Params::current());
+                let params = Params::current();
+                let key = SecretKey::generate(&params);
                 let fingerprint = key.fingerprint();
                 self.candidate = Some(key);
                 self.send(Event::KeyCandidate {
                     source: None,
                     fingerprint,
+                    params,
                 });
             }
             Command::AdoptKey => self.adopt_key(),
