@@ -149,6 +149,18 @@ fn builtin_on(dir: &Path, file: &str) -> Harness<'static, BlindfaceApp> {
     h
 }
 
+/// [`builtin_on`] with a key of parameters v1 (made before v2 was the default) already
+/// in `dir`: the app opens it as it is.
+fn v1_key_builtin_on(dir: &Path, file: &str) -> Harness<'static, BlindfaceApp> {
+    use blindface::client::keys::KeyFile;
+    blindface::he::SecretKey::generate(&Params::v1())
+        .save(&dir.join("a.key"), false)
+        .unwrap();
+    let h = builtin_on(dir, file);
+    assert_eq!(h.state().state.key_params, Params::v1());
+    h
+}
+
 fn best_l2(h: &Harness<'static, BlindfaceApp>) -> f32 {
     h.state().state.last_match.as_ref().unwrap().distances[0].l2
 }
@@ -655,13 +667,8 @@ fn live_labels_follow_moving_faces_and_a_returning_face_is_identified_again() {
 /// and calibration stay v1's.
 #[test]
 fn the_threshold_says_what_it_means_for_this_gallery_and_the_fpir_preset_moves_it() {
-    use blindface::client::keys::KeyFile;
     let dir = tempfile::tempdir().unwrap();
-    blindface::he::SecretKey::generate(&Params::v1())
-        .save(&dir.path().join("a.key"), false)
-        .unwrap();
-    let mut h = builtin_on(dir.path(), "obama.jpg");
-    assert_eq!(h.state().state.key_params, Params::v1());
+    let mut h = v1_key_builtin_on(dir.path(), "obama.jpg");
     let preset = "FPIR 1% for this gallery";
     let threshold = |h: &Harness<'static, BlindfaceApp>| h.state().state.settings.threshold;
     let near = |a: f32, b: f64| (a as f64 - b).abs() < 1e-6;
@@ -739,13 +746,8 @@ fn the_threshold_says_what_it_means_for_this_gallery_and_the_fpir_preset_moves_i
 /// threshold and the calibration are v2's; the v1 gallery stays with the v1 key.
 #[test]
 fn moving_from_a_v1_key_to_a_new_v2_key() {
-    use blindface::client::keys::KeyFile;
     let dir = tempfile::tempdir().unwrap();
-    blindface::he::SecretKey::generate(&Params::v1())
-        .save(&dir.path().join("a.key"), false)
-        .unwrap();
-    let mut h = builtin_on(dir.path(), "obama.jpg");
-    assert_eq!(h.state().state.key_params, Params::v1());
+    let mut h = v1_key_builtin_on(dir.path(), "obama.jpg");
     assert_eq!(h.state().state.settings.threshold, 1.128);
     enrol(&mut h, "Obama");
     assert!(shows(

@@ -153,24 +153,31 @@ pub fn precheck(s: &ServerState, op: &Op) -> Result<(), ApiError> {
             tenant,
             id,
             negation,
-        } => {
-            s.galleries.check_known(tenant, TemplateId(*id))?;
-            Ok(s.galleries
-                .check_params(tenant, template(negation)?.params())?)
-        }
+        } => precheck_change(s, tenant, *id, &[negation]),
         Op::Relocate {
             tenant,
             id,
             negation,
             fresh,
-        } => {
-            s.galleries.check_known(tenant, TemplateId(*id))?;
-            for t in [negation, fresh] {
-                s.galleries.check_params(tenant, template(t)?.params())?;
-            }
-            Ok(())
-        }
+        } => precheck_change(s, tenant, *id, &[negation, fresh]),
         Op::Register { max, .. } => s.auth.check_room(*max),
         _ => Ok(()),
     }
+}
+
+/// The precheck of a removal or a move of template `id`: it is in `tenant`'s gallery,
+/// and the owner's ciphertexts are of the gallery's parameters. Only their headers are
+/// read: the route parsed them whole already, and [`apply`] parses them again.
+fn precheck_change(
+    s: &ServerState,
+    tenant: &str,
+    id: u64,
+    templates: &[&Vec<u8>],
+) -> Result<(), ApiError> {
+    s.galleries.check_known(tenant, TemplateId(id))?;
+    for t in templates {
+        let params = crate::he::wire::known_params(crate::he::wire::Kind::Template, t)?;
+        s.galleries.check_params(tenant, &params)?;
+    }
+    Ok(())
 }

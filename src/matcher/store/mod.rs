@@ -578,15 +578,16 @@ impl Store {
         let block = k.value().1 >> PART_BITS;
         let damaged = || self.damaged(tenant, StoredRecord::Block(block));
         let version = record_version(v.value()).ok_or_else(damaged)?;
+        let known = Params::known()
+            .map(|p| format!("v{}", p.version))
+            .join(", ");
         match Params::of_version(version) {
             Some(p) => Ok(Some(p)),
-            None => {
-                Err(self.error(format!(
-                "block {block} of tenant {tenant:?} was made with template parameters v{version}, \
-                 which this build does not know (it reads {}); upgrade blindface",
-                Params::known().map(|p| format!("v{}", p.version)).join(", ")
-            )))
-            }
+            None => Err(self.error(format!(
+                "block {block} of tenant {tenant:?} was made with template parameters \
+                 v{version}, which this build does not know (it reads {known}); upgrade \
+                 blindface"
+            ))),
         }
     }
 

@@ -193,8 +193,9 @@ pub(super) fn encode_record(
 #[cfg(test)]
 pub(super) fn encode_record_v3(r: &BlockRecord, tenant: &str, block: usize) -> Vec<u8> {
     let v4 = encode_record(r, tenant, block, &Params::v1());
+    let (_, body) = record_header(&v4).expect("a format-4 record");
     let mut out = vec![RECORD_FORMAT_V3];
-    out.extend_from_slice(&v4[3..v4.len() - CHECKSUM_BYTES]);
+    out.extend_from_slice(&body[..body.len() - CHECKSUM_BYTES]);
     let sum = checksum(BLOCK_DOMAIN, tenant, block as u64, &out);
     out.extend_from_slice(&sum);
     out
@@ -205,9 +206,15 @@ pub(super) fn encode_record_v3(r: &BlockRecord, tenant: &str, block: usize) -> V
 /// format 3 or 4, or too short to tell. The checksum is not checked: a record read in
 /// full goes through [`decode_record`], which does.
 pub(super) fn record_version(v: &[u8]) -> Option<u16> {
+    record_header(v).map(|(version, _)| version)
+}
+
+/// A record's parameter version and what follows its header (the one place that knows
+/// the headers of formats 4 and 3).
+fn record_header(v: &[u8]) -> Option<(u16, &[u8])> {
     match *v.first()? {
-        RECORD_FORMAT => Some(u16::from_le_bytes(v.get(1..3)?.try_into().ok()?)),
-        RECORD_FORMAT_V3 => Some(1),
+        RECORD_FORMAT => Some((u16::from_le_bytes(v.get(1..3)?.try_into().ok()?), &v[3..])),
+        RECORD_FORMAT_V3 => Some((1, &v[1..])),
         _ => None,
     }
 }
@@ -217,11 +224,8 @@ pub(super) fn record_version(v: &[u8]) -> Option<u16> {
 /// parameter version is not one this build knows).
 pub(super) fn decode_record(v: &[u8], tenant: &str, block: usize) -> Option<(Params, BlockRecord)> {
     let bytes = verified(BLOCK_DOMAIN, tenant, block as u64, v)?;
-    let params = Params::of_version(record_version(bytes)?)?;
-    let body = match bytes[0] {
-        RECORD_FORMAT => &bytes[3..],
-        _ => &bytes[1..],
-    };
+    let (version, body) = record_header(bytes)?;
+    let params = Params::of_version(version)?;
     Some((params, decode_body(RECORD_FORMAT_V3, body, &params)?))
 }
 
