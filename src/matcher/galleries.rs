@@ -484,15 +484,16 @@ impl Galleries {
         let Some(params) = items.first().map(|(_, t, _)| *t.params()) else {
             return Ok(());
         };
+        let t = self.tenant(tenant)?;
+        let _writer = t.writer.lock().map_err(poisoned)?;
+        // The gallery's version is the first template's from here (or it refuses it).
+        self.take_params(&t, &params)?;
         if let Some((_, other, _)) = items.iter().find(|(_, t, _)| t.params() != &params) {
             return Err(MatcherError::GalleryParams {
                 gallery: params.version,
                 given: other.params().version,
             });
         }
-        let t = self.tenant(tenant)?;
-        let _writer = t.writer.lock().map_err(poisoned)?;
-        self.take_params(&t, &params)?;
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
             let part: Vec<_> = items.by_ref().take(per_commit.max(1)).collect();
@@ -1078,6 +1079,23 @@ mod tests {
                 .enrol_many("a", vec![(TemplateId(99), other.clone(), vec![])], 10)
                 .unwrap_err();
             assert!(matches!(e, MatcherError::GalleryParams { .. }), "{e}");
+            // A mixed batch into the v1 gallery: named by the gallery's version, not by
+            // the batch's first template's.
+            let mixed = vec![
+                (TemplateId(99), other.clone(), vec![]),
+                (TemplateId(98), encrypt_template(&k1, &t1[0]), vec![]),
+            ];
+            let e = g.enrol_many("a", mixed, 10).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    MatcherError::GalleryParams {
+                        gallery: 1,
+                        given: 2
+                    }
+                ),
+                "{e}"
+            );
             let e = g
                 .check_enrolment_into("a", TemplateId(99), &other, b"")
                 .unwrap_err();
