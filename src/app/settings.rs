@@ -14,7 +14,7 @@ use super::dialogs::DialogKind;
 use super::protocol::{Connection, Event};
 use super::state::{AppState, Settings};
 use crate::client::Access;
-use crate::he::{Params, PARAMS_VERSION};
+use crate::he::Params;
 use crate::matcher::tls::Fingerprint;
 use crate::matcher::MatcherSpec;
 
@@ -59,7 +59,7 @@ impl SettingsPanel {
 
 /// What the settings say about the key's templates: their parameter version and shape.
 pub fn templates_line(p: &Params) -> String {
-    let older = if p.version < PARAMS_VERSION {
+    let older = if p.version < Params::current().version {
         ", the older format"
     } else {
         ""
